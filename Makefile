@@ -1,0 +1,133 @@
+# One Makefile, out-of-tree build in build/ (or O=dir). See docs/ARCHITECTURE.md.
+#   make            programs: build/kata-deploy, build/kata-deploy-agent, build/kata-build
+#   make check      unit tests, fuzz-corpus replay, integration tests (real peers on loopback)
+#   make asan       the same tests under ASan + UBSan (build in build-asan/)
+#   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make format-check / make format
+#   make demo       throw-away host root: pack, install, status, uninstall
+#   make bench      benchmarks against the physical baselines
+#   make install    PREFIX=/usr/local DESTDIR=
+
+O ?= build
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+CC ?= cc
+PKGS := libcurl yaml-0.1 json-c libarchive openssl libkmod libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+	-Wno-format-nonliteral
+OPT ?= -O2 -g
+HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2
+SAN ?=
+CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SAN) -I. -Ilib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL := -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
+LIBS := $(PKG_LIBS) -lpthread
+
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+ENGINE_SRCS := $(filter-out deployer/main.c,$(sort $(wildcard deployer/*.c)))
+AGENT_SRCS := $(sort $(wildcard node-agent/*.c))
+BUILDER_SRCS := $(filter-out builder/main.c,$(sort $(wildcard builder/*.c)))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+
+objs = $(patsubst %.c,$(O)/%.o,$(1))
+LIB_A := $(O)/libkd.a
+ENGINE_A := $(O)/libkdengine.a
+BUILDER_A := $(O)/libkdbuild.a
+PROGRAMS := $(O)/kata-deploy
+ifneq ($(AGENT_SRCS),)
+PROGRAMS += $(O)/kata-deploy-agent
+endif
+ifneq ($(wildcard builder/main.c),)
+PROGRAMS += $(O)/kata-build
+endif
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
+REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
+TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
+
+.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps manifests
+all: $(PROGRAMS) $(TOOL_BINS)
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(LIB_A): $(call objs,$(LIB_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+$(ENGINE_A): $(call objs,$(ENGINE_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+$(BUILDER_A): $(call objs,$(BUILDER_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/kata-deploy: $(O)/deployer/main.o $(ENGINE_A) $(LIB_A)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(O)/kata-deploy-agent: $(call objs,$(AGENT_SRCS)) $(ENGINE_A) $(LIB_A)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(O)/kata-build: $(O)/builder/main.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# Unit tests link the same objects as production.
+$(O)/tests/test-%: $(O)/tests/unit/test-%.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(O)/tests/%: $(O)/tests/tools/%.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+# Fuzz targets replayed over their corpus by a plain driver (make check), libFuzzer in make fuzz.
+$(O)/tests/replay-%: $(O)/tests/fuzz/fuzz-%.o $(O)/tests/fuzz/replay.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+$(O)/tests/fuzz/replay.o: tests/fuzz/replay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+unit: $(UNIT_BINS) $(REPLAY_BINS)
+	@O=$(O) tests/run-unit.sh $(UNIT_BINS)
+	@O=$(O) tests/run-replay.sh $(REPLAY_BINS)
+
+integration: all
+	@O=$(O) tests/run-integration.sh
+
+check: all unit integration
+
+asan:
+	$(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		HARDEN="-fstack-protector-strong" unit
+	ASAN_OPTIONS=detect_leaks=1 $(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		HARDEN="-fstack-protector-strong" integration KD_ASAN=1
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@tests/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_SRCS)
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find lib deployer node-agent builder tests -name '*.[ch]')
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+format:
+	clang-format -i $(FORMAT_FILES)
+
+demo: all
+	@O=$(O) scripts/demo.sh
+
+bench: all
+	@O=$(O) bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+
+deps:
+	scripts/install-deps.sh
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)
