@@ -1,0 +1,139 @@
+/* The payload format (docs/PAYLOAD.md): one zstd-compressed tar whose first entry is the
+ * manifest "kata-payload.json", followed by the tree under "opt/kata/" in sorted order, and an
+ * optional detached signature "<payload>.sig" over the payload's sha256. This module packs a
+ * payload from a directory, opens and verifies one, and extracts selected components into a
+ * directory fd with every entry checked against the manifest. It knows nothing of installs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "err.h"
+
+#define KD_PAYLOAD_FORMAT 1
+#define KD_PAYLOAD_MANIFEST_NAME "kata-payload.json"
+#define KD_PAYLOAD_TREE_PREFIX "opt/kata/"
+#define KD_PAYLOAD_SIG_CONTEXT "kata-deploy payload v1\n" /* signed message: context + hex digest  \
+							   */
+
+/* Limits on what a payload may contain; each has its own error message. */
+#define KD_PAYLOAD_MAX_MANIFEST (16u << 20)    /* manifest JSON bytes */
+#define KD_PAYLOAD_MAX_ENTRIES 200000u	       /* tar entries */
+#define KD_PAYLOAD_MAX_ENTRY_SIZE (4ull << 30) /* one file */
+#define KD_PAYLOAD_MAX_TOTAL (32ull << 30)     /* all files, uncompressed */
+
+typedef enum kd_file_type {
+	KD_FILE_REG,
+	KD_FILE_DIR,
+	KD_FILE_SYMLINK,
+	KD_FILE_HARDLINK,
+} kd_file_type;
+
+typedef struct kd_pfile {
+	char *path; /* relative to opt/kata/, e.g. "bin/containerd-shim-kata-v2" */
+	kd_file_type type;
+	mode_t mode;	  /* permission bits only; setuid/setgid/sticky are refused */
+	uint64_t size;	  /* KD_FILE_REG */
+	char sha256[65];  /* KD_FILE_REG: lowercase hex */
+	char *target;	  /* KD_FILE_SYMLINK: link text (relative, stays inside the tree);
+			     KD_FILE_HARDLINK: path (relative to opt/kata/) of an earlier file */
+	size_t component; /* index into kd_manifest.components */
+} kd_pfile;
+
+typedef struct kd_component {
+	char *name;
+	char *version;
+} kd_component;
+
+typedef struct kd_shim {
+	char *name;	   /* "qemu", "clh", ... */
+	char **components; /* names of the components this shim needs */
+	size_t n_components;
+} kd_shim;
+
+typedef struct kd_manifest {
+	int format;
+	char *version; /* payload version, e.g. "3.21.0" */
+	char *arch;    /* "x86_64", "aarch64", ... */
+	kd_component *components;
+	size_t n_components;
+	kd_pfile *files; /* sorted by path */
+	size_t n_files;
+	kd_shim *shims; /* sorted by name */
+	size_t n_shims;
+	char *signing_key; /* sha256 fingerprint of the key that signs this payload, or NULL */
+} kd_manifest;
+
+int kd_manifest_parse(const char *json, size_t len, kd_manifest **ret, kd_error *err);
+int kd_manifest_to_json(const kd_manifest *m, char **ret_json, kd_error *err);
+void kd_manifest_free(kd_manifest *m);
+const kd_pfile *kd_manifest_find(const kd_manifest *m, const char *path);
+const kd_shim *kd_manifest_find_shim(const kd_manifest *m, const char *name);
+/* Mark in mask (n_components entries) the components the given shims need. shims == NULL means
+ * every shim. An unknown shim fails with a message listing the known ones. */
+int kd_manifest_select(const kd_manifest *m, const char *const *shims, size_t n_shims, bool *mask,
+		       kd_error *err);
+
+typedef struct kd_pack_opts {
+	const char
+		*spec_path;   /* YAML/JSON: version, arch, components (name, version, paths),
+				 shims; NULL = one component "kata" with every file and shims
+				 inferred from share/defaults/kata-containers/configuration-*.toml */
+	const char *version;  /* overrides the spec's */
+	const char *arch;     /* default: the build machine's */
+	const char *sign_key; /* private key PEM: also writes <out>.sig */
+	int zstd_level;	      /* default 10 */
+	int threads;	      /* zstd workers, 0 = number of CPUs */
+	int64_t mtime;	      /* every entry's mtime (SOURCE_DATE_EPOCH), default 0 */
+} kd_pack_opts;
+
+/* Pack SRCDIR (which contains opt/kata/) into OUT, deterministically: sorted entries, uid/gid 0,
+ * fixed mtime, normalised modes (0755 dirs and executables, 0644 others), no xattrs. */
+int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts *opts,
+		    kd_error *err);
+
+typedef struct kd_payload kd_payload;
+
+/* Open a payload file: hash it (sha256 of the whole file), check it against expect_sha256 when
+ * given, verify the detached signature with pubkey_path when given (sig/siglen; -EBADMSG on a
+ * bad one), then read and validate the manifest. A manifest with signing_key set but no
+ * pubkey_path fails with a message naming the fingerprint. The fd is dup'ed. */
+typedef struct kd_payload_verify {
+	const char *expect_sha256; /* optional */
+	const char *pubkey_path;   /* optional */
+	const uint8_t *sig;	   /* required when pubkey_path is set */
+	size_t siglen;
+} kd_payload_verify;
+int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,
+		    kd_error *err);
+const kd_manifest *kd_payload_manifest(const kd_payload *p);
+const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
+void kd_payload_free(kd_payload *p);
+
+typedef struct kd_extract_opts {
+	const bool *component_mask; /* n_components entries; NULL = all */
+	int reuse_dirfd;	    /* -1, or a previous version's tree: files whose
+				       sha256 matches reuse_manifest are hardlinked
+				       from there instead of written again */
+	const kd_manifest *reuse_manifest;
+	bool sync; /* fsync every written file before returning */
+} kd_extract_opts;
+
+typedef struct kd_extract_stats {
+	uint64_t files_written, files_linked, bytes_written, entries_skipped;
+} kd_extract_stats;
+
+/* Extract into destfd (an empty directory): paths have opt/kata/ stripped. Every tar entry
+ * must be in the manifest with the same type, mode, size, sha256 and link target; paths must be
+ * safe; no devices, FIFOs, setuid bits, absolute or escaping links, or entries beyond limits;
+ * every selected manifest file must be present. On failure destfd may hold a partial tree: the
+ * caller removes it. */
+int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
+		       kd_extract_stats *ret_stats, kd_error *err);
+
+/* Verify an extracted tree against the manifest (selected components): types, modes, sizes
+ * and, if rehash, every sha256. Returns -EBADMSG naming the first difference. */
+int kd_payload_verify_tree(const kd_manifest *m, const bool *component_mask, int dirfd, bool rehash,
+			   kd_error *err);
