@@ -21,7 +21,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 OPT ?= -O2 -g
 HARDEN := -fstack-protector-strong -D_FORTIFY_SOURCE=2
 SAN ?=
-CFLAGS_ALL := -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SAN) -I. -Ilib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+CFLAGS_ALL := -std=gnu11 -D_GNU_SOURCE $(OPT) $(WARN) $(HARDEN) $(SAN) -I. -Ilib $(PKG_CFLAGS) $(EXTRA_CFLAGS)
 LDFLAGS_ALL := -Wl,-z,relro,-z,now $(SAN) $(LDFLAGS)
 LIBS := $(PKG_LIBS) -lpthread
 

@@ -43,11 +43,15 @@ int kd_err_wrap(kd_error *err, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ctx, sizeof(ctx), fmt, ap);
 	va_end(ap);
-	if (err->msg[0])
-		snprintf(old, sizeof(old), "%s", err->msg);
-	else
-		snprintf(old, sizeof(old), "%s", strerror(code < 0 ? -code : code));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", ctx, old);
+	/* Messages are truncated on purpose when the chain grows past KD_ERROR_MAX. */
+	snprintf(old, sizeof(old), "%s",
+		 err->msg[0] ? err->msg : strerror(code < 0 ? -code : code));
+	size_t n = strnlen(ctx, sizeof(err->msg) - 3);
+	memcpy(err->msg, ctx, n);
+	memcpy(err->msg + n, ": ", 2);
+	size_t room = sizeof(err->msg) - n - 3, m = strnlen(old, room);
+	memcpy(err->msg + n + 2, old, m);
+	err->msg[n + 2 + m] = '\0';
 	if (err->code == 0)
 		err->code = code;
 	return code;
