@@ -1,0 +1,409 @@
+#include "tarball.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+struct kd_tar_reader {
+	struct archive *a;
+	int fd;
+	off_t off;
+	uint64_t entries;
+	uint64_t max_entries;
+	size_t max_path;
+	int64_t data_off; /* next expected data offset in the current entry */
+	char *path;	  /* current entry's path, trailing '/' removed */
+	size_t path_cap;
+	uint8_t *buf; /* KD_TAR_READ_BLOCK bytes */
+};
+
+struct kd_tar_writer {
+	struct archive *a;
+	struct archive_entry *e;
+	int64_t mtime;
+	bool closed;
+};
+
+const char *kd_entry_type_name(kd_entry_type t)
+{
+	switch (t) {
+	case KD_ENTRY_FILE:
+		return "file";
+	case KD_ENTRY_DIR:
+		return "directory";
+	case KD_ENTRY_SYMLINK:
+		return "symlink";
+	case KD_ENTRY_HARDLINK:
+		return "hardlink";
+	case KD_ENTRY_CHR:
+		return "character device";
+	case KD_ENTRY_BLK:
+		return "block device";
+	case KD_ENTRY_FIFO:
+		return "FIFO";
+	case KD_ENTRY_SOCK:
+		return "socket";
+	case KD_ENTRY_OTHER:
+		break;
+	}
+	return "unknown entry type";
+}
+
+/* libarchive's errno is a real errno or ARCHIVE_ERRNO_MISC (-1); format errors use EILSEQ. */
+static int archive_fail(struct archive *a, kd_error *err, const char *what)
+{
+	int e = a ? archive_errno(a) : 0;
+	const char *s = a ? archive_error_string(a) : NULL;
+	int code = e > 0 && e != EILSEQ ? -e : -EBADMSG;
+
+	if (what)
+		return kd_err(err, code, "archive: %s: %s", what, s ? s : "unknown error");
+	return kd_err(err, code, "archive: %s", s ? s : "unknown error");
+}
+
+static la_ssize_t reader_read(struct archive *a, void *userdata, const void **ret_buf)
+{
+	kd_tar_reader *r = userdata;
+	ssize_t n;
+
+	do
+		n = pread(r->fd, r->buf, KD_TAR_READ_BLOCK, r->off);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		archive_set_error(a, errno, "read: %s", strerror(errno));
+		return -1;
+	}
+	r->off += n;
+	*ret_buf = r->buf;
+	return n;
+}
+
+static la_int64_t reader_skip(struct archive *a, void *userdata, la_int64_t request)
+{
+	kd_tar_reader *r = userdata;
+	(void)a;
+	/* Only whole-block skips of uncompressed input end up here; sizes are checked by reads. */
+	r->off += request;
+	return request;
+}
+
+int kd_tar_open(int fd, const kd_tar_limits *limits, kd_tar_reader **ret, kd_error *err)
+{
+	kd_tar_reader *r = calloc(1, sizeof(*r));
+	if (!r)
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	r->fd = fd;
+	r->max_entries = limits && limits->max_entries ? limits->max_entries : KD_TAR_MAX_ENTRIES;
+	r->max_path = limits && limits->max_path ? limits->max_path : KD_TAR_MAX_PATH;
+	r->buf = malloc(KD_TAR_READ_BLOCK);
+	r->a = archive_read_new();
+	if (!r->buf || !r->a) {
+		kd_tar_reader_free(r);
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	}
+	if (archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
+	    archive_read_support_filter_zstd(r->a) != ARCHIVE_OK ||
+	    archive_read_support_filter_xz(r->a) != ARCHIVE_OK ||
+	    archive_read_support_filter_gzip(r->a) != ARCHIVE_OK) {
+		int rc = archive_fail(r->a, err, NULL);
+		kd_tar_reader_free(r);
+		return rc;
+	}
+	archive_read_set_callback_data(r->a, r);
+	archive_read_set_read_callback(r->a, reader_read);
+	archive_read_set_skip_callback(r->a, reader_skip);
+	if (archive_read_open1(r->a) != ARCHIVE_OK) {
+		int rc = archive_fail(r->a, err, NULL);
+		kd_tar_reader_free(r);
+		return rc;
+	}
+	*ret = r;
+	return 0;
+}
+
+static kd_entry_type entry_type(struct archive_entry *e)
+{
+	if (archive_entry_hardlink(e))
+		return KD_ENTRY_HARDLINK;
+	switch (archive_entry_filetype(e)) {
+	case AE_IFREG:
+		return KD_ENTRY_FILE;
+	case AE_IFDIR:
+		return KD_ENTRY_DIR;
+	case AE_IFLNK:
+		return KD_ENTRY_SYMLINK;
+	case AE_IFCHR:
+		return KD_ENTRY_CHR;
+	case AE_IFBLK:
+		return KD_ENTRY_BLK;
+	case AE_IFIFO:
+		return KD_ENTRY_FIFO;
+	case AE_IFSOCK:
+		return KD_ENTRY_SOCK;
+	default:
+		return KD_ENTRY_OTHER;
+	}
+}
+
+int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err)
+{
+	struct archive_entry *e;
+	int rc = archive_read_next_header(r->a, &e);
+
+	if (rc == ARCHIVE_EOF)
+		return 0;
+	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+		return archive_fail(r->a, err, NULL);
+	if (r->entries >= r->max_entries)
+		return kd_err(err, -E2BIG, "archive: more than %llu entries",
+			      (unsigned long long)r->max_entries);
+	r->entries++;
+
+	const char *path = archive_entry_pathname(e);
+	if (!path || !*path)
+		return kd_err(err, -EBADMSG, "archive: entry %llu has no path",
+			      (unsigned long long)r->entries);
+	size_t len = strnlen(path, r->max_path + 2);
+	if (len > r->max_path)
+		return kd_err(err, -ENAMETOOLONG,
+			      "archive: entry path '%.64s...' longer than %zu bytes", path,
+			      r->max_path);
+	if (len + 1 > r->path_cap) {
+		char *p = realloc(r->path, len + 1);
+		if (!p)
+			return kd_err(err, -ENOMEM, "archive: out of memory");
+		r->path = p;
+		r->path_cap = len + 1;
+	}
+	memcpy(r->path, path, len + 1);
+	while (len > 1 && r->path[len - 1] == '/')
+		r->path[--len] = '\0';
+
+	kd_tar_entry out = {
+		.path = r->path,
+		.type = entry_type(e),
+		.mode = archive_entry_perm(e) & 07777,
+		.size = 0,
+		.link = NULL,
+	};
+	if (out.type == KD_ENTRY_HARDLINK)
+		out.link = archive_entry_hardlink(e);
+	else if (out.type == KD_ENTRY_SYMLINK)
+		out.link = archive_entry_symlink(e);
+	if ((out.type == KD_ENTRY_HARDLINK || out.type == KD_ENTRY_SYMLINK) &&
+	    (!out.link || strnlen(out.link, r->max_path + 1) > r->max_path))
+		return kd_err(err, -ENAMETOOLONG,
+			      "archive: '%s': missing link target or longer than %zu bytes",
+			      r->path, r->max_path);
+	if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0)
+		out.size = (uint64_t)archive_entry_size(e);
+	r->data_off = 0;
+	*ret = out;
+	return 1;
+}
+
+int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, kd_error *err)
+{
+	const void *buf;
+	size_t len;
+	la_int64_t off;
+	int rc = archive_read_data_block(r->a, &buf, &len, &off);
+
+	if (rc == ARCHIVE_EOF)
+		return 0;
+	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+		return archive_fail(r->a, err, r->path);
+	if (off != r->data_off)
+		return kd_err(err, -EBADMSG, "archive: '%s': sparse entries are not supported",
+			      r->path);
+	r->data_off += (int64_t)len;
+	*ret_buf = buf;
+	*ret_len = len;
+	return 1;
+}
+
+int kd_tar_skip(kd_tar_reader *r, kd_error *err)
+{
+	if (archive_read_data_skip(r->a) != ARCHIVE_OK)
+		return archive_fail(r->a, err, r->path);
+	return 0;
+}
+
+uint64_t kd_tar_entries(const kd_tar_reader *r)
+{
+	return r->entries;
+}
+
+void kd_tar_reader_free(kd_tar_reader *r)
+{
+	if (!r)
+		return;
+	if (r->a)
+		archive_read_free(r->a);
+	free(r->buf);
+	free(r->path);
+	free(r);
+}
+
+int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, kd_error *err)
+{
+	char num[32];
+	kd_tar_writer *w = calloc(1, sizeof(*w));
+	int rc = ARCHIVE_OK;
+
+	if (!w)
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	w->mtime = o->mtime;
+	w->a = archive_write_new();
+	w->e = archive_entry_new();
+	if (!w->a || !w->e) {
+		kd_tar_writer_free(w);
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	}
+	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK)
+		goto fail;
+	switch (o->compression) {
+	case KD_COMPRESS_ZSTD:
+		rc = archive_write_add_filter_zstd(w->a);
+		if (rc == ARCHIVE_OK && o->level) {
+			snprintf(num, sizeof(num), "%d", o->level);
+			rc = archive_write_set_filter_option(w->a, "zstd", "compression-level",
+							     num);
+		}
+		if (rc == ARCHIVE_OK && o->threads > 0) {
+			snprintf(num, sizeof(num), "%d", o->threads);
+			rc = archive_write_set_filter_option(w->a, "zstd", "threads", num);
+		}
+		break;
+	case KD_COMPRESS_XZ:
+		rc = archive_write_add_filter_xz(w->a);
+		if (rc == ARCHIVE_OK && o->level) {
+			snprintf(num, sizeof(num), "%d", o->level);
+			rc = archive_write_set_filter_option(w->a, "xz", "compression-level", num);
+		}
+		if (rc == ARCHIVE_OK && o->threads > 1) {
+			snprintf(num, sizeof(num), "%d", o->threads);
+			rc = archive_write_set_filter_option(w->a, "xz", "threads", num);
+		}
+		break;
+	case KD_COMPRESS_GZIP:
+		rc = archive_write_add_filter_gzip(w->a);
+		/* No timestamp or name in the gzip header: keep the output reproducible. */
+		if (rc == ARCHIVE_OK)
+			rc = archive_write_set_filter_option(w->a, "gzip", "timestamp", NULL);
+		if (rc == ARCHIVE_OK && o->level) {
+			snprintf(num, sizeof(num), "%d", o->level);
+			rc = archive_write_set_filter_option(w->a, "gzip", "compression-level",
+							     num);
+		}
+		break;
+	case KD_COMPRESS_NONE:
+		break;
+	}
+	if (rc != ARCHIVE_OK)
+		goto fail;
+	/* No padding of the last block to 10 KiB for compressed output; tar-compatible otherwise.
+	 */
+	if (o->compression != KD_COMPRESS_NONE)
+		archive_write_set_bytes_in_last_block(w->a, 1);
+	if (archive_write_open_fd(w->a, fd) != ARCHIVE_OK)
+		goto fail;
+	*ret = w;
+	return 0;
+fail:
+	rc = archive_fail(w->a, err, NULL);
+	kd_tar_writer_free(w);
+	return rc;
+}
+
+static mode_t filetype_of(kd_entry_type t)
+{
+	switch (t) {
+	case KD_ENTRY_FILE:
+	case KD_ENTRY_HARDLINK:
+		return AE_IFREG;
+	case KD_ENTRY_DIR:
+		return AE_IFDIR;
+	case KD_ENTRY_SYMLINK:
+		return AE_IFLNK;
+	case KD_ENTRY_CHR:
+		return AE_IFCHR;
+	case KD_ENTRY_BLK:
+		return AE_IFBLK;
+	case KD_ENTRY_FIFO:
+		return AE_IFIFO;
+	case KD_ENTRY_SOCK:
+		return AE_IFSOCK;
+	case KD_ENTRY_OTHER:
+		break;
+	}
+	return 0;
+}
+
+int kd_tar_write_header(kd_tar_writer *w, const kd_tar_entry *e, kd_error *err)
+{
+	struct archive_entry *ae = w->e;
+	mode_t ft = filetype_of(e->type);
+
+	if (!ft)
+		return kd_err(err, -EINVAL, "archive: '%s': cannot write entry type %d", e->path,
+			      (int)e->type);
+	if ((e->type == KD_ENTRY_SYMLINK || e->type == KD_ENTRY_HARDLINK) && !e->link)
+		return kd_err(err, -EINVAL, "archive: '%s': link without a target", e->path);
+	archive_entry_clear(ae);
+	archive_entry_copy_pathname(ae, e->path);
+	archive_entry_set_filetype(ae, ft);
+	archive_entry_set_perm(ae, e->mode & 07777);
+	archive_entry_set_uid(ae, 0);
+	archive_entry_set_gid(ae, 0);
+	archive_entry_set_mtime(ae, w->mtime, 0);
+	archive_entry_set_size(ae, e->type == KD_ENTRY_FILE ? (la_int64_t)e->size : 0);
+	if (e->type == KD_ENTRY_SYMLINK)
+		archive_entry_copy_symlink(ae, e->link);
+	else if (e->type == KD_ENTRY_HARDLINK)
+		archive_entry_copy_hardlink(ae, e->link);
+	if (archive_write_header(w->a, ae) != ARCHIVE_OK)
+		return archive_fail(w->a, err, e->path);
+	return 0;
+}
+
+int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *err)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		la_ssize_t n = archive_write_data(w->a, p, len);
+		if (n <= 0)
+			return archive_fail(w->a, err, NULL);
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int kd_tar_writer_close(kd_tar_writer *w, kd_error *err)
+{
+	w->closed = true;
+	if (archive_write_close(w->a) != ARCHIVE_OK)
+		return archive_fail(w->a, err, NULL);
+	return 0;
+}
+
+void kd_tar_writer_free(kd_tar_writer *w)
+{
+	if (!w)
+		return;
+	if (w->a) {
+		if (!w->closed)
+			archive_write_fail(w->a);
+		archive_write_free(w->a);
+	}
+	if (w->e)
+		archive_entry_free(w->e);
+	free(w);
+}

@@ -1,0 +1,103 @@
+/* Tar archives over libarchive, wrapped once: a streaming reader over an fd (pax, GNU and ustar
+ * tar; zstd, xz, gzip or no compression) that reports every entry as our own struct, devices and
+ * FIFOs included so callers can refuse them, and a writer that produces deterministic tar (pax
+ * restricted, caller-sorted entries, uid/gid 0, no owner names, one fixed mtime, no atime, ctime
+ * or xattrs). libarchive's errors become "archive: <message>"; none of its types leak out. */
+ * (Named tarball.h, not archive.h: with -Ilib our header would shadow libarchive's <archive.h>.)
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+#define KD_TAR_MAX_ENTRIES 1000000u  /* default limit on entries read */
+#define KD_TAR_MAX_PATH 4096u	     /* default limit on an entry's path (and link) bytes */
+#define KD_TAR_READ_BLOCK (1u << 20) /* bytes read from the fd per call */
+
+typedef enum kd_entry_type {
+	KD_ENTRY_FILE,
+	KD_ENTRY_DIR,
+	KD_ENTRY_SYMLINK,
+	KD_ENTRY_HARDLINK, /* link holds the path of the earlier entry */
+	KD_ENTRY_CHR,
+	KD_ENTRY_BLK,
+	KD_ENTRY_FIFO,
+	KD_ENTRY_SOCK,
+	KD_ENTRY_OTHER,
+} kd_entry_type;
+
+/* "file", "directory", "symlink", "hardlink", "character device", ... */
+const char *kd_entry_type_name(kd_entry_type t);
+
+typedef struct kd_tar_entry {
+	const char *path; /* as stored, trailing '/' of directories removed */
+	kd_entry_type type;
+	mode_t mode;	  /* permission bits including 07000 (setuid, setgid, sticky) */
+	uint64_t size;	  /* data bytes that follow (0 for everything but files) */
+	const char *link; /* symlink text or hardlink target, else NULL */
+} kd_tar_entry;
+
+typedef struct kd_tar_limits {
+	uint64_t max_entries; /* 0 = KD_TAR_MAX_ENTRIES */
+	size_t max_path;      /* 0 = KD_TAR_MAX_PATH */
+} kd_tar_limits;
+
+typedef struct kd_tar_reader kd_tar_reader;
+
+/* Start reading the archive in fd from offset 0 (pread: the fd's offset is not used, so the
+ * same fd may be read again later). Compression is detected. limits may be NULL. */
+int kd_tar_open(int fd, const kd_tar_limits *limits, kd_tar_reader **ret, kd_error *err);
+/* Next entry: 1 with *ret filled (its strings live until the next call), 0 at the end. Fails
+ * on corrupt or truncated input and when a limit is exceeded. */
+int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err);
+/* Zero-copy data of the current entry: 1 with a block in *ret_buf / *ret_len, 0 at its end.
+ * Sparse entries (holes) are refused. */
+int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, kd_error *err);
+/* Skip the rest of the current entry's data. */
+int kd_tar_skip(kd_tar_reader *r, kd_error *err);
+/* Entries returned so far. */
+uint64_t kd_tar_entries(const kd_tar_reader *r);
+void kd_tar_reader_free(kd_tar_reader *r);
+
+typedef enum kd_compression {
+	KD_COMPRESS_ZSTD,
+	KD_COMPRESS_NONE,
+	KD_COMPRESS_GZIP,
+	KD_COMPRESS_XZ,
+} kd_compression;
+
+typedef struct kd_tar_write_opts {
+	kd_compression compression;
+	int level;     /* compression level; 0 = the filter's default */
+	int threads;   /* zstd/xz workers; 0 = one. zstd output does not depend on the count */
+	int64_t mtime; /* of every entry */
+} kd_tar_write_opts;
+
+typedef struct kd_tar_writer kd_tar_writer;
+
+/* Write a tar stream to fd (not closed by the writer). */
+int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, kd_error *err);
+/* Write an entry header; for KD_ENTRY_FILE, exactly e->size bytes of data must follow.
+ * Devices are written with device number 0 (they exist for tests that need hostile input). */
+int kd_tar_write_header(kd_tar_writer *w, const kd_tar_entry *e, kd_error *err);
+int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *err);
+/* Finish the stream (end-of-archive blocks, compressor flush). Must succeed for a valid file. */
+int kd_tar_writer_close(kd_tar_writer *w, kd_error *err);
+/* Free; an unclosed writer is abandoned. */
+void kd_tar_writer_free(kd_tar_writer *w);
+
+static inline void kd_tar_reader_freep(kd_tar_reader **r)
+{
+	if (*r)
+		kd_tar_reader_free(*r);
+}
+static inline void kd_tar_writer_freep(kd_tar_writer **w)
+{
+	if (*w)
+		kd_tar_writer_free(*w);
+}
+#define _cleanup_tar_reader_ _cleanup_(kd_tar_reader_freep)
+#define _cleanup_tar_writer_ _cleanup_(kd_tar_writer_freep)
