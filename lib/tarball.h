@@ -2,8 +2,8 @@
  * tar; zstd, xz, gzip or no compression) that reports every entry as our own struct, devices and
  * FIFOs included so callers can refuse them, and a writer that produces deterministic tar (pax
  * restricted, caller-sorted entries, uid/gid 0, no owner names, one fixed mtime, no atime, ctime
- * or xattrs). libarchive's errors become "archive: <message>"; none of its types leak out. */
- * (Named tarball.h, not archive.h: with -Ilib our header would shadow libarchive's <archive.h>.)
+ * or xattrs). libarchive's errors become "archive: <message>"; none of its types leak out.
+ * Named tarball.h, not archive.h: with -Ilib our header would shadow libarchive's <archive.h>. */
 #pragma once
 
 #include <stdbool.h>
