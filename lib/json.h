@@ -63,7 +63,8 @@ enum {
 };
 
 /* Serialise into a malloc'ed NUL-terminated string. Canonical output is stable across runs and
- * json-c versions for documents of objects, arrays, strings, integers, bools and null. */
+ * json-c versions; it covers objects, arrays, strings, integers, bools and null, and refuses
+ * floating-point numbers (-EINVAL), which have no single spelling. */
 int kd_json_format(struct json_object *v, int mode, char **ret, size_t *ret_len, kd_error *err);
 
 /* Serialise and write atomically to path under rootfd (lib/fsroot.h). */
