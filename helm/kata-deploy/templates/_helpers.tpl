@@ -1,0 +1,218 @@
+{{/*
+Naming. Every object name, handler, label and host path carries the multi-install suffix,
+so two releases with different suffixes never share anything.
+*/}}
+{{- define "kd.sfx" -}}
+{{- with .Values.env.multiInstallSuffix }}-{{ . }}{{ end -}}
+{{- end -}}
+
+{{- define "kd.name" -}}
+kata-deploy{{ include "kd.sfx" . }}
+{{- end -}}
+
+{{/* Value of the kata-deploy/instance label: the suffix, or "default". */}}
+{{- define "kd.instance" -}}
+{{- default "default" .Values.env.multiInstallSuffix -}}
+{{- end -}}
+
+{{- define "kd.labels" -}}
+app.kubernetes.io/name: kata-deploy
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: kata-containers
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+kata-deploy/instance: {{ include "kd.instance" . }}
+{{- end -}}
+
+{{- define "kd.image" -}}
+{{ .Values.image.reference }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+
+{{/*
+Chart architecture names -> the suffix of the agent's per-architecture variables.
+*/}}
+{{- define "kd.archs" -}}
+amd64:X86_64 arm64:AARCH64 s390x:S390X ppc64le:PPC64LE
+{{- end -}}
+
+{{/*
+Is a shim enabled? "enabled: ~" (null or missing) follows shims.disableAll, as upstream.
+Call with (dict "root" $ "shim" NAME). Returns "true" or "".
+*/}}
+{{- define "kd.shimOn" -}}
+{{- $cfg := get .root.Values.shims .shim -}}
+{{- if kindIs "map" $cfg -}}
+{{- if kindIs "bool" $cfg.enabled -}}
+{{- if $cfg.enabled }}true{{ end -}}
+{{- else if not .root.Values.shims.disableAll -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Enabled shims for one chart architecture, space separated, sorted.
+Call with (dict "root" $ "arch" "amd64").
+*/}}
+{{- define "kd.shimsFor" -}}
+{{- $root := .root -}}
+{{- $arch := .arch -}}
+{{- $out := list -}}
+{{- range $name, $cfg := $root.Values.shims -}}
+{{- if and (kindIs "map" $cfg) (include "kd.shimOn" (dict "root" $root "shim" $name)) -}}
+{{- if has $arch ($cfg.supportedArches | default list) -}}
+{{- $out = append $out $name -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- join " " $out -}}
+{{- end -}}
+
+{{/* Enabled shims on any architecture, space separated, sorted. */}}
+{{- define "kd.shimsAny" -}}
+{{- $root := . -}}
+{{- $out := list -}}
+{{- range $pair := splitList " " (include "kd.archs" $root) -}}
+{{- range $s := splitList " " (include "kd.shimsFor" (dict "root" $root "arch" (index (splitList ":" $pair) 0))) -}}
+{{- if and $s (not (has $s $out)) -}}
+{{- $out = append $out $s -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- join " " (sortAlpha $out) -}}
+{{- end -}}
+
+{{/*
+Checks the schema cannot express. Fails the render with a message naming the key.
+*/}}
+{{- define "kd.validate" -}}
+{{- $root := . -}}
+{{- if not (include "kd.shimsAny" $root) -}}
+{{- fail "kata-deploy: no shim is enabled: set shims.<name>.enabled: true for at least one shim (shims.disableAll is true or every shim is disabled)" -}}
+{{- end -}}
+{{- range $pair := splitList " " (include "kd.archs" $root) -}}
+{{- $arch := index (splitList ":" $pair) 0 -}}
+{{- $on := include "kd.shimsFor" (dict "root" $root "arch" $arch) -}}
+{{- $def := get $root.Values.defaultShim $arch -}}
+{{- if and $on (not (has $def (splitList " " $on))) -}}
+{{- fail (printf "kata-deploy: defaultShim.%s is %q, which is not an enabled shim for %s (enabled for %s: %s)" $arch $def $arch $arch $on) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $root.Values.runtimeClasses.enabled $root.Values.runtimeClasses.createDefault (not $root.Values.env.multiInstallSuffix) -}}
+{{- $on := include "kd.shimsFor" (dict "root" $root "arch" "amd64") -}}
+{{- if not (has $root.Values.defaultShim.amd64 (splitList " " $on)) -}}
+{{- fail (printf "kata-deploy: runtimeClasses.createDefault needs defaultShim.amd64 (%q) to be an enabled amd64 shim" $root.Values.defaultShim.amd64) -}}
+{{- end -}}
+{{- end -}}
+{{- with $root.Values.env.installationPrefix -}}
+{{- if regexMatch "(^|/)\\.\\.?(/|$)" . -}}
+{{- fail (printf "kata-deploy: env.installationPrefix %q must not contain \".\" or \"..\" path components" .) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (ne $root.Values.k8sDistribution "k8s") (ne $root.Values.containerRuntime "auto") (ne $root.Values.containerRuntime "containerd") -}}
+{{- fail (printf "kata-deploy: containerRuntime %q needs k8sDistribution k8s (%s always runs containerd)" $root.Values.containerRuntime $root.Values.k8sDistribution) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Warnings for accepted upstream keys that have no effect here, one per line.
+*/}}
+{{- define "kd.warnings" -}}
+{{- $v := .Values -}}
+{{- range $k := list "configDir" "runtimeSocket" "configFileName" "userDropIn" -}}
+{{- if get $v.containerd $k }}
+containerd.{{ $k }} is ignored: the agent finds the runtime configuration from k8sDistribution and the node.
+{{- end -}}
+{{- end -}}
+{{- if $v.devkit }}
+devkit is ignored: devkit handlers are not supported.
+{{- end -}}
+{{- if $v.logLevel }}
+logLevel is ignored: use debug: true for verbose agent logs.
+{{- end -}}
+{{- if $v.snapshotter.setup }}
+snapshotter.setup ({{ join ", " $v.snapshotter.setup }}) is ignored: snapshotters are not installed by this chart; shims.<name>.containerd.snapshotter can still name one the node already has.
+{{- end -}}
+{{- range $name := compact (splitList " " (include "kd.shimsAny" $)) -}}
+{{- $cfg := get $v.shims $name -}}
+{{- if and $cfg.containerd $cfg.containerd.forceGuestPull }}
+shims.{{ $name }}.containerd.forceGuestPull is ignored: forced guest pull is not supported.
+{{- end -}}
+{{- if $cfg.dropIn }}
+shims.{{ $name }}.dropIn is ignored: per-shim configuration drop-ins are not supported.
+{{- end -}}
+{{- end -}}
+{{- if and $v.customRuntimes $v.customRuntimes.enabled }}
+customRuntimes is ignored: custom runtimes are not supported.
+{{- end -}}
+{{- if and $v.monitor $v.monitor.enabled }}
+monitor.enabled is ignored: kata-monitor is not part of this chart.
+{{- end -}}
+{{- if and (index $v "node-feature-discovery") (index $v "node-feature-discovery").enabled }}
+node-feature-discovery.enabled is ignored: install node-feature-discovery separately.
+{{- end -}}
+{{- if and $v.nodeFeatureRules (eq (toString $v.nodeFeatureRules.create) "true") }}
+nodeFeatureRules.create is ignored: no NodeFeatureRule is created.
+{{- end -}}
+{{- if and $v.verification $v.verification.pod }}
+verification.pod is ignored: there is no verification Job.
+{{- end -}}
+{{- if $v.env.hostOS }}
+env.hostOS is ignored: it has no effect on the agent.
+{{- end -}}
+{{- if and $v.runtimeClasses.createDefault $v.env.multiInstallSuffix }}
+runtimeClasses.createDefault is ignored with env.multiInstallSuffix: the "{{ $v.runtimeClasses.defaultName }}" RuntimeClass belongs to the default install.
+{{- end -}}
+{{- if and (ne $v.k8sDistribution "k8s") (eq $v.containerRuntime "containerd") }}
+containerRuntime is ignored: {{ $v.k8sDistribution }} always runs containerd.
+{{- end -}}
+{{- end -}}
+
+{{/*
+STARTUP_TAINTS value: "key" or "key:effect", comma separated.
+*/}}
+{{- define "kd.startupTaints" -}}
+{{- $out := list -}}
+{{- range $t := .Values.startupTaints -}}
+{{- if kindIs "map" $t -}}
+{{- $out = append $out (ternary (printf "%s:%s" $t.key $t.effect) $t.key (not (empty $t.effect))) -}}
+{{- else -}}
+{{- $out = append $out (toString $t) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $out -}}
+{{- end -}}
+
+{{/*
+Host directories the agent needs, each mounted at /host/<same path>. One line per mount:
+name|hostPath|type|readOnly. See docs/HELM.md "Host mounts" for why each one is there.
+*/}}
+{{- define "kd.hostMounts" -}}
+{{- $v := .Values -}}
+{{- $d := $v.k8sDistribution -}}
+{{- if eq $d "k3s" }}
+containerd-conf|/var/lib/rancher/k3s/agent/etc/containerd|Directory|false
+{{- else if eq $d "rke2" }}
+containerd-conf|/var/lib/rancher/rke2/agent/etc/containerd|Directory|false
+{{- else if eq $d "k0s" }}
+containerd-conf|/etc/k0s|Directory|false
+{{- else if eq $d "microk8s" }}
+containerd-conf|/var/snap/microk8s/current/args|Directory|false
+{{- else }}
+{{- if ne $v.containerRuntime "crio" }}
+containerd-conf|/etc/containerd|DirectoryOrCreate|false
+{{- end }}
+{{- if ne $v.containerRuntime "containerd" }}
+crio-conf|/etc/crio|{{ ternary "Directory" "DirectoryOrCreate" (eq $v.containerRuntime "crio") }}|false
+{{- end }}
+{{- end }}
+{{- if $v.env.installationPrefix }}
+install-dir|{{ $v.env.installationPrefix }}|DirectoryOrCreate|false
+{{- else }}
+install-dir|/opt|DirectoryOrCreate|false
+{{- end }}
+agent-state|/var/lib/kata-deploy|DirectoryOrCreate|false
+run-systemd|/run/systemd|Directory|false
+run-dbus|/var/run/dbus|DirectoryOrCreate|false
+etc-systemd|/etc/systemd/system|Directory|true
+usr-systemd|/usr/lib/systemd/system|Directory|true
+{{- end -}}
