@@ -15,8 +15,8 @@
 #define KD_PAYLOAD_FORMAT 1
 #define KD_PAYLOAD_MANIFEST_NAME "kata-payload.json"
 #define KD_PAYLOAD_TREE_PREFIX "opt/kata/"
-#define KD_PAYLOAD_SIG_CONTEXT "kata-deploy payload v1\n" /* signed message: context + hex digest  \
-							   */
+/* The signed message is this context followed by the payload's hex sha256. */
+#define KD_PAYLOAD_SIG_CONTEXT "kata-deploy payload v1\n"
 
 /* Limits on what a payload may contain; each has its own error message. */
 #define KD_PAYLOAD_MAX_MANIFEST (16u << 20)    /* manifest JSON bytes */
@@ -77,16 +77,19 @@ int kd_manifest_select(const kd_manifest *m, const char *const *shims, size_t n_
 		       kd_error *err);
 
 typedef struct kd_pack_opts {
-	const char
-		*spec_path;   /* YAML/JSON: version, arch, components (name, version, paths),
-				 shims; NULL = one component "kata" with every file and shims
-				 inferred from share/defaults/kata-containers/configuration-*.toml */
-	const char *version;  /* overrides the spec's */
-	const char *arch;     /* default: the build machine's */
-	const char *sign_key; /* private key PEM: also writes <out>.sig */
-	int zstd_level;	      /* default 10 */
-	int threads;	      /* zstd workers, 0 = number of CPUs */
-	int64_t mtime;	      /* every entry's mtime (SOURCE_DATE_EPOCH), default 0 */
+	/* YAML/JSON: version, arch, components (name, version, paths), shims; NULL = one
+	 * component "kata" with every file and shims inferred from
+	 * share/defaults/kata-containers/configuration-<shim>.toml */
+	const char *spec_path;
+	const char *version;	 /* overrides the spec's */
+	const char *arch;	 /* default: the build machine's */
+	const char *sign_key;	 /* private key PEM: also writes <out>.sig */
+	const char *sign_pubkey; /* its public key PEM: recorded as signing_key in the manifest
+				    (so installs require the signature) and checked against the
+				    signature just made; optional */
+	int zstd_level;		 /* default 10 */
+	int threads;		 /* zstd workers, 0 = number of CPUs */
+	int64_t mtime;		 /* every entry's mtime (SOURCE_DATE_EPOCH), default 0 */
 } kd_pack_opts;
 
 /* Pack SRCDIR (which contains opt/kata/) into OUT, deterministically: sorted entries, uid/gid 0,
@@ -112,13 +115,22 @@ const kd_manifest *kd_payload_manifest(const kd_payload *p);
 const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
 void kd_payload_free(kd_payload *p);
 
+/* Limits applied while extracting; 0 fields mean the KD_PAYLOAD_MAX_* defaults. Tests lower them
+ * to exercise each limit's error. */
+typedef struct kd_payload_limits {
+	uint64_t max_entries;	 /* tar entries after the manifest */
+	uint64_t max_entry_size; /* bytes of one file */
+	uint64_t max_total;	 /* bytes of all files */
+} kd_payload_limits;
+
 typedef struct kd_extract_opts {
 	const bool *component_mask; /* n_components entries; NULL = all */
 	int reuse_dirfd;	    /* -1, or a previous version's tree: files whose
 				       sha256 matches reuse_manifest are hardlinked
 				       from there instead of written again */
 	const kd_manifest *reuse_manifest;
-	bool sync; /* fsync every written file before returning */
+	bool sync;			 /* fsync every written file before returning */
+	const kd_payload_limits *limits; /* NULL = defaults */
 } kd_extract_opts;
 
 typedef struct kd_extract_stats {
