@@ -9,6 +9,12 @@
 
 #include "err.h"
 
+/* Our header shadows libyaml's <yaml.h> on the -Ilib search path; lib/yaml.c alone asks for the
+ * real one through here. Nothing else sees libyaml types. */
+#ifdef KD_YAML_WANT_LIBYAML
+#include_next <yaml.h>
+#endif
+
 #define KD_YAML_MAX_SIZE (16 * 1024 * 1024) /* bytes of input */
 #define KD_YAML_MAX_DEPTH 64		    /* nesting of mappings and sequences */
 #define KD_YAML_MAX_ALIASES 10000	    /* alias uses (*name) in one stream */
