@@ -123,6 +123,16 @@ int kd_journal_tree(kd_journal *j, const char *path, kd_error *err)
 	return append(j, "tree", path, NULL, NULL, err);
 }
 
+int kd_journal_statedir(kd_journal *j, const char *top, kd_error *err)
+{
+	return append(j, "statedir", top, NULL, NULL, err);
+}
+
+void kd_journal_set_dir(kd_journal *j, const char *state_dir)
+{
+	snprintf(j->state_dir, sizeof(j->state_dir), "%s", state_dir);
+}
+
 int kd_journal_rename(kd_journal *j, const char *from, const char *to, kd_error *err)
 {
 	return append(j, "rename", from, to, NULL, err);
@@ -205,6 +215,8 @@ static int undo_one(int rootfd, const char *state_dir, char *kind, char *a, char
 			return kd_err(err, r, "%s", e2.msg);
 		return 0;
 	}
+	if (strcmp(kind, "statedir") == 0)
+		return kd_remove_tree_atomic(rootfd, a, err);
 	if (strcmp(kind, "tree") == 0)
 		return kd_remove_tree(rootfd, a, err);
 	if (strcmp(kind, "symlink") == 0) {

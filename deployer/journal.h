@@ -36,6 +36,11 @@ int kd_journal_file(kd_journal *j, const char *path, kd_error *err);
 /* Record that from is about to be renamed to to (to does not exist). */
 int kd_journal_rename(kd_journal *j, const char *from, const char *to, kd_error *err);
 
+/* Record that the state directory chain starting at top (created by this run, journal inside)
+ * is about to appear; undo removes it atomically. Then point the journal at its final place. */
+int kd_journal_statedir(kd_journal *j, const char *top, kd_error *err);
+void kd_journal_set_dir(kd_journal *j, const char *state_dir);
+
 /* Append "commit" and remove the journal and its backups. */
 int kd_journal_commit(kd_journal *j, kd_error *err);
 /* Undo every recorded change in reverse order, then remove the journal (used on failure). */

@@ -237,7 +237,7 @@ int kd_mkdir_p(int rootfd, const char *path, mode_t mode, kd_mkdir_cb created, v
 static void fill_tmpname(char *buf, size_t size, const char *base)
 {
 	static unsigned counter;
-	snprintf(buf, size, ".#kd.%d.%u.%.24s", getpid(),
+	snprintf(buf, size, KD_TMP_PREFIX "%d.%u.%.24s", getpid(),
 		 __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED), base);
 }
 
@@ -491,4 +491,50 @@ int kd_rmdir(int rootfd, const char *path, kd_error *err)
 		return kd_err_errno(err, r, "rmdir '%s'", path);
 	}
 	return 0;
+}
+
+int kd_remove_debris(int rootfd, const char *dir, kd_error *err)
+{
+	_cleanup_close_ int dfd =
+		kd_openat(rootfd, dir, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+	if (dfd < 0)
+		return 0;
+	DIR *d = fdopendir(dfd);
+	if (!d)
+		return kd_err_errno(err, negative_errno(), "opendir '%s'", dir);
+	dfd = -1;
+	int r = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, KD_TMP_PREFIX, strlen(KD_TMP_PREFIX)) != 0)
+			continue;
+		char path[KD_PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", *skip_slashes(dir) ? dir : ".", de->d_name);
+		kd_debug("removing debris '%s'", path);
+		r = kd_remove_tree(rootfd, path, err);
+		if (r < 0)
+			break;
+	}
+	closedir(d);
+	return r;
+}
+
+int kd_remove_tree_atomic(int rootfd, const char *path, kd_error *err)
+{
+	const char *base;
+	char tmp[300];
+	_cleanup_close_ int dfd = kd_open_parent(rootfd, path, &base, err);
+	if (dfd < 0)
+		return dfd == -ENOENT ? 0 : dfd;
+	fill_tmpname(tmp, sizeof(tmp), base);
+	if (renameat(dfd, base, dfd, tmp) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return kd_err_errno(err, negative_errno(), "rename '%s' for removal", path);
+	}
+	fsync(dfd);
+	char full[KD_PATH_MAX];
+	size_t dl = (size_t)(base - path);
+	snprintf(full, sizeof(full), "%.*s%s", (int)dl, path, tmp);
+	return kd_remove_tree(rootfd, full, err);
 }

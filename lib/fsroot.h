@@ -71,6 +71,16 @@ int kd_remove_tree(int rootfd, const char *path, kd_error *err);
 /* Remove an empty directory; absent or not empty is reported as -ENOENT / -ENOTEMPTY. */
 int kd_rmdir(int rootfd, const char *path, kd_error *err);
 
+/* Temporary names we create start with this prefix; a run killed mid-write may leave one. */
+#define KD_TMP_PREFIX ".#kd."
+
+/* Remove every KD_TMP_PREFIX entry (file or tree) directly in dir. An absent dir is fine. */
+int kd_remove_debris(int rootfd, const char *dir, kd_error *err);
+
+/* Remove a tree so that a kill at any moment leaves either the whole tree or only debris:
+ * rename it to a KD_TMP_PREFIX sibling first, then remove that. */
+int kd_remove_tree_atomic(int rootfd, const char *path, kd_error *err);
+
 /* True if the path (relative, no leading '/') is clean: no "..", no "." components, no empty
  * components, no NUL, at most KD_PATH_MAX bytes. */
 bool kd_path_is_safe(const char *path);

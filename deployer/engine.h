@@ -1,0 +1,64 @@
+/* The host install engine: install a payload into a versioned directory under a root and switch
+ * to it atomically, roll back to the previous version, uninstall everything byte for byte, and
+ * report status. Every change goes through the journal (journal.h) under a host lock. The CLI
+ * (main.c) and the node agent both drive the host only through this API. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+#include "err.h"
+#include "payload.h"
+
+#define KD_DEFAULT_PREFIX "/opt/kata"
+#define KD_DEFAULT_STATE_DIR "/var/lib/kata-deploy"
+#define KD_DEFAULT_LOCK_TIMEOUT_S 60
+#define KD_VERSIONS_DIR ".versions"
+#define KD_CURRENT_LINK "current"
+
+typedef struct kd_engine_opts {
+	const char *prefix;    /* NULL = KD_DEFAULT_PREFIX */
+	const char *state_dir; /* NULL = KD_DEFAULT_STATE_DIR */
+	int lock_timeout_s;    /* 0 = KD_DEFAULT_LOCK_TIMEOUT_S, < 0 = fail at once */
+} kd_engine_opts;
+
+typedef struct kd_install_opts {
+	kd_engine_opts e;
+	const char *payload;	/* local path or http(s) URL */
+	const char *sha256;	/* expected payload digest, optional */
+	const char *public_key; /* verify <payload>.sig (or signature) with this key */
+	const char *signature;	/* default: payload + ".sig" */
+	char **shims;		/* NULL = every shim of the payload */
+	bool progress;		/* download progress bar on a TTY */
+} kd_install_opts;
+
+typedef struct kd_install_result {
+	bool changed;	   /* false: the same payload and shims were already installed */
+	char id[17];	   /* version directory */
+	char version[128]; /* payload version */
+	kd_extract_stats stats;
+} kd_install_result;
+
+int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *ret, kd_error *err);
+/* Removes every version, link, directory and state file we created; *ret_changed is false when
+ * nothing was installed. */
+int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, kd_error *err);
+/* Switch back to the previous version (which becomes the new previous). */
+int kd_engine_rollback(int rootfd, const kd_engine_opts *o, kd_error *err);
+/* Installed versions, shims, links and journal state as JSON (NULL fields when not installed). */
+int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **ret, kd_error *err);
+
+/* Shared by the engine's files (not for callers outside deployer/). */
+typedef struct kd_ctx {
+	int rootfd;
+	int lockfd;
+	char prefix[512];    /* relative to the root, no leading '/' */
+	char state_dir[512]; /* relative to the root */
+} kd_ctx;
+
+int kd_ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err);
+void kd_ctx_close(kd_ctx *c);
+/* Recover an interrupted run and remove temporary debris; then finish an interrupted
+ * uninstall if the state says one was under way. */
+int kd_ctx_recover(kd_ctx *c, kd_error *err);
+int kd_engine_uninstall_locked(kd_ctx *c, bool *ret_changed, kd_error *err);

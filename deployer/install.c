@@ -1,0 +1,587 @@
+/* kd_engine_install: payload → versioned directory → atomic switch (see docs/ARCHITECTURE.md,
+ * "Data flow of an install"). */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "digest.h"
+#include "engine.h"
+#include "fsroot.h"
+#include "http.h"
+#include "journal.h"
+#include "json.h"
+#include "log.h"
+#include "state.h"
+#include "strv.h"
+
+#define SIG_MAX 4096
+
+static void now_rfc3339(char *buf, size_t size)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The version directory name: the payload digest and the selected components. */
+static void version_id(const char *digest, char **components, char out[17])
+{
+	char buf[8192], hex[KD_SHA256_HEX_LEN + 1];
+	size_t n = (size_t)snprintf(buf, sizeof(buf), "%s", digest);
+	for (size_t i = 0; components && components[i] && n < sizeof(buf); i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\n%s", components[i]);
+	kd_sha256_buf(buf, n < sizeof(buf) ? n : sizeof(buf), hex);
+	memcpy(out, hex, 16);
+	out[16] = '\0';
+}
+
+static bool source_unchanged(const kd_state *s, const char *path, const struct stat *st)
+{
+	return s->source.path && strcmp(s->source.path, path) == 0 &&
+	       s->source.dev == (uint64_t)st->st_dev && s->source.ino == (uint64_t)st->st_ino &&
+	       s->source.size == (uint64_t)st->st_size &&
+	       s->source.mtime_ns ==
+		       (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec &&
+	       s->source.ctime_ns == (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
+}
+
+static int load_manifest_file(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err)
+{
+	char path[KD_PATH_MAX];
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	snprintf(path, sizeof(path), "%s/%s/%s.json", c->prefix, KD_VERSIONS_DIR, id);
+	int r = kd_read_file(c->rootfd, path, KD_PAYLOAD_MAX_MANIFEST, &data, &len, err);
+	if (r < 0)
+		return r;
+	return kd_manifest_parse(data, len, ret, err);
+}
+
+/* A cheap check that an installed version directory is complete: types, modes and sizes. */
+static int version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
+{
+	char path[KD_PATH_MAX];
+	kd_manifest *m = NULL;
+	int r = load_manifest_file(c, v->id, &m, err);
+	if (r < 0)
+		return r;
+	_cleanup_free_ bool *mask = calloc(m->n_components ? m->n_components : 1, sizeof(bool));
+	for (size_t i = 0; mask && i < m->n_components; i++)
+		mask[i] = kd_strv_find(v->components, m->components[i].name);
+	snprintf(path, sizeof(path), "%s/%s/%s", c->prefix, KD_VERSIONS_DIR, v->id);
+	_cleanup_close_ int dfd =
+		kd_openat(c->rootfd, path, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, err);
+	r = dfd < 0 ? dfd : mask ? kd_payload_verify_tree(m, mask, dfd, false, err) : -ENOMEM;
+	kd_manifest_free(m);
+	return r;
+}
+
+/* mkdir -p with each created directory journaled first and remembered for uninstall. */
+static int mkdir_journaled(kd_ctx *c, kd_journal *j, const char *path, char ***created,
+			   kd_error *err)
+{
+	char buf[KD_PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *s = buf;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char saved = *s;
+		*s = '\0';
+		struct stat st;
+		int r = kd_lstat(c->rootfd, buf, &st, NULL);
+		if (r == -ENOENT) {
+			if ((r = kd_journal_mkdir(j, buf, err)) < 0)
+				return r;
+			if ((r = kd_mkdir_p(c->rootfd, buf, 0755, NULL, NULL, err)) < 0)
+				return r;
+			if (created && kd_strv_push(created, buf) < 0)
+				return -ENOMEM;
+		} else if (r < 0 || !S_ISDIR(st.st_mode)) {
+			return kd_err(err, -ENOTDIR, "'/%s' exists and is not a directory", buf);
+		}
+		if (!saved)
+			return 0;
+		*s = saved;
+	}
+}
+
+/* The state dir is made in one rename, with the journal already inside, so a kill leaves
+ * either nothing (plus debris) or a state dir whose journal says how to remove it. */
+static int begin_with_state_dir(kd_ctx *c, kd_journal *j, const char *op, char ***ret_created,
+				kd_error *err)
+{
+	struct stat st;
+	char top[KD_PATH_MAX], tmp[KD_PATH_MAX], inner[KD_PATH_MAX];
+	int r = kd_lstat(c->rootfd, c->state_dir, &st, NULL);
+
+	if (r == 0) {
+		if (!S_ISDIR(st.st_mode))
+			return kd_err(err, -ENOTDIR, "state directory '/%s' is not a directory",
+				      c->state_dir);
+		return kd_journal_begin(j, c->rootfd, c->state_dir, op, err);
+	}
+	/* Find the outermost missing ancestor "top". */
+	snprintf(top, sizeof(top), "%s", c->state_dir);
+	for (char *s = top; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (kd_lstat(c->rootfd, top, &st, NULL) == -ENOENT)
+			break;
+		*s = '/';
+	}
+	const char *slash = strrchr(top, '/');
+	const char *rest = c->state_dir + strlen(top); /* "" or "/lib/kata-deploy" */
+	snprintf(tmp, sizeof(tmp), "%.*s%s%d.state", slash ? (int)(slash - top + 1) : 0, top,
+		 KD_TMP_PREFIX, getpid());
+	snprintf(inner, sizeof(inner), "%s%s", tmp, rest);
+	if ((r = kd_remove_tree(c->rootfd, tmp, err)) < 0 ||
+	    (r = kd_mkdir_p(c->rootfd, inner, 0755, NULL, NULL, err)) < 0)
+		return kd_err_wrap(err, r, "create state directory '/%s'", c->state_dir);
+	if ((r = kd_journal_begin(j, c->rootfd, inner, op, err)) < 0 ||
+	    (r = kd_journal_statedir(j, top, err)) < 0)
+		return r;
+	if (renameat(c->rootfd, tmp, c->rootfd, top) < 0)
+		return kd_err_errno(err, negative_errno(), "create state directory '/%s'", top);
+	kd_journal_set_dir(j, c->state_dir);
+	kd_fault_point("statedir");
+	/* Remember the chain: top and each directory below it. */
+	char chain[KD_PATH_MAX];
+	snprintf(chain, sizeof(chain), "%s", c->state_dir);
+	size_t tl = strlen(top);
+	for (char *s = chain + tl;; s++) {
+		if (*s == '/' || *s == '\0') {
+			char saved = *s;
+			*s = '\0';
+			if (kd_strv_push(ret_created, chain) < 0)
+				return -ENOMEM;
+			if (!saved)
+				break;
+			*s = saved;
+		}
+	}
+	return 0;
+}
+
+static int open_source(kd_ctx *c, const kd_install_opts *o, int *ret_fd, kd_error *err)
+{
+	if (!kd_is_url(o->payload)) {
+		int fd = open(o->payload, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return kd_err_errno(err, negative_errno(), "open payload '%s'", o->payload);
+		*ret_fd = fd;
+		return 0;
+	}
+	/* Downloads land in an unnamed file in the state dir's file system: nothing to clean up
+	 * if we are killed, and nothing is extracted before the whole file is verified. */
+	char dir[KD_PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", c->state_dir);
+	int fd = kd_openat(c->rootfd, dir, O_TMPFILE | O_RDWR, 0600, KD_NOFOLLOW, err);
+	if (fd < 0)
+		return kd_err_wrap(err, fd, "create download file");
+	kd_http_opts ho = {.progress = o->progress, .user_agent = "kata-deploy"};
+	int r = kd_http_download_fd(o->payload, fd, &ho, NULL, err);
+	if (r < 0) {
+		close(fd);
+		return kd_err_wrap(err, r, "download payload");
+	}
+	lseek(fd, 0, SEEK_SET);
+	*ret_fd = fd;
+	return 0;
+}
+
+static int read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len, kd_error *err)
+{
+	char path[KD_PATH_MAX];
+	snprintf(path, sizeof(path), "%s%s", o->signature ? o->signature : o->payload,
+		 o->signature ? "" : ".sig");
+	if (kd_is_url(path)) {
+		kd_http_opts ho = {.max_bytes = SIG_MAX, .user_agent = "kata-deploy"};
+		char *data = NULL;
+		size_t len = 0;
+		int r = kd_http_get_buf(path, &ho, &data, &len, NULL, err);
+		if (r < 0)
+			return kd_err_wrap(err, r, "download signature");
+		*ret = (uint8_t *)data;
+		*ret_len = len;
+		return 0;
+	}
+	/* A local path, relative to the working directory or absolute. */
+	_cleanup_close_ int base =
+		open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	char *data = NULL;
+	size_t len = 0;
+	int r = base < 0 ? kd_err_errno(err, negative_errno(), "open '%s'", path)
+			 : kd_read_file(base, path, SIG_MAX, &data, &len, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "read signature");
+	*ret = (uint8_t *)data;
+	*ret_len = len;
+	return 0;
+}
+
+/* Top-level entries of the tree (bin, share, libexec, ...) get a link in the prefix pointing
+ * through "current", so switching versions is one rename. Anything already there that is not
+ * such a link of ours is a conflict: checked before anything is written. */
+static int toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err)
+{
+	char **v = calloc(1, sizeof(char *));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < m->n_files; i++) {
+		if (!mask[m->files[i].component])
+			continue;
+		const char *p = m->files[i].path, *s = strchr(p, '/');
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", s ? (int)(s - p) : (int)strlen(p), p);
+		if (strcmp(name, KD_VERSIONS_DIR) == 0 || strcmp(name, KD_CURRENT_LINK) == 0) {
+			kd_strv_free(v);
+			return kd_err(err, -EINVAL, "payload uses the reserved name '%s'", name);
+		}
+		if (!kd_strv_find(v, name) && kd_strv_push(&v, name) < 0) {
+			kd_strv_free(v);
+			return -ENOMEM;
+		}
+	}
+	*ret = v;
+	return 0;
+}
+
+static int check_links(kd_ctx *c, char **names, kd_error *err)
+{
+	char path[KD_PATH_MAX], target[KD_PATH_MAX], want[KD_PATH_MAX];
+	for (size_t i = 0; names[i]; i++) {
+		snprintf(path, sizeof(path), "%s/%s", c->prefix, names[i]);
+		snprintf(want, sizeof(want), "%s/%s", KD_CURRENT_LINK, names[i]);
+		int r = kd_readlink(c->rootfd, path, target, sizeof(target), NULL);
+		if (r == -ENOENT)
+			continue;
+		if (r >= 0 && strcmp(target, want) == 0)
+			continue;
+		return kd_err(err, -EEXIST,
+			      "'/%s' exists and was not installed by kata-deploy (another Kata "
+			      "installation?); remove it or choose another --prefix",
+			      path);
+	}
+	return 0;
+}
+
+static void gc_versions(kd_ctx *c, const kd_state *s)
+{
+	char path[KD_PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", c->prefix, KD_VERSIONS_DIR);
+	_cleanup_close_ int dfd =
+		kd_openat(c->rootfd, path, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+	if (dfd < 0)
+		return;
+	DIR *d = fdopendir(TAKE_FD(dfd));
+	if (!d)
+		return;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char id[64];
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(id, sizeof(id), "%.16s", de->d_name);
+		if ((s->has_current && strcmp(id, s->current.id) == 0) ||
+		    (s->has_previous && strcmp(id, s->previous.id) == 0))
+			continue;
+		char victim[KD_PATH_MAX];
+		snprintf(victim, sizeof(victim), "%s/%s", path, de->d_name);
+		kd_debug("removing old version '/%s'", victim);
+		kd_remove_tree_atomic(c->rootfd, victim, NULL);
+	}
+	closedir(d);
+}
+
+static int set_source(kd_state *s, const kd_install_opts *o, int fd, const char *digest)
+{
+	struct stat st;
+	free(s->source.path);
+	memset(&s->source, 0, sizeof(s->source));
+	if (kd_is_url(o->payload) || fstat(fd, &st) < 0)
+		return 0; /* only local files get the stat-based no-op shortcut */
+	char *abs = realpath(o->payload, NULL);
+	if (!abs)
+		return 0;
+	s->source.path = abs;
+	s->source.dev = (uint64_t)st.st_dev;
+	s->source.ino = (uint64_t)st.st_ino;
+	s->source.size = (uint64_t)st.st_size;
+	s->source.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	s->source.ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	snprintf(s->source.digest, sizeof(s->source.digest), "%s", digest);
+	return 0;
+}
+
+static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *res, kd_error *err)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ uint8_t *sig = NULL;
+	_cleanup_strv_ char **shims = NULL, **components = NULL, **tops = NULL;
+	_cleanup_free_ bool *mask = NULL;
+	_cleanup_strv_ char **state_created = NULL, **created = NULL, **links = NULL;
+	kd_payload *p = NULL;
+	kd_journal j;
+	kd_state s;
+	kd_error e2 = {0};
+	int r = kd_state_load(c->rootfd, c->state_dir, &s, &e2);
+	if (r < 0 && r != -ENOENT)
+		return kd_err(err, r, "%s", e2.msg);
+	bool fresh = r == -ENOENT;
+	if (!fresh && strcmp(s.prefix, c->prefix) != 0) {
+		r = kd_err(
+			err, -EINVAL,
+			"kata-deploy is installed with prefix '/%s'; uninstall it before using '/%s'",
+			s.prefix, c->prefix);
+		goto out;
+	}
+
+	/* The cheap no-op: same local file (by stat), same shims, tree still intact. */
+	if (!fresh && s.has_current && !kd_is_url(o->payload) && !o->public_key) {
+		struct stat st;
+		_cleanup_free_ char *abs = realpath(o->payload, NULL);
+		if (abs && stat(abs, &st) == 0 && source_unchanged(&s, abs, &st) &&
+		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
+		    strcmp(s.source.digest, s.current.digest) == 0 &&
+		    (o->shims ? kd_strv_equal_set(o->shims, s.current.shims) : true) &&
+		    version_intact(c, &s.current, NULL) == 0) {
+			res->changed = false;
+			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
+			snprintf(res->version, sizeof(res->version), "%s", s.current.version);
+			r = 0;
+			goto out;
+		}
+	}
+
+	r = open_source(c, o, &fd, err);
+	if (r < 0)
+		goto out;
+	size_t siglen = 0;
+	if (o->public_key && (r = read_signature(o, &sig, &siglen, err)) < 0)
+		goto out;
+	kd_payload_verify v = {.expect_sha256 = o->sha256,
+			       .pubkey_path = o->public_key,
+			       .sig = sig,
+			       .siglen = siglen};
+	r = kd_payload_open(fd, o->payload, &v, &p, err);
+	if (r < 0)
+		goto out;
+	const kd_manifest *m = kd_payload_manifest(p);
+
+	/* Which shims, which components. */
+	if (o->shims)
+		shims = kd_strv_copy(o->shims);
+	else {
+		shims = calloc(1, sizeof(char *));
+		for (size_t i = 0; shims && i < m->n_shims; i++)
+			kd_strv_push(&shims, m->shims[i].name);
+	}
+	mask = calloc(m->n_components + 1, sizeof(bool));
+	components = calloc(1, sizeof(char *));
+	if (!shims || !mask || !components) {
+		r = -ENOMEM;
+		goto out_p;
+	}
+	kd_strv_sort(shims);
+	r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask, err);
+	if (r < 0)
+		goto out_p;
+	for (size_t i = 0; i < m->n_components; i++)
+		if (mask[i])
+			kd_strv_push(&components, m->components[i].name);
+	kd_strv_sort(components);
+	char id[17];
+	version_id(kd_payload_digest(p), components, id);
+	snprintf(res->id, sizeof(res->id), "%s", id);
+	snprintf(res->version, sizeof(res->version), "%s", m->version);
+
+	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
+	    version_intact(c, &s.current, NULL) == 0) {
+		res->changed = false; /* same payload and shims: write nothing */
+		r = 0;
+		goto out_p;
+	}
+	if ((r = toplevel_names(m, mask, &tops, err)) < 0 || (r = check_links(c, tops, err)) < 0)
+		goto out_p;
+
+	/* From here on every change is journaled. */
+	state_created = calloc(1, sizeof(char *));
+	created = kd_strv_copy(s.created_dirs);
+	char versions[KD_PATH_MAX], staging[KD_PATH_MAX], final[KD_PATH_MAX], mpath[KD_PATH_MAX];
+	snprintf(versions, sizeof(versions), "%s/%s", c->prefix, KD_VERSIONS_DIR);
+	snprintf(staging, sizeof(staging), "%s/%sstaging-%s", versions, KD_TMP_PREFIX, id);
+	snprintf(final, sizeof(final), "%s/%s", versions, id);
+	snprintf(mpath, sizeof(mpath), "%s/%s.json", versions, id);
+	if (!state_created || !created) {
+		r = -ENOMEM;
+		goto out_p;
+	}
+	r = begin_with_state_dir(c, &j, "install", &state_created, err);
+	if (r < 0)
+		goto out_p;
+	if ((r = mkdir_journaled(c, &j, c->prefix, &created, err)) < 0)
+		goto abort;
+	if ((r = mkdir_journaled(c, &j, versions, NULL, err)) < 0)
+		goto abort;
+
+	struct stat st;
+	bool have_final = kd_lstat(c->rootfd, final, &st, NULL) == 0;
+	if (have_final) {
+		/* The previous version, or an unfinished GC: reuse it only if it is intact. */
+		kd_version tmpv = {.components = components};
+		memcpy(tmpv.id, id, sizeof(tmpv.id));
+		if (version_intact(c, &tmpv, NULL) < 0) {
+			if ((r = kd_remove_tree_atomic(c->rootfd, final, err)) < 0)
+				goto abort;
+			have_final = false;
+		}
+	}
+	if (!have_final) {
+		if ((r = kd_journal_tree(&j, staging, err)) < 0 ||
+		    (r = kd_mkdir_p(c->rootfd, staging, 0755, NULL, NULL, err)) < 0)
+			goto abort;
+		_cleanup_close_ int sfd =
+			kd_openat(c->rootfd, staging, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, err);
+		if (sfd < 0) {
+			r = sfd;
+			goto abort;
+		}
+		/* Files unchanged since the current version are hardlinked, not written. */
+		kd_manifest *reuse_m = NULL;
+		_cleanup_close_ int reuse_fd = -1;
+		if (s.has_current && load_manifest_file(c, s.current.id, &reuse_m, NULL) == 0) {
+			char cur[KD_PATH_MAX];
+			snprintf(cur, sizeof(cur), "%s/%s", versions, s.current.id);
+			reuse_fd = kd_openat(c->rootfd, cur, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW,
+					     NULL);
+		}
+		kd_extract_opts xo = {.component_mask = mask,
+				      .reuse_dirfd = reuse_m ? reuse_fd : -1,
+				      .reuse_manifest = reuse_m};
+		r = kd_payload_extract(p, sfd, &xo, &res->stats, err);
+		kd_manifest_free(reuse_m);
+		if (r < 0) {
+			kd_err_wrap(err, r, "extract payload");
+			goto abort;
+		}
+		kd_fault_point("extracted");
+		if (syncfs(sfd) < 0) {
+			r = kd_err_errno(err, negative_errno(), "sync extracted files");
+			goto abort;
+		}
+		_cleanup_free_ char *mjson = NULL;
+		if ((r = kd_manifest_to_json(m, &mjson, err)) < 0 ||
+		    (r = kd_journal_file(&j, mpath, err)) < 0 ||
+		    (r = kd_write_atomic(c->rootfd, mpath, mjson, strlen(mjson), 0644, err)) < 0)
+			goto abort;
+		if ((r = kd_journal_tree(&j, final, err)) < 0)
+			goto abort;
+		if (renameat(c->rootfd, staging, c->rootfd, final) < 0) {
+			r = kd_err_errno(err, negative_errno(), "move '/%s' into place", staging);
+			goto abort;
+		}
+		kd_fault_point("renamed");
+	}
+
+	/* The switch: "current" and the top-level links through it. */
+	char link[KD_PATH_MAX], target[KD_PATH_MAX];
+	snprintf(link, sizeof(link), "%s/%s", c->prefix, KD_CURRENT_LINK);
+	snprintf(target, sizeof(target), "%s/%s", KD_VERSIONS_DIR, id);
+	if ((r = kd_journal_symlink(&j, link, err)) < 0 ||
+	    (r = kd_symlink_atomic(c->rootfd, link, target, err)) < 0)
+		goto abort;
+	links = kd_strv_copy(s.links);
+	if (!links) {
+		r = -ENOMEM;
+		goto abort;
+	}
+	if (!kd_strv_find(links, link))
+		kd_strv_push(&links, link);
+	for (size_t i = 0; tops[i]; i++) {
+		snprintf(link, sizeof(link), "%s/%s", c->prefix, tops[i]);
+		snprintf(target, sizeof(target), "%s/%s", KD_CURRENT_LINK, tops[i]);
+		if (kd_lstat(c->rootfd, link, &st, NULL) == 0)
+			continue;
+		if ((r = kd_journal_symlink(&j, link, err)) < 0 ||
+		    (r = kd_symlink_atomic(c->rootfd, link, target, err)) < 0)
+			goto abort;
+		kd_strv_push(&links, link);
+	}
+
+	/* The new state, written last: the transaction is complete once it is on disk. */
+	char when[32];
+	now_rfc3339(when, sizeof(when));
+	if (s.has_current && strcmp(s.current.id, id) != 0) {
+		kd_version_done(&s.previous);
+		s.previous = s.current;
+		s.has_previous = true;
+	} else {
+		kd_version_done(&s.current);
+	}
+	memset(&s.current, 0, sizeof(s.current));
+	s.has_current = true;
+	memcpy(s.current.id, id, sizeof(s.current.id));
+	snprintf(s.current.digest, sizeof(s.current.digest), "%s", kd_payload_digest(p));
+	s.current.version = strdup(m->version);
+	s.current.installed_at = strdup(when);
+	s.current.shims = TAKE_PTR(shims);
+	s.current.components = TAKE_PTR(components);
+	if (fresh) {
+		s.prefix = strdup(c->prefix);
+		kd_strv_free(s.state_dirs);
+		s.state_dirs = TAKE_PTR(state_created);
+	}
+	free(s.phase);
+	s.phase = strdup("installed");
+	kd_strv_free(s.created_dirs);
+	s.created_dirs = TAKE_PTR(created);
+	kd_strv_free(s.links);
+	s.links = TAKE_PTR(links);
+	set_source(&s, o, fd, kd_payload_digest(p));
+	char spath[KD_PATH_MAX];
+	snprintf(spath, sizeof(spath), "%s/%s", c->state_dir, KD_STATE_FILE);
+	if ((r = kd_journal_file(&j, spath, err)) < 0 ||
+	    (r = kd_state_save(c->rootfd, c->state_dir, &s, err)) < 0)
+		goto abort;
+	kd_fault_point("state-saved");
+	if ((r = kd_journal_commit(&j, err)) < 0)
+		goto out_p;
+	res->changed = true;
+	gc_versions(c, &s);
+	r = 0;
+	goto out_p;
+
+abort:;
+	kd_error e3 = {0};
+	if (kd_journal_abort(&j, &e3) < 0)
+		kd_err_wrap(err, r, "(undo failed too: %s)", e3.msg);
+out_p:
+	kd_payload_free(p);
+out:
+	kd_state_done(&s);
+	return r;
+}
+
+int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *ret, kd_error *err)
+{
+	kd_ctx c;
+	kd_install_result res = {0};
+	int r = kd_ctx_open(&c, rootfd, &o->e, err);
+	if (r >= 0)
+		r = kd_ctx_recover(&c, err);
+	if (r >= 0)
+		r = do_install(&c, o, &res, err);
+	kd_ctx_close(&c);
+	if (r < 0)
+		return kd_err_wrap(err, r, "install");
+	if (ret)
+		*ret = res;
+	return 0;
+}

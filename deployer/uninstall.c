@@ -1,0 +1,145 @@
+/* kd_engine_uninstall: roll forward, step by idempotent step, driven by state.json whose phase
+ * says "uninstalling" from the first step on; a killed uninstall is finished by the next run. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fsroot.h"
+#include "journal.h"
+#include "log.h"
+#include "state.h"
+#include "strv.h"
+
+/* Remove the state dir and the ancestors we created for it, as far as they hold nothing else. */
+static int remove_state_dirs(kd_ctx *c, char **chain, kd_error *err)
+{
+	size_t n = kd_strv_length(chain);
+	if (n == 0) {
+		/* The state dir existed before us: remove only what we put in it. */
+		const char *ours[] = {KD_STATE_FILE, KD_JOURNAL_NAME, KD_JOURNAL_BACKUP_DIR};
+		for (size_t i = 0; i < ELEMENTSOF(ours); i++) {
+			char path[KD_PATH_MAX];
+			snprintf(path, sizeof(path), "%s/%s", c->state_dir, ours[i]);
+			int r = kd_remove_tree(c->rootfd, path, err);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	/* Walk down from the top: a created ancestor that holds anything but the next link of
+	 * the chain was shared since; keep it and start removing one level below. */
+	size_t top = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		_cleanup_close_ int dfd = kd_openat(c->rootfd, chain[i], O_RDONLY | O_DIRECTORY, 0,
+						    KD_NOFOLLOW, NULL);
+		if (dfd < 0)
+			break;
+		DIR *d = fdopendir(TAKE_FD(dfd));
+		if (!d)
+			break;
+		const char *next = strrchr(chain[i + 1], '/');
+		next = next ? next + 1 : chain[i + 1];
+		bool foreign = false;
+		struct dirent *de;
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    strcmp(de->d_name, next))
+				foreign = true;
+		closedir(d);
+		if (foreign) {
+			kd_debug("keeping '/%s': it holds files that are not ours", chain[i]);
+			top = i + 1;
+		}
+	}
+	return kd_remove_tree_atomic(c->rootfd, chain[top], err);
+}
+
+int kd_engine_uninstall_locked(kd_ctx *c, bool *ret_changed, kd_error *err)
+{
+	kd_state s;
+	char path[KD_PATH_MAX];
+	int r = kd_state_load(c->rootfd, c->state_dir, &s, err);
+	if (r == -ENOENT) {
+		kd_err_clear(err);
+		if (ret_changed)
+			*ret_changed = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (!s.phase || strcmp(s.phase, "uninstalling") != 0) {
+		free(s.phase);
+		s.phase = strdup("uninstalling");
+		if ((r = kd_state_save(c->rootfd, c->state_dir, &s, err)) < 0)
+			goto out;
+		kd_fault_point("uninstall-begin");
+	}
+	/* Links first, so nothing points into a half-removed tree. */
+	for (size_t i = kd_strv_length(s.links); i-- > 0;) {
+		struct stat st;
+		if (kd_lstat(c->rootfd, s.links[i], &st, NULL) == 0 && !S_ISLNK(st.st_mode)) {
+			kd_warn("'/%s' is no longer our link; leaving it", s.links[i]);
+			continue;
+		}
+		if ((r = kd_remove_tree(c->rootfd, s.links[i], err)) < 0)
+			goto out;
+		kd_fault_point("uninstall-link");
+	}
+	snprintf(path, sizeof(path), "%s/%s", s.prefix, KD_VERSIONS_DIR);
+	if ((r = kd_remove_tree_atomic(c->rootfd, path, err)) < 0)
+		goto out;
+	kd_fault_point("uninstall-versions");
+	for (size_t i = kd_strv_length(s.created_dirs); i-- > 0;) {
+		kd_error e2 = {0};
+		r = kd_rmdir(c->rootfd, s.created_dirs[i], &e2);
+		if (r == -ENOTEMPTY)
+			kd_warn("keeping '/%s': it holds files that are not ours",
+				s.created_dirs[i]);
+		else if (r < 0 && r != -ENOENT) {
+			r = kd_err(err, r, "%s", e2.msg);
+			goto out;
+		}
+		kd_fault_point("uninstall-dir");
+	}
+	r = remove_state_dirs(c, s.state_dirs, err);
+	if (r < 0)
+		goto out;
+	kd_fault_point("uninstall-state");
+	if (ret_changed)
+		*ret_changed = true;
+	r = 0;
+out:
+	kd_state_done(&s);
+	return r;
+}
+
+int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, kd_error *err)
+{
+	kd_ctx c;
+	bool changed = false;
+	int r = kd_ctx_open(&c, rootfd, o, err);
+	if (r >= 0) {
+		/* Recovery undoes an interrupted install or rollback (and may itself finish an
+		 * interrupted uninstall: then the state is already gone). */
+		r = kd_journal_recover(c.rootfd, c.state_dir, err);
+		if (r > 0)
+			changed = true;
+	}
+	if (r >= 0) {
+		bool ch = false;
+		r = kd_engine_uninstall_locked(&c, &ch, err);
+		changed = changed || ch;
+	}
+	if (r >= 0)
+		r = kd_ctx_recover(&c, err); /* removes leftover temporary files */
+	kd_ctx_close(&c);
+	if (r < 0)
+		return kd_err_wrap(err, r, "uninstall");
+	if (ret_changed)
+		*ret_changed = changed;
+	return 0;
+}
