@@ -103,6 +103,9 @@ Checks the schema cannot express. Fails the render with a message naming the key
 {{- fail (printf "kata-deploy: runtimeClasses.createDefault needs defaultShim.amd64 (%q) to be an enabled amd64 shim" $root.Values.defaultShim.amd64) -}}
 {{- end -}}
 {{- end -}}
+{{- if regexMatch "^(quay\\.io/kata-containers|ghcr\\.io/kata-containers)/" $root.Values.image.reference -}}
+{{- fail (printf "kata-deploy: image.reference %q is upstream's image, which does not contain this chart's agent (/usr/bin/kata-deploy-agent); remove image.reference from your values to use the default" $root.Values.image.reference) -}}
+{{- end -}}
 {{- with $root.Values.env.installationPrefix -}}
 {{- if regexMatch "(^|/)\\.\\.?(/|$)" . -}}
 {{- fail (printf "kata-deploy: env.installationPrefix %q must not contain \".\" or \"..\" path components" .) -}}

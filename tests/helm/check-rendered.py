@@ -1,0 +1,322 @@
+#!/usr/bin/env python3
+"""Checks the output of `helm template` of the kata-deploy chart.
+
+    check-rendered.py CASE < rendered.yaml
+
+Every render must satisfy the contract with the node agent (command, env names, probes,
+host mounts, RBAC verbs, RuntimeClasses). CASE adds the expectations of one values file
+(see CASES). The expected overheads and RBAC rules are written out here on purpose instead
+of being read from the chart, so that the test is an independent oracle.
+Prints one "ok - ..." line per check and exits 1 on the first failed case.
+Needs PyYAML (Debian package python3-yaml).
+"""
+import sys
+
+import yaml
+
+# Reference §3.2: RuntimeClass overhead (memory, cpu) per shim.
+OVERHEAD = {}
+for s in ("clh clh-azure clh-runtime-rs clh-azure-runtime-rs openvmm-azure-runtime-rs "
+          "dragonball fc firecracker").split():
+    OVERHEAD[s] = ("130Mi", "250m")
+for s in "qemu qemu-runtime-rs qemu-coco-dev-runtime-rs qemu-nvidia-cpu qemu-nvidia-cpu-runtime-rs".split():
+    OVERHEAD[s] = ("320Mi", "250m")
+OVERHEAD["qemu-coco-dev"] = ("160Mi", "250m")
+for s in "qemu-se qemu-se-runtime-rs".split():
+    OVERHEAD[s] = ("1024Mi", "1")
+for s in "qemu-snp qemu-snp-runtime-rs qemu-tdx qemu-tdx-runtime-rs".split():
+    OVERHEAD[s] = ("2048Mi", "1")
+for s in ("qemu-nvidia-gpu qemu-nvidia-gpu-runtime-rs qemu-nvidia-gpu-snp qemu-nvidia-gpu-snp-runtime-rs "
+          "qemu-nvidia-gpu-tdx qemu-nvidia-gpu-tdx-runtime-rs").split():
+    OVERHEAD[s] = ("10240Mi", "1")
+OVERHEAD["remote"] = ("120Mi", "250m")
+
+ARCHS = ("X86_64", "AARCH64", "S390X", "PPC64LE")
+ENV_NAMES = {"NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "DEBUG", "K8S_DISTRIBUTION", "HEALTH_PORT",
+             "INSTALLATION_PREFIX", "MULTI_INSTALL_SUFFIX", "STARTUP_TAINTS", "AGENT_HTTPS_PROXY",
+             "AGENT_NO_PROXY"}
+for a in ARCHS:
+    ENV_NAMES |= {f"{v}_{a}" for v in ("SHIMS", "DEFAULT_SHIM", "ALLOWED_HYPERVISOR_ANNOTATIONS",
+                                       "SNAPSHOTTER_HANDLER_MAPPING", "PULL_TYPE_MAPPING")}
+
+# The agent's API calls, exactly (contract with node-agent).
+CLUSTER_RULES = {("", "nodes"): {"get", "patch"}}
+NS_RULES = {("apps", "daemonsets"): {"get", "list"},
+            ("", "events"): {"create", "patch"},
+            ("events.k8s.io", "events"): {"create", "patch"}}
+
+SYSTEMD_MOUNTS = {"/run/systemd": False, "/var/run/dbus": False,
+                  "/etc/systemd/system": True, "/usr/lib/systemd/system": True}
+STATE = "/var/lib/kata-deploy"
+DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
+              "rke2": "/var/lib/rancher/rke2/agent/etc/containerd",
+              "k0s": "/etc/k0s", "microk8s": "/var/snap/microk8s/current/args"}
+
+# Per values file: what the render must contain.
+BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc/containerd", "/etc/crio"},
+            install_dir="/opt", shims={a: ["qemu"] for a in ARCHS}, default={a: "qemu" for a in ARCHS},
+            default_rc=None, debug="false", taints="", max_unavailable=1, grace=600,
+            image="ghcr.io/kata-deploy-c/kata-deploy:0.1.0", https="", noproxy="",
+            ann={}, snap={}, pull={}, extra_selector={}, pod_annotations={}, hook=True)
+
+
+def case(**kw):
+    c = dict(BASE)
+    c.update(kw)
+    return c
+
+
+CASES = {
+    "default": case(),
+    "k3s": case(distro="k3s", runtime_dirs={DISTRO_DIR["k3s"]},
+                shims={"X86_64": ["clh", "qemu"], "AARCH64": ["clh", "qemu"], "S390X": ["qemu"],
+                       "PPC64LE": ["qemu"]},
+                default_rc=("kata", "kata-qemu", "qemu")),
+    "rke2": case(distro="rke2", runtime_dirs={DISTRO_DIR["rke2"]},
+                 taints="kata.example/not-ready:NoSchedule", max_unavailable="25%"),
+    "k0s": case(distro="k0s", runtime_dirs={DISTRO_DIR["k0s"]}, extra_selector={"kubernetes.io/os": "linux"}),
+    "microk8s": case(distro="microk8s", runtime_dirs={DISTRO_DIR["microk8s"]}, debug="true"),
+    "crio": case(runtime_dirs={"/etc/crio"},
+                 shims={"X86_64": ["qemu", "qemu-coco-dev"], "AARCH64": ["qemu"],
+                        "S390X": ["qemu", "qemu-coco-dev"], "PPC64LE": ["qemu"]},
+                 default={"X86_64": "qemu", "AARCH64": "qemu", "S390X": "qemu-coco-dev", "PPC64LE": "qemu"},
+                 ann={a: "qemu-coco-dev:default_memory,default_vcpus" for a in ("X86_64", "S390X")},
+                 pull={a: "qemu-coco-dev:guest-pull" for a in ("X86_64", "S390X")}),
+    "multi-install": case(sfx="next", install_dir="/usr/local",
+                          shims={a: ["qemu", "qemu-runtime-rs"] for a in ARCHS},
+                          https="qemu-runtime-rs=http://proxy.example:3128",
+                          noproxy="qemu-runtime-rs=10.0.0.0/8,.svc"),
+    "upstream-style": case(
+        shims={"X86_64": ["qemu", "qemu-runtime-rs", "qemu-snp", "qemu-tdx"], "AARCH64": ["qemu", "qemu-runtime-rs"],
+               "S390X": ["qemu", "qemu-runtime-rs"], "PPC64LE": ["qemu", "qemu-runtime-rs"]},
+        default={a: "qemu-runtime-rs" for a in ARCHS},
+        default_rc=("kata", "kata-qemu-runtime-rs", "qemu-runtime-rs"),
+        ann={a: "qemu:default_vcpus" for a in ARCHS},
+        snap={"X86_64": "qemu-snp:nydus,qemu-tdx:nydus"},
+        pull={"X86_64": "qemu-snp:guest-pull,qemu-tdx:guest-pull"},
+        https="qemu-tdx=http://proxy.example:3128", noproxy="qemu-tdx=localhost",
+        extra_selector={"node-role.kubernetes.io/worker": ""},
+        pod_annotations={"example.com/team": "platform"}),
+    # manifests/ = chart defaults without the Helm-only pre-delete hook.
+    "manifests": case(hook=False),
+}
+
+failures = 0
+
+
+def check(cond, what):
+    global failures
+    if cond:
+        print(f"ok - {what}")
+    else:
+        failures += 1
+        print(f"not ok - {what}")
+    return cond
+
+
+def eq(got, want, what):
+    return check(got == want, f"{what}: {got!r}" if got == want else f"{what}: got {got!r}, want {want!r}")
+
+
+def hook_of(o):
+    return (o["metadata"].get("annotations") or {}).get("helm.sh/hook")
+
+
+def rules_of(o):
+    out = {}
+    for r in o.get("rules", []):
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                out.setdefault((g, res), set()).update(r["verbs"])
+    return out
+
+
+def main():
+    name = sys.argv[1]
+    c = CASES[name]
+    docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+    sfx = f"-{c['sfx']}" if c["sfx"] else ""
+    instance = c["sfx"] or "default"
+    ns = c["ns"]
+    main_objs = [d for d in docs if not hook_of(d)]
+    hooks = [d for d in docs if hook_of(d)]
+    by = {}
+    for d in main_objs:
+        by.setdefault(d["kind"], []).append(d)
+
+    # --- object set and names (suffix everywhere)
+    eq(sorted((k, len(v)) for k, v in by.items() if k != "RuntimeClass"),
+       [("ClusterRole", 1), ("ClusterRoleBinding", 1), ("DaemonSet", 1), ("Role", 1), ("RoleBinding", 1),
+        ("ServiceAccount", 1)], "object kinds")
+    names = {k: v[0]["metadata"]["name"] for k, v in by.items() if k != "RuntimeClass"}
+    eq(names, {"ServiceAccount": f"kata-deploy-sa{sfx}", "ClusterRole": f"kata-deploy-role{sfx}",
+               "ClusterRoleBinding": f"kata-deploy-rb{sfx}", "Role": f"kata-deploy-role{sfx}",
+               "RoleBinding": f"kata-deploy-rb{sfx}", "DaemonSet": f"kata-deploy{sfx}"}, "object names carry the suffix")
+    for d in main_objs + hooks:
+        md = d["metadata"]
+        if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "RuntimeClass"):
+            check(md.get("namespace") == ns, f"{d['kind']}/{md['name']} in namespace {ns}")
+        check(md.get("labels", {}).get("kata-deploy/instance") == instance,
+              f"{d['kind']}/{md['name']} label kata-deploy/instance={instance}")
+
+    # --- RBAC: exactly the agent's calls
+    eq(rules_of(by["ClusterRole"][0]), CLUSTER_RULES, "ClusterRole rules are exactly nodes get/patch")
+    eq(rules_of(by["Role"][0]), NS_RULES, "Role rules are exactly daemonsets get/list + events create/patch")
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        b = by[kind][0]
+        eq((b["roleRef"]["kind"], b["roleRef"]["name"]), (role_kind, f"kata-deploy-role{sfx}"), f"{kind} roleRef")
+        eq(b["subjects"], [{"kind": "ServiceAccount", "name": f"kata-deploy-sa{sfx}", "namespace": ns}],
+           f"{kind} subject")
+    all_rules = [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d.get("rules", [])]
+    check(not any("*" in r["verbs"] or "*" in r["resources"] or "*" in r["apiGroups"] for r in all_rules),
+          "no wildcard in any rule")
+    check(not any("runtimeclasses" in r["resources"] for r in all_rules), "no permission on runtimeclasses")
+
+    # --- DaemonSet
+    ds = by["DaemonSet"][0]
+    spec = ds["spec"]
+    pod = spec["template"]["spec"]
+    eq(spec["selector"]["matchLabels"], {"name": f"kata-deploy{sfx}"}, "DaemonSet selector")
+    check(set(spec["selector"]["matchLabels"].items()) <= set(spec["template"]["metadata"]["labels"].items()),
+          "pod labels match the selector")
+    eq(spec["updateStrategy"], {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": c["max_unavailable"]}},
+       "updateStrategy")
+    eq(pod["serviceAccountName"], f"kata-deploy-sa{sfx}", "serviceAccountName")
+    eq(pod["priorityClassName"], "system-node-critical", "priorityClassName")
+    eq(pod["terminationGracePeriodSeconds"], c["grace"], "terminationGracePeriodSeconds")
+    for k in ("hostPID", "hostNetwork", "hostIPC"):
+        check(not pod.get(k), f"no {k}")
+    eq(pod.get("nodeSelector", {}), c["extra_selector"], "nodeSelector")
+    ann = spec["template"]["metadata"].get("annotations", {})
+    eq(ann, c["pod_annotations"], "pod annotations")
+    eq(len(pod["containers"]), 1, "one container")
+    ctr = pod["containers"][0]
+    eq(ctr["image"], c["image"], "image")
+    eq(ctr["command"], ["/usr/bin/kata-deploy-agent"], "command")
+    eq(ctr["args"], ["install"], "args")
+    check("lifecycle" not in ctr, "no preStop hook (the agent reverts on SIGTERM)")
+    sc = ctr["securityContext"]
+    eq((sc.get("privileged"), sc.get("readOnlyRootFilesystem"), sc.get("runAsUser")), (True, True, 0),
+       "securityContext privileged, read-only root, uid 0")
+
+    env = {e["name"]: e for e in ctr["env"]}
+    eq(len(env), len(ctr["env"]), "no duplicate env var")
+    eq(set(env), ENV_NAMES, "env var names are exactly the contract's")
+    val = {k: e.get("value") for k, e in env.items()}
+    eq(env["NODE_NAME"].get("valueFrom"), {"fieldRef": {"fieldPath": "spec.nodeName"}}, "NODE_NAME from spec.nodeName")
+    eq(env["POD_NAMESPACE"].get("valueFrom"), {"fieldRef": {"fieldPath": "metadata.namespace"}},
+       "POD_NAMESPACE from metadata.namespace")
+    eq(val["DAEMONSET_NAME"], ds["metadata"]["name"], "DAEMONSET_NAME is the DaemonSet's name")
+    eq(val["MULTI_INSTALL_SUFFIX"], c["sfx"], "MULTI_INSTALL_SUFFIX")
+    eq(val["K8S_DISTRIBUTION"], c["distro"], "K8S_DISTRIBUTION")
+    eq(val["DEBUG"], c["debug"], "DEBUG")
+    eq(val["STARTUP_TAINTS"], c["taints"], "STARTUP_TAINTS")
+    eq(val["INSTALLATION_PREFIX"], "" if c["install_dir"] == "/opt" else c["install_dir"], "INSTALLATION_PREFIX")
+    eq(val["AGENT_HTTPS_PROXY"], c["https"], "AGENT_HTTPS_PROXY")
+    eq(val["AGENT_NO_PROXY"], c["noproxy"], "AGENT_NO_PROXY")
+    enabled = set()
+    for a in ARCHS:
+        shims = val[f"SHIMS_{a}"].split()
+        enabled |= set(shims)
+        eq(shims, c["shims"][a], f"SHIMS_{a}")
+        eq(val[f"DEFAULT_SHIM_{a}"], c["default"][a], f"DEFAULT_SHIM_{a}")
+        check(val[f"DEFAULT_SHIM_{a}"] in shims, f"DEFAULT_SHIM_{a} is one of SHIMS_{a}")
+        eq(val[f"ALLOWED_HYPERVISOR_ANNOTATIONS_{a}"], c["ann"].get(a, ""), f"ALLOWED_HYPERVISOR_ANNOTATIONS_{a}")
+        eq(val[f"SNAPSHOTTER_HANDLER_MAPPING_{a}"], c["snap"].get(a, ""), f"SNAPSHOTTER_HANDLER_MAPPING_{a}")
+        eq(val[f"PULL_TYPE_MAPPING_{a}"], c["pull"].get(a, ""), f"PULL_TYPE_MAPPING_{a}")
+
+    port = int(val["HEALTH_PORT"])
+    eq(ctr["ports"], [{"name": "health", "containerPort": port, "protocol": "TCP"}], "health port = HEALTH_PORT")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")):
+        p = ctr.get(probe, {})
+        eq(p.get("httpGet"), {"path": path, "port": "health"}, f"{probe} GET {path} on the health port")
+    check(ctr["startupProbe"]["periodSeconds"] * ctr["startupProbe"]["failureThreshold"] >= 600,
+          "startupProbe allows at least 10 minutes for the install")
+
+    if c["taints"]:
+        tol = pod.get("tolerations", [])
+        for t in c["taints"].split(","):
+            key, _, effect = t.partition(":")
+            want = {"key": key, "operator": "Exists"}
+            if effect:
+                want["effect"] = effect
+            check(want in tol, f"tolerates startup taint {t}")
+
+    # --- host mounts: exactly what the agent needs, each at /host/<path>
+    vols = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in ctr["volumeMounts"]}
+    eq(set(vols), set(mounts), "every volume is mounted and every mount has a volume")
+    host = {}
+    for n, v in vols.items():
+        if "hostPath" in v:
+            hp = v["hostPath"]["path"]
+            host[hp] = mounts[n]
+            eq(mounts[n]["mountPath"], "/host" + hp, f"host {hp} mounted at /host{hp}")
+            check(v["hostPath"].get("type") in ("Directory", "DirectoryOrCreate"), f"host {hp} has a directory type")
+        else:
+            check("emptyDir" in v, f"volume {n} is an emptyDir")
+    want = set(c["runtime_dirs"]) | {c["install_dir"], STATE} | set(SYSTEMD_MOUNTS)
+    eq(set(host), want, "host paths")
+    check("/" not in host, "the host root is not mounted")
+    for hp, ro in SYSTEMD_MOUNTS.items():
+        check(hp in host and bool(host[hp].get("readOnly")) == ro, f"{hp} mounted readOnly={ro}")
+    for hp in set(c["runtime_dirs"]) | {c["install_dir"], STATE}:
+        check(hp in host and not host[hp].get("readOnly"), f"{hp} mounted writable")
+    check(any(m["mountPath"] == "/tmp" for m in ctr["volumeMounts"]), "/tmp is writable (read-only root)")
+
+    # --- RuntimeClasses
+    rcs = {d["metadata"]["name"]: d for d in by.get("RuntimeClass", [])}
+    want_rc = {f"kata-{s}{sfx}" for s in enabled}
+    if c["default_rc"]:
+        want_rc.add(c["default_rc"][0])
+    eq(set(rcs), want_rc, "RuntimeClass names")
+    for s in sorted(enabled):
+        rc = rcs.get(f"kata-{s}{sfx}")
+        if not check(rc is not None, f"RuntimeClass kata-{s}{sfx} exists"):
+            continue
+        eq(rc["handler"], f"kata-{s}{sfx}", f"kata-{s}{sfx} handler = name")
+        mem, cpu = OVERHEAD[s]
+        eq(rc.get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"kata-{s}{sfx} overhead")
+        sel = rc["scheduling"]["nodeSelector"]
+        check(sel.get("katacontainers.io/kata-runtime") == "true", f"kata-{s}{sfx} selects kata-runtime=true")
+        if c["sfx"]:
+            check(sel.get(f"kata-deploy.katacontainers.io/{c['sfx']}") == "true",
+                  f"kata-{s}{sfx} selects the per-install label")
+        else:
+            check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
+                  f"kata-{s} has no per-install label (single install)")
+        check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
+    if c["default_rc"]:
+        n, handler, shim = c["default_rc"]
+        eq(rcs[n]["handler"], handler, f"default RuntimeClass {n} handler")
+        mem, cpu = OVERHEAD[shim]
+        eq(rcs[n].get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"default RuntimeClass {n} overhead")
+
+    # --- pre-delete hook: DaemonSet gone (foreground) before Helm deletes the RBAC
+    if c["hook"]:
+        hk = {d["kind"]: d for d in hooks}
+        eq(sorted(hk), ["Job", "Role", "RoleBinding", "ServiceAccount"], "pre-delete hook objects")
+        check(all(hook_of(d) == "pre-delete" for d in hooks), "hooks run pre-delete")
+        job = hk["Job"]
+        cmd = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        eq(cmd[:4], ["kubectl", "delete", "daemonset", f"kata-deploy{sfx}"], "hook deletes our DaemonSet")
+        for flag in ("--cascade=foreground", "--wait=true", f"--namespace={ns}"):
+            check(flag in cmd, f"hook uses {flag}")
+        timeout = int([a for a in cmd if a.startswith("--timeout=")][0][len("--timeout="):-1])
+        check(timeout > pod["terminationGracePeriodSeconds"],
+              f"hook waits {timeout}s > terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']}")
+        eq(rules_of(hk["Role"]), {("apps", "daemonsets"): {"get", "delete", "list", "watch"}}, "hook Role rules")
+        eq([r.get("resourceNames") for r in hk["Role"]["rules"] if "delete" in r["verbs"]], [[f"kata-deploy{sfx}"]],
+           "hook may delete only our DaemonSet")
+        check(all("hook-succeeded" in d["metadata"]["annotations"]["helm.sh/hook-delete-policy"] for d in hooks),
+              "hook objects are removed after success")
+    else:
+        eq(hooks, [], "no Helm hooks")
+
+    return failures == 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in CASES:
+        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(CASES)}}} < rendered.yaml")
+    sys.exit(0 if main() else 1)

