@@ -380,13 +380,12 @@ static int validate_files(kd_manifest *m, kd_error *err)
 		kd_pfile *f = &m->files[i];
 		if (i > 0 && strcmp(m->files[i - 1].path, f->path) == 0)
 			return kd_err(err, -EINVAL, "manifest: duplicate path '%s'", f->path);
-		char *slash = strrchr(f->path, '/');
+		const char *slash = strrchr(f->path, '/');
 		if (slash) {
-			*slash = '\0';
-			const kd_pfile *parent = kd_manifest_find(m, f->path);
-			bool ok = parent && parent->type == KD_FILE_DIR;
-			*slash = '/';
-			if (!ok)
+			char dir[KD_PATH_MAX + 1];
+			snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f->path), f->path);
+			const kd_pfile *parent = kd_manifest_find(m, dir);
+			if (!parent || parent->type != KD_FILE_DIR)
 				return kd_err(
 					err, -EINVAL,
 					"manifest: parent of '%s' is not a directory in the manifest",
@@ -1030,7 +1029,8 @@ static int write_tar(kd_tar_writer *w, int katafd, const pack_state *s, const ch
 	return 0;
 }
 
-static int sign_payload(int fd, const char *out_path, const kd_pack_opts *o, kd_error *err)
+static int sign_payload(const kd_atomic_file *af, const char *out_path, const kd_pack_opts *o,
+			kd_error *err)
 {
 	uint8_t bin[KD_SHA256_LEN];
 	char msg[sizeof(KD_PAYLOAD_SIG_CONTEXT) + KD_SHA256_HEX_LEN];
@@ -1039,8 +1039,10 @@ static int sign_payload(int fd, const char *out_path, const kd_pack_opts *o, kd_
 	size_t siglen;
 	int r;
 
-	if (lseek(fd, 0, SEEK_SET) < 0)
-		return kd_err_errno(err, negative_errno(), "seek '%s'", out_path);
+	/* The temp file was opened write-only: read it back through its name. */
+	_cleanup_close_ int fd = openat(af->dirfd, af->tmpname, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "reopen '%s'", out_path);
 	if ((r = kd_sha256_fd(fd, bin, NULL, err)) < 0)
 		return r;
 	memcpy(msg, KD_PAYLOAD_SIG_CONTEXT, strlen(KD_PAYLOAD_SIG_CONTEXT));
@@ -1057,7 +1059,7 @@ static int sign_payload(int fd, const char *out_path, const kd_pack_opts *o, kd_
 	if (!dir)
 		return kd_err(err, -ENOMEM, "out of memory");
 	char *slash = strrchr(dir, '/');
-	const char *base = slash ? slash + 1 : sig_path;
+	const char *base = slash ? sig_path + (slash - dir) + 1 : sig_path;
 	if (slash)
 		slash[1] = '\0';
 	_cleanup_close_ int dfd = kd_root_open(slash ? dir : ".", err);
@@ -1154,7 +1156,7 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 		 (r = write_tar(w, katafd, &s, json, buf, err)) >= 0)
 		r = kd_tar_writer_close(w, err);
 	if (r >= 0 && o->sign_key)
-		r = sign_payload(af.fd, out_path, o, err);
+		r = sign_payload(&af, out_path, o, err);
 	if (r >= 0)
 		r = kd_atomic_commit(&af, true, err);
 	if (r < 0) {

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Write hostile kata-deploy payloads for the extraction tests (docs/PAYLOAD.md).
+
+    mkhostile.py CASE OUT [OUTSIDE]
+
+CASE is one of the names in CASES below; OUT is the .tar.zst to write; OUTSIDE is a directory
+the escapes aim at (default /tmp/kd-outside). Every payload starts with a manifest that passes
+kd_payload_open() (except the *-manifest cases, which test its validation), followed by tar
+entries in which one thing is wrong. Python's tarfile writes whatever we ask for, which is the
+point: libarchive's writer and ours normalise too much to produce these.
+"""
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+
+PREFIX = "opt/kata/"
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+class Payload:
+    def __init__(self):
+        # manifest files (relative to opt/kata/) and tar entries, kept separately so a case can
+        # make them disagree.
+        self.files = []
+        self.entries = []
+
+    def add(self, path, kind, mode=0o755, data=b"", target=None, manifest=True, tar=True,
+            tar_path=None, tar_mode=None, tar_data=None, tar_target=None):
+        if manifest:
+            f = {"path": path, "type": kind, "mode": "%04o" % mode}
+            if kind == "file":
+                f["size"] = len(data)
+                f["sha256"] = sha(data)
+            if target is not None:
+                f["target"] = target
+            self.files.append(f)
+        if tar:
+            self.entries.append({
+                "name": tar_path if tar_path is not None else PREFIX + path,
+                "kind": kind,
+                "mode": tar_mode if tar_mode is not None else mode,
+                "data": tar_data if tar_data is not None else data,
+                "target": tar_target if tar_target is not None else target,
+            })
+
+    def base(self):
+        self.add("bin", "dir")
+        self.add("bin/a", "file", 0o755, b"hello\n")
+        self.add("share", "dir")
+        self.add("share/b", "file", 0o644, b"data\n" * 3)
+
+    def manifest(self):
+        return {
+            "format": 1,
+            "version": "1.0",
+            "arch": "x86_64",
+            "components": [{"name": "kata", "version": "1.0",
+                            "files": sorted(self.files, key=lambda f: f["path"])}],
+            "shims": {"qemu": ["kata"]},
+        }
+
+    def write(self, out, corrupt_manifest=None):
+        m = self.manifest()
+        if corrupt_manifest:
+            corrupt_manifest(m)
+        mj = json.dumps(m, sort_keys=True, separators=(",", ":")).encode()
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            ti = tarfile.TarInfo("kata-payload.json")
+            ti.size = len(mj)
+            ti.mode = 0o644
+            t.addfile(ti, io.BytesIO(mj))
+            for e in self.entries:
+                ti = tarfile.TarInfo(e["name"])
+                ti.mode = e["mode"]
+                data = None
+                if e["kind"] == "file":
+                    ti.type = tarfile.REGTYPE
+                    ti.size = len(e["data"])
+                    data = io.BytesIO(e["data"])
+                elif e["kind"] == "dir":
+                    ti.type = tarfile.DIRTYPE
+                elif e["kind"] == "symlink":
+                    ti.type = tarfile.SYMTYPE
+                    ti.linkname = e["target"]
+                elif e["kind"] == "hardlink":
+                    ti.type = tarfile.LNKTYPE
+                    ti.linkname = e["target"]
+                elif e["kind"] == "chr":
+                    ti.type = tarfile.CHRTYPE
+                    ti.devmajor, ti.devminor = 1, 3
+                elif e["kind"] == "fifo":
+                    ti.type = tarfile.FIFOTYPE
+                t.addfile(ti, data)
+        z = subprocess.run(["zstd", "-q", "-c"], input=buf.getvalue(), stdout=subprocess.PIPE,
+                           check=True)
+        with open(out, "wb") as f:
+            f.write(z.stdout)
+
+
+def case(p, name, outside):
+    p.base()
+    if name == "dotdot":
+        p.add("x", "file", 0o644, b"evil\n", manifest=False,
+              tar_path=PREFIX + "../outside/dotdot")
+    elif name == "absolute":
+        p.add("x", "file", 0o644, b"evil\n", manifest=False, tar_path=outside + "/absolute")
+    elif name == "outside-prefix":
+        p.add("x", "file", 0o644, b"evil\n", manifest=False, tar_path="etc/evil")
+    elif name == "symlink-escape-manifest":
+        p.add("bin/esc", "symlink", 0o777, target="../../../outside")
+    elif name == "symlink-escape":
+        p.add("bin/esc", "symlink", 0o777, target="a", tar_target=outside)
+    elif name == "hardlink-escape":
+        p.add("bin/h", "hardlink", 0o755, target="bin/a", tar_target=outside + "/passwd")
+    elif name == "hardlink-escape-manifest":
+        p.add("bin/h", "hardlink", 0o755, target="../../etc/passwd")
+    elif name == "symlink-then-file":
+        # The manifest says lib/ is a directory; the tar makes it a symlink out of the tree and
+        # then writes through it.
+        p.add("lib", "dir", tar=False)
+        p.add("lib", "symlink", 0o777, target=outside, manifest=False)
+        p.add("lib/x", "file", 0o644, b"through the link\n")
+    elif name == "symlink-then-file-manifest":
+        p.add("lib", "symlink", 0o777, target="bin")
+        p.add("lib/x", "file", 0o644, b"through the link\n")
+    elif name == "device":
+        p.add("bin/null", "chr", 0o666, manifest=False)
+    elif name == "fifo":
+        p.add("bin/fifo", "fifo", 0o644, manifest=False)
+    elif name == "setuid":
+        p.add("bin/su", "file", 0o755, b"root\n", tar_mode=0o4755)
+    elif name == "setuid-manifest":
+        p.add("bin/su", "file", 0o4755, b"root\n")
+    elif name == "size-mismatch":
+        p.add("bin/big", "file", 0o755, b"small\n", tar_data=b"much larger than that\n" * 10)
+    elif name == "digest-mismatch":
+        p.add("bin/c", "file", 0o755, b"expected\n", tar_data=b"tampered\n")
+    elif name == "not-in-manifest":
+        p.add("bin/extra", "file", 0o755, b"extra\n", manifest=False)
+    elif name == "missing":
+        p.add("share/c", "file", 0o644, b"never shipped\n", tar=False)
+    elif name == "duplicate":
+        p.add("bin/d", "file", 0o644, b"one\n")
+        p.entries.append(dict(p.entries[-1], data=b"two\n"))
+    elif name == "type-mismatch":
+        p.add("bin/t", "file", 0o644, b"file\n", manifest=True, tar=False)
+        p.add("bin/t", "dir", 0o755, manifest=False)
+    else:
+        raise SystemExit("mkhostile: unknown case %r (known: %s)" % (name, ", ".join(CASES)))
+
+
+CASES = ["dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+         "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
+         "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
+         "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",
+         "type-mismatch"]
+
+
+def main():
+    if len(sys.argv) not in (3, 4):
+        raise SystemExit(__doc__)
+    p = Payload()
+    case(p, sys.argv[1], sys.argv[3] if len(sys.argv) == 4 else "/tmp/kd-outside")
+    p.write(sys.argv[2])
+
+
+if __name__ == "__main__":
+    main()

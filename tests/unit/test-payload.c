@@ -1,0 +1,889 @@
+/* lib/payload: pack → open → extract → verify round trips on a generated tree, determinism,
+ * shim selection, reuse, signatures, and one test per hostile payload (made by
+ * tests/tools/mkhostile.py), each checking the message names the culprit and that nothing
+ * appeared outside the destination. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/digest.h"
+#include "lib/fsroot.h"
+#include "lib/payload.h"
+#include "lib/sign.h"
+#include "tap.h"
+
+static char base_dir[] = "/tmp/kd-test-payload-XXXXXX";
+static int counter;
+
+static char *tmp_path(const char *name)
+{
+	char *p;
+	if (asprintf(&p, "%s/%s", base_dir, name) < 0)
+		abort();
+	return p;
+}
+
+/* A fresh directory under base_dir for one test. */
+static char *fresh_dir(const char *tag)
+{
+	char name[64];
+	snprintf(name, sizeof(name), "%s-%d", tag, counter++);
+	char *p = tmp_path(name);
+	if (mkdir(p, 0755) < 0)
+		abort();
+	return p;
+}
+
+static void write_file(const char *dir, const char *rel, const void *data, size_t len, mode_t mode)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+	if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+		perror(path);
+		abort();
+	}
+	fchmod(fd, mode);
+	close(fd);
+}
+
+static void mkdirs(const char *dir, const char *rel)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s/%s'", dir, rel);
+	if (system(cmd) != 0)
+		abort();
+}
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		seed = seed * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(seed >> 16);
+	}
+}
+
+/* SRC/opt/kata with files of every kind, odd modes to normalise, duplicates, an empty dir. */
+static char *make_tree(void)
+{
+	char *src = fresh_dir("src");
+	char kata[4096];
+	static uint8_t buf[1 << 21];
+
+	snprintf(kata, sizeof(kata), "%s/opt/kata", src);
+	mkdirs(kata, "bin");
+	mkdirs(kata, "libexec");
+	mkdirs(kata, "share/defaults/kata-containers");
+	mkdirs(kata, "share/kata-containers");
+	mkdirs(kata, "share/kata-qemu");
+	mkdirs(kata, "var/empty");
+	chmod(kata, 0700);
+	fill(buf, 300000, 1);
+	write_file(kata, "bin/containerd-shim-kata-v2", buf, 300000, 0700);
+	fill(buf, sizeof(buf), 2);
+	write_file(kata, "bin/qemu-system-x86_64", buf, sizeof(buf), 0751);
+	fill(buf, 70000, 3);
+	write_file(kata, "bin/cloud-hypervisor", buf, 70000, 0755);
+	fill(buf, 1 << 20, 4);
+	write_file(kata, "share/kata-qemu/qemu.img", buf, 1 << 20, 0600);
+	write_file(kata, "share/defaults/kata-containers/configuration-qemu.toml",
+		   "[hypervisor.qemu]\n", 18, 0644);
+	write_file(kata, "share/defaults/kata-containers/configuration-clh.toml",
+		   "[hypervisor.clh]\n", 17, 0664);
+	fill(buf, 4096, 5);
+	write_file(kata, "share/kata-containers/vmlinux-6.1", buf, 4096, 0644);
+	char link[4200];
+	snprintf(link, sizeof(link), "%s/share/kata-containers/vmlinux.container", kata);
+	if (symlink("vmlinux-6.1", link) < 0)
+		abort();
+	write_file(kata, "libexec/dup1", "same bytes\n", 11, 0755);
+	write_file(kata, "libexec/dup2", "same bytes\n", 11, 0755);
+	write_file(kata, "libexec/empty", "", 0, 0644);
+	return src;
+}
+
+static const char spec_yaml[] =
+	"version: 3.21.0\n"
+	"arch: x86_64\n"
+	"components:\n"
+	"  - name: kata\n"
+	"    version: 3.21.0\n"
+	"    paths: [bin/containerd-shim-kata-v2, libexec/, share/defaults/, var/]\n"
+	"  - name: kernel\n"
+	"    version: '6.1'\n"
+	"    paths: [share/kata-containers/]\n"
+	"  - name: qemu\n"
+	"    version: 9.0.0\n"
+	"    paths: [bin/qemu-system-x86_64, share/kata-qemu/]\n"
+	"  - name: clh\n"
+	"    version: '40.0'\n"
+	"    paths: [bin/cloud-hypervisor]\n"
+	"shims:\n"
+	"  qemu: [kata, kernel, qemu]\n"
+	"  clh: [kata, kernel, clh]\n";
+
+static int pack(const char *src, const char *out, const char *spec, int threads, kd_error *err)
+{
+	kd_pack_opts o = {.spec_path = spec,
+			  .version = spec ? NULL : "1.2.3",
+			  .arch = "x86_64",
+			  .zstd_level = 3,
+			  .threads = threads,
+			  .mtime = 1700000000};
+	return kd_payload_pack(src, out, &o, err);
+}
+
+static int open_payload(const char *path, const kd_payload_verify *v, kd_payload **ret,
+			kd_error *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = kd_payload_open(fd, path, v, ret, err);
+	close(fd);
+	return r;
+}
+
+static int open_dir(const char *path)
+{
+	mkdir(path, 0755);
+	return open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+static bool has(const char *haystack, const char *needle)
+{
+	if (!strstr(haystack, needle)) {
+		printf("#   message \"%s\" does not contain \"%s\"\n", haystack, needle);
+		return false;
+	}
+	return true;
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *de;
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+static mode_t mode_of(const char *dir, const char *rel)
+{
+	char p[4200];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	if (lstat(p, &st) < 0)
+		return (mode_t)-1;
+	return st.st_mode & 07777;
+}
+
+static ino_t ino_of(const char *dir, const char *rel)
+{
+	char p[4200];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	if (lstat(p, &st) < 0)
+		return 0;
+	return st.st_ino;
+}
+
+static char *tree_src;	    /* generated once */
+static char *payload_plain; /* packed without a spec */
+static char *payload_spec;  /* packed with spec_yaml */
+
+TEST(pack_open_extract_verify)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	kd_extract_stats st = {0};
+	char *dest = tmp_path("roundtrip");
+	char cmd[8400];
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p) {
+		printf("#   %s\n", kd_err_msg(&err));
+		return;
+	}
+	const kd_manifest *m = kd_payload_manifest(p);
+	CHECK_STR(m->version, "1.2.3");
+	CHECK_STR(m->arch, "x86_64");
+	CHECK_INT(m->n_components, 1);
+	CHECK_STR(m->components[0].name, "kata");
+	CHECK(kd_sha256_hex_valid(kd_payload_digest(p)));
+	int dfd = open_dir(dest);
+	CHECK_INT(kd_payload_extract(p, dfd, NULL, &st, &err), 0);
+	CHECK_INT(st.files_written, 9); /* 10 regular files, one stored as a hardlink */
+	CHECK_INT(st.files_linked, 0);
+	CHECK_INT(st.entries_skipped, 0);
+	CHECK_INT(kd_payload_verify_tree(m, NULL, dfd, true, &err), 0);
+	snprintf(cmd, sizeof(cmd), "diff -r --no-dereference '%s/opt/kata' '%s'", tree_src, dest);
+	CHECK_INT(system(cmd), 0);
+	/* Modes are normalised: 0755 for directories and executables, 0644 otherwise. */
+	CHECK_INT(mode_of(dest, "bin/containerd-shim-kata-v2"), 0755);
+	CHECK_INT(mode_of(dest, "bin/qemu-system-x86_64"), 0755);
+	CHECK_INT(mode_of(dest, "share/kata-qemu/qemu.img"), 0644);
+	CHECK_INT(mode_of(dest, "share/defaults/kata-containers/configuration-clh.toml"), 0644);
+	CHECK_INT(mode_of(dest, "var/empty"), 0755);
+	/* Identical files are stored once and extracted as hardlinks. */
+	const kd_pfile *f = kd_manifest_find(m, "libexec/dup2");
+	CHECK(f && f->type == KD_FILE_HARDLINK && strcmp(f->target, "libexec/dup1") == 0);
+	CHECK(ino_of(dest, "libexec/dup1") == ino_of(dest, "libexec/dup2"));
+	/* verify_tree notices a change. */
+	write_file(dest, "libexec/empty", "x", 1, 0644);
+	CHECK(kd_payload_verify_tree(m, NULL, dfd, false, &err) == -EBADMSG);
+	CHECK(has(err.msg, "libexec/empty"));
+	close(dfd);
+	kd_payload_free(p);
+	free(dest);
+}
+
+TEST(verify_tree_rehash)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dest = tmp_path("rehash");
+	static uint8_t buf[4096];
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	int dfd = open_dir(dest);
+	CHECK_INT(kd_payload_extract(p, dfd, NULL, NULL, &err), 0);
+	/* Same size, different bytes: only a rehash sees it. */
+	fill(buf, sizeof(buf), 99);
+	write_file(dest, "share/kata-containers/vmlinux-6.1", buf, sizeof(buf), 0644);
+	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, false, &err), 0);
+	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err), -EBADMSG);
+	CHECK(has(err.msg, "vmlinux-6.1") && has(err.msg, "sha256"));
+	close(dfd);
+	kd_payload_free(p);
+	free(dest);
+}
+
+TEST(deterministic)
+{
+	kd_error err = {0};
+	char *a = tmp_path("det-a.tar.zst"), *b = tmp_path("det-b.tar.zst");
+	char cmd[4200];
+
+	CHECK_INT(pack(tree_src, a, NULL, 1, &err), 0);
+	/* A different worker count and a touched source tree give the same bytes. */
+	snprintf(cmd, sizeof(cmd), "touch '%s/opt/kata/bin/cloud-hypervisor'", tree_src);
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(pack(tree_src, b, NULL, 2, &err), 0);
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s' && cmp -s '%s' '%s'", a, b, a, payload_plain);
+	CHECK_INT(system(cmd), 0);
+	/* The tar is readable by GNU tar, manifest first, sorted, uid/gid 0, fixed mtime. */
+	snprintf(cmd, sizeof(cmd),
+		 "tar -I zstd --numeric-owner --full-time -tvf '%s' > '%s.list' && "
+		 "head -n1 '%s.list' | grep -q ' kata-payload.json$' && "
+		 "! grep -v ' 0/0 ' '%s.list' && ! grep -v '2023-11-14 22:13:20' '%s.list'",
+		 a, a, a, a, a);
+	CHECK_INT(system(cmd), 0);
+	free(a);
+	free(b);
+}
+
+TEST(inferred_shims)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	bool mask[1];
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	const kd_manifest *m = kd_payload_manifest(p);
+	CHECK_INT(m->n_shims, 2);
+	CHECK_STR(m->shims[0].name, "clh");
+	CHECK_STR(m->shims[1].name, "qemu");
+	CHECK_STR(m->shims[1].components[0], "kata");
+	const char *bad[] = {"fc"};
+	CHECK_INT(kd_manifest_select(m, bad, 1, mask, &err), -ENOENT);
+	CHECK(has(err.msg, "'fc'") && has(err.msg, "clh, qemu"));
+	kd_payload_free(p);
+}
+
+TEST(spec_selection)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	kd_extract_stats st = {0};
+	char *dest = tmp_path("select");
+
+	CHECK_INT(open_payload(payload_spec, NULL, &p, &err), 0);
+	if (!p) {
+		printf("#   %s\n", kd_err_msg(&err));
+		return;
+	}
+	const kd_manifest *m = kd_payload_manifest(p);
+	CHECK_INT(m->n_components, 4);
+	CHECK_STR(m->version, "3.21.0");
+	CHECK_STR(m->components[1].version, "6.1");
+	bool mask[4];
+	const char *shims[] = {"clh"};
+	CHECK_INT(kd_manifest_select(m, shims, 1, mask, &err), 0);
+	CHECK(mask[0] && mask[1] && !mask[2] && mask[3]);
+	int dfd = open_dir(dest);
+	kd_extract_opts o = {.component_mask = mask, .reuse_dirfd = -1};
+	CHECK_INT(kd_payload_extract(p, dfd, &o, &st, &err), 0);
+	CHECK(mode_of(dest, "bin/cloud-hypervisor") == 0755);
+	CHECK(mode_of(dest, "bin/qemu-system-x86_64") == (mode_t)-1);
+	CHECK(mode_of(dest, "share/kata-qemu") == (mode_t)-1);
+	CHECK(mode_of(dest, "share/kata-containers/vmlinux.container") == 0777);
+	CHECK_INT(st.entries_skipped, 3); /* qemu binary, share/kata-qemu/, its image */
+	CHECK_INT(kd_payload_verify_tree(m, mask, dfd, true, &err), 0);
+	/* The whole payload does not verify against this partial tree. */
+	CHECK_INT(kd_payload_verify_tree(m, NULL, dfd, false, &err), -ENOENT);
+	CHECK(has(err.msg, "qemu"));
+	close(dfd);
+	kd_payload_free(p);
+	free(dest);
+}
+
+TEST(spec_errors)
+{
+	kd_error err = {0};
+	char *out = tmp_path("spec-bad.tar.zst"), *spec = tmp_path("spec-bad.yaml");
+	int fd;
+
+	/* A file that no component claims. */
+	fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dprintf(fd, "version: '1'\ncomponents:\n  - name: a\n    paths: [bin/, share/, var/]\n");
+	close(fd);
+	CHECK(pack(tree_src, out, spec, 1, &err) < 0);
+	CHECK(has(err.msg, "opt/kata/libexec") && has(err.msg, "no component"));
+	/* A file claimed twice. */
+	fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dprintf(fd, "version: '1'\ncomponents:\n  - name: a\n    paths: [bin/, share/, libexec/, "
+		    "var/]\n  - name: b\n    paths: [bin/cloud-hypervisor]\n");
+	close(fd);
+	CHECK(pack(tree_src, out, spec, 1, &err) < 0);
+	CHECK(has(err.msg, "opt/kata/bin/cloud-hypervisor") && has(err.msg, "'a' and 'b'"));
+	/* A shim naming an unknown component. */
+	fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dprintf(fd, "version: '1'\ncomponents:\n  - name: a\n    paths: [bin/, share/, libexec/, "
+		    "var/]\nshims:\n  qemu: [a, nope]\n");
+	close(fd);
+	CHECK(pack(tree_src, out, spec, 1, &err) < 0);
+	CHECK(has(err.msg, "'nope'"));
+	CHECK(access(out, F_OK) < 0); /* nothing left behind */
+	free(out);
+	free(spec);
+}
+
+TEST(reuse_previous_tree)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	kd_extract_stats st = {0};
+	char *d1 = tmp_path("reuse-1"), *d2 = tmp_path("reuse-2");
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	int fd1 = open_dir(d1), fd2 = open_dir(d2);
+	CHECK_INT(kd_payload_extract(p, fd1, NULL, NULL, &err), 0);
+	/* One file of the old tree differs: it must be written, not linked. */
+	static uint8_t buf[4096];
+	fill(buf, sizeof(buf), 77);
+	write_file(d1, "share/kata-containers/vmlinux-6.1", buf, 100, 0644);
+	kd_extract_opts o = {.reuse_dirfd = fd1, .reuse_manifest = kd_payload_manifest(p)};
+	CHECK_INT(kd_payload_extract(p, fd2, &o, &st, &err), 0);
+	CHECK_INT(st.files_linked, 8);
+	CHECK_INT(st.files_written, 1);
+	CHECK(ino_of(d1, "bin/qemu-system-x86_64") == ino_of(d2, "bin/qemu-system-x86_64"));
+	CHECK(ino_of(d1, "share/kata-containers/vmlinux-6.1") !=
+	      ino_of(d2, "share/kata-containers/vmlinux-6.1"));
+	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, fd2, true, &err), 0);
+	close(fd1);
+	close(fd2);
+	kd_payload_free(p);
+	free(d1);
+	free(d2);
+}
+
+static int read_all(const char *path, uint8_t *buf, size_t size)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, size);
+	close(fd);
+	return (int)n;
+}
+
+TEST(signatures)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dir = fresh_dir("sign");
+	char priv[4200], pub[4200], priv2[4200], pub2[4200], out[4200], sigp[4300];
+	uint8_t sig[600];
+
+	snprintf(priv, sizeof(priv), "%s/key.pem", dir);
+	snprintf(pub, sizeof(pub), "%s/key.pub", dir);
+	snprintf(priv2, sizeof(priv2), "%s/other.pem", dir);
+	snprintf(pub2, sizeof(pub2), "%s/other.pub", dir);
+	snprintf(out, sizeof(out), "%s/signed.tar.zst", dir);
+	snprintf(sigp, sizeof(sigp), "%s.sig", out);
+	CHECK_INT(kd_sign_keygen(priv, pub, &err), 0);
+	CHECK_INT(kd_sign_keygen(priv2, pub2, &err), 0);
+	kd_pack_opts o = {.version = "1",
+			  .arch = "x86_64",
+			  .sign_key = priv,
+			  .sign_pubkey = pub,
+			  .zstd_level = 1,
+			  .threads = 1};
+	CHECK_INT(kd_payload_pack(tree_src, out, &o, &err), 0);
+	int n = read_all(sigp, sig, sizeof(sig));
+	CHECK(n > 0);
+
+	kd_payload_verify v = {.pubkey_path = pub, .sig = sig, .siglen = (size_t)n};
+	CHECK_INT(open_payload(out, &v, &p, &err), 0);
+	char fp[65];
+	CHECK_INT(kd_pubkey_fingerprint(pub, fp, &err), 0);
+	if (p)
+		CHECK_STR(kd_payload_manifest(p)->signing_key, fp);
+	kd_payload_free(p);
+	p = NULL;
+
+	/* Signed manifest, no key given: refused, naming the fingerprint. */
+	CHECK(open_payload(out, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, fp));
+	/* A flipped signature byte. */
+	sig[n / 2] ^= 1;
+	CHECK_INT(open_payload(out, &v, &p, &err), -EBADMSG);
+	CHECK(has(err.msg, "signature"));
+	sig[n / 2] ^= 1;
+	/* The right signature checked with another key. */
+	v.pubkey_path = pub2;
+	CHECK(open_payload(out, &v, &p, &err) < 0);
+	CHECK(has(err.msg, "signature"));
+	/* No signature bytes. */
+	v = (kd_payload_verify){.pubkey_path = pub};
+	CHECK_INT(open_payload(out, &v, &p, &err), -EINVAL);
+	/* A payload whose bytes changed after signing. */
+	char cmd[8400];
+	snprintf(cmd, sizeof(cmd), "printf x >> '%s'", out);
+	CHECK_INT(system(cmd), 0);
+	v = (kd_payload_verify){.pubkey_path = pub, .sig = sig, .siglen = (size_t)n};
+	CHECK_INT(open_payload(out, &v, &p, &err), -EBADMSG);
+	CHECK(p == NULL);
+	free(dir);
+}
+
+TEST(expected_digest)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char good[65];
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	snprintf(good, sizeof(good), "%s", kd_payload_digest(p));
+	kd_payload_free(p);
+	p = NULL;
+	kd_payload_verify v = {.expect_sha256 = good};
+	CHECK_INT(open_payload(payload_plain, &v, &p, &err), 0);
+	kd_payload_free(p);
+	p = NULL;
+	good[0] = good[0] == '0' ? '1' : '0';
+	CHECK_INT(open_payload(payload_plain, &v, &p, &err), -EBADMSG);
+	CHECK(has(err.msg, good) && has(err.msg, "expected"));
+}
+
+/* ---- hostile payloads ----------------------------------------------------------------- */
+
+typedef struct hostile {
+	const char *name;
+	bool open_fails; /* refused by kd_payload_open (manifest validation) */
+	const char *culprit;
+	const char *why;
+} hostile;
+
+static const hostile hostiles[] = {
+	{"dotdot", false, "opt/kata/../outside/dotdot", "unsafe path"},
+	{"absolute", false, "/absolute'", "absolute"},
+	{"outside-prefix", false, "'etc/evil'", "outside opt/kata/"},
+	{"symlink-escape-manifest", true, "bin/esc", "escapes"},
+	{"symlink-escape", false, "opt/kata/bin/esc", "symlink to"},
+	{"hardlink-escape", false, "opt/kata/bin/h", "hardlink to"},
+	{"hardlink-escape-manifest", true, "bin/h", "hardlink"},
+	{"symlink-then-file", false, "'opt/kata/lib'", "is a symlink in the archive"},
+	{"symlink-then-file-manifest", true, "lib/x", "not a directory"},
+	{"device", false, "opt/kata/bin/null", "character device"},
+	{"fifo", false, "opt/kata/bin/fifo", "FIFO"},
+	{"setuid", false, "opt/kata/bin/su", "setuid"},
+	{"setuid-manifest", true, "bin/su", "setuid"},
+	{"size-mismatch", false, "opt/kata/bin/big", "size"},
+	{"digest-mismatch", false, "opt/kata/bin/c", "sha256 is"},
+	{"not-in-manifest", false, "'opt/kata/bin/extra' is not in the manifest", ""},
+	{"missing", false, "opt/kata/share/c", "missing"},
+	{"duplicate", false, "opt/kata/bin/d", "twice"},
+	{"type-mismatch", false, "opt/kata/bin/t", "is a dir in the archive"},
+};
+
+static const char *src_dir(void)
+{
+	const char *s = getenv("KD_SRCDIR");
+	return s ? s : ".";
+}
+
+/* Nothing may appear in dir/outside, and dir holds only what the test put there. */
+static void check_contained(const char *dir)
+{
+	char outside[4200];
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	CHECK_INT(count_entries(outside), 0);
+	CHECK_INT(count_entries(dir), 3); /* dest, outside, p.tar.zst */
+}
+
+static void run_hostile(const hostile *h)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dir = fresh_dir(h->name);
+	char out[4200], dest[4200], outside[4200], cmd[16000];
+
+	snprintf(out, sizeof(out), "%s/p.tar.zst", dir);
+	snprintf(dest, sizeof(dest), "%s/dest", dir);
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	mkdir(outside, 0755);
+	snprintf(cmd, sizeof(cmd), "python3 '%s/tests/tools/mkhostile.py' '%s' '%s' '%s'",
+		 src_dir(), h->name, out, outside);
+	if (system(cmd) != 0) {
+		printf("#   %s: mkhostile failed\n", h->name);
+		tap_cur_failed = 1;
+		return;
+	}
+	int dfd = open_dir(dest);
+	int r = open_payload(out, NULL, &p, &err);
+	if (h->open_fails) {
+		if (r >= 0)
+			printf("#   %s: open succeeded\n", h->name);
+		CHECK(r < 0);
+	} else {
+		if (r < 0)
+			printf("#   %s: open failed: %s\n", h->name, err.msg);
+		CHECK_INT(r, 0);
+		if (p) {
+			r = kd_payload_extract(p, dfd, NULL, NULL, &err);
+			if (r >= 0)
+				printf("#   %s: extract succeeded\n", h->name);
+			CHECK(r < 0);
+		}
+	}
+	if (r < 0)
+		CHECK(has(err.msg, h->culprit) && has(err.msg, h->why));
+	check_contained(dir);
+	close(dfd);
+	kd_payload_free(p);
+	free(dir);
+}
+
+#define HOSTILE(id, idx)                                                                           \
+	TEST(hostile_##id)                                                                         \
+	{                                                                                          \
+		run_hostile(&hostiles[idx]);                                                       \
+	}
+HOSTILE(dotdot, 0)
+HOSTILE(absolute, 1)
+HOSTILE(outside_prefix, 2)
+HOSTILE(symlink_escape_manifest, 3)
+HOSTILE(symlink_escape, 4)
+HOSTILE(hardlink_escape, 5)
+HOSTILE(hardlink_escape_manifest, 6)
+HOSTILE(symlink_then_file, 7)
+HOSTILE(symlink_then_file_manifest, 8)
+HOSTILE(device, 9)
+HOSTILE(fifo, 10)
+HOSTILE(setuid, 11)
+HOSTILE(setuid_manifest, 12)
+HOSTILE(size_mismatch, 13)
+HOSTILE(digest_mismatch, 14)
+HOSTILE(not_in_manifest, 15)
+HOSTILE(missing_file, 16)
+HOSTILE(duplicate_entry, 17)
+HOSTILE(type_mismatch, 18)
+
+/* A symlink planted in the destination is never followed. */
+TEST(planted_symlink_in_dest)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dir = fresh_dir("planted");
+	char dest[4200], outside[4200], link[4300];
+
+	snprintf(dest, sizeof(dest), "%s/dest", dir);
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	mkdir(outside, 0755);
+	int dfd = open_dir(dest);
+	snprintf(link, sizeof(link), "%s/bin", dest);
+	CHECK_INT(symlink(outside, link), 0);
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (p)
+		CHECK(kd_payload_extract(p, dfd, NULL, NULL, &err) < 0);
+	CHECK(has(err.msg, "opt/kata/bin"));
+	CHECK_INT(count_entries(outside), 0);
+	close(dfd);
+	kd_payload_free(p);
+	free(dir);
+}
+
+static void extract_with_limits(const kd_payload_limits *lim, const char *culprit, const char *why)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dir = fresh_dir("limit");
+	char dest[4200];
+
+	snprintf(dest, sizeof(dest), "%s/dest", dir);
+	int dfd = open_dir(dest);
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	kd_extract_opts o = {.reuse_dirfd = -1, .limits = lim};
+	if (p)
+		CHECK(kd_payload_extract(p, dfd, &o, NULL, &err) < 0);
+	CHECK(has(err.msg, culprit) && has(err.msg, why));
+	close(dfd);
+	kd_payload_free(p);
+	free(dir);
+}
+
+TEST(limit_entry_size)
+{
+	kd_payload_limits lim = {.max_entry_size = 100000};
+	extract_with_limits(&lim, "opt/kata/bin/containerd-shim-kata-v2",
+			    "exceeds the limit of 100000 bytes per file");
+}
+
+TEST(limit_entries)
+{
+	kd_payload_limits lim = {.max_entries = 5};
+	extract_with_limits(&lim, "archive: more than 6 entries", "");
+}
+
+TEST(limit_total)
+{
+	kd_payload_limits lim = {.max_total = 2500000};
+	extract_with_limits(&lim, "opt/kata/", "exceed 2500000 bytes in total");
+}
+
+static void damaged(const char *tag, void (*damage)(const char *path), const char *why)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dir = fresh_dir(tag);
+	char out[4200], dest[4200], outside[4200], cmd[8600];
+
+	snprintf(out, sizeof(out), "%s/p.tar.zst", dir);
+	snprintf(dest, sizeof(dest), "%s/dest", dir);
+	snprintf(outside, sizeof(outside), "%s/outside", dir);
+	mkdir(outside, 0755);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", payload_plain, out);
+	CHECK_INT(system(cmd), 0);
+	damage(out);
+	int dfd = open_dir(dest);
+	int r = open_payload(out, NULL, &p, &err);
+	if (r >= 0)
+		r = kd_payload_extract(p, dfd, NULL, NULL, &err);
+	CHECK(r < 0);
+	/* Without a zstd frame checksum, corruption may decode to other bytes: then the file's
+	 * sha256 catches it. */
+	if (!strstr(err.msg, "sha256 is"))
+		CHECK(has(err.msg, why));
+	check_contained(dir);
+	close(dfd);
+	kd_payload_free(p);
+	free(dir);
+}
+
+static void truncate_half(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || truncate(path, st.st_size / 2) < 0)
+		abort();
+}
+
+static void corrupt_middle(const char *path)
+{
+	struct stat st;
+	uint8_t junk[4096];
+	int fd = open(path, O_RDWR);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		abort();
+	fill(junk, sizeof(junk), 1234);
+	if (pwrite(fd, junk, sizeof(junk), st.st_size / 2) != (ssize_t)sizeof(junk))
+		abort();
+	close(fd);
+}
+
+TEST(truncated_zstd)
+{
+	damaged("truncated", truncate_half, "archive:");
+}
+
+TEST(corrupt_zstd)
+{
+	damaged("corrupt", corrupt_middle, "archive:");
+}
+
+/* ---- manifest ------------------------------------------------------------------------ */
+
+static int parse(const char *json, kd_error *err)
+{
+	kd_manifest *m = NULL;
+	int r = kd_manifest_parse(json, strlen(json), &m, err);
+	kd_manifest_free(m);
+	return r;
+}
+
+#define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define HEAD                                                                                       \
+	"{\"format\":1,\"version\":\"1\",\"arch\":\"x86_64\",\"components\":[{\"name\":\"k\",\"version\":\"1\",\"files\":["
+#define TAIL "]}]}"
+
+TEST(manifest_validation)
+{
+	kd_error err = {0};
+	kd_manifest *m = NULL;
+	const char *ok =
+		HEAD "{\"path\":\"bin\",\"type\":\"dir\",\"mode\":\"0755\"},"
+		     "{\"path\":\"bin/a\",\"type\":\"file\",\"mode\":\"0755\",\"size\":3,"
+		     "\"sha256\":\"" SHA "\"},"
+		     "{\"path\":\"bin/l\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
+		     "\"a\"}" TAIL;
+	CHECK_INT(kd_manifest_parse(ok, strlen(ok), &m, &err), 0);
+	if (m) {
+		char *json = NULL;
+		kd_manifest *m2 = NULL;
+		CHECK_INT(kd_manifest_to_json(m, &json, &err), 0);
+		CHECK_INT(kd_manifest_parse(json, strlen(json), &m2, &err), 0);
+		CHECK(m2 && m2->n_files == 3 && strcmp(m2->files[2].target, "a") == 0);
+		/* Canonical: keys sorted. */
+		CHECK(json && strncmp(json, "{\"arch\":", 8) == 0);
+		free(json);
+		kd_manifest_free(m2);
+	}
+	kd_manifest_free(m);
+
+	struct {
+		const char *json, *msg;
+	} bad[] = {
+		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[]}", "format 2"},
+		{HEAD
+		 "{\"path\":\"../a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":1,\"sha256\":"
+		 "\"" SHA "\"}" TAIL,
+		 "unsafe path '../a'"},
+		{HEAD
+		 "{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":1,\"sha256\":\"" SHA
+		 "\"},{\"path\":\"a\",\"type\":\"dir\",\"mode\":\"0755\"}" TAIL,
+		 "duplicate path 'a'"},
+		{HEAD
+		 "{\"path\":\"a\",\"type\":\"file\",\"mode\":\"2755\",\"size\":1,\"sha256\":\"" SHA
+		 "\"}" TAIL,
+		 "setuid"},
+		{HEAD
+		 "{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":1,\"sha256\":\"ABC\"}" TAIL,
+		 "sha256"},
+		{HEAD
+		 "{\"path\":\"l\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"/etc\"}" TAIL,
+		 "escapes"},
+		{HEAD
+		 "{\"path\":\"l\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"x/../..\"}" TAIL,
+		 "escapes"},
+		{HEAD "{\"path\":\"a\",\"type\":\"fifo\",\"mode\":\"0644\"}" TAIL, "unknown type"},
+		{HEAD "{\"path\":\"d/a\",\"type\":\"dir\",\"mode\":\"0755\"}" TAIL,
+		 "parent of 'd/a'"},
+		{HEAD
+		 "{\"path\":\"h\",\"type\":\"hardlink\",\"mode\":\"0644\",\"target\":\"z\"}" TAIL,
+		 "hardlink 'h'"},
+		{HEAD "]},{\"name\":\"k\",\"version\":\"1\",\"files\":[" TAIL,
+		 "duplicate component"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[],\"shims\":{\"q\":"
+		 "[\"none\"]}}",
+		 "unknown component 'none'"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[],\"signing_key\":"
+		 "\"abc\"}",
+		 "signing_key"},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		kd_err_clear(&err);
+		CHECK(parse(bad[i].json, &err) < 0);
+		CHECK(has(err.msg, bad[i].msg));
+	}
+}
+
+int main(void)
+{
+	kd_error err = {0};
+
+	if (!mkdtemp(base_dir))
+		return 1;
+	tree_src = make_tree();
+	payload_plain = tmp_path("plain.tar.zst");
+	payload_spec = tmp_path("spec.tar.zst");
+	char *spec = tmp_path("spec.yaml");
+	int fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || write(fd, spec_yaml, sizeof(spec_yaml) - 1) < 0)
+		return 1;
+	close(fd);
+	if (pack(tree_src, payload_plain, NULL, 1, &err) < 0 ||
+	    pack(tree_src, payload_spec, spec, 1, &err) < 0) {
+		printf("Bail out! pack: %s\n", kd_err_msg(&err));
+		return 1;
+	}
+
+	RUN(pack_open_extract_verify);
+	RUN(verify_tree_rehash);
+	RUN(deterministic);
+	RUN(inferred_shims);
+	RUN(spec_selection);
+	RUN(spec_errors);
+	RUN(reuse_previous_tree);
+	RUN(signatures);
+	RUN(expected_digest);
+	RUN(hostile_dotdot);
+	RUN(hostile_absolute);
+	RUN(hostile_outside_prefix);
+	RUN(hostile_symlink_escape_manifest);
+	RUN(hostile_symlink_escape);
+	RUN(hostile_hardlink_escape);
+	RUN(hostile_hardlink_escape_manifest);
+	RUN(hostile_symlink_then_file);
+	RUN(hostile_symlink_then_file_manifest);
+	RUN(hostile_device);
+	RUN(hostile_fifo);
+	RUN(hostile_setuid);
+	RUN(hostile_setuid_manifest);
+	RUN(hostile_size_mismatch);
+	RUN(hostile_digest_mismatch);
+	RUN(hostile_not_in_manifest);
+	RUN(hostile_missing_file);
+	RUN(hostile_duplicate_entry);
+	RUN(hostile_type_mismatch);
+	RUN(planted_symlink_in_dest);
+	RUN(limit_entry_size);
+	RUN(limit_entries);
+	RUN(limit_total);
+	RUN(truncated_zstd);
+	RUN(corrupt_zstd);
+	RUN(manifest_validation);
+
+	if (!tap_failed) {
+		char cmd[200];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base_dir);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	free(spec);
+	TAP_END();
+}
