@@ -53,7 +53,8 @@ bool kd_is_url(const char *s);
 /* The general request. Any HTTP answer is a success (0) with its status in the response: the
  * caller decides what a 404 or 409 means (kd_http_status_errno() maps one the usual way).
  * Connection errors, timeouts, 5xx and 429 are retried as in kd_http_opts, honouring
- * Retry-After; a body from an fd is re-read from body_fd_offset on each attempt. */
+ * Retry-After; a body from an fd is re-read from body_fd_offset on each attempt. Redirects are
+ * followed for GET and HEAD only; other methods get the 3xx and its Location. */
 typedef struct kd_http_request {
 	const char *method; /* default "GET" ("HEAD" sends no body and reads none) */
 	const char *url;
@@ -67,6 +68,7 @@ typedef struct kd_http_request {
 	const char *client_cert;  /* PEM files for TLS client authentication */
 	const char *client_key;
 	uint64_t max_response; /* response body limit; 0 = KD_HTTP_DEFAULT_MAX_RESPONSE */
+	long timeout_s;	       /* whole attempt, 0 = none (the low-speed limit still applies) */
 } kd_http_request;
 
 #define KD_HTTP_DEFAULT_MAX_RESPONSE (64ULL * 1024 * 1024)
