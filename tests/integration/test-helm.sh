@@ -34,6 +34,18 @@ render() { # render OUT [helm args...]
 	"$HELM" template kata-deploy "$CHART" --namespace kube-system "$@" >"$out" 2>"$out.err"
 }
 
+# --- the schema knows exactly the shims values.yaml lists
+"$PY" - "$CHART" <<'PYEOF' && ok "schema shims and defaultShim enum = values.yaml shims" || bad "schema and values.yaml disagree on shims"
+import json, sys, yaml
+chart = sys.argv[1]
+schema = json.load(open(f"{chart}/values.schema.json"))
+vals = yaml.safe_load(open(f"{chart}/values.yaml"))
+shims = set(vals["shims"]) - {"disableAll"}
+props = set(schema["properties"]["shims"]["properties"]) - {"disableAll"}
+enum = set(schema["properties"]["defaultShim"]["properties"]["amd64"]["enum"])
+sys.exit(0 if shims == props == enum and len(shims) == 27 else 1)
+PYEOF
+
 # --- lint + template + rendered-output checks: defaults and every example
 cases=(default)
 for f in "$CHART"/examples/*.yaml; do cases+=("$(basename "$f" .yaml)"); done
@@ -133,6 +145,8 @@ grep -qF 'prometheus.io/path: /metrics' "$W/v.yaml" && grep -qF 'prometheus.io/p
 	ok "metrics.prometheusAnnotations: scrape annotations on /metrics" || bad "prometheus annotations"
 grep -qF 'mountPath: /host/usr/local' "$W/v.yaml" && ! grep -qF 'mountPath: /host/opt' "$W/v.yaml" &&
 	ok "installationPrefix: mounts the prefix instead of /opt" || bad "installationPrefix mount"
+render "$W/up.yaml" --is-upgrade --set env.multiInstallSuffix=x &&
+	ok "upgrade render (lookup finds nothing without a cluster)" || bad "upgrade render"
 render "$W/rc.yaml" --set runtimeClasses.enabled=false
 grep -q '^kind: RuntimeClass' "$W/rc.yaml" && bad "runtimeClasses.enabled=false still renders RuntimeClasses" ||
 	ok "runtimeClasses.enabled=false: no RuntimeClass"

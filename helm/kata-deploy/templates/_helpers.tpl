@@ -103,6 +103,15 @@ Checks the schema cannot express. Fails the render with a message naming the key
 {{- fail (printf "kata-deploy: runtimeClasses.createDefault needs defaultShim.amd64 (%q) to be an enabled amd64 shim" $root.Values.defaultShim.amd64) -}}
 {{- end -}}
 {{- end -}}
+{{- if $root.Release.IsUpgrade -}}
+{{- $dss := lookup "apps/v1" "DaemonSet" $root.Release.Namespace "" -}}
+{{- range $ds := (get $dss "items" | default list) -}}
+{{- $l := $ds.metadata.labels | default dict -}}
+{{- if and (eq (get $l "app.kubernetes.io/instance") $root.Release.Name) (eq (get $l "app.kubernetes.io/name") "kata-deploy") (ne $ds.metadata.name (include "kd.name" $root)) -}}
+{{- fail (printf "kata-deploy: this release runs DaemonSet %s; env.multiInstallSuffix cannot change on upgrade (uninstall, then install with the new suffix)" $ds.metadata.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if regexMatch "^(quay\\.io/kata-containers|ghcr\\.io/kata-containers)/" $root.Values.image.reference -}}
 {{- fail (printf "kata-deploy: image.reference %q is upstream's image, which does not contain this chart's agent (/usr/bin/kata-deploy-agent); remove image.reference from your values to use the default" $root.Values.image.reference) -}}
 {{- end -}}
