@@ -492,14 +492,22 @@ static kd_module_state sysfs_state(struct run *R, const char *name)
 static int fix_action(kd_hostcheck_report *rep, const char *module, const char *path,
 		      const char *options)
 {
-	char **n = realloc(rep->fix_actions, (rep->n_fix_actions + 1) * sizeof(char *));
+	_cleanup_free_ char *a = NULL;
+	char **n;
+
+	if (asprintf(&a, "insmod %s%s%s", path[0] ? path : module, options[0] ? " " : "", options) <
+	    0)
+		return -ENOMEM;
+	/* In a dry run nothing gets loaded, so a shared dependency is planned once per module
+	 * that needs it; list it once. */
+	for (size_t i = 0; i < rep->n_fix_actions; i++)
+		if (strcmp(rep->fix_actions[i], a) == 0)
+			return 0;
+	n = realloc(rep->fix_actions, (rep->n_fix_actions + 1) * sizeof(char *));
 	if (!n)
 		return -ENOMEM;
 	rep->fix_actions = n;
-	if (asprintf(&n[rep->n_fix_actions], "insmod %s%s%s", path[0] ? path : module,
-		     options[0] ? " " : "", options) < 0)
-		return -ENOMEM;
-	rep->n_fix_actions++;
+	n[rep->n_fix_actions++] = TAKE_PTR(a);
 	return 0;
 }
 
