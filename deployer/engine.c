@@ -142,3 +142,13 @@ int kd_ctx_recover(kd_ctx *c, kd_error *err)
 	}
 	return 0;
 }
+
+int kd_engine_recover(int rootfd, const kd_engine_opts *o, kd_error *err)
+{
+	kd_ctx c;
+	int r = kd_ctx_open(&c, rootfd, o, err);
+	if (r >= 0)
+		r = kd_ctx_recover(&c, err);
+	kd_ctx_close(&c);
+	return r < 0 ? kd_err_wrap(err, r, "recover") : 0;
+}

@@ -45,6 +45,8 @@ int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *r
 int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, kd_error *err);
 /* Switch back to the previous version (which becomes the new previous). */
 int kd_engine_rollback(int rootfd, const kd_engine_opts *o, kd_error *err);
+/* Finish or undo an interrupted install, rollback or uninstall, and nothing else. */
+int kd_engine_recover(int rootfd, const kd_engine_opts *o, kd_error *err);
 /* Installed versions, shims, links and journal state as JSON (NULL fields when not installed). */
 int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **ret, kd_error *err);
 

@@ -178,13 +178,16 @@ static int open_source(kd_ctx *c, const kd_install_opts *o, int *ret_fd, kd_erro
 		*ret_fd = fd;
 		return 0;
 	}
-	/* Downloads land in an unnamed file in the state dir's file system: nothing to clean up
-	 * if we are killed, and nothing is extracted before the whole file is verified. */
-	char dir[KD_PATH_MAX];
-	snprintf(dir, sizeof(dir), "%s", c->state_dir);
-	int fd = kd_openat(c->rootfd, dir, O_TMPFILE | O_RDWR, 0600, KD_NOFOLLOW, err);
+	/* Downloads land in an unnamed temporary file outside the root ($TMPDIR, else /var/tmp):
+	 * nothing to clean up if we are killed, and nothing reaches the root before the whole
+	 * file is verified. */
+	(void)c;
+	const char *tmpdir = getenv("TMPDIR");
+	if (!tmpdir || !*tmpdir)
+		tmpdir = "/var/tmp";
+	int fd = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0)
-		return kd_err_wrap(err, fd, "create download file");
+		return kd_err_errno(err, negative_errno(), "create download file in '%s'", tmpdir);
 	kd_http_opts ho = {.progress = o->progress, .user_agent = "kata-deploy"};
 	int r = kd_http_download_fd(o->payload, fd, &ho, NULL, err);
 	if (r < 0) {

@@ -1,0 +1,473 @@
+/* kata-deploy: the host CLI. One function per verb; each parses its options into the engine's
+ * option structs, calls the engine once and prints the error chain once. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fsroot.h"
+#include "json.h"
+#include "log.h"
+#include "payload.h"
+#include "sign.h"
+#include "strv.h"
+
+#define EXIT_USAGE 2
+#define EXIT_BUSY 3
+
+#ifndef KD_VERSION
+#define KD_VERSION "0.1.0"
+#endif
+
+int kd_cmd_check(int argc, char **argv) __attribute__((weak));
+
+typedef struct common {
+	const char *root;
+	kd_engine_opts e;
+	kd_log_level level;
+	bool json_log;
+} common;
+
+enum { OPT_ROOT = 1000, OPT_PREFIX, OPT_STATE_DIR, OPT_LOCK_TIMEOUT, OPT_LOG_LEVEL, OPT_LOG_JSON };
+
+#define COMMON_LONGOPTS                                                                            \
+	{"root", required_argument, NULL, OPT_ROOT},                                               \
+		{"prefix", required_argument, NULL, OPT_PREFIX},                                   \
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},                             \
+		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},                       \
+		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},                             \
+		{"log-json", no_argument, NULL, OPT_LOG_JSON},                                     \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
+
+static const char common_help[] =
+	"Common options:\n"
+	"  --root DIR            host root to work on (default /)\n"
+	"  --prefix DIR          installation prefix inside the root (default " KD_DEFAULT_PREFIX
+	")\n"
+	"  --state-dir DIR       state directory inside the root (default " KD_DEFAULT_STATE_DIR
+	")\n"
+	"  --lock-timeout SEC    wait this long for another run's lock (default 60; -1: fail at once)\n"
+	"  --log-level LEVEL     error|warning|info|debug (default info)\n"
+	"  --log-json            log as JSON lines\n"
+	"  -h, --help            this help\n";
+
+/* Returns 1 if handled, 0 if not a common option, -1 on a bad value. */
+static int common_opt(common *c, int opt, const char *arg)
+{
+	switch (opt) {
+	case OPT_ROOT:
+		c->root = arg;
+		return 1;
+	case OPT_PREFIX:
+		c->e.prefix = arg;
+		return 1;
+	case OPT_STATE_DIR:
+		c->e.state_dir = arg;
+		return 1;
+	case OPT_LOCK_TIMEOUT: {
+		char *end;
+		long v = strtol(arg, &end, 10);
+		if (*end || v < -1 || v > 86400) {
+			fprintf(stderr,
+				"kata-deploy: --lock-timeout: '%s' is not a number of seconds "
+				"(-1..86400)\n",
+				arg);
+			return -1;
+		}
+		c->e.lock_timeout_s = v == 0 ? -1 : (int)v;
+		return 1;
+	}
+	case OPT_LOG_LEVEL:
+		if (kd_log_level_from_string(arg, &c->level) < 0) {
+			fprintf(stderr,
+				"kata-deploy: --log-level: '%s' is not one of "
+				"error|warning|info|debug\n",
+				arg);
+			return -1;
+		}
+		return 1;
+	case OPT_LOG_JSON:
+		c->json_log = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int open_root(const common *c, kd_error *err)
+{
+	kd_log_setup("kata-deploy", c->level, c->json_log);
+	return kd_root_open(c->root, err);
+}
+
+static int fail(const kd_error *err)
+{
+	kd_error_log("%s", kd_err_msg(err));
+	return err->code == -EBUSY ? EXIT_BUSY : EXIT_FAILURE;
+}
+
+static int usage_error(const char *verb, const char *msg)
+{
+	fprintf(stderr, "kata-deploy %s: %s\nTry 'kata-deploy %s --help'.\n", verb, msg, verb);
+	return EXIT_USAGE;
+}
+
+static const char install_help[] =
+	"Usage: kata-deploy install --payload PATH|URL [options]\n"
+	"Verify the payload, extract the components the chosen shims need into a new version\n"
+	"directory, verify every file, then switch to it atomically. The previous version is kept\n"
+	"for 'rollback'. Installing the same payload and shims again changes nothing.\n\n"
+	"  --payload PATH|URL    payload file (.tar.zst made by 'payload pack' or kata-build)\n"
+	"  --sha256 HEX          expected sha256 of the payload file\n"
+	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
+	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
+	"  --signature PATH|URL  the signature (default: payload + .sig)\n"
+	"  --output text|json    result format\n";
+
+static int cmd_install(int argc, char **argv)
+{
+	common c = {.root = "/", .level = KD_LOG_INFO};
+	kd_install_opts o = {0};
+	_cleanup_strv_ char **shims = NULL;
+	bool json = false;
+	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT };
+	static const struct option longopts[] = {COMMON_LONGOPTS,
+						 {"payload", required_argument, NULL, O_PAYLOAD},
+						 {"sha256", required_argument, NULL, O_SHA},
+						 {"shims", required_argument, NULL, O_SHIMS},
+						 {"public-key", required_argument, NULL, O_KEY},
+						 {"signature", required_argument, NULL, O_SIG},
+						 {"output", required_argument, NULL, O_OUTPUT},
+						 {}};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		int h = common_opt(&c, opt, optarg);
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h > 0)
+			continue;
+		switch (opt) {
+		case 'h':
+			printf("%s\n%s", install_help, common_help);
+			return 0;
+		case O_PAYLOAD:
+			o.payload = optarg;
+			break;
+		case O_SHA:
+			o.sha256 = optarg;
+			break;
+		case O_SHIMS:
+			kd_strv_free(shims);
+			shims = kd_strv_split(optarg, ',');
+			if (!shims || !shims[0])
+				return usage_error("install", "--shims: empty list");
+			break;
+		case O_KEY:
+			o.public_key = optarg;
+			break;
+		case O_SIG:
+			o.signature = optarg;
+			break;
+		case O_OUTPUT:
+			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
+				return usage_error("install", "--output must be text or json");
+			json = strcmp(optarg, "json") == 0;
+			break;
+		default:
+			return usage_error("install", "unknown option");
+		}
+	}
+	if (optind < argc)
+		return usage_error("install", "unexpected argument");
+	if (!o.payload)
+		return usage_error("install", "--payload is required");
+	o.e = c.e;
+	o.shims = shims;
+	o.progress = isatty(STDERR_FILENO);
+
+	kd_error err = {0};
+	_cleanup_close_ int rootfd = open_root(&c, &err);
+	if (rootfd < 0)
+		return fail(&err);
+	char shimlist[1024] = "all";
+	for (size_t i = 0, n = 0; shims && shims[i] && n < sizeof(shimlist); i++)
+		n += (size_t)snprintf(shimlist + n, sizeof(shimlist) - n, "%s%s", i ? "," : "",
+				      shims[i]);
+	kd_info("install: root=%s prefix=%s state-dir=%s payload=%s shims=%s public-key=%s", c.root,
+		o.e.prefix ? o.e.prefix : KD_DEFAULT_PREFIX,
+		o.e.state_dir ? o.e.state_dir : KD_DEFAULT_STATE_DIR, o.payload, shimlist,
+		o.public_key ? o.public_key : "none");
+	kd_install_result res;
+	if (kd_engine_install(rootfd, &o, &res, &err) < 0)
+		return fail(&err);
+	if (json) {
+		printf("{\"changed\":%s,\"id\":\"%s\",\"version\":\"%s\",\"files_written\":%llu,"
+		       "\"files_linked\":%llu,\"bytes_written\":%llu}\n",
+		       res.changed ? "true" : "false", res.id, res.version,
+		       (unsigned long long)res.stats.files_written,
+		       (unsigned long long)res.stats.files_linked,
+		       (unsigned long long)res.stats.bytes_written);
+	} else if (res.changed) {
+		printf("installed %s (version dir %s): %llu files written, %llu reused, %llu bytes\n",
+		       res.version, res.id, (unsigned long long)res.stats.files_written,
+		       (unsigned long long)res.stats.files_linked,
+		       (unsigned long long)res.stats.bytes_written);
+	} else {
+		printf("%s (version dir %s) is already installed: nothing to do\n", res.version,
+		       res.id);
+	}
+	return 0;
+}
+
+static int simple_verb(int argc, char **argv, const char *verb, const char *help, int which)
+{
+	common c = {.root = "/", .level = KD_LOG_INFO};
+	bool json = false;
+	enum { O_OUTPUT = 1 };
+	static const struct option longopts[] = {
+		COMMON_LONGOPTS, {"output", required_argument, NULL, O_OUTPUT}, {}};
+	int opt;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		int h = common_opt(&c, opt, optarg);
+		if (h < 0)
+			return EXIT_USAGE;
+		if (h > 0)
+			continue;
+		if (opt == 'h') {
+			printf("%s\n%s", help, common_help);
+			return 0;
+		}
+		if (opt == O_OUTPUT && which == 2 &&
+		    (!strcmp(optarg, "json") || !strcmp(optarg, "text"))) {
+			json = !strcmp(optarg, "json");
+			continue;
+		}
+		return usage_error(verb, opt == O_OUTPUT ? "--output must be text or json"
+							 : "unknown option");
+	}
+	if (optind < argc)
+		return usage_error(verb, "unexpected argument");
+	kd_error err = {0};
+	_cleanup_close_ int rootfd = open_root(&c, &err);
+	if (rootfd < 0)
+		return fail(&err);
+	if (which == 0) {
+		bool changed;
+		if (kd_engine_uninstall(rootfd, &c.e, &changed, &err) < 0)
+			return fail(&err);
+		printf(changed ? "uninstalled: the root is as it was before the first install\n"
+			       : "nothing is installed: nothing to do\n");
+	} else if (which == 3) {
+		if (kd_engine_recover(rootfd, &c.e, &err) < 0)
+			return fail(&err);
+		printf("no interrupted run is left on this root\n");
+	} else if (which == 1) {
+		if (kd_engine_rollback(rootfd, &c.e, &err) < 0)
+			return fail(&err);
+		printf("rolled back to the previous version\n");
+	} else {
+		_cleanup_json_ struct json_object *st = NULL;
+		if (kd_engine_status(rootfd, &c.e, &st, &err) < 0)
+			return fail(&err);
+		if (json) {
+			printf("%s\n", json_object_to_json_string_ext(
+					       st, JSON_C_TO_STRING_PRETTY |
+							   JSON_C_TO_STRING_NOSLASHESCAPE));
+			return 0;
+		}
+		struct json_object *cur = NULL, *prev = NULL, *v;
+		if (!json_object_get_boolean(json_object_object_get(st, "installed"))) {
+			printf("installed:  no\n");
+		} else {
+			json_object_object_get_ex(st, "current", &cur);
+			json_object_object_get_ex(st, "previous", &prev);
+			printf("installed:  yes, prefix /%s\n",
+			       json_object_get_string(json_object_object_get(st, "prefix")));
+			printf("version:    %s (dir %s, payload sha256 %.16s…, %s)\n",
+			       json_object_get_string(json_object_object_get(cur, "version")),
+			       json_object_get_string(json_object_object_get(cur, "id")),
+			       json_object_get_string(
+				       json_object_object_get(cur, "payload_sha256")),
+			       json_object_get_string(json_object_object_get(cur, "installed_at")));
+			v = json_object_object_get(cur, "shims");
+			printf("shims:      ");
+			for (size_t i = 0; i < json_object_array_length(v); i++)
+				printf("%s%s", i ? ", " : "",
+				       json_object_get_string(json_object_array_get_idx(v, i)));
+			v = json_object_object_get(cur, "components");
+			printf("\ncomponents: ");
+			for (size_t i = 0; i < json_object_array_length(v); i++)
+				printf("%s%s", i ? ", " : "",
+				       json_object_get_string(json_object_array_get_idx(v, i)));
+			printf("\nprevious:   ");
+			if (prev)
+				printf("%s (dir %s)\n",
+				       json_object_get_string(
+					       json_object_object_get(prev, "version")),
+				       json_object_get_string(json_object_object_get(prev, "id")));
+			else
+				printf("none\n");
+		}
+		printf("journal:    %s\n",
+		       json_object_get_string(json_object_object_get(st, "journal")));
+	}
+	return 0;
+}
+
+static const char uninstall_help[] =
+	"Usage: kata-deploy uninstall [options]\n"
+	"Remove every version, link, directory and state file kata-deploy created and restore\n"
+	"every file it changed, so the root is as it was before the first install. An\n"
+	"interrupted uninstall is finished by running it again.\n";
+static const char recover_help[] =
+	"Usage: kata-deploy recover [options]\n"
+	"Finish or undo an interrupted install, rollback or uninstall (every command does this\n"
+	"first anyway), and change nothing else.\n";
+static const char rollback_help[] = "Usage: kata-deploy rollback [options]\n"
+				    "Switch atomically back to the previous installed version.\n";
+static const char status_help[] =
+	"Usage: kata-deploy status [--output text|json] [options]\n"
+	"Show the installed version, shims, components, previous version and journal state.\n";
+
+static const char pack_help[] =
+	"Usage: kata-deploy payload pack DIR -o FILE [--spec FILE] [--version V] [--arch A]\n"
+	"                                [--sign KEY] [--level N] [--mtime EPOCH]\n"
+	"Pack DIR (which holds opt/kata/) into a payload: a reproducible tar.zst with its\n"
+	"manifest first. --spec names components and shims (docs/PAYLOAD.md); --sign writes\n"
+	"FILE.sig with the PEM private key KEY. --mtime defaults to $SOURCE_DATE_EPOCH or 0.\n"
+	"       kata-deploy payload keygen PRIVATE.pem PUBLIC.pem\n"
+	"Make an Ed25519 key pair for signing payloads.\n";
+
+static int cmd_payload(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		printf("%s", pack_help);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	kd_log_setup("kata-deploy", KD_LOG_INFO, false);
+	kd_error err = {0};
+	if (!strcmp(argv[1], "keygen")) {
+		if (argc != 4)
+			return usage_error("payload", "keygen takes PRIVATE.pem PUBLIC.pem");
+		if (kd_sign_keygen(argv[2], argv[3], &err) < 0)
+			return fail(&err);
+		printf("wrote %s and %s\n", argv[2], argv[3]);
+		return 0;
+	}
+	if (strcmp(argv[1], "pack"))
+		return usage_error("payload", "unknown subcommand (pack, keygen)");
+	kd_pack_opts o = {.zstd_level = 10};
+	const char *out = NULL;
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	if (sde)
+		o.mtime = strtoll(sde, NULL, 10);
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
+						 {"spec", required_argument, NULL, 's'},
+						 {"version", required_argument, NULL, 'V'},
+						 {"arch", required_argument, NULL, 'a'},
+						 {"sign", required_argument, NULL, 'k'},
+						 {"level", required_argument, NULL, 'l'},
+						 {"mtime", required_argument, NULL, 'm'},
+						 {"help", no_argument, NULL, 'h'},
+						 {}};
+	int opt;
+	optind = 2;
+	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'o':
+			out = optarg;
+			break;
+		case 's':
+			o.spec_path = optarg;
+			break;
+		case 'V':
+			o.version = optarg;
+			break;
+		case 'a':
+			o.arch = optarg;
+			break;
+		case 'k':
+			o.sign_key = optarg;
+			break;
+		case 'l':
+			o.zstd_level = atoi(optarg);
+			if (o.zstd_level < 1 || o.zstd_level > 19)
+				return usage_error("payload", "--level must be 1..19");
+			break;
+		case 'm':
+			o.mtime = strtoll(optarg, NULL, 10);
+			break;
+		case 'h':
+			printf("%s", pack_help);
+			return 0;
+		default:
+			return usage_error("payload", "unknown option");
+		}
+	}
+	if (optind + 1 != argc || !out)
+		return usage_error("payload", "pack needs DIR and -o FILE");
+	if (kd_payload_pack(argv[optind], out, &o, &err) < 0)
+		return fail(&err);
+	printf("wrote %s%s\n", out, o.sign_key ? " and its .sig" : "");
+	return 0;
+}
+
+static const char main_help[] =
+	"Usage: kata-deploy COMMAND [options]\n"
+	"Install Kata Containers on a host, with or without Kubernetes.\n\n"
+	"Commands:\n"
+	"  install      install a payload (verify, extract, switch atomically)\n"
+	"  uninstall    remove everything kata-deploy installed; the root is restored exactly\n"
+	"  rollback     switch back to the previous version\n"
+	"  status       show what is installed\n"
+	"  recover      finish or undo an interrupted run, nothing else\n"
+	"  check        can this host run Kata? (CPU, /dev/kvm, modules, runtime, hypervisor)\n"
+	"  payload      pack a payload from a directory, make signing keys\n"
+	"  version      print the version\n\n"
+	"Run 'kata-deploy COMMAND --help' for a command's options.\n"
+	"Exit status: 0 success, 1 failure (the error is printed once), 2 usage error,\n"
+	"3 another run holds the host lock. 'check' has its own (see its --help).\n";
+
+int main(int argc, char **argv)
+{
+	kd_log_setup("kata-deploy", KD_LOG_INFO, false);
+	if (argc < 2) {
+		fprintf(stderr, "%s", main_help);
+		return EXIT_USAGE;
+	}
+	const char *verb = argv[1];
+	argv++;
+	argc--;
+	if (!strcmp(verb, "install"))
+		return cmd_install(argc, argv);
+	if (!strcmp(verb, "uninstall"))
+		return simple_verb(argc, argv, verb, uninstall_help, 0);
+	if (!strcmp(verb, "rollback"))
+		return simple_verb(argc, argv, verb, rollback_help, 1);
+	if (!strcmp(verb, "recover"))
+		return simple_verb(argc, argv, verb, recover_help, 3);
+	if (!strcmp(verb, "status"))
+		return simple_verb(argc, argv, verb, status_help, 2);
+	if (!strcmp(verb, "payload"))
+		return cmd_payload(argc, argv);
+	if (!strcmp(verb, "check")) {
+		if (!kd_cmd_check) {
+			fprintf(stderr, "kata-deploy: check is not built in\n");
+			return EXIT_USAGE;
+		}
+		return kd_cmd_check(argc, argv);
+	}
+	if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
+		printf("kata-deploy %s\n", KD_VERSION);
+		return 0;
+	}
+	if (!strcmp(verb, "help") || !strcmp(verb, "--help") || !strcmp(verb, "-h")) {
+		printf("%s", main_help);
+		return 0;
+	}
+	fprintf(stderr, "kata-deploy: unknown command '%s'\n\n%s", verb, main_help);
+	return EXIT_USAGE;
+}
