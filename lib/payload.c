@@ -1653,7 +1653,9 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 	x.sel = sel;
 	x.seen = seen;
 	/* +1: the manifest entry. */
-	kd_tar_limits tl = {.max_entries = x.lim.max_entries + 1, .max_path = KD_PATH_MAX};
+	kd_tar_read_opts tl = {.max_entries = x.lim.max_entries + 1,
+			       .max_path = KD_PATH_MAX,
+			       .decompress_thread = true};
 	r = kd_tar_open(p->fd, &tl, &tr, err);
 	if (r >= 0)
 		r = extract_entries(&x, tr, err);

@@ -3,11 +3,29 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
+
+/* With decompress_thread, a second libarchive handle (raw format, compression filters) runs on
+ * its own thread and fills a ring of KD_TAR_PIPE_BUFFERS blocks; the tar parser reads them
+ * uncompressed. The consumer owns the block at head until its next read callback. */
+typedef struct tar_pipe {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct archive *raw;
+	uint8_t *buf[KD_TAR_PIPE_BUFFERS];
+	size_t len[KD_TAR_PIPE_BUFFERS];
+	unsigned head, count;
+	bool holding; /* the consumer holds buf[head] */
+	bool eof, stop, started;
+	int err;       /* errno of a failure in the thread, 0 if none */
+	char msg[256]; /* its libarchive message */
+} tar_pipe;
 
 struct kd_tar_reader {
 	struct archive *a;
@@ -20,6 +38,7 @@ struct kd_tar_reader {
 	char *path;	  /* current entry's path, trailing '/' removed */
 	size_t path_cap;
 	uint8_t *buf; /* KD_TAR_READ_BLOCK bytes */
+	tar_pipe *pipe;
 };
 
 struct kd_tar_writer {
@@ -92,33 +111,208 @@ static la_int64_t reader_skip(struct archive *a, void *userdata, la_int64_t requ
 	return request;
 }
 
-int kd_tar_open(int fd, const kd_tar_limits *limits, kd_tar_reader **ret, kd_error *err)
+static void *pipe_main(void *userdata)
+{
+	kd_tar_reader *r = userdata;
+	tar_pipe *p = r->pipe;
+	const void *blk = NULL;
+	size_t blen = 0;
+	la_int64_t off;
+	bool eof = false;
+
+	for (;;) {
+		pthread_mutex_lock(&p->mu);
+		while (!p->stop && p->count == KD_TAR_PIPE_BUFFERS)
+			pthread_cond_wait(&p->cv, &p->mu);
+		bool stop = p->stop;
+		unsigned slot = (p->head + p->count) % KD_TAR_PIPE_BUFFERS;
+		pthread_mutex_unlock(&p->mu);
+		if (stop)
+			return NULL;
+
+		/* Fill one block outside the lock: the consumer never touches free slots. */
+		size_t n = 0;
+		int e = 0;
+		while (n < KD_TAR_READ_BLOCK && !eof) {
+			if (blen == 0) {
+				int rc = archive_read_data_block(p->raw, &blk, &blen, &off);
+				if (rc == ARCHIVE_EOF) {
+					eof = true;
+					break;
+				}
+				if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
+					const char *m = archive_error_string(p->raw);
+					e = archive_errno(p->raw);
+					snprintf(p->msg, sizeof(p->msg), "%s",
+						 m ? m : "read error");
+					if (e <= 0)
+						e = EILSEQ;
+					break;
+				}
+			}
+			size_t k = blen < KD_TAR_READ_BLOCK - n ? blen : KD_TAR_READ_BLOCK - n;
+			memcpy(p->buf[slot] + n, blk, k);
+			n += k;
+			blk = (const uint8_t *)blk + k;
+			blen -= k;
+		}
+
+		pthread_mutex_lock(&p->mu);
+		if (n > 0) {
+			p->len[slot] = n;
+			p->count++;
+		}
+		if (e)
+			p->err = e;
+		if (eof)
+			p->eof = true;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		if (e || eof)
+			return NULL;
+	}
+}
+
+static la_ssize_t pipe_read(struct archive *a, void *userdata, const void **ret_buf)
+{
+	kd_tar_reader *r = userdata;
+	tar_pipe *p = r->pipe;
+	la_ssize_t n;
+
+	pthread_mutex_lock(&p->mu);
+	if (p->holding) {
+		p->head = (p->head + 1) % KD_TAR_PIPE_BUFFERS;
+		p->count--;
+		p->holding = false;
+		pthread_cond_broadcast(&p->cv);
+	}
+	while (p->count == 0 && !p->eof && !p->err)
+		pthread_cond_wait(&p->cv, &p->mu);
+	if (p->count > 0) {
+		*ret_buf = p->buf[p->head];
+		n = (la_ssize_t)p->len[p->head];
+		p->holding = true;
+	} else if (p->err) {
+		archive_set_error(a, p->err, "%s", p->msg);
+		n = -1;
+	} else {
+		n = 0;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+static void pipe_free(tar_pipe *p)
+{
+	if (!p)
+		return;
+	if (p->started) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_broadcast(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->thread, NULL);
+	}
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	if (p->raw)
+		archive_read_free(p->raw);
+	for (unsigned i = 0; i < KD_TAR_PIPE_BUFFERS; i++)
+		free(p->buf[i]);
+	free(p);
+}
+
+static int support_filters(struct archive *a)
+{
+	if (archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+	    archive_read_support_filter_xz(a) != ARCHIVE_OK ||
+	    archive_read_support_filter_gzip(a) != ARCHIVE_OK)
+		return -1;
+	return 0;
+}
+
+/* Open the raw decompressor. 1 when the input is compressed and the thread runs, 0 when it is
+ * plain tar (no thread: nothing to overlap). */
+static int pipe_start(kd_tar_reader *r, kd_error *err)
+{
+	struct archive_entry *e;
+	tar_pipe *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p)
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	r->pipe = p;
+	p->raw = archive_read_new();
+	if (!p->raw)
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	if (archive_read_support_format_raw(p->raw) != ARCHIVE_OK || support_filters(p->raw) < 0)
+		return archive_fail(p->raw, err, NULL);
+	archive_read_set_callback_data(p->raw, r);
+	archive_read_set_read_callback(p->raw, reader_read);
+	if (archive_read_open1(p->raw) != ARCHIVE_OK)
+		return archive_fail(p->raw, err, NULL);
+	if (archive_filter_code(p->raw, 0) == ARCHIVE_FILTER_NONE) {
+		pipe_free(TAKE_PTR(r->pipe));
+		r->off = 0;
+		return 0;
+	}
+	rc = archive_read_next_header(p->raw, &e);
+	if (rc == ARCHIVE_EOF) {
+		p->eof = true;
+		return 1;
+	}
+	if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN)
+		return archive_fail(p->raw, err, NULL);
+	for (unsigned i = 0; i < KD_TAR_PIPE_BUFFERS; i++)
+		if (!(p->buf[i] = malloc(KD_TAR_READ_BLOCK)))
+			return kd_err(err, -ENOMEM, "archive: out of memory");
+	rc = pthread_create(&p->thread, NULL, pipe_main, r);
+	if (rc)
+		return kd_err(err, -rc, "archive: cannot start the decompression thread");
+	p->started = true;
+	return 1;
+}
+
+int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error *err)
 {
 	kd_tar_reader *r = calloc(1, sizeof(*r));
+	int rc, piped = 0;
+
 	if (!r)
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	r->fd = fd;
-	r->max_entries = limits && limits->max_entries ? limits->max_entries : KD_TAR_MAX_ENTRIES;
-	r->max_path = limits && limits->max_path ? limits->max_path : KD_TAR_MAX_PATH;
+	r->max_entries = o && o->max_entries ? o->max_entries : KD_TAR_MAX_ENTRIES;
+	r->max_path = o && o->max_path ? o->max_path : KD_TAR_MAX_PATH;
 	r->buf = malloc(KD_TAR_READ_BLOCK);
 	r->a = archive_read_new();
 	if (!r->buf || !r->a) {
 		kd_tar_reader_free(r);
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	}
+	if (o && o->decompress_thread) {
+		piped = pipe_start(r, err);
+		if (piped < 0) {
+			kd_tar_reader_free(r);
+			return piped;
+		}
+	}
 	if (archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
-	    archive_read_support_filter_zstd(r->a) != ARCHIVE_OK ||
-	    archive_read_support_filter_xz(r->a) != ARCHIVE_OK ||
-	    archive_read_support_filter_gzip(r->a) != ARCHIVE_OK) {
-		int rc = archive_fail(r->a, err, NULL);
+	    (!piped && support_filters(r->a) < 0)) {
+		rc = archive_fail(r->a, err, NULL);
 		kd_tar_reader_free(r);
 		return rc;
 	}
 	archive_read_set_callback_data(r->a, r);
-	archive_read_set_read_callback(r->a, reader_read);
-	archive_read_set_skip_callback(r->a, reader_skip);
+	if (piped) {
+		archive_read_set_read_callback(r->a, pipe_read);
+	} else {
+		archive_read_set_read_callback(r->a, reader_read);
+		archive_read_set_skip_callback(r->a, reader_skip);
+	}
 	if (archive_read_open1(r->a) != ARCHIVE_OK) {
-		int rc = archive_fail(r->a, err, NULL);
+		rc = archive_fail(r->a, err, NULL);
 		kd_tar_reader_free(r);
 		return rc;
 	}
@@ -245,6 +439,7 @@ void kd_tar_reader_free(kd_tar_reader *r)
 		return;
 	if (r->a)
 		archive_read_free(r->a);
+	pipe_free(r->pipe);
 	free(r->buf);
 	free(r->path);
 	free(r);

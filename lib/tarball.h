@@ -16,6 +16,7 @@
 #define KD_TAR_MAX_ENTRIES 1000000u  /* default limit on entries read */
 #define KD_TAR_MAX_PATH 4096u	     /* default limit on an entry's path (and link) bytes */
 #define KD_TAR_READ_BLOCK (1u << 20) /* bytes read from the fd per call */
+#define KD_TAR_PIPE_BUFFERS 4u	     /* decompressed blocks in flight with decompress_thread */
 
 typedef enum kd_entry_type {
 	KD_ENTRY_FILE,
@@ -40,16 +41,19 @@ typedef struct kd_tar_entry {
 	const char *link; /* symlink text or hardlink target, else NULL */
 } kd_tar_entry;
 
-typedef struct kd_tar_limits {
+typedef struct kd_tar_read_opts {
 	uint64_t max_entries; /* 0 = KD_TAR_MAX_ENTRIES */
 	size_t max_path;      /* 0 = KD_TAR_MAX_PATH */
-} kd_tar_limits;
+	/* Decompress on a second thread, KD_TAR_PIPE_BUFFERS blocks ahead of the caller, so that
+	 * decompression overlaps hashing and writing. For reading a whole archive. */
+	bool decompress_thread;
+} kd_tar_read_opts;
 
 typedef struct kd_tar_reader kd_tar_reader;
 
 /* Start reading the archive in fd from offset 0 (pread: the fd's offset is not used, so the
- * same fd may be read again later). Compression is detected. limits may be NULL. */
-int kd_tar_open(int fd, const kd_tar_limits *limits, kd_tar_reader **ret, kd_error *err);
+ * same fd may be read again later). Compression is detected. o may be NULL. */
+int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error *err);
 /* Next entry: 1 with *ret filled (its strings live until the next call), 0 at the end. Fails
  * on corrupt or truncated input and when a limit is exceeded. */
 int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err);
