@@ -1,0 +1,328 @@
+/* lib/tarball: write with every compression and read back (with and without the decompression
+ * thread), deterministic output, entry types including devices and FIFOs, limits, GNU tar
+ * interoperability, truncated and corrupt input. */
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/tarball.h"
+#include "tap.h"
+
+static char dir[] = "/tmp/kd-test-tarball-XXXXXX";
+
+static char *path_of(const char *name)
+{
+	static char buf[8][512];
+	static int i;
+	i = (i + 1) % 8;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", dir, name);
+	return buf[i];
+}
+
+static uint8_t big[3 << 20];
+
+/* Writes: d/, d/f (3 MiB), d/l -> f, d/h => d/f, d/fifo, d/null (char 0), d/empty. */
+static int write_sample(const char *path, kd_compression c, int threads, kd_error *err)
+{
+	kd_tar_writer *w = NULL;
+	kd_tar_write_opts o = {.compression = c, .level = 3, .threads = threads, .mtime = 42};
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	const kd_tar_entry es[] = {
+		{.path = "d", .type = KD_ENTRY_DIR, .mode = 0755},
+		{.path = "d/empty", .type = KD_ENTRY_FILE, .mode = 0644, .size = 0},
+		{.path = "d/f", .type = KD_ENTRY_FILE, .mode = 04755, .size = sizeof(big)},
+		{.path = "d/fifo", .type = KD_ENTRY_FIFO, .mode = 0600},
+		{.path = "d/h", .type = KD_ENTRY_HARDLINK, .mode = 0755, .link = "d/f"},
+		{.path = "d/l", .type = KD_ENTRY_SYMLINK, .mode = 0777, .link = "f"},
+		{.path = "d/null", .type = KD_ENTRY_CHR, .mode = 0666},
+	};
+	r = kd_tar_writer_open(fd, &o, &w, err);
+	for (size_t i = 0; r >= 0 && i < ELEMENTSOF(es); i++) {
+		r = kd_tar_write_header(w, &es[i], err);
+		if (r >= 0 && es[i].type == KD_ENTRY_FILE && es[i].size)
+			r = kd_tar_write_data(w, big, sizeof(big), err);
+	}
+	if (r >= 0)
+		r = kd_tar_writer_close(w, err);
+	kd_tar_writer_free(w);
+	close(fd);
+	return r;
+}
+
+static void read_sample(const char *path, bool thread)
+{
+	kd_error err = {0};
+	kd_tar_reader *r = NULL;
+	kd_tar_entry e;
+	kd_tar_read_opts o = {.decompress_thread = thread};
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	CHECK(fd >= 0);
+	CHECK_INT(kd_tar_open(fd, &o, &r, &err), 0);
+	if (!r) {
+		printf("#   %s\n", err.msg);
+		return;
+	}
+	static const struct {
+		const char *path;
+		kd_entry_type type;
+		mode_t mode;
+		uint64_t size;
+		const char *link;
+	} want[] = {
+		{"d", KD_ENTRY_DIR, 0755, 0, NULL},
+		{"d/empty", KD_ENTRY_FILE, 0644, 0, NULL},
+		{"d/f", KD_ENTRY_FILE, 04755, sizeof(big), NULL},
+		{"d/fifo", KD_ENTRY_FIFO, 0600, 0, NULL},
+		{"d/h", KD_ENTRY_HARDLINK, 0755, 0, "d/f"},
+		{"d/l", KD_ENTRY_SYMLINK, 0777, 0, "f"},
+		{"d/null", KD_ENTRY_CHR, 0666, 0, NULL},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+		CHECK_INT(kd_tar_next(r, &e, &err), 1);
+		CHECK_STR(e.path, want[i].path);
+		CHECK_INT(e.type, want[i].type);
+		CHECK_INT(e.mode, want[i].mode);
+		CHECK_INT(e.size, want[i].size);
+		if (want[i].link)
+			CHECK_STR(e.link, want[i].link);
+		else
+			CHECK(e.link == NULL);
+		if (want[i].size) {
+			const void *b;
+			size_t len, off = 0;
+			bool same = true;
+			int rc;
+			while ((rc = kd_tar_read_block(r, &b, &len, &err)) > 0) {
+				if (off + len > sizeof(big) || memcmp(big + off, b, len) != 0)
+					same = false;
+				off += len;
+			}
+			CHECK_INT(rc, 0);
+			CHECK_INT(off, sizeof(big));
+			CHECK(same);
+		}
+	}
+	CHECK_INT(kd_tar_next(r, &e, &err), 0);
+	CHECK_INT(kd_tar_entries(r), ELEMENTSOF(want));
+	kd_tar_reader_free(r);
+	close(fd);
+}
+
+TEST(roundtrip_all_compressions)
+{
+	static const kd_compression cs[] = {KD_COMPRESS_ZSTD, KD_COMPRESS_NONE, KD_COMPRESS_GZIP,
+					    KD_COMPRESS_XZ};
+	kd_error err = {0};
+
+	for (size_t i = 0; i < ELEMENTSOF(cs); i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "sample-%zu.tar", i);
+		CHECK_INT(write_sample(path_of(name), cs[i], 1, &err), 0);
+		read_sample(path_of(name), false);
+		read_sample(path_of(name), true);
+	}
+}
+
+TEST(deterministic_zstd)
+{
+	kd_error err = {0};
+	char cmd[1200];
+
+	CHECK_INT(write_sample(path_of("a.tar.zst"), KD_COMPRESS_ZSTD, 1, &err), 0);
+	CHECK_INT(write_sample(path_of("b.tar.zst"), KD_COMPRESS_ZSTD, 2, &err), 0);
+	CHECK_INT(write_sample(path_of("c.tar.gz"), KD_COMPRESS_GZIP, 1, &err), 0);
+	sleep(1); /* a timestamp in the gzip header would now differ */
+	CHECK_INT(write_sample(path_of("d.tar.gz"), KD_COMPRESS_GZIP, 1, &err), 0);
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s' && cmp -s '%s' '%s'", path_of("a.tar.zst"),
+		 path_of("b.tar.zst"), path_of("c.tar.gz"), path_of("d.tar.gz"));
+	CHECK_INT(system(cmd), 0);
+}
+
+TEST(gnu_tar_reads_ours)
+{
+	kd_error err = {0};
+	char cmd[1200];
+
+	char tz[512], list[512];
+	snprintf(tz, sizeof(tz), "%s", path_of("g.tar.zst"));
+	snprintf(list, sizeof(list), "%s", path_of("g.list"));
+	CHECK_INT(write_sample(tz, KD_COMPRESS_ZSTD, 1, &err), 0);
+	/* uid/gid 0, empty owner names, mtime 42 for every entry; no pax atime/ctime records. */
+	snprintf(
+		cmd, sizeof(cmd),
+		"tar -I zstd --numeric-owner --full-time -tvf '%s' > '%s' && test $(wc -l < '%s') = 7 && "
+		"! grep -v ' 0/0 ' '%s' && ! grep -v '1970-01-01 00:00:42' '%s' && "
+		"! zstd -dc '%s' | grep -a -q -e 'atime=' -e 'ctime=' -e 'SCHILY.xattr'",
+		path_of("g.tar.zst"), path_of("g.list"), path_of("g.list"), path_of("g.list"),
+		path_of("g.list"), path_of("g.tar.zst"));
+	CHECK_INT(system(cmd), 0);
+}
+
+TEST(reads_gnu_tar)
+{
+	kd_error err = {0};
+	kd_tar_reader *r = NULL;
+	kd_tar_entry e;
+	char cmd[1200];
+	int n = 0, files = 0;
+
+	/* GNU format with a long name, written by GNU tar and compressed by the zstd CLI. */
+	snprintf(
+		cmd, sizeof(cmd),
+		"cd '%s' && mkdir -p src/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/"
+		"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb && "
+		"echo hi > src/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/"
+		"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb/file && "
+		"tar --format=gnu -I zstd -cf gnu.tar.zst src",
+		dir);
+	CHECK_INT(system(cmd), 0);
+	int fd = open(path_of("gnu.tar.zst"), O_RDONLY);
+	CHECK_INT(kd_tar_open(fd, NULL, &r, &err), 0);
+	if (!r)
+		return;
+	int rc;
+	while ((rc = kd_tar_next(r, &e, &err)) > 0) {
+		n++;
+		if (e.type == KD_ENTRY_FILE) {
+			files++;
+			CHECK(strlen(e.path) > 140);
+			CHECK_INT(e.size, 3);
+		}
+	}
+	CHECK_INT(rc, 0);
+	CHECK_INT(n, 4);
+	CHECK_INT(files, 1);
+	kd_tar_reader_free(r);
+	close(fd);
+}
+
+static int read_all(const char *path, const kd_tar_read_opts *o, kd_error *err)
+{
+	kd_tar_reader *r = NULL;
+	kd_tar_entry e;
+	const void *b;
+	size_t len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return -errno;
+	rc = kd_tar_open(fd, o, &r, err);
+	while (rc >= 0 && (rc = kd_tar_next(r, &e, err)) > 0)
+		while ((rc = kd_tar_read_block(r, &b, &len, err)) > 0)
+			;
+	kd_tar_reader_free(r);
+	close(fd);
+	return rc;
+}
+
+TEST(limits)
+{
+	kd_error err = {0};
+	kd_tar_read_opts o = {.max_entries = 3};
+
+	CHECK_INT(write_sample(path_of("l.tar.zst"), KD_COMPRESS_ZSTD, 1, &err), 0);
+	CHECK_INT(read_all(path_of("l.tar.zst"), &o, &err), -E2BIG);
+	CHECK_STR(err.msg, "archive: more than 3 entries");
+	o = (kd_tar_read_opts){.max_path = 4};
+	CHECK_INT(read_all(path_of("l.tar.zst"), &o, &err), -ENAMETOOLONG);
+	CHECK(strstr(err.msg, "'d/empty") && strstr(err.msg, "longer than 4 bytes"));
+}
+
+static void damage_and_read(const char *tag, bool truncate_it, bool thread)
+{
+	kd_error err = {0};
+	char name[64], cmd[1200];
+	kd_tar_read_opts o = {.decompress_thread = thread};
+	struct stat st;
+
+	snprintf(name, sizeof(name), "%s-%d.tar.zst", tag, thread);
+	CHECK_INT(write_sample(path_of(name), KD_COMPRESS_ZSTD, 1, &err), 0);
+	CHECK_INT(stat(path_of(name), &st), 0);
+	if (truncate_it) {
+		CHECK_INT(truncate(path_of(name), st.st_size / 2), 0);
+	} else {
+		snprintf(
+			cmd, sizeof(cmd),
+			"printf 'garbage-garbage-garbage' | dd of='%s' bs=1 seek=%lld conv=notrunc "
+			"status=none",
+			path_of(name), (long long)st.st_size / 3);
+		CHECK_INT(system(cmd), 0);
+	}
+	int rc = read_all(path_of(name), &o, &err);
+	CHECK(rc < 0);
+	CHECK(strncmp(err.msg, "archive: ", 9) == 0);
+	printf("#   %s (thread %d): %s\n", tag, thread, err.msg);
+}
+
+TEST(truncated)
+{
+	damage_and_read("trunc", true, false);
+	damage_and_read("trunc", true, true);
+}
+
+TEST(corrupt)
+{
+	damage_and_read("corrupt", false, false);
+	damage_and_read("corrupt", false, true);
+}
+
+TEST(not_an_archive)
+{
+	kd_error err = {0};
+	int fd = open(path_of("junk"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(write(fd, "this is not a tar file at all\n", 30) == 30);
+	close(fd);
+	CHECK(read_all(path_of("junk"), NULL, &err) < 0);
+	CHECK(strncmp(err.msg, "archive: ", 9) == 0);
+	kd_tar_read_opts o = {.decompress_thread = true};
+	CHECK(read_all(path_of("junk"), &o, &err) < 0);
+	/* An empty file has no entries. */
+	fd = open(path_of("empty"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	close(fd);
+	CHECK(read_all(path_of("empty"), &o, &err) <= 0);
+}
+
+TEST(bad_writer_input)
+{
+	kd_error err = {0};
+	kd_tar_writer *w = NULL;
+	kd_tar_write_opts o = {.compression = KD_COMPRESS_NONE};
+	int fd = open(path_of("bad.tar"), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	CHECK_INT(kd_tar_writer_open(fd, &o, &w, &err), 0);
+	kd_tar_entry e = {.path = "x", .type = KD_ENTRY_SYMLINK, .mode = 0777};
+	CHECK_INT(kd_tar_write_header(w, &e, &err), -EINVAL);
+	CHECK(strstr(err.msg, "'x'") != NULL);
+	kd_tar_writer_free(w);
+	close(fd);
+	CHECK_STR(kd_entry_type_name(KD_ENTRY_BLK), "block device");
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir))
+		return 1;
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)((i * 2654435761u) >> 13);
+	RUN(roundtrip_all_compressions);
+	RUN(deterministic_zstd);
+	RUN(gnu_tar_reads_ours);
+	RUN(reads_gnu_tar);
+	RUN(limits);
+	RUN(truncated);
+	RUN(corrupt);
+	RUN(not_an_archive);
+	RUN(bad_writer_input);
+	if (!tap_failed) {
+		char cmd[200];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			return 1;
+	}
+	TAP_END();
+}
