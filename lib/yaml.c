@@ -30,7 +30,7 @@ typedef struct ctx {
 	frame stack[KD_YAML_MAX_DEPTH];
 	int depth;
 	struct json_object *anchors; /* name -> [node, node count]; per document */
-	uint64_t nodes, aliases;
+	uint64_t nodes, aliases, alias_nodes;
 	struct json_object *doc; /* root of the current document */
 	bool have_doc;
 } ctx;
@@ -466,6 +466,10 @@ static int on_alias(ctx *c, const yaml_event_t *ev)
 		return at(c, -EINVAL, ev->start_mark, "unknown anchor '%s'", name);
 	node = json_object_array_get_idx(entry, 0);
 	nodes = json_object_get_uint64(json_object_array_get_idx(entry, 1));
+	c->alias_nodes += nodes;
+	if (c->alias_nodes > KD_YAML_MAX_ALIAS_NODES)
+		return at(c, -E2BIG, ev->start_mark, "aliases expand to more than %d nodes",
+			  KD_YAML_MAX_ALIAS_NODES);
 	r = count_node(c, nodes, ev->start_mark);
 	if (r < 0)
 		return r;

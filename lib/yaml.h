@@ -18,7 +18,8 @@
 #define KD_YAML_MAX_SIZE (16 * 1024 * 1024) /* bytes of input */
 #define KD_YAML_MAX_DEPTH 64		    /* nesting of mappings and sequences */
 #define KD_YAML_MAX_ALIASES 10000	    /* alias uses (*name) in one stream */
-#define KD_YAML_MAX_NODES 1000000	    /* nodes after expanding aliases: stops alias bombs */
+#define KD_YAML_MAX_NODES 1000000	    /* nodes in a stream, aliases expanded */
+#define KD_YAML_MAX_ALIAS_NODES 100000	    /* nodes copied by aliases: stops alias bombs */
 #define KD_YAML_MAX_DOCUMENTS 10000	    /* documents in one multi-document stream */
 
 /* Parse a stream holding at most one document. An empty stream or a document that is null
