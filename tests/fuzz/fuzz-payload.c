@@ -1,0 +1,80 @@
+/* Fuzz payload open + extract: the input is a payload file (tar, any compression). Whatever
+ * happens, nothing may be created outside the scratch directory; extraction of an accepted
+ * payload must verify. Limits are lowered so one input stays small. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/fsroot.h"
+#include "lib/payload.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char scratch[] = "/tmp/kd-fuzz-payload-XXXXXX";
+
+static void remove_scratch(void)
+{
+	rmdir(scratch);
+}
+
+static int count_entries(int dirfd)
+{
+	int n = 0, fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+
+	if (!d)
+		abort();
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	static int rootfd = -1;
+	kd_payload_limits lim = {
+		.max_entries = 64, .max_entry_size = 1 << 20, .max_total = 4 << 20};
+	kd_extract_opts o = {.reuse_dirfd = -1, .limits = &lim};
+
+	if (rootfd < 0) {
+		if (!mkdtemp(scratch))
+			abort();
+		rootfd = kd_root_open(scratch, NULL);
+		if (rootfd < 0)
+			abort();
+		atexit(remove_scratch);
+	}
+	int fd = memfd_create("payload", MFD_CLOEXEC);
+	if (fd < 0 || write(fd, data, size) != (ssize_t)size)
+		abort();
+	if (kd_payload_open(fd, "fuzz", NULL, &p, &err) >= 0) {
+		if (mkdirat(rootfd, "dest", 0755) < 0)
+			abort();
+		int dfd = kd_openat(rootfd, "dest", O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+		if (dfd < 0)
+			abort();
+		if (kd_payload_extract(p, dfd, &o, NULL, &err) >= 0 &&
+		    kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err) < 0)
+			abort();
+		close(dfd);
+		if (kd_remove_tree(rootfd, "dest", &err) < 0)
+			abort();
+		kd_payload_free(p);
+	}
+	close(fd);
+	/* Only "dest" may ever have been created, and it is gone again. */
+	if (count_entries(rootfd) != 0)
+		abort();
+	return 0;
+}
