@@ -19,6 +19,7 @@
 #include "kmod.h"
 #include "log.h"
 #include "qmp.h"
+#include "strv.h"
 
 #define KVM_API_VERSION_EXPECTED 12
 #define KVM_MISC_MINOR 232
@@ -1005,13 +1006,13 @@ static void check_qemu(struct run *R)
 	}
 	add_check(R, "qemu.qmp", KD_CHECK_PASS, "QEMU %s%s%s%s at %s", caps.version,
 		  caps.package[0] ? " (" : "", caps.package, caps.package[0] ? ")" : "", path);
-	if (kd_strv_contains(caps.accels, "kvm"))
+	if (kd_strv_find(caps.accels, "kvm"))
 		add_check(R, "qemu.accel.kvm", KD_CHECK_PASS, "KVM accelerator built in");
 	else
 		set_fix(add_check(R, "qemu.accel.kvm", KD_CHECK_FAIL,
 				  "QEMU was built without the KVM accelerator"),
 			"use a QEMU built with --enable-kvm (the payload's QEMU is)");
-	if (kd_strv_contains(caps.machines, "q35"))
+	if (kd_strv_find(caps.machines, "q35"))
 		add_check(R, "qemu.machine.q35", KD_CHECK_PASS, "q35 machine type");
 	else
 		set_fix(add_check(R, "qemu.machine.q35", KD_CHECK_FAIL, "no q35 machine type"),
@@ -1029,14 +1030,14 @@ static void check_qemu(struct run *R)
 	for (size_t i = 0; i < ELEMENTSOF(devs); i++) {
 		char id[64];
 		snprintf(id, sizeof(id), "qemu.device.%s", devs[i].dev);
-		if (kd_strv_contains(caps.devices, devs[i].dev))
+		if (kd_strv_find(caps.devices, devs[i].dev))
 			add_check(R, id, KD_CHECK_PASS, "%s", devs[i].why);
 		else
 			set_fix(add_check(R, id, devs[i].required ? KD_CHECK_FAIL : KD_CHECK_WARN,
 					  "device %s missing (%s)", devs[i].dev, devs[i].why),
 				"use a QEMU built with %s", devs[i].dev);
 	}
-	if (kd_strv_contains(caps.cpu_models, "host"))
+	if (kd_strv_find(caps.cpu_models, "host"))
 		add_check(R, "qemu.cpu.host", KD_CHECK_PASS, "'host' CPU model");
 	else
 		add_check(R, "qemu.cpu.host", KD_CHECK_WARN, "no 'host' CPU model");

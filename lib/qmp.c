@@ -12,6 +12,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "strv.h"
 
 #define READ_CHUNK 65536
 #define GARBAGE_SHOWN 80 /* bytes of a non-QMP line quoted in the error */
@@ -469,32 +470,15 @@ static int list_types(kd_qmp *q, const char *implements, const char *suffix, cha
 	return collect(res, "name", NULL, suffix, ret, err);
 }
 
-static void strv_free(char **l)
-{
-	if (!l)
-		return;
-	for (char **p = l; *p; p++)
-		free(*p);
-	free(l);
-}
-
 void kd_qemu_caps_done(kd_qemu_caps *c)
 {
 	free(c->version);
 	free(c->package);
-	strv_free(c->accels);
-	strv_free(c->machines);
-	strv_free(c->devices);
-	strv_free(c->cpu_models);
+	kd_strv_free(c->accels);
+	kd_strv_free(c->machines);
+	kd_strv_free(c->devices);
+	kd_strv_free(c->cpu_models);
 	*c = (kd_qemu_caps){0};
-}
-
-bool kd_strv_contains(char *const *list, const char *s)
-{
-	for (; list && *list; list++)
-		if (strcmp(*list, s) == 0)
-			return true;
-	return false;
 }
 
 static int probe(kd_qmp *q, kd_qemu_caps *c, kd_error *err)

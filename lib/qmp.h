@@ -31,7 +31,8 @@ void kd_qmp_close(kd_qmp *q);
 DEFINE_CLEANUP(kd_qmp *, kd_qmp_close)
 #define _cleanup_qmp_ _cleanup_(kd_qmp_closep)
 
-/* What one QEMU binary offers, as a plain struct. Lists are sorted, NULL-terminated. */
+/* What one QEMU binary offers, as a plain struct. Lists are sorted, NULL-terminated strv
+ * (lib/strv.h: kd_strv_find). */
 typedef struct kd_qemu_caps {
 	char *version;	   /* "7.2.22" */
 	char *package;	   /* "Debian 1:7.2+dfsg-7+deb12u18+b3", may be "" */
@@ -46,5 +47,3 @@ typedef struct kd_qemu_caps {
  * query-cpu-definitions. */
 int kd_qemu_probe(const char *binary, int timeout_ms, kd_qemu_caps *ret, kd_error *err);
 void kd_qemu_caps_done(kd_qemu_caps *caps);
-/* Exact-match lookup in one of the lists above. */
-bool kd_strv_contains(char *const *list, const char *s);
