@@ -684,6 +684,9 @@ static void status_text(const xfer *x, char *buf, size_t size)
 static int run(const kd_http_request *req, const eff_opts *o, xfer *x, bool follow,
 	       int *ret_attempts, kd_error *err)
 {
+	/* POST and PATCH are repeated only when the server cannot have acted on them: no
+	 * connection, or a 429/503 refusal. */
+	bool idempotent = strcmp(x->method, "POST") != 0 && strcmp(x->method, "PATCH") != 0;
 	int r = 0, n;
 
 	for (n = 0;; n++) {
@@ -693,11 +696,14 @@ static int run(const kd_http_request *req, const eff_opts *o, xfer *x, bool foll
 
 		r = attempt(req, o, x, follow, &e);
 		if (r < 0) {
-			retry = curl_retryable(x, x->rc);
+			retry = curl_retryable(x, x->rc) &&
+				(idempotent || x->rc == CURLE_COULDNT_CONNECT ||
+				 x->rc == CURLE_COULDNT_RESOLVE_HOST);
 			if (err)
 				*err = e;
 		} else {
-			retry = status_retryable(x->status);
+			retry = status_retryable(x->status) &&
+				(idempotent || x->status == 429 || x->status == 503);
 		}
 		if (!retry || n >= o->retries)
 			break;

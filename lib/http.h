@@ -53,8 +53,9 @@ bool kd_is_url(const char *s);
 /* The general request. Any HTTP answer is a success (0) with its status in the response: the
  * caller decides what a 404 or 409 means (kd_http_status_errno() maps one the usual way).
  * Connection errors, timeouts, 5xx and 429 are retried as in kd_http_opts, honouring
- * Retry-After; a body from an fd is re-read from body_fd_offset on each attempt. Redirects are
- * followed for GET and HEAD only; other methods get the 3xx and its Location. */
+ * Retry-After (POST and PATCH only after connection failures, 429 and 503); a body from an fd is
+ * re-read from body_fd_offset on each attempt. Redirects are followed for GET and HEAD only; other
+ * methods get the 3xx and its Location. */
 typedef struct kd_http_request {
 	const char *method; /* default "GET" ("HEAD" sends no body and reads none) */
 	const char *url;

@@ -193,6 +193,23 @@ TEST(download_file)
 	(void)want;
 }
 
+TEST(no_progress_without_tty)
+{
+	kd_http_opts o = fast;
+	_cleanup_close_ int fd = tmpfile_fd(), errfd = tmpfile_fd();
+	int saved = dup(STDERR_FILENO);
+	kd_error err = {0};
+
+	o.progress = true;
+	/* stderr is a file here, not a TTY: a progress bar would only litter logs. */
+	CHECK(dup2(errfd, STDERR_FILENO) == STDERR_FILENO);
+	CHECK_INT(kd_http_download_fd(u(files_port, "/payload.bin"), fd, &o, NULL, &err), 0);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	CHECK_INT(lseek(errfd, 0, SEEK_END), 0);
+	CHECK(lseek(fd, 0, SEEK_END) > 3 * 1024 * 1024);
+}
+
 TEST(get_buf)
 {
 	_cleanup_free_ char *data = NULL;
@@ -522,6 +539,26 @@ TEST(request_statuses_are_answers)
 	CHECK_STR(resp.location, "/redirect/0");
 	kd_http_response_free(&resp);
 
+	/* A POST answered 500 may have been acted on: not repeated. A PUT is. */
+	req.url = u(httpd_port, "/flaky/post/1");
+	CHECK_INT(kd_http_do(&req, &fast, &resp, &err), 0);
+	CHECK_INT(resp.status, 500);
+	CHECK_INT(stat_hits("/flaky/post/1"), 1);
+	kd_http_response_free(&resp);
+	req.method = "PUT";
+	req.url = u(httpd_port, "/flaky/put/1");
+	CHECK_INT(kd_http_do(&req, &fast, &resp, &err), 0);
+	CHECK_INT(resp.status, 200);
+	CHECK_INT(stat_hits("/flaky/put/1"), 2);
+	kd_http_response_free(&resp);
+	/* 429 is a refusal: even a POST is repeated, after Retry-After. */
+	req.method = "POST";
+	req.url = u(httpd_port, "/ratelimit/post");
+	CHECK_INT(kd_http_do(&req, &fast, &resp, &err), 0);
+	CHECK_INT(resp.status, 200);
+	CHECK_INT(stat_hits("/ratelimit/post"), 2);
+	kd_http_response_free(&resp);
+
 	req.method = "HEAD";
 	req.url = u(httpd_port, "/echo/head");
 	CHECK_INT(kd_http_do(&req, &fast, &resp, &err), 0);
@@ -607,6 +644,7 @@ int main(void)
 
 	RUN(is_url_and_status);
 	RUN(download_file);
+	RUN(no_progress_without_tty);
 	RUN(get_buf);
 	RUN(not_found_is_not_retried);
 	RUN(auth_errors);
