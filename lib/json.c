@@ -43,21 +43,37 @@ static void offset_to_line_col(const char *data, size_t len, size_t off, size_t 
 	*col = c;
 }
 
-/* json-c 0.16 accepts 'single-quoted' object keys even in strict mode. Outside a string a quote
- * is never JSON, so one scan finds them. Returns the offset of the first, or len. */
-static size_t find_single_quote(const char *data, size_t len)
+/* Two things json-c 0.16 lets through that we must not: 'single-quoted' object keys (even in
+ * strict mode), and keys holding \u0000, which it silently cuts at the NUL, so that
+ * {"a\u0000x":1,"a\u0000y":2} would read as {"a":2}. Outside a string a quote is never JSON, and
+ * a key is a string followed by ':'. Returns the offset of the first offence, or len. */
+static size_t find_unsupported(const char *data, size_t len, const char **ret_what)
 {
-	bool in_string = false;
+	bool in_string = false, has_nul = false;
+	size_t start = 0;
 
 	for (size_t i = 0; i < len; i++) {
 		if (in_string) {
-			if (data[i] == '\\')
+			if (data[i] == '\\') {
+				if (i + 5 < len && memcmp(data + i + 1, "u0000", 5) == 0)
+					has_nul = true;
 				i++;
-			else if (data[i] == '"')
+			} else if (data[i] == '"') {
+				size_t j = i + 1;
 				in_string = false;
+				while (j < len && strchr(" \t\r\n", data[j]))
+					j++;
+				if (has_nul && j < len && data[j] == ':') {
+					*ret_what = "NUL character (\\u0000) in an object key";
+					return start;
+				}
+			}
 		} else if (data[i] == '"') {
 			in_string = true;
+			has_nul = false;
+			start = i;
 		} else if (data[i] == '\'') {
+			*ret_what = "unexpected character";
 			return i;
 		}
 	}
@@ -71,6 +87,7 @@ int kd_json_parse_limits(const char *data, size_t len, const char *name, size_t 
 	struct json_tokener *tok;
 	enum json_tokener_error jerr;
 	size_t off, line, col;
+	const char *what = NULL;
 
 	if (!name)
 		name = "JSON";
@@ -124,10 +141,10 @@ int kd_json_parse_limits(const char *data, size_t len, const char *name, size_t 
 				      name, line, col);
 		}
 	}
-	off = find_single_quote(data, len);
+	off = find_unsupported(data, len, &what);
 	if (off < len) {
 		offset_to_line_col(data, len, off, &line, &col);
-		return kd_err(err, -EINVAL, "%s:%zu:%zu: unexpected character", name, line, col);
+		return kd_err(err, -EINVAL, "%s:%zu:%zu: %s", name, line, col, what);
 	}
 	*ret = TAKE_PTR(obj);
 	return 0;

@@ -62,6 +62,12 @@ TEST(parse_errors)
 	json_object_put(o);
 	o = NULL;
 	CHECK_INT(parse("[1] [2]", &o, &err), -EINVAL);
+	CHECK_INT(parse("{\"a\\u0000x\": 1, \"a\\u0000y\": 2}", &o, &err), -EINVAL);
+	CHECK_STR(err.msg, "t.json:1:2: NUL character (\\u0000) in an object key");
+	/* An escaped backslash before "u0000" is just text. */
+	CHECK_INT(parse("{\"a\\\\u0000\": 1}", &o, &err), 0);
+	json_object_put(o);
+	o = NULL;
 	CHECK_INT(parse("[01]", &o, &err), -EINVAL);
 	CHECK(o == NULL);
 	/* Embedded NUL is not JSON. */
