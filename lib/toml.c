@@ -858,6 +858,8 @@ int kd_toml_remove_key(kd_toml_doc *doc, const char *const *path, size_t n, cons
 	char pbuf[512];
 	int r;
 
+	if (!key)
+		return kd_err(err, -EINVAL, "%s: no key given", doc->name);
 	r = find_table(doc, path, n, &t, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "remove '%s'", key);

@@ -498,6 +498,82 @@ TEST(containerd_v3_add_and_remove_runtime)
 	kd_toml_free(doc);
 }
 
+TEST(add_runtime_other_shapes)
+{
+	/* no runtimes table yet; keys indented under the header, at the end of the file */
+	const char *v2 = "version = 2\n"
+			 "[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+			 "  snapshotter = \"overlayfs\"\n";
+	const char *rt[] = {"plugins", "io.containerd.grpc.v1.cri", "containerd", "runtimes",
+			    "kata"};
+	kd_toml_doc *doc = parse_ok(v2);
+	CHECK(doc != NULL);
+	if (!doc)
+		return;
+	EDIT_OK(kd_toml_add_table(doc, rt, 5, err));
+	EDIT_OK(kd_toml_set_string(doc, rt, 5, "runtime_type", "io.containerd.kata.v2", err));
+	CHECK_STR(text_of(doc), "version = 2\n"
+				"[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+				"  snapshotter = \"overlayfs\"\n"
+				"\n"
+				"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n"
+				"  runtime_type = \"io.containerd.kata.v2\"\n");
+	EDIT_OK(kd_toml_remove_table(doc, rt, 5, err));
+	CHECK_STR(text_of(doc), v2);
+	kd_toml_free(doc);
+
+	/* the containerd table written with dotted keys in the root */
+	const char *dotted =
+		"version = 2\n"
+		"plugins.\"io.containerd.grpc.v1.cri\".containerd.snapshotter = \"x\"\n"
+		"\n"
+		"[metrics]\n"
+		"  address = \"\"\n";
+	doc = parse_ok(dotted);
+	CHECK(doc != NULL);
+	if (!doc)
+		return;
+	EDIT_OK(kd_toml_set_string(doc, rt, 3, "default_runtime_name", "kata", err));
+	EDIT_OK(kd_toml_add_table(doc, rt, 5, err));
+	EDIT_OK(kd_toml_set_string(doc, rt, 5, "runtime_type", "io.containerd.kata.v2", err));
+	CHECK_STR(
+		text_of(doc),
+		"version = 2\n"
+		"plugins.\"io.containerd.grpc.v1.cri\".containerd.snapshotter = \"x\"\n"
+		"plugins.\"io.containerd.grpc.v1.cri\".containerd.default_runtime_name = \"kata\"\n"
+		"\n"
+		"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.kata]\n"
+		"  runtime_type = \"io.containerd.kata.v2\"\n"
+		"\n"
+		"[metrics]\n"
+		"  address = \"\"\n");
+	const char *s;
+	CHECK_INT(kd_toml_get_string(kd_toml_get(kd_toml_table(doc, rt, 3), "default_runtime_name"),
+				     &s, NULL),
+		  0);
+	CHECK_STR(s, "kata");
+	EDIT_OK(kd_toml_remove_table(doc, rt, 5, err));
+	EDIT_OK(kd_toml_remove_key(doc, rt, 3, "default_runtime_name", err));
+	CHECK_STR(text_of(doc), dotted);
+	kd_toml_free(doc);
+
+	/* a CRI-O drop-in written from nothing */
+	doc = parse_ok("");
+	CHECK(doc != NULL);
+	if (!doc)
+		return;
+	const char *crio[] = {"crio", "runtime", "runtimes", "kata-qemu"};
+	EDIT_OK(kd_toml_add_table(doc, crio, 4, err));
+	EDIT_OK(kd_toml_set_string(doc, crio, 4, "runtime_path", "/opt/kata/bin/shim", err));
+	EDIT_OK(kd_toml_set_string(doc, crio, 4, "runtime_type", "vm", err));
+	EDIT_OK(kd_toml_set_bool(doc, crio, 4, "privileged_without_host_devices", true, err));
+	CHECK_STR(text_of(doc), "[crio.runtime.runtimes.kata-qemu]\n"
+				"runtime_path = \"/opt/kata/bin/shim\"\n"
+				"runtime_type = \"vm\"\n"
+				"privileged_without_host_devices = true\n");
+	kd_toml_free(doc);
+}
+
 TEST(add_table_placement)
 {
 	/* root ancestor: appended at the end, one blank line before; removed with it */
@@ -727,6 +803,7 @@ int main(void)
 	RUN(failed_edit_changes_nothing);
 	RUN(containerd_v2_add_and_remove_runtime);
 	RUN(containerd_v3_add_and_remove_runtime);
+	RUN(add_runtime_other_shapes);
 	RUN(add_table_placement);
 	RUN(remove_tables);
 	RUN(errors_with_positions);
