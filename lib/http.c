@@ -728,8 +728,12 @@ static int run(const kd_http_request *req, const eff_opts *o, xfer *x, bool foll
 			x->resume_from = x->written;
 			if (x->hdr.etag)
 				x->resume_etag = strdup(x->hdr.etag);
-		} else if (sink_restart(x) < 0)
-			return kd_err_errno(err, negative_errno(), "truncate download");
+		} else {
+			int k = sink_restart(x);
+			if (k < 0)
+				return kd_err_errno(err, k, "%s %s: truncate download", x->method,
+						    x->url);
+		}
 	}
 	if (ret_attempts)
 		*ret_attempts = n + 1;
