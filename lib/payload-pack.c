@@ -446,7 +446,12 @@ static int write_tar(kd_tar_writer *w, int katafd, const pack_state *s, const ch
 		_cleanup_close_ int fd = kd_openat(katafd, e->path, O_RDONLY, 0, KD_NOFOLLOW, err);
 		if (fd < 0)
 			return kd_err_wrap(err, fd, "pack");
+		_cleanup_sha256_ kd_sha256 h = {0};
+		uint8_t bin[KD_SHA256_LEN];
+		char hex[KD_SHA256_HEX_LEN + 1];
 		uint64_t left = e->size;
+		if ((r = kd_sha256_init(&h, err)) < 0)
+			return r;
 		while (left > 0) {
 			ssize_t n = read(fd, buf, left < IO_BUF ? left : IO_BUF);
 			if (n < 0 && errno == EINTR)
@@ -455,10 +460,17 @@ static int write_tar(kd_tar_writer *w, int katafd, const pack_state *s, const ch
 				return kd_err_errno(err, negative_errno(), "read '%s'", path);
 			if (n == 0)
 				return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
+			kd_sha256_update(&h, buf, (size_t)n);
 			if ((r = kd_tar_write_data(w, buf, (size_t)n, err)) < 0)
 				return kd_err_wrap(err, r, "pack '%s'", path);
 			left -= (uint64_t)n;
 		}
+		/* The manifest was written with the first hash: the bytes must not have changed. */
+		if ((r = kd_sha256_final(&h, bin, err)) < 0)
+			return r;
+		kd_hex(bin, sizeof(bin), hex);
+		if (strcmp(hex, e->sha256) != 0)
+			return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
 	}
 	return 0;
 }

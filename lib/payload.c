@@ -529,6 +529,8 @@ static int verify_one(const kd_manifest *m, const kd_pfile *f, int dirfd, bool r
 	struct stat st;
 	int r = kd_lstat(dirfd, f->path, &st, NULL);
 
+	if (r == -ENOENT)
+		return kd_err(err, -EBADMSG, "'%s%s' is missing", PREFIX, f->path);
 	if (r < 0)
 		return kd_err_errno(err, r, "'%s%s'", PREFIX, f->path);
 	if (f->type == KD_FILE_HARDLINK)
