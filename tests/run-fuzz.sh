@@ -26,7 +26,7 @@ for f in "$@"; do
 		-max_len=65536 corpus >log 2>&1); then
 		echo "fuzz $name: FAILED (see $work/log)"; tail -30 "$work/log"; fail=1
 	else
-		echo "fuzz $name: $(grep -o 'stat::number_of_executed_runs: *[0-9]*' "$work/log" | awk '{print $2}') runs, ok"
+		echo "fuzz $name: $(grep -o '^Done [0-9]* runs' "$work/log" | awk '{print $2}') runs, ok"
 	fi
 done
 exit $fail
