@@ -45,7 +45,6 @@ struct kd_tar_writer {
 	struct archive *a;
 	struct archive_entry *e;
 	int64_t mtime;
-	bool closed;
 };
 
 const char *kd_entry_type_name(kd_entry_type t)
@@ -583,7 +582,6 @@ int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *e
 
 int kd_tar_writer_close(kd_tar_writer *w, kd_error *err)
 {
-	w->closed = true;
 	if (archive_write_close(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	return 0;
@@ -593,11 +591,10 @@ void kd_tar_writer_free(kd_tar_writer *w)
 {
 	if (!w)
 		return;
-	if (w->a) {
-		if (!w->closed)
-			archive_write_fail(w->a);
+	/* archive_write_free() closes an open writer (flushing what was written, which the caller
+	 * discards); archive_write_fail() would leak libarchive 3.6's client buffer. */
+	if (w->a)
 		archive_write_free(w->a);
-	}
 	if (w->e)
 		archive_entry_free(w->e);
 	free(w);

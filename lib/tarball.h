@@ -90,7 +90,7 @@ int kd_tar_write_header(kd_tar_writer *w, const kd_tar_entry *e, kd_error *err);
 int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *err);
 /* Finish the stream (end-of-archive blocks, compressor flush). Must succeed for a valid file. */
 int kd_tar_writer_close(kd_tar_writer *w, kd_error *err);
-/* Free; an unclosed writer is abandoned. */
+/* Free; an unclosed writer is closed first: its output is incomplete, discard it. */
 void kd_tar_writer_free(kd_tar_writer *w);
 
 static inline void kd_tar_reader_freep(kd_tar_reader **r)
