@@ -1,0 +1,68 @@
+/* containerd: which file gets our runtime handlers (the strategy) and what they look like.
+ * The strategy follows the merge rules of the daemon that will read the file (docs/
+ * RUNTIME-CONFIG.md): 2.x deep-merges drop-ins, 1.6/1.7 replace a whole plugin table from an
+ * import (containerd#5837), so 1.x and unknown versions get an in-place edit. The handler tables
+ * use the plugin id of the file's schema version and inherit runc's SystemdCgroup. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "err.h"
+#include "flavour.h"
+#include "toml.h"
+
+#define KD_CONTAINERD_MAX_VERSION 4 /* newest config schema we know (containerd 2.3) */
+#define KD_HANDLER_NAME_MAX 128
+
+typedef enum kd_ctd_strategy {
+	KD_CTD_INPLACE = 1,   /* our tables in an existing file, recorded for an exact revert */
+	KD_CTD_CREATE_MAIN,   /* no config: a minimal one with our tables, removed on uninstall */
+	KD_CTD_DROPIN,	      /* our own file in a directory the root config already imports */
+	KD_CTD_DROPIN_IMPORT, /* our own file + an `imports` entry in the root config */
+	KD_CTD_TEMPLATE,      /* k3s/rke2 1.x: a config.toml.tmpl = base template + our tables */
+} kd_ctd_strategy;
+
+typedef struct kd_ctd_plan {
+	kd_ctd_strategy strategy;
+	int version;				/* schema version of the tables we write */
+	char target[KD_FLAVOUR_PATH_MAX];	/* file that holds our tables (relative) */
+	char main[KD_FLAVOUR_PATH_MAX];		/* the root config (relative) */
+	char import_entry[KD_FLAVOUR_PATH_MAX]; /* added to main's imports; "" = none */
+	char why[256];				/* one line for logs and `plan` */
+} kd_ctd_plan;
+
+/* One runtime handler = one RuntimeClass handler. */
+typedef struct kd_handler {
+	char name[KD_HANDLER_NAME_MAX]; /* kata-qemu[-suffix] */
+	char shim[64];
+	char runtime_path[KD_FLAVOUR_PATH_MAX]; /* absolute shim binary */
+	char config_path[KD_FLAVOUR_PATH_MAX];	/* absolute Kata configuration */
+	char snapshotter[64];			/* "" = containerd's default */
+} kd_handler;
+
+/* Choose the strategy for flavour f (containerd flavours only); reads the root config and, for
+ * 1.x, the files it imports. Refuses configs that are not TOML, unknown future versions and bad
+ * imports, naming file:line. */
+int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, kd_ctd_plan *ret,
+			   kd_error *err);
+
+/* The CRI runtime plugin id for a schema version: "cri" (1), "io.containerd.grpc.v1.cri" (2),
+ * "io.containerd.cri.v1.runtime" (3, 4). */
+const char *kd_containerd_runtime_plugin(int version);
+
+/* Add the handler tables to doc (and [debug] level when debug and doc has none). Each table
+ * added is appended to *tables as a TOML key ("plugins.\"io.containerd.grpc.v1.cri\"...").
+ * SystemdCgroup is copied from inherit_from's runc runtime (may be doc itself, or NULL). */
+int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *h, size_t n,
+			       const kd_toml_doc *inherit_from, bool debug, char ***tables,
+			       kd_error *err);
+
+/* The skeleton of a file we create: a comment and `version = N`. Static storage. */
+const char *kd_containerd_skeleton(int version);
+/* The first line of a k3s/rke2 template we create. */
+#define KD_K3S_TEMPLATE_BASE "{{ template \"base\" . }}\n"
+
+/* TOML keys <-> path parts: "a.\"b.c\".d" <-> {"a", "b.c", "d"}. Returns the number of parts or
+ * -EINVAL. parts point into buf. */
+int kd_toml_key_split(const char *key, char *buf, size_t size, const char **parts, size_t max);
+int kd_toml_key_join(const char *const *parts, size_t n, char *out, size_t size);

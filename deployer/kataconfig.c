@@ -1,0 +1,227 @@
+#include "kataconfig.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsroot.h"
+#include "strv.h"
+#include "toml.h"
+
+#define KATA_CONFIG_MAX (1u << 20)
+#define VALUE_MAX 4096
+
+static const char banner[] = "# Managed by kata-deploy: a copy of the payload's file. Put your "
+			     "changes in config.d/, which\n# Kata merges on top of it.\n";
+static const char dropin_banner[] = "# Written by kata-deploy.\n";
+
+bool kd_shim_is_rust(const char *shim)
+{
+	size_t n = strlen(shim), k = strlen("-runtime-rs");
+	return !strcmp(shim, "dragonball") || !strcmp(shim, "cloud-hypervisor") ||
+	       (n > k && !strcmp(shim + n - k, "-runtime-rs"));
+}
+
+const char *kd_shim_hypervisor(const char *shim)
+{
+	if (!strncmp(shim, "qemu", 4))
+		return "qemu";
+	if (!strncmp(shim, "clh", 3) || !strcmp(shim, "cloud-hypervisor"))
+		return "clh";
+	if (!strcmp(shim, "fc") || !strcmp(shim, "firecracker"))
+		return "firecracker";
+	if (!strncmp(shim, "openvmm", 7))
+		return "openvmm";
+	return shim; /* dragonball, remote, stratovirt */
+}
+
+void kd_kata_paths(const char *prefix, const char *shim, char *runtime_path, size_t rsize,
+		   char *config_path, size_t csize)
+{
+	snprintf(runtime_path, rsize, "%s%s/bin/containerd-shim-kata-v2", prefix,
+		 kd_shim_is_rust(shim) ? "/runtime-rs" : "");
+	snprintf(config_path, csize, "%s/%s/%s/configuration-%s.toml", prefix, KD_KATA_RUNTIMES_DIR,
+		 shim, shim);
+}
+
+/* "URL" or "shim=URL;shim=URL" -> the value for shim, "" if none. */
+static void per_shim(const char *spec, const char *shim, char *out, size_t size)
+{
+	out[0] = '\0';
+	if (!spec || !*spec)
+		return;
+	if (!strchr(spec, '=') || strstr(spec, "://") < strchr(spec, '=')) {
+		if (!strchr(spec, ';')) {
+			snprintf(out, size, "%s", spec);
+			return;
+		}
+	}
+	_cleanup_strv_ char **items = kd_strv_split(spec, ';');
+	for (size_t i = 0; items && items[i]; i++) {
+		char *eq = strchr(items[i], '=');
+		if (eq && (size_t)(eq - items[i]) == strlen(shim) &&
+		    !strncmp(items[i], shim, strlen(shim)))
+			snprintf(out, size, "%s", eq + 1);
+	}
+}
+
+int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err)
+{
+	_cleanup_strv_ char **words = o->annotations ? kd_strv_split(o->annotations, ' ') : NULL;
+	for (size_t i = 0; words && words[i]; i++) {
+		char *c = strchr(words[i], ':');
+		if (!c)
+			continue;
+		*c = '\0';
+		if (!kd_strv_find(shims, words[i]))
+			return kd_err(err, -EINVAL,
+				      "--allowed-hypervisor-annotations: shim '%s' is not enabled",
+				      words[i]);
+	}
+	return 0;
+}
+
+static int add_text(kd_kata_file *f, size_t *n, const char *dir, const char *name,
+		    const kd_toml_doc *doc, kd_error *err)
+{
+	if (*n >= KD_KATA_MAX_FILES)
+		return kd_err(err, -E2BIG, "too many Kata drop-ins");
+	size_t len;
+	int r = kd_toml_emit(doc, &f[*n].text, &len, err);
+	if (r < 0)
+		return r;
+	snprintf(f[*n].path, sizeof(f[*n].path), "%s/config.d/%s", dir, name);
+	(*n)++;
+	return 0;
+}
+
+int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_file *ret,
+		   size_t *ret_n, kd_error *err)
+{
+	char src[KD_PATH_MAX], dir[KD_PATH_MAX], v[VALUE_MAX];
+	_cleanup_free_ char *data = NULL;
+	size_t len, n = 0;
+	const char *hv = kd_shim_hypervisor(shim);
+	const char *pfx = o->prefix[0] == '/' ? o->prefix + 1 : o->prefix;
+	snprintf(src, sizeof(src), "share/defaults/kata-containers/%sconfiguration-%s.toml",
+		 kd_shim_is_rust(shim) ? "runtime-rs/" : "", shim);
+	int r = kd_read_file(treefd, src, KATA_CONFIG_MAX, &data, &len, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "the payload has no configuration for shim '%s'", shim);
+	_cleanup_toml_ kd_toml_doc *pristine = NULL;
+	if ((r = kd_toml_parse(src, data, len, &pristine, err)) < 0)
+		return r;
+	snprintf(dir, sizeof(dir), "%s/%s/%s", pfx, KD_KATA_RUNTIMES_DIR, shim);
+
+	/* The managed copy. */
+	size_t bl = strlen(banner);
+	ret[n].text = malloc(bl + len + 1);
+	if (!ret[n].text)
+		return -ENOMEM;
+	memcpy(ret[n].text, banner, bl);
+	memcpy(ret[n].text + bl, data, len + 1);
+	snprintf(ret[n].path, sizeof(ret[n].path), "%s/configuration-%s.toml", dir, shim);
+	n++;
+
+	const char *hp[] = {"hypervisor", hv};
+	if (strcmp(o->prefix, "/opt/kata") != 0) {
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		if ((r = kd_toml_parse("10", dropin_banner, strlen(dropin_banner), &d, err)) < 0)
+			goto fail;
+		const char *keys[] = {"path",	"kernel",   "image",
+				      "initrd", "firmware", "jailer_path"};
+		const kd_toml_node *t = kd_toml_table(pristine, hp, 2);
+		for (size_t i = 0; t && i < ELEMENTSOF(keys); i++) {
+			const char *s;
+			if (kd_toml_get_string(kd_toml_get(t, keys[i]), &s, NULL) < 0 ||
+			    strncmp(s, "/opt/kata/", 10) != 0)
+				continue;
+			snprintf(v, sizeof(v), "%s/%s", o->prefix, s + 10);
+			if ((r = kd_toml_set_string(d, hp, 2, keys[i], v, err)) < 0)
+				goto fail;
+		}
+		if ((r = add_text(ret, &n, dir, "10-installation-prefix.toml", d, err)) < 0)
+			goto fail;
+	}
+	if (o->debug) {
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		const char *rp[] = {"runtime"}, *ap[] = {"agent", "kata"};
+		if ((r = kd_toml_parse("20", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		    (r = kd_toml_set_bool(d, hp, 2, "enable_debug", true, err)) < 0 ||
+		    (r = kd_toml_set_bool(d, rp, 1, "enable_debug", true, err)) < 0 ||
+		    (r = kd_toml_set_bool(d, ap, 2, "enable_debug", true, err)) < 0 ||
+		    (r = kd_toml_set_bool(d, ap, 2, "debug_console_enabled", true, err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "20-debug.toml", d, err)) < 0)
+			goto fail;
+	}
+	char https[1024], noproxy[1024];
+	per_shim(o->https_proxy, shim, https, sizeof(https));
+	per_shim(o->no_proxy, shim, noproxy, sizeof(noproxy));
+	if (https[0] || noproxy[0]) {
+		/* One file: a drop-in replaces the whole kernel_params string. */
+		const char *base = "";
+		kd_toml_get_string(kd_toml_get(kd_toml_table(pristine, hp, 2), "kernel_params"),
+				   &base, NULL);
+		int k = snprintf(v, sizeof(v), "%s", base);
+		if (https[0])
+			k += snprintf(v + k, sizeof(v) - (size_t)k, "%sagent.https_proxy=%s",
+				      k ? " " : "", https);
+		if (noproxy[0])
+			snprintf(v + k, sizeof(v) - (size_t)k, "%sagent.no_proxy=%s", k ? " " : "",
+				 noproxy);
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		if ((r = kd_toml_parse("30", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		    (r = kd_toml_set_string(d, hp, 2, "kernel_params", v, err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "30-kernel-params.toml", d, err)) < 0)
+			goto fail;
+	}
+	if (o->annotations && *o->annotations) {
+		_cleanup_strv_ char **list = calloc(1, sizeof(char *));
+		_cleanup_strv_ char **words = kd_strv_split(o->annotations, ' ');
+		const kd_toml_node *old =
+			kd_toml_get(kd_toml_table(pristine, hp, 2), "enable_annotations");
+		for (size_t i = 0; old && list && i < kd_toml_count(old); i++) {
+			const char *s;
+			if (kd_toml_get_string(kd_toml_at(old, i), &s, NULL) == 0 &&
+			    !kd_strv_find(list, s))
+				kd_strv_push(&list, s);
+		}
+		for (size_t i = 0; words && list && words[i]; i++) {
+			char *c = strchr(words[i], ':');
+			if (c && (size_t)(c - words[i]) == strlen(shim) &&
+			    !strncmp(words[i], shim, strlen(shim))) {
+				_cleanup_strv_ char **more = kd_strv_split(c + 1, ',');
+				for (size_t k = 0; more && more[k]; k++)
+					if (!kd_strv_find(list, more[k]))
+						kd_strv_push(&list, more[k]);
+			} else if (!c && !kd_strv_find(list, words[i])) {
+				kd_strv_push(&list, words[i]);
+			}
+		}
+		if (!list || !words) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		kd_strv_sort(list);
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		if ((r = kd_toml_parse("40", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		    (r = kd_toml_set_strings(d, hp, 2, "enable_annotations",
+					     (const char *const *)list, kd_strv_length(list),
+					     err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "40-annotations.toml", d, err)) < 0)
+			goto fail;
+	}
+	*ret_n = n;
+	return 0;
+fail:
+	kd_kata_files_free(ret, n);
+	return r;
+}
+
+void kd_kata_files_free(kd_kata_file *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(f[i].text);
+		f[i].text = NULL;
+	}
+}
