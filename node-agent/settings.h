@@ -1,0 +1,62 @@
+/* The agent's settings: upstream kata-deploy's environment variables (plus a few of our own),
+ * parsed through one table into a typed struct and validated before the host is touched. A bad
+ * value names the variable, the value and what is allowed. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "err.h"
+
+#define KD_AGENT_DEFAULT_HOST_ROOT "/host"
+#define KD_AGENT_DEFAULT_PAYLOAD "/opt/kata-artifacts/payload.tar.zst"
+#define KD_AGENT_SUFFIX_MAX 16 /* fits handler names and label keys (63) */
+#define KD_AGENT_VALUE_MAX 4096
+
+typedef struct kd_agent_settings {
+	char *node_name;
+	char *pod_namespace; /* "" = the service account's namespace */
+	char *daemonset_name;
+	bool debug;
+	char *k8s_distribution; /* "" = not declared */
+	int health_port;	/* 0 = no health server */
+	char *health_address;
+	char *installation_prefix;
+	char *multi_install_suffix;
+	char **startup_taints; /* "key" or "key:effect" */
+	char *agent_https_proxy, *agent_no_proxy;
+	const char *arch; /* X86_64, AARCH64, S390X, PPC64LE */
+	char **shims;
+	char *default_shim;
+	char **allowed_hypervisor_annotations; /* "shim:a,b" or "a" */
+	char **snapshotter_mapping;	       /* "shim:snapshotter" */
+	char **pull_type_mapping;	       /* "shim:guest-pull" */
+	char *host_root;
+	char *payload;
+	char *payload_sha256;
+	char *payload_public_key;
+	char *runtime_restart; /* "systemd", "none" or "command:<shell command>" */
+	int node_ready_timeout_s;
+	int handlers_timeout_s;
+	int poll_interval_ms;
+	int label_stable_reads;
+	char *sa_dir;
+	char *kubeconfig;
+	int api_retries;
+	bool host_check;
+} kd_agent_settings;
+
+/* Read every setting from the environment (getenv) and validate it; the action decides what is
+ * required ("install", "cleanup", "reset", "wait"). */
+int kd_agent_settings_load(kd_agent_settings *s, const char *action, kd_error *err);
+void kd_agent_settings_free(kd_agent_settings *s);
+/* One line per effective setting: "NAME=value" and where it came from. */
+void kd_agent_settings_log(const kd_agent_settings *s);
+
+/* The handler names we configure: "kata-<shim>[-<suffix>]", NULL-terminated. */
+char **kd_agent_handlers(const kd_agent_settings *s);
+/* "kata-deploy.katacontainers.io/<suffix or default>" */
+void kd_agent_owner_label(const kd_agent_settings *s, char *buf, size_t size);
+
+#define KD_AGENT_LABEL "katacontainers.io/kata-runtime"
+#define KD_AGENT_OWNER_PREFIX "kata-deploy.katacontainers.io/"
