@@ -24,786 +24,776 @@ sigset_t kd_agent_term_signals;
 static bool terminating;
 
 typedef struct agent {
-  const kd_agent_settings *s;
-  kd_k8s *k;
-  int rootfd;
-  char node_path[PATH_BUF];
-  char ns[254];
-  char owner[128];
-  char node_uid[64];
-  char **handlers;
-  kd_agent_runtime rt;
+	const kd_agent_settings *s;
+	kd_k8s *k;
+	int rootfd;
+	char node_path[PATH_BUF];
+	char ns[254];
+	char owner[128];
+	char node_uid[64];
+	char **handlers;
+	kd_agent_runtime rt;
 } agent;
 
-static void agent_done(agent *a) {
-  kd_k8s_free(a->k);
-  if (a->rootfd >= 0)
-    close(a->rootfd);
-  kd_strv_free(a->handlers);
+static void agent_done(agent *a)
+{
+	kd_k8s_free(a->k);
+	if (a->rootfd >= 0)
+		close(a->rootfd);
+	kd_strv_free(a->handlers);
 }
 
-bool kd_agent_terminating(void) {
-  struct timespec zero = {0, 0};
+bool kd_agent_terminating(void)
+{
+	struct timespec zero = {0, 0};
 
-  if (!terminating && sigtimedwait(&kd_agent_term_signals, NULL, &zero) > 0)
-    terminating = true;
-  return terminating;
+	if (!terminating && sigtimedwait(&kd_agent_term_signals, NULL, &zero) > 0)
+		terminating = true;
+	return terminating;
 }
 
 /* Sleep, unless a termination signal arrives first (then true). */
-static bool wait_or_term(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+static bool wait_or_term(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
 
-  if (terminating)
-    return true;
-  for (;;) {
-    int sig = sigtimedwait(&kd_agent_term_signals, NULL, &ts);
-    if (sig > 0) {
-      terminating = true;
-      return true;
-    }
-    if (errno == EAGAIN)
-      return false;
-    if (errno != EINTR)
-      return false;
-  }
+	if (terminating)
+		return true;
+	for (;;) {
+		int sig = sigtimedwait(&kd_agent_term_signals, NULL, &ts);
+		if (sig > 0) {
+			terminating = true;
+			return true;
+		}
+		if (errno == EAGAIN)
+			return false;
+		if (errno != EINTR)
+			return false;
+	}
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void sync_metrics(const agent *a) {
-  kd_k8s_stats st;
+static void sync_metrics(const agent *a)
+{
+	kd_k8s_stats st;
 
-  if (!a->k)
-    return;
-  kd_k8s_get_stats(a->k, &st);
-  kd_agent_metric_set(&kd_agent_metrics_now.api_requests, st.requests);
-  kd_agent_metric_set(&kd_agent_metrics_now.api_failures, st.failures);
-  kd_agent_metric_set(&kd_agent_metrics_now.api_conflicts, st.conflicts);
+	if (!a->k)
+		return;
+	kd_k8s_get_stats(a->k, &st);
+	kd_agent_metric_set(&kd_agent_metrics_now.api_requests, st.requests);
+	kd_agent_metric_set(&kd_agent_metrics_now.api_failures, st.failures);
+	kd_agent_metric_set(&kd_agent_metrics_now.api_conflicts, st.conflicts);
 }
 
-static int agent_open(agent *a, const kd_agent_settings *s,
-                      const char *kubeconfig, kd_error *err) {
-  kd_k8s_opts ko = {
-      .kubeconfig =
-          kubeconfig ? kubeconfig : (*s->kubeconfig ? s->kubeconfig : NULL),
-      .sa_dir = s->sa_dir,
-      .in_cluster = true,
-      .retries = s->api_retries ? s->api_retries : -1,
-      .user_agent = "kata-deploy-agent",
-  };
-  char name[256];
-  int r;
+static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
+{
+	kd_k8s_opts ko = {
+		.kubeconfig = kubeconfig ? kubeconfig : (*s->kubeconfig ? s->kubeconfig : NULL),
+		.sa_dir = s->sa_dir,
+		.in_cluster = true,
+		.retries = s->api_retries ? s->api_retries : -1,
+		.user_agent = "kata-deploy-agent",
+	};
+	char name[256];
+	int r;
 
-  *a = (agent){.s = s, .rootfd = -1};
-  r = kd_k8s_new(&ko, &a->k, err);
-  if (r < 0)
-    return r;
-  kd_info("Kubernetes API %s (%s)", kd_k8s_server(a->k), kd_k8s_source(a->k));
-  snprintf(a->ns, sizeof(a->ns), "%s",
-           *s->pod_namespace ? s->pod_namespace : kd_k8s_namespace(a->k));
-  if (kd_k8s_escape(s->node_name, name, sizeof(name)) < 0)
-    return kd_err(err, -EINVAL, "NODE_NAME=%s: too long", s->node_name);
-  snprintf(a->node_path, sizeof(a->node_path), "/api/v1/nodes/%s", name);
-  kd_agent_owner_label(s, a->owner, sizeof(a->owner));
-  a->handlers = kd_agent_handlers(s);
-  if (!a->handlers)
-    return kd_err(err, -ENOMEM, "out of memory");
-  a->rootfd = kd_root_open(s->host_root, err);
-  if (a->rootfd < 0)
-    return kd_err_wrap(err, a->rootfd, "HOST_ROOT=%s", s->host_root);
-  return 0;
+	*a = (agent){.s = s, .rootfd = -1};
+	r = kd_k8s_new(&ko, &a->k, err);
+	if (r < 0)
+		return r;
+	kd_info("Kubernetes API %s (%s)", kd_k8s_server(a->k), kd_k8s_source(a->k));
+	snprintf(a->ns, sizeof(a->ns), "%s",
+		 *s->pod_namespace ? s->pod_namespace : kd_k8s_namespace(a->k));
+	if (kd_k8s_escape(s->node_name, name, sizeof(name)) < 0)
+		return kd_err(err, -EINVAL, "NODE_NAME=%s: too long", s->node_name);
+	snprintf(a->node_path, sizeof(a->node_path), "/api/v1/nodes/%s", name);
+	kd_agent_owner_label(s, a->owner, sizeof(a->owner));
+	a->handlers = kd_agent_handlers(s);
+	if (!a->handlers)
+		return kd_err(err, -ENOMEM, "out of memory");
+	a->rootfd = kd_root_open(s->host_root, err);
+	if (a->rootfd < 0)
+		return kd_err_wrap(err, a->rootfd, "HOST_ROOT=%s", s->host_root);
+	return 0;
 }
 
 /* GET our Node; a missing one gets a message that names NODE_NAME. */
-static int get_node(agent *a, struct json_object **ret, kd_error *err) {
-  int r = kd_k8s_get(a->k, a->node_path, ret, err);
-  if (r == -ENOENT)
-    return kd_err_wrap(err, r, "NODE_NAME=%s: no such Node", a->s->node_name);
-  if (r >= 0 && !a->node_uid[0]) {
-    struct json_object *meta = NULL;
-    const char *uid = NULL;
-    if (kd_json_get_object(*ret, "", "metadata", false, &meta, NULL) > 0 &&
-        kd_json_get_string(meta, "", "uid", false, &uid, NULL) > 0)
-      snprintf(a->node_uid, sizeof(a->node_uid), "%s", uid);
-  }
-  return r;
+static int get_node(agent *a, struct json_object **ret, kd_error *err)
+{
+	int r = kd_k8s_get(a->k, a->node_path, ret, err);
+	if (r == -ENOENT)
+		return kd_err_wrap(err, r, "NODE_NAME=%s: no such Node", a->s->node_name);
+	if (r >= 0 && !a->node_uid[0]) {
+		struct json_object *meta = NULL;
+		const char *uid = NULL;
+		if (kd_json_get_object(*ret, "", "metadata", false, &meta, NULL) > 0 &&
+		    kd_json_get_string(meta, "", "uid", false, &uid, NULL) > 0)
+			snprintf(a->node_uid, sizeof(a->node_uid), "%s", uid);
+	}
+	return r;
 }
 
-static void rfc3339_micro(char *buf, size_t size) {
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
-           tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-           ts.tv_nsec / 1000);
+static void rfc3339_micro(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
 }
 
 /* A core/v1 Event about our Node in POD_NAMESPACE. Best effort: a failure is
  * logged, never fatal (events are for people; the install itself must not
  * depend on them). */
-static void post_event(agent *a, bool warning, const char *reason,
-                       const char *action, const char *fmt, ...) _printf_(5, 6);
-static void post_event(agent *a, bool warning, const char *reason,
-                       const char *action, const char *fmt, ...) {
-  _cleanup_json_ struct json_object *ev = NULL;
-  char msg[EVENT_MESSAGE_MAX + 1], t[64], path[PATH_BUF], gen[300], ns[300];
-  kd_error err = {0};
-  va_list ap;
+static void post_event(agent *a, bool warning, const char *reason, const char *action,
+		       const char *fmt, ...) _printf_(5, 6);
+static void post_event(agent *a, bool warning, const char *reason, const char *action,
+		       const char *fmt, ...)
+{
+	_cleanup_json_ struct json_object *ev = NULL;
+	char msg[EVENT_MESSAGE_MAX + 1], t[64], path[PATH_BUF], gen[300], ns[300];
+	kd_error err = {0};
+	va_list ap;
 
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  msg[EVENT_MESSAGE_MAX] = '\0';
-  rfc3339_micro(t, sizeof(t));
-  snprintf(gen, sizeof(gen), "kata-deploy.%.200s.", a->s->node_name);
-  ev = json_object_new_object();
-  struct json_object *meta = json_object_new_object(),
-                     *io = json_object_new_object(),
-                     *src = json_object_new_object();
-  json_object_object_add(meta, "generateName", json_object_new_string(gen));
-  json_object_object_add(meta, "namespace", json_object_new_string(a->ns));
-  json_object_object_add(ev, "metadata", meta);
-  json_object_object_add(io, "apiVersion", json_object_new_string("v1"));
-  json_object_object_add(io, "kind", json_object_new_string("Node"));
-  json_object_object_add(io, "name", json_object_new_string(a->s->node_name));
-  if (a->node_uid[0])
-    json_object_object_add(io, "uid", json_object_new_string(a->node_uid));
-  json_object_object_add(ev, "involvedObject", io);
-  json_object_object_add(
-      ev, "type", json_object_new_string(warning ? "Warning" : "Normal"));
-  json_object_object_add(ev, "reason", json_object_new_string(reason));
-  json_object_object_add(ev, "action", json_object_new_string(action));
-  json_object_object_add(ev, "message", json_object_new_string(msg));
-  json_object_object_add(ev, "eventTime", json_object_new_string(t));
-  json_object_object_add(ev, "reportingComponent",
-                         json_object_new_string(EVENT_COMPONENT));
-  json_object_object_add(ev, "reportingInstance",
-                         json_object_new_string(a->s->node_name));
-  json_object_object_add(src, "component",
-                         json_object_new_string(EVENT_COMPONENT));
-  json_object_object_add(src, "host", json_object_new_string(a->s->node_name));
-  json_object_object_add(ev, "source", src);
-  if (kd_k8s_escape(a->ns, ns, sizeof(ns)) == 0) {
-    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns);
-    if (kd_k8s_create(a->k, path, ev, NULL, &err) < 0)
-      kd_warn("event %s not posted: %s", reason, kd_err_msg(&err));
-  }
-  sync_metrics(a);
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	msg[EVENT_MESSAGE_MAX] = '\0';
+	rfc3339_micro(t, sizeof(t));
+	snprintf(gen, sizeof(gen), "kata-deploy.%.200s.", a->s->node_name);
+	ev = json_object_new_object();
+	struct json_object *meta = json_object_new_object(), *io = json_object_new_object(),
+			   *src = json_object_new_object();
+	json_object_object_add(meta, "generateName", json_object_new_string(gen));
+	json_object_object_add(meta, "namespace", json_object_new_string(a->ns));
+	json_object_object_add(ev, "metadata", meta);
+	json_object_object_add(io, "apiVersion", json_object_new_string("v1"));
+	json_object_object_add(io, "kind", json_object_new_string("Node"));
+	json_object_object_add(io, "name", json_object_new_string(a->s->node_name));
+	if (a->node_uid[0])
+		json_object_object_add(io, "uid", json_object_new_string(a->node_uid));
+	json_object_object_add(ev, "involvedObject", io);
+	json_object_object_add(ev, "type", json_object_new_string(warning ? "Warning" : "Normal"));
+	json_object_object_add(ev, "reason", json_object_new_string(reason));
+	json_object_object_add(ev, "action", json_object_new_string(action));
+	json_object_object_add(ev, "message", json_object_new_string(msg));
+	json_object_object_add(ev, "eventTime", json_object_new_string(t));
+	json_object_object_add(ev, "reportingComponent", json_object_new_string(EVENT_COMPONENT));
+	json_object_object_add(ev, "reportingInstance", json_object_new_string(a->s->node_name));
+	json_object_object_add(src, "component", json_object_new_string(EVENT_COMPONENT));
+	json_object_object_add(src, "host", json_object_new_string(a->s->node_name));
+	json_object_object_add(ev, "source", src);
+	if (kd_k8s_escape(a->ns, ns, sizeof(ns)) == 0) {
+		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns);
+		if (kd_k8s_create(a->k, path, ev, NULL, &err) < 0)
+			kd_warn("event %s not posted: %s", reason, kd_err_msg(&err));
+	}
+	sync_metrics(a);
 }
 
 /* ---- labels
  * --------------------------------------------------------------------------------
  */
 
-static const char *labels_get(struct json_object *node, const char *key) {
-  struct json_object *meta, *labels, *v;
-  if (json_object_object_get_ex(node, "metadata", &meta) &&
-      json_object_object_get_ex(meta, "labels", &labels) &&
-      json_object_object_get_ex(labels, key, &v) &&
-      json_object_is_type(v, json_type_string))
-    return json_object_get_string(v);
-  return NULL;
+static const char *labels_get(struct json_object *node, const char *key)
+{
+	struct json_object *meta, *labels, *v;
+	if (json_object_object_get_ex(node, "metadata", &meta) &&
+	    json_object_object_get_ex(meta, "labels", &labels) &&
+	    json_object_object_get_ex(labels, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
 }
 
 /* Other installs' owner labels: any true (1), all false (0), none (-1). */
-static int other_owners(struct json_object *node, const char *own) {
-  struct json_object *meta, *labels;
-  int res = -1;
+static int other_owners(struct json_object *node, const char *own)
+{
+	struct json_object *meta, *labels;
+	int res = -1;
 
-  if (!json_object_object_get_ex(node, "metadata", &meta) ||
-      !json_object_object_get_ex(meta, "labels", &labels))
-    return -1;
-  json_object_object_foreach(labels, key, val) {
-    if (strncmp(key, KD_AGENT_OWNER_PREFIX, strlen(KD_AGENT_OWNER_PREFIX)) !=
-            0 ||
-        strcmp(key, own) == 0)
-      continue;
-    if (json_object_is_type(val, json_type_string) &&
-        strcmp(json_object_get_string(val), "true") == 0)
-      return 1;
-    res = 0;
-  }
-  return res;
+	if (!json_object_object_get_ex(node, "metadata", &meta) ||
+	    !json_object_object_get_ex(meta, "labels", &labels))
+		return -1;
+	json_object_object_foreach(labels, key, val)
+	{
+		if (strncmp(key, KD_AGENT_OWNER_PREFIX, strlen(KD_AGENT_OWNER_PREFIX)) != 0 ||
+		    strcmp(key, own) == 0)
+			continue;
+		if (json_object_is_type(val, json_type_string) &&
+		    strcmp(json_object_get_string(val), "true") == 0)
+			return 1;
+		res = 0;
+	}
+	return res;
 }
 
 typedef enum { LABELS_CLAIM, LABELS_READY, LABELS_RELEASE } label_op;
 typedef struct label_ctx {
-  const agent *a;
-  label_op op;
+	const agent *a;
+	label_op op;
 } label_ctx;
 
-static struct json_object *label_value(const char *v) {
-  return v ? json_object_new_string(v) : NULL; /* NULL = JSON null = remove */
+static struct json_object *label_value(const char *v)
+{
+	return v ? json_object_new_string(v) : NULL; /* NULL = JSON null = remove */
 }
 
-static int labels_mutate(struct json_object *node,
-                         struct json_object **ret_patch, void *ud,
-                         kd_error *err) {
-  const label_ctx *c = ud;
-  const char *own_want = NULL, *shared_want = NULL;
-  const char *own = labels_get(node, c->a->owner),
-             *shared = labels_get(node, KD_AGENT_LABEL);
-  int others = other_owners(node, c->a->owner);
+static int labels_mutate(struct json_object *node, struct json_object **ret_patch, void *ud,
+			 kd_error *err)
+{
+	const label_ctx *c = ud;
+	const char *own_want = NULL, *shared_want = NULL;
+	const char *own = labels_get(node, c->a->owner), *shared = labels_get(node, KD_AGENT_LABEL);
+	int others = other_owners(node, c->a->owner);
 
-  switch (c->op) {
-  case LABELS_CLAIM:
-    /* Never take "true" away from another install that is serving. */
-    own_want = "false";
-    shared_want =
-        shared && strcmp(shared, "true") == 0 && others == 1 ? "true" : "false";
-    break;
-  case LABELS_READY:
-    own_want = shared_want = "true";
-    break;
-  case LABELS_RELEASE:
-    own_want = NULL;
-    shared_want = others == 1 ? "true" : others == 0 ? "false" : NULL;
-    if (others == 1 && shared && strcmp(shared, "true") == 0)
-      shared_want = shared;
-    break;
-  }
-  bool same_own = own_want ? own && strcmp(own, own_want) == 0 : !own;
-  bool same_shared =
-      shared_want ? shared && strcmp(shared, shared_want) == 0 : !shared;
-  if (same_own && same_shared) {
-    *ret_patch = NULL;
-    return 0;
-  }
-  struct json_object *p = json_object_new_object(),
-                     *m = json_object_new_object(),
-                     *l = json_object_new_object();
-  if (!p || !m || !l) {
-    json_object_put(p);
-    json_object_put(m);
-    json_object_put(l);
-    return kd_err(err, -ENOMEM, "out of memory");
-  }
-  json_object_object_add(l, c->a->owner, label_value(own_want));
-  json_object_object_add(l, KD_AGENT_LABEL, label_value(shared_want));
-  json_object_object_add(m, "labels", l);
-  json_object_object_add(p, "metadata", m);
-  *ret_patch = p;
-  return 0;
+	switch (c->op) {
+	case LABELS_CLAIM:
+		/* Never take "true" away from another install that is serving. */
+		own_want = "false";
+		shared_want =
+			shared && strcmp(shared, "true") == 0 && others == 1 ? "true" : "false";
+		break;
+	case LABELS_READY:
+		own_want = shared_want = "true";
+		break;
+	case LABELS_RELEASE:
+		own_want = NULL;
+		shared_want = others == 1 ? "true" : others == 0 ? "false" : NULL;
+		if (others == 1 && shared && strcmp(shared, "true") == 0)
+			shared_want = shared;
+		break;
+	}
+	bool same_own = own_want ? own && strcmp(own, own_want) == 0 : !own;
+	bool same_shared = shared_want ? shared && strcmp(shared, shared_want) == 0 : !shared;
+	if (same_own && same_shared) {
+		*ret_patch = NULL;
+		return 0;
+	}
+	struct json_object *p = json_object_new_object(), *m = json_object_new_object(),
+			   *l = json_object_new_object();
+	if (!p || !m || !l) {
+		json_object_put(p);
+		json_object_put(m);
+		json_object_put(l);
+		return kd_err(err, -ENOMEM, "out of memory");
+	}
+	json_object_object_add(l, c->a->owner, label_value(own_want));
+	json_object_object_add(l, KD_AGENT_LABEL, label_value(shared_want));
+	json_object_object_add(m, "labels", l);
+	json_object_object_add(p, "metadata", m);
+	*ret_patch = p;
+	return 0;
 }
 
-static int set_labels(agent *a, label_op op, kd_error *err) {
-  label_ctx c = {a, op};
-  static const char *const what[] = {"claim", "label ready",
-                                     "release labels on"};
-  int r =
-      kd_k8s_patch_guarded(a->k, a->node_path, labels_mutate, &c, NULL, err);
-  sync_metrics(a);
-  if (r < 0)
-    return kd_err_wrap(err, r, "%s node %s", what[op], a->s->node_name);
-  return 0;
+static int set_labels(agent *a, label_op op, kd_error *err)
+{
+	label_ctx c = {a, op};
+	static const char *const what[] = {"claim", "label ready", "release labels on"};
+	int r = kd_k8s_patch_guarded(a->k, a->node_path, labels_mutate, &c, NULL, err);
+	sync_metrics(a);
+	if (r < 0)
+		return kd_err_wrap(err, r, "%s node %s", what[op], a->s->node_name);
+	return 0;
 }
 
 /* Set the labels to true, then re-read until LABEL_STABLE_READS reads in a row
  * see them (some controllers revert labels they do not know). */
-static int label_ready_stable(agent *a, kd_error *err) {
-  int stable = 0, r;
+static int label_ready_stable(agent *a, kd_error *err)
+{
+	int stable = 0, r;
 
-  for (int applies = 0; applies < 12; applies++) {
-    r = set_labels(a, LABELS_READY, err);
-    if (r < 0)
-      return r;
-    kd_info("node %s labelled %s=true and %s=true", a->s->node_name,
-            KD_AGENT_LABEL, a->owner);
-    for (stable = 1; stable < a->s->label_stable_reads; stable++) {
-      _cleanup_json_ struct json_object *node = NULL;
-      const char *v1, *v2;
-      if (wait_or_term(a->s->poll_interval_ms))
-        return 0;
-      if ((r = get_node(a, &node, err)) < 0)
-        return r;
-      v1 = labels_get(node, KD_AGENT_LABEL);
-      v2 = labels_get(node, a->owner);
-      if (!v1 || !v2 || strcmp(v1, "true") != 0 || strcmp(v2, "true") != 0) {
-        kd_warn("node %s: labels changed by someone else (%s=%s); setting "
-                "them again",
-                a->s->node_name, KD_AGENT_LABEL, v1 ? v1 : "(none)");
-        break;
-      }
-    }
-    if (stable >= a->s->label_stable_reads)
-      return 0;
-  }
-  return kd_err(err, -EAGAIN,
-                "node %s: labels keep being reverted by another writer",
-                a->s->node_name);
+	for (int applies = 0; applies < 12; applies++) {
+		r = set_labels(a, LABELS_READY, err);
+		if (r < 0)
+			return r;
+		kd_info("node %s labelled %s=true and %s=true", a->s->node_name, KD_AGENT_LABEL,
+			a->owner);
+		for (stable = 1; stable < a->s->label_stable_reads; stable++) {
+			_cleanup_json_ struct json_object *node = NULL;
+			const char *v1, *v2;
+			if (wait_or_term(a->s->poll_interval_ms))
+				return 0;
+			if ((r = get_node(a, &node, err)) < 0)
+				return r;
+			v1 = labels_get(node, KD_AGENT_LABEL);
+			v2 = labels_get(node, a->owner);
+			if (!v1 || !v2 || strcmp(v1, "true") != 0 || strcmp(v2, "true") != 0) {
+				kd_warn("node %s: labels changed by someone else (%s=%s); setting "
+					"them again",
+					a->s->node_name, KD_AGENT_LABEL, v1 ? v1 : "(none)");
+				break;
+			}
+		}
+		if (stable >= a->s->label_stable_reads)
+			return 0;
+	}
+	return kd_err(err, -EAGAIN, "node %s: labels keep being reverted by another writer",
+		      a->s->node_name);
 }
 
 /* ---- taints
  * --------------------------------------------------------------------------------
  */
 
-static bool taint_listed(const kd_agent_settings *s, const char *key,
-                         const char *effect) {
-  for (char **t = s->startup_taints; t && *t; t++) {
-    const char *c = strchr(*t, ':');
-    size_t klen = c ? (size_t)(c - *t) : strlen(*t);
-    if (strlen(key) == klen && strncmp(*t, key, klen) == 0 &&
-        (!c || (effect && strcmp(c + 1, effect) == 0)))
-      return true;
-  }
-  return false;
+static bool taint_listed(const kd_agent_settings *s, const char *key, const char *effect)
+{
+	for (char **t = s->startup_taints; t && *t; t++) {
+		const char *c = strchr(*t, ':');
+		size_t klen = c ? (size_t)(c - *t) : strlen(*t);
+		if (strlen(key) == klen && strncmp(*t, key, klen) == 0 &&
+		    (!c || (effect && strcmp(c + 1, effect) == 0)))
+			return true;
+	}
+	return false;
 }
 
-static int taints_mutate(struct json_object *node,
-                         struct json_object **ret_patch, void *ud,
-                         kd_error *err) {
-  const agent *a = ud;
-  struct json_object *spec = NULL, *taints = NULL, *keep;
-  size_t removed = 0;
+static int taints_mutate(struct json_object *node, struct json_object **ret_patch, void *ud,
+			 kd_error *err)
+{
+	const agent *a = ud;
+	struct json_object *spec = NULL, *taints = NULL, *keep;
+	size_t removed = 0;
 
-  if (json_object_object_get_ex(node, "spec", &spec))
-    json_object_object_get_ex(spec, "taints", &taints);
-  *ret_patch = NULL;
-  if (!taints || !json_object_is_type(taints, json_type_array))
-    return 0;
-  keep = json_object_new_array();
-  if (!keep)
-    return kd_err(err, -ENOMEM, "out of memory");
-  for (size_t i = 0; i < json_object_array_length(taints); i++) {
-    struct json_object *t = json_object_array_get_idx(taints, i), *k = NULL,
-                       *e = NULL;
-    json_object_object_get_ex(t, "key", &k);
-    json_object_object_get_ex(t, "effect", &e);
-    if (k && taint_listed(a->s, json_object_get_string(k),
-                          e ? json_object_get_string(e) : NULL)) {
-      removed++;
-      continue;
-    }
-    json_object_array_add(keep, json_object_get(t));
-  }
-  if (!removed) {
-    json_object_put(keep);
-    return 0;
-  }
-  struct json_object *p = json_object_new_object(),
-                     *sp = json_object_new_object();
-  json_object_object_add(sp, "taints", keep);
-  json_object_object_add(p, "spec", sp);
-  *ret_patch = p;
-  return 0;
+	if (json_object_object_get_ex(node, "spec", &spec))
+		json_object_object_get_ex(spec, "taints", &taints);
+	*ret_patch = NULL;
+	if (!taints || !json_object_is_type(taints, json_type_array))
+		return 0;
+	keep = json_object_new_array();
+	if (!keep)
+		return kd_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < json_object_array_length(taints); i++) {
+		struct json_object *t = json_object_array_get_idx(taints, i), *k = NULL, *e = NULL;
+		json_object_object_get_ex(t, "key", &k);
+		json_object_object_get_ex(t, "effect", &e);
+		if (k && taint_listed(a->s, json_object_get_string(k),
+				      e ? json_object_get_string(e) : NULL)) {
+			removed++;
+			continue;
+		}
+		json_object_array_add(keep, json_object_get(t));
+	}
+	if (!removed) {
+		json_object_put(keep);
+		return 0;
+	}
+	struct json_object *p = json_object_new_object(), *sp = json_object_new_object();
+	json_object_object_add(sp, "taints", keep);
+	json_object_object_add(p, "spec", sp);
+	*ret_patch = p;
+	return 0;
 }
 
 /* ---- runtime restart and the waits after it
  * --------------------------------------------- */
 
-static int restart_runtime(agent *a, kd_error *err) {
-  const char *mode = a->s->runtime_restart;
-  pid_t pid;
-  int status;
+static int restart_runtime(agent *a, kd_error *err)
+{
+	const char *mode = a->s->runtime_restart;
+	pid_t pid;
+	int status;
 
-  if (strcmp(mode, "none") == 0) {
-    kd_info("runtime restart skipped (RUNTIME_RESTART=none)");
-    return 0;
-  }
-  if (strncmp(mode, "command:", 8) != 0)
-    return kd_err(
-        err, -EOPNOTSUPP,
-        "RUNTIME_RESTART=%s: restarting %s through systemd is not available in "
-        "this build; use command:<cmd> or none",
-        mode, a->rt.unit);
-  kd_info("restarting %s: %s", a->rt.unit, mode + 8);
-  pid = fork();
-  if (pid < 0)
-    return kd_err_errno(err, negative_errno(), "restart %s: fork", a->rt.unit);
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    setenv("KD_RUNTIME", a->rt.id, 1);
-    setenv("KD_RUNTIME_UNIT", a->rt.unit, 1);
-    setenv("KD_HOST_ROOT", a->s->host_root, 1);
-    execl("/bin/sh", "sh", "-c", mode + 8, (char *)NULL);
-    _exit(127);
-  }
-  while (waitpid(pid, &status, 0) < 0)
-    if (errno != EINTR)
-      return kd_err_errno(err, negative_errno(), "restart %s: wait",
-                          a->rt.unit);
-  kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    return kd_err(err, -EIO, "restart %s: command failed (%s %d)", a->rt.unit,
-                  WIFEXITED(status) ? "exit status" : "signal",
-                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-  return 0;
+	if (strcmp(mode, "none") == 0) {
+		kd_info("runtime restart skipped (RUNTIME_RESTART=none)");
+		return 0;
+	}
+	if (strncmp(mode, "command:", 8) != 0)
+		return kd_err(
+			err, -EOPNOTSUPP,
+			"RUNTIME_RESTART=%s: restarting %s through systemd is not available in "
+			"this build; use command:<cmd> or none",
+			mode, a->rt.unit);
+	kd_info("restarting %s: %s", a->rt.unit, mode + 8);
+	pid = fork();
+	if (pid < 0)
+		return kd_err_errno(err, negative_errno(), "restart %s: fork", a->rt.unit);
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		setenv("KD_RUNTIME", a->rt.id, 1);
+		setenv("KD_RUNTIME_UNIT", a->rt.unit, 1);
+		setenv("KD_HOST_ROOT", a->s->host_root, 1);
+		execl("/bin/sh", "sh", "-c", mode + 8, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return kd_err_errno(err, negative_errno(), "restart %s: wait", a->rt.unit);
+	kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return kd_err(err, -EIO, "restart %s: command failed (%s %d)", a->rt.unit,
+			      WIFEXITED(status) ? "exit status" : "signal",
+			      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	return 0;
 }
 
-static int wait_ready(agent *a, kd_error *err) {
-  uint64_t deadline = now_ms() + (uint64_t)a->s->node_ready_timeout_s * 1000;
+static int wait_ready(agent *a, kd_error *err)
+{
+	uint64_t deadline = now_ms() + (uint64_t)a->s->node_ready_timeout_s * 1000;
 
-  for (;;) {
-    _cleanup_json_ struct json_object *node = NULL;
-    int r = get_node(a, &node, err);
-    sync_metrics(a);
-    if (r < 0)
-      return r;
-    if (kd_k8s_node_ready(node))
-      return 0;
-    if (now_ms() >= deadline)
-      return kd_err(err, -ETIMEDOUT, "node %s not Ready after %d s",
-                    a->s->node_name, a->s->node_ready_timeout_s);
-    if (wait_or_term(a->s->poll_interval_ms))
-      return kd_err(err, -EINTR, "terminated while waiting for node Ready");
-  }
+	for (;;) {
+		_cleanup_json_ struct json_object *node = NULL;
+		int r = get_node(a, &node, err);
+		sync_metrics(a);
+		if (r < 0)
+			return r;
+		if (kd_k8s_node_ready(node))
+			return 0;
+		if (now_ms() >= deadline)
+			return kd_err(err, -ETIMEDOUT, "node %s not Ready after %d s",
+				      a->s->node_name, a->s->node_ready_timeout_s);
+		if (wait_or_term(a->s->poll_interval_ms))
+			return kd_err(err, -EINTR, "terminated while waiting for node Ready");
+	}
 }
 
 /* Our handlers in status.runtimeHandlers: all there = 0; some = warning; none
  * by the deadline = failure; the field absent (older kubelets) = nothing to
  * check. */
-static int wait_handlers(agent *a, kd_error *err) {
-  uint64_t deadline = now_ms() + (uint64_t)a->s->handlers_timeout_s * 1000;
+static int wait_handlers(agent *a, kd_error *err)
+{
+	uint64_t deadline = now_ms() + (uint64_t)a->s->handlers_timeout_s * 1000;
 
-  for (;;) {
-    _cleanup_json_ struct json_object *node = NULL;
-    struct json_object *status = NULL, *list = NULL;
-    size_t found = 0, want = kd_strv_length(a->handlers);
-    char missing[512] = "";
-    int r = get_node(a, &node, err);
+	for (;;) {
+		_cleanup_json_ struct json_object *node = NULL;
+		struct json_object *status = NULL, *list = NULL;
+		size_t found = 0, want = kd_strv_length(a->handlers);
+		char missing[512] = "";
+		int r = get_node(a, &node, err);
 
-    sync_metrics(a);
-    if (r < 0)
-      return r;
-    if (json_object_object_get_ex(node, "status", &status))
-      json_object_object_get_ex(status, "runtimeHandlers", &list);
-    if (!list || !json_object_is_type(list, json_type_array)) {
-      kd_info("node %s reports no status.runtimeHandlers; not checked",
-              a->s->node_name);
-      return 0;
-    }
-    for (char **h = a->handlers; *h; h++) {
-      bool there = false;
-      for (size_t i = 0; i < json_object_array_length(list) && !there; i++) {
-        struct json_object *n = NULL;
-        json_object_object_get_ex(json_object_array_get_idx(list, i), "name",
-                                  &n);
-        there = n && strcmp(json_object_get_string(n), *h) == 0;
-      }
-      if (there)
-        found++;
-      else
-        snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing),
-                 "%s%s", missing[0] ? ", " : "", *h);
-    }
-    if (found == want)
-      return 0;
-    if (now_ms() >= deadline) {
-      if (found > 0) {
-        kd_warn("node %s: runtime handlers missing: %s", a->s->node_name,
-                missing);
-        return 0;
-      }
-      return kd_err(err, -ETIMEDOUT,
-                    "node %s: the runtime does not report our handlers (%s) in "
-                    "status.runtimeHandlers after %d s",
-                    a->s->node_name, missing, a->s->handlers_timeout_s);
-    }
-    if (wait_or_term(a->s->poll_interval_ms))
-      return kd_err(err, -EINTR,
-                    "terminated while waiting for runtime handlers");
-  }
+		sync_metrics(a);
+		if (r < 0)
+			return r;
+		if (json_object_object_get_ex(node, "status", &status))
+			json_object_object_get_ex(status, "runtimeHandlers", &list);
+		if (!list || !json_object_is_type(list, json_type_array)) {
+			kd_info("node %s reports no status.runtimeHandlers; not checked",
+				a->s->node_name);
+			return 0;
+		}
+		for (char **h = a->handlers; *h; h++) {
+			bool there = false;
+			for (size_t i = 0; i < json_object_array_length(list) && !there; i++) {
+				struct json_object *n = NULL;
+				json_object_object_get_ex(json_object_array_get_idx(list, i),
+							  "name", &n);
+				there = n && strcmp(json_object_get_string(n), *h) == 0;
+			}
+			if (there)
+				found++;
+			else
+				snprintf(missing + strlen(missing),
+					 sizeof(missing) - strlen(missing), "%s%s",
+					 missing[0] ? ", " : "", *h);
+		}
+		if (found == want)
+			return 0;
+		if (now_ms() >= deadline) {
+			if (found > 0) {
+				kd_warn("node %s: runtime handlers missing: %s", a->s->node_name,
+					missing);
+				return 0;
+			}
+			return kd_err(err, -ETIMEDOUT,
+				      "node %s: the runtime does not report our handlers (%s) in "
+				      "status.runtimeHandlers after %d s",
+				      a->s->node_name, missing, a->s->handlers_timeout_s);
+		}
+		if (wait_or_term(a->s->poll_interval_ms))
+			return kd_err(err, -EINTR, "terminated while waiting for runtime handlers");
+	}
 }
 
 /* ---- install
  * -------------------------------------------------------------------------------
  */
 
-static void engine_opts(const kd_agent_settings *s, kd_engine_opts *e,
-                        char *prefix, size_t size, char *state, size_t ssize) {
-  snprintf(prefix, size, "%s/opt/kata%s%s", s->installation_prefix,
-           *s->multi_install_suffix ? "-" : "", s->multi_install_suffix);
-  if (*s->multi_install_suffix)
-    snprintf(state, ssize, "%s/%s", KD_DEFAULT_STATE_DIR,
-             s->multi_install_suffix);
-  else
-    snprintf(state, ssize, "%s", KD_DEFAULT_STATE_DIR);
-  *e = (kd_engine_opts){.prefix = prefix, .state_dir = state};
+static void engine_opts(const kd_agent_settings *s, kd_engine_opts *e, char *prefix, size_t size,
+			char *state, size_t ssize)
+{
+	snprintf(prefix, size, "%s/opt/kata%s%s", s->installation_prefix,
+		 *s->multi_install_suffix ? "-" : "", s->multi_install_suffix);
+	if (*s->multi_install_suffix)
+		snprintf(state, ssize, "%s/%s", KD_DEFAULT_STATE_DIR, s->multi_install_suffix);
+	else
+		snprintf(state, ssize, "%s", KD_DEFAULT_STATE_DIR);
+	*e = (kd_engine_opts){.prefix = prefix, .state_dir = state};
 }
 
-static int host_check(agent *a, const char *rv, kd_error *err) {
-  _cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
-  kd_hostcheck_opts o = {
-      .root = a->s->host_root,
-      .runtime_version = rv,
-      .shims = (const char *const *)a->s->shims,
-      .skip_payload = true,
-  };
-  char failed[EVENT_MESSAGE_MAX] = "";
-  int r;
+static int host_check(agent *a, const char *rv, kd_error *err)
+{
+	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
+	kd_hostcheck_opts o = {
+		.root = a->s->host_root,
+		.runtime_version = rv,
+		.shims = (const char *const *)a->s->shims,
+		.skip_payload = true,
+	};
+	char failed[EVENT_MESSAGE_MAX] = "";
+	int r;
 
-  r = kd_hostcheck_run(&o, &rep, err);
-  if (r < 0)
-    return kd_err_wrap(err, r, "host check");
-  for (size_t i = 0; i < rep->n_shims; i++)
-    if (!rep->shims[i].ok)
-      snprintf(failed + strlen(failed), sizeof(failed) - strlen(failed),
-               "%s%s (%s)", failed[0] ? "; " : "", rep->shims[i].name,
-               rep->shims[i].failed ? rep->shims[i].failed : "?");
-  if (!kd_hostcheck_any_ok(rep))
-    return kd_err(err, -EOPNOTSUPP,
-                  "host check: no enabled shim can run on this node: %s",
-                  failed);
-  if (failed[0]) {
-    kd_warn("host check: some shims cannot run here: %s", failed);
-    post_event(a, true, "HostCheckWarning", "HostCheck",
-               "some enabled shims cannot run on this node: %s", failed);
-  }
-  return 0;
+	r = kd_hostcheck_run(&o, &rep, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "host check");
+	for (size_t i = 0; i < rep->n_shims; i++)
+		if (!rep->shims[i].ok)
+			snprintf(failed + strlen(failed), sizeof(failed) - strlen(failed),
+				 "%s%s (%s)", failed[0] ? "; " : "", rep->shims[i].name,
+				 rep->shims[i].failed ? rep->shims[i].failed : "?");
+	if (!kd_hostcheck_any_ok(rep))
+		return kd_err(err, -EOPNOTSUPP,
+			      "host check: no enabled shim can run on this node: %s", failed);
+	if (failed[0]) {
+		kd_warn("host check: some shims cannot run here: %s", failed);
+		post_event(a, true, "HostCheckWarning", "HostCheck",
+			   "some enabled shims cannot run on this node: %s", failed);
+	}
+	return 0;
 }
 
-static int install_steps(agent *a, uint64_t t0, kd_error *err) {
-  const kd_agent_settings *s = a->s;
-  _cleanup_json_ struct json_object *node = NULL;
-  struct json_object *status = NULL, *info = NULL;
-  const char *rv = NULL;
-  char prefix[PATH_BUF], state[PATH_BUF];
-  kd_install_result res = {0};
-  kd_install_opts io = {0};
-  int r;
+static int install_steps(agent *a, uint64_t t0, kd_error *err)
+{
+	const kd_agent_settings *s = a->s;
+	_cleanup_json_ struct json_object *node = NULL;
+	struct json_object *status = NULL, *info = NULL;
+	const char *rv = NULL;
+	char prefix[PATH_BUF], state[PATH_BUF];
+	kd_install_result res = {0};
+	kd_install_opts io = {0};
+	int r;
 
-  r = get_node(a, &node, err);
-  sync_metrics(a);
-  if (r < 0)
-    return r;
-  if (json_object_object_get_ex(node, "status", &status) &&
-      json_object_object_get_ex(status, "nodeInfo", &info))
-    (void)kd_json_get_string(info, "status.nodeInfo", "containerRuntimeVersion",
-                             false, &rv, NULL);
-  r = kd_agent_detect(a->rootfd, rv, s->k8s_distribution, &a->rt, err);
-  if (r < 0)
-    return kd_err_wrap(err, r, "detect runtime");
-  kd_info("runtime %s %s (%s), unit %s", a->rt.id, a->rt.version,
-          a->rt.evidence, a->rt.unit);
+	r = get_node(a, &node, err);
+	sync_metrics(a);
+	if (r < 0)
+		return r;
+	if (json_object_object_get_ex(node, "status", &status) &&
+	    json_object_object_get_ex(status, "nodeInfo", &info))
+		(void)kd_json_get_string(info, "status.nodeInfo", "containerRuntimeVersion", false,
+					 &rv, NULL);
+	r = kd_agent_detect(a->rootfd, rv, s->k8s_distribution, &a->rt, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "detect runtime");
+	kd_info("runtime %s %s (%s), unit %s", a->rt.id, a->rt.version, a->rt.evidence, a->rt.unit);
 
-  r = set_labels(a, LABELS_CLAIM, err);
-  if (r < 0)
-    return r;
-  if (s->host_check && (r = host_check(a, rv, err)) < 0)
-    return r;
-  if (kd_agent_terminating())
-    return kd_err(err, -EINTR, "terminated before the install");
+	r = set_labels(a, LABELS_CLAIM, err);
+	if (r < 0)
+		return r;
+	if (s->host_check && (r = host_check(a, rv, err)) < 0)
+		return r;
+	if (kd_agent_terminating())
+		return kd_err(err, -EINTR, "terminated before the install");
 
-  engine_opts(s, &io.e, prefix, sizeof(prefix), state, sizeof(state));
-  io.payload = s->payload;
-  io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
-  io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
-  io.shims = s->shims;
-  r = kd_engine_install(a->rootfd, &io, &res, err);
-  if (r < 0)
-    return kd_err_wrap(err, r, "install on %s", s->host_root);
-  kd_info("payload %s %s in %s (%s)", res.version,
-          res.changed ? "installed" : "already installed", prefix, res.id);
-  if (res.changed) {
-    if ((r = restart_runtime(a, err)) < 0)
-      return r;
-    if ((r = wait_ready(a, err)) < 0)
-      return r;
-  }
-  if ((r = wait_handlers(a, err)) < 0)
-    return r;
-  if ((r = label_ready_stable(a, err)) < 0)
-    return r;
-  kd_agent_metric_set(&kd_agent_metrics_now.install_duration_ms, now_ms() - t0);
-  if (s->startup_taints && s->startup_taints[0]) {
-    kd_error terr = {0};
-    r = kd_k8s_patch_guarded(a->k, a->node_path, taints_mutate, a, NULL, &terr);
-    if (r < 0)
-      kd_warn("startup taints not removed: %s", kd_err_msg(&terr));
-    else if (r > 0)
-      kd_info("startup taints removed from node %s", s->node_name);
-  }
-  post_event(a, false, "Installed", "Install",
-             "Kata Containers %s installed in %s (handlers %s...), runtime %s; "
-             "node labelled "
-             "%s=true in %.1f s",
-             res.version, prefix, a->handlers[0], a->rt.id, KD_AGENT_LABEL,
-             (double)(now_ms() - t0) / 1000.0);
-  return 0;
+	engine_opts(s, &io.e, prefix, sizeof(prefix), state, sizeof(state));
+	io.payload = s->payload;
+	io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
+	io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
+	io.shims = s->shims;
+	r = kd_engine_install(a->rootfd, &io, &res, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "install on %s", s->host_root);
+	kd_info("payload %s %s in %s (%s)", res.version,
+		res.changed ? "installed" : "already installed", prefix, res.id);
+	if (res.changed) {
+		if ((r = restart_runtime(a, err)) < 0)
+			return r;
+		if ((r = wait_ready(a, err)) < 0)
+			return r;
+	}
+	if ((r = wait_handlers(a, err)) < 0)
+		return r;
+	if ((r = label_ready_stable(a, err)) < 0)
+		return r;
+	kd_agent_metric_set(&kd_agent_metrics_now.install_duration_ms, now_ms() - t0);
+	if (s->startup_taints && s->startup_taints[0]) {
+		kd_error terr = {0};
+		r = kd_k8s_patch_guarded(a->k, a->node_path, taints_mutate, a, NULL, &terr);
+		if (r < 0)
+			kd_warn("startup taints not removed: %s", kd_err_msg(&terr));
+		else if (r > 0)
+			kd_info("startup taints removed from node %s", s->node_name);
+	}
+	post_event(a, false, "Installed", "Install",
+		   "Kata Containers %s installed in %s (handlers %s...), runtime %s; "
+		   "node labelled "
+		   "%s=true in %.1f s",
+		   res.version, prefix, a->handlers[0], a->rt.id, KD_AGENT_LABEL,
+		   (double)(now_ms() - t0) / 1000.0);
+	return 0;
 }
 
-int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig,
-                     kd_error *err) {
-  agent a;
-  uint64_t t0 = now_ms();
-  int r;
+int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
+{
+	agent a;
+	uint64_t t0 = now_ms();
+	int r;
 
-  kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLING);
-  r = agent_open(&a, s, kubeconfig, err);
-  if (r >= 0)
-    r = install_steps(&a, t0, err);
-  if (r < 0) {
-    kd_agent_metric_inc(&kd_agent_metrics_now.errors);
-    kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_FAILED);
-    if (a.k && a.node_uid[0])
-      post_event(&a, true, "InstallFailed", "Install", "%s", kd_err_msg(err));
-  } else {
-    kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLED);
-    kd_agent_metric_set(&kd_agent_metrics_now.ready, 1);
-  }
-  sync_metrics(&a);
-  agent_done(&a);
-  return r;
+	kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLING);
+	r = agent_open(&a, s, kubeconfig, err);
+	if (r >= 0)
+		r = install_steps(&a, t0, err);
+	if (r < 0) {
+		kd_agent_metric_inc(&kd_agent_metrics_now.errors);
+		kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_FAILED);
+		if (a.k && a.node_uid[0])
+			post_event(&a, true, "InstallFailed", "Install", "%s", kd_err_msg(err));
+	} else {
+		kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLED);
+		kd_agent_metric_set(&kd_agent_metrics_now.ready, 1);
+	}
+	sync_metrics(&a);
+	agent_done(&a);
+	return r;
 }
 
 /* ---- cleanup and reset
  * --------------------------------------------------------------------- */
 
 /* Does our DaemonSet (existing, not being deleted) still select this node? */
-static int daemonset_selects(agent *a, bool *ret, kd_error *err) {
-  _cleanup_json_ struct json_object *ds = NULL, *node = NULL;
-  struct json_object *meta = NULL, *spec = NULL, *tmpl = NULL, *pspec = NULL,
-                     *dt = NULL;
-  char ns[300], name[300], path[PATH_BUF];
-  int r;
+static int daemonset_selects(agent *a, bool *ret, kd_error *err)
+{
+	_cleanup_json_ struct json_object *ds = NULL, *node = NULL;
+	struct json_object *meta = NULL, *spec = NULL, *tmpl = NULL, *pspec = NULL, *dt = NULL;
+	char ns[300], name[300], path[PATH_BUF];
+	int r;
 
-  if (kd_k8s_escape(a->ns, ns, sizeof(ns)) < 0 ||
-      kd_k8s_escape(a->s->daemonset_name, name, sizeof(name)) < 0)
-    return kd_err(err, -EINVAL, "DAEMONSET_NAME or POD_NAMESPACE too long");
-  snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets/%s", ns,
-           name);
-  r = kd_k8s_get(a->k, path, &ds, err);
-  sync_metrics(a);
-  if (r == -ENOENT) {
-    kd_info("DaemonSet %s/%s is gone: uninstalling", a->ns,
-            a->s->daemonset_name);
-    *ret = false;
-    return 0;
-  }
-  if (r < 0)
-    return r;
-  if (json_object_object_get_ex(ds, "metadata", &meta) &&
-      json_object_object_get_ex(meta, "deletionTimestamp", &dt) && dt) {
-    kd_info("DaemonSet %s/%s is being deleted: uninstalling", a->ns,
-            a->s->daemonset_name);
-    *ret = false;
-    return 0;
-  }
-  if ((r = kd_json_get_object(ds, "", "spec", true, &spec, err)) < 0 ||
-      (r = kd_json_get_object(spec, "spec", "template", true, &tmpl, err)) <
-          0 ||
-      (r = kd_json_get_object(tmpl, "spec.template", "spec", true, &pspec,
-                              err)) < 0)
-    return kd_err_wrap(err, r, "DaemonSet %s/%s", a->ns, a->s->daemonset_name);
-  if ((r = get_node(a, &node, err)) < 0)
-    return r;
-  r = kd_k8s_pod_spec_selects_node(pspec, node, ret, err);
-  if (r < 0)
-    return kd_err_wrap(err, r, "DaemonSet %s/%s", a->ns, a->s->daemonset_name);
-  kd_info("DaemonSet %s/%s %s node %s", a->ns, a->s->daemonset_name,
-          *ret ? "still selects" : "no longer selects", a->s->node_name);
-  return 0;
+	if (kd_k8s_escape(a->ns, ns, sizeof(ns)) < 0 ||
+	    kd_k8s_escape(a->s->daemonset_name, name, sizeof(name)) < 0)
+		return kd_err(err, -EINVAL, "DAEMONSET_NAME or POD_NAMESPACE too long");
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets/%s", ns, name);
+	r = kd_k8s_get(a->k, path, &ds, err);
+	sync_metrics(a);
+	if (r == -ENOENT) {
+		kd_info("DaemonSet %s/%s is gone: uninstalling", a->ns, a->s->daemonset_name);
+		*ret = false;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	if (json_object_object_get_ex(ds, "metadata", &meta) &&
+	    json_object_object_get_ex(meta, "deletionTimestamp", &dt) && dt) {
+		kd_info("DaemonSet %s/%s is being deleted: uninstalling", a->ns,
+			a->s->daemonset_name);
+		*ret = false;
+		return 0;
+	}
+	if ((r = kd_json_get_object(ds, "", "spec", true, &spec, err)) < 0 ||
+	    (r = kd_json_get_object(spec, "spec", "template", true, &tmpl, err)) < 0 ||
+	    (r = kd_json_get_object(tmpl, "spec.template", "spec", true, &pspec, err)) < 0)
+		return kd_err_wrap(err, r, "DaemonSet %s/%s", a->ns, a->s->daemonset_name);
+	if ((r = get_node(a, &node, err)) < 0)
+		return r;
+	r = kd_k8s_pod_spec_selects_node(pspec, node, ret, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "DaemonSet %s/%s", a->ns, a->s->daemonset_name);
+	kd_info("DaemonSet %s/%s %s node %s", a->ns, a->s->daemonset_name,
+		*ret ? "still selects" : "no longer selects", a->s->node_name);
+	return 0;
 }
 
-static int cleanup_steps(agent *a, bool force, kd_error *err) {
-  const kd_agent_settings *s = a->s;
-  char prefix[PATH_BUF], state[PATH_BUF];
-  kd_engine_opts eo;
-  bool selects = false, changed = false;
-  int r;
+static int cleanup_steps(agent *a, bool force, kd_error *err)
+{
+	const kd_agent_settings *s = a->s;
+	char prefix[PATH_BUF], state[PATH_BUF];
+	kd_engine_opts eo;
+	bool selects = false, changed = false;
+	int r;
 
-  if (!force) {
-    r = daemonset_selects(a, &selects, err);
-    if (r < 0)
-      return kd_err_wrap(err, r,
-                         "cannot tell a rolling update from an uninstall; "
-                         "leaving the node installed");
-    if (selects) {
-      kd_info("rolling update: node %s stays installed", s->node_name);
-      return 0;
-    }
-  }
-  kd_agent_metric_set(&kd_agent_metrics_now.ready, 0);
-  kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_CLEANING);
-  if ((r = set_labels(a, LABELS_RELEASE, err)) < 0)
-    return r;
-  {
-    _cleanup_json_ struct json_object *node = NULL;
-    struct json_object *status = NULL, *info = NULL;
-    const char *rv = NULL;
-    if ((r = get_node(a, &node, err)) < 0)
-      return r;
-    if (json_object_object_get_ex(node, "status", &status) &&
-        json_object_object_get_ex(status, "nodeInfo", &info))
-      (void)kd_json_get_string(info, "", "containerRuntimeVersion", false, &rv,
-                               NULL);
-    if ((r = kd_agent_detect(a->rootfd, rv, s->k8s_distribution, &a->rt, err)) <
-        0)
-      return kd_err_wrap(err, r, "detect runtime");
-  }
-  engine_opts(s, &eo, prefix, sizeof(prefix), state, sizeof(state));
-  r = kd_engine_uninstall(a->rootfd, &eo, &changed, err);
-  if (r < 0)
-    return kd_err_wrap(err, r, "uninstall from %s", s->host_root);
-  kd_info("%s",
-          changed ? "Kata removed from the host" : "nothing was installed");
-  if (changed) {
-    if ((r = restart_runtime(a, err)) < 0)
-      return r;
-    terminating =
-        false; /* the wait below must run during our own termination */
-    if ((r = wait_ready(a, err)) < 0)
-      return r;
-  }
-  post_event(a, false, "Uninstalled", "Uninstall",
-             "Kata Containers removed from %s (%s)", prefix,
-             changed ? "runtime restarted" : "nothing was installed");
-  return 0;
+	if (!force) {
+		r = daemonset_selects(a, &selects, err);
+		if (r < 0)
+			return kd_err_wrap(err, r,
+					   "cannot tell a rolling update from an uninstall; "
+					   "leaving the node installed");
+		if (selects) {
+			kd_info("rolling update: node %s stays installed", s->node_name);
+			return 0;
+		}
+	}
+	kd_agent_metric_set(&kd_agent_metrics_now.ready, 0);
+	kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_CLEANING);
+	if ((r = set_labels(a, LABELS_RELEASE, err)) < 0)
+		return r;
+	{
+		_cleanup_json_ struct json_object *node = NULL;
+		struct json_object *status = NULL, *info = NULL;
+		const char *rv = NULL;
+		if ((r = get_node(a, &node, err)) < 0)
+			return r;
+		if (json_object_object_get_ex(node, "status", &status) &&
+		    json_object_object_get_ex(status, "nodeInfo", &info))
+			(void)kd_json_get_string(info, "", "containerRuntimeVersion", false, &rv,
+						 NULL);
+		if ((r = kd_agent_detect(a->rootfd, rv, s->k8s_distribution, &a->rt, err)) < 0)
+			return kd_err_wrap(err, r, "detect runtime");
+	}
+	engine_opts(s, &eo, prefix, sizeof(prefix), state, sizeof(state));
+	r = kd_engine_uninstall(a->rootfd, &eo, &changed, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "uninstall from %s", s->host_root);
+	kd_info("%s", changed ? "Kata removed from the host" : "nothing was installed");
+	if (changed) {
+		if ((r = restart_runtime(a, err)) < 0)
+			return r;
+		terminating = false; /* the wait below must run during our own termination */
+		if ((r = wait_ready(a, err)) < 0)
+			return r;
+	}
+	post_event(a, false, "Uninstalled", "Uninstall", "Kata Containers removed from %s (%s)",
+		   prefix, changed ? "runtime restarted" : "nothing was installed");
+	return 0;
 }
 
-int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig,
-                     bool force, kd_error *err) {
-  agent a;
-  int r = agent_open(&a, s, kubeconfig, err);
+int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool force, kd_error *err)
+{
+	agent a;
+	int r = agent_open(&a, s, kubeconfig, err);
 
-  if (r >= 0)
-    r = cleanup_steps(&a, force, err);
-  if (r < 0) {
-    kd_agent_metric_inc(&kd_agent_metrics_now.errors);
-    if (a.k && a.node_uid[0])
-      post_event(&a, true, "UninstallFailed", "Uninstall", "%s",
-                 kd_err_msg(err));
-  }
-  agent_done(&a);
-  return r;
+	if (r >= 0)
+		r = cleanup_steps(&a, force, err);
+	if (r < 0) {
+		kd_agent_metric_inc(&kd_agent_metrics_now.errors);
+		if (a.k && a.node_uid[0])
+			post_event(&a, true, "UninstallFailed", "Uninstall", "%s", kd_err_msg(err));
+	}
+	agent_done(&a);
+	return r;
 }
 
-int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig,
-                   kd_error *err) {
-  _cleanup_json_ struct json_object *node = NULL;
-  struct json_object *status = NULL, *info = NULL;
-  const char *rv = NULL;
-  agent a;
-  int r = agent_open(&a, s, kubeconfig, err);
+int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
+{
+	_cleanup_json_ struct json_object *node = NULL;
+	struct json_object *status = NULL, *info = NULL;
+	const char *rv = NULL;
+	agent a;
+	int r = agent_open(&a, s, kubeconfig, err);
 
-  if (r >= 0)
-    r = get_node(&a, &node, err);
-  if (r >= 0) {
-    if (json_object_object_get_ex(node, "status", &status) &&
-        json_object_object_get_ex(status, "nodeInfo", &info))
-      (void)kd_json_get_string(info, "", "containerRuntimeVersion", false, &rv,
-                               NULL);
-    r = kd_agent_detect(a.rootfd, rv, s->k8s_distribution, &a.rt, err);
-  }
-  if (r >= 0)
-    r = set_labels(&a, LABELS_RELEASE, err);
-  if (r >= 0)
-    r = restart_runtime(&a, err);
-  if (r >= 0)
-    r = wait_ready(&a, err);
-  if (r >= 0)
-    post_event(&a, false, "Reset", "Reset", "labels released, %s restarted",
-               a.rt.unit);
-  else if (a.k && a.node_uid[0])
-    post_event(&a, true, "ResetFailed", "Reset", "%s", kd_err_msg(err));
-  agent_done(&a);
-  return r;
+	if (r >= 0)
+		r = get_node(&a, &node, err);
+	if (r >= 0) {
+		if (json_object_object_get_ex(node, "status", &status) &&
+		    json_object_object_get_ex(status, "nodeInfo", &info))
+			(void)kd_json_get_string(info, "", "containerRuntimeVersion", false, &rv,
+						 NULL);
+		r = kd_agent_detect(a.rootfd, rv, s->k8s_distribution, &a.rt, err);
+	}
+	if (r >= 0)
+		r = set_labels(&a, LABELS_RELEASE, err);
+	if (r >= 0)
+		r = restart_runtime(&a, err);
+	if (r >= 0)
+		r = wait_ready(&a, err);
+	if (r >= 0)
+		post_event(&a, false, "Reset", "Reset", "labels released, %s restarted", a.rt.unit);
+	else if (a.k && a.node_uid[0])
+		post_event(&a, true, "ResetFailed", "Reset", "%s", kd_err_msg(err));
+	agent_done(&a);
+	return r;
 }

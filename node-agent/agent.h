@@ -19,6 +19,5 @@ bool kd_agent_terminating(void);
 /* kubeconfig: --kubeconfig (NULL: settings / in-cluster). Each returns 0 or < 0 with err. */
 int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_error *err);
 /* Release and uninstall, unless the DaemonSet still selects this node and force is false. */
-int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool force,
-		     kd_error *err);
+int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool force, kd_error *err);
 int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error *err);

@@ -22,183 +22,186 @@
 #define METRICS_ENV "KD_AGENT_METRICS"
 #define METRICS_BUF 512
 
-static void usage(FILE *f) {
-  fputs(
-      "usage: kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] "
-      "[install | cleanup [--force] | reset]\n"
-      "Settings come from the environment (NODE_NAME, SHIMS_<ARCH>, ...); see "
-      "docs/AGENT.md.\n",
-      f);
+static void usage(FILE *f)
+{
+	fputs("usage: kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] "
+	      "[install | cleanup [--force] | reset]\n"
+	      "Settings come from the environment (NODE_NAME, SHIMS_<ARCH>, ...); see "
+	      "docs/AGENT.md.\n",
+	      f);
 }
 
-static int inherited_fd(void) {
-  const char *v = getenv(HEALTH_FD_ENV);
-  char *end;
-  long fd;
+static int inherited_fd(void)
+{
+	const char *v = getenv(HEALTH_FD_ENV);
+	char *end;
+	long fd;
 
-  if (!v || !*v)
-    return -1;
-  fd = strtol(v, &end, 10);
-  unsetenv(HEALTH_FD_ENV);
-  return *end || fd < 3 || fd > 65535 ? -1 : (int)fd;
+	if (!v || !*v)
+		return -1;
+	fd = strtol(v, &end, 10);
+	unsetenv(HEALTH_FD_ENV);
+	return *end || fd < 3 || fd > 65535 ? -1 : (int)fd;
 }
 
-static int start_health(const kd_agent_settings *s) {
-  kd_error err = {0};
-  int fd = inherited_fd();
+static int start_health(const kd_agent_settings *s)
+{
+	kd_error err = {0};
+	int fd = inherited_fd();
 
-  if (s->health_port == 0 && fd < 0)
-    return 0;
-  if (kd_health_start(s->health_address, s->health_port, fd, &err) < 0) {
-    kd_error_log("%s", kd_err_msg(&err));
-    return -1;
-  }
-  return 0;
+	if (s->health_port == 0 && fd < 0)
+		return 0;
+	if (kd_health_start(s->health_address, s->health_port, fd, &err) < 0) {
+		kd_error_log("%s", kd_err_msg(&err));
+		return -1;
+	}
+	return 0;
 }
 
 /* Replace this process by itself running `action`, handing over the health
  * socket and the figures /metrics shows. */
-static int reexec(const char *action) {
-  char fdbuf[16], metrics[METRICS_BUF];
-  char *argv[] = {"kata-deploy-agent", (char *)action, NULL};
-  int fd = kd_health_stop();
+static int reexec(const char *action)
+{
+	char fdbuf[16], metrics[METRICS_BUF];
+	char *argv[] = {"kata-deploy-agent", (char *)action, NULL};
+	int fd = kd_health_stop();
 
-  if (fd >= 0) {
-    snprintf(fdbuf, sizeof(fdbuf), "%d", fd);
-    setenv(HEALTH_FD_ENV, fdbuf, 1);
-  }
-  kd_agent_metrics_encode(metrics, sizeof(metrics));
-  setenv(METRICS_ENV, metrics, 1);
-  fflush(NULL);
-  execv("/proc/self/exe", argv);
-  kd_error_log("re-exec %s: %m", action);
-  return -1;
+	if (fd >= 0) {
+		snprintf(fdbuf, sizeof(fdbuf), "%d", fd);
+		setenv(HEALTH_FD_ENV, fdbuf, 1);
+	}
+	kd_agent_metrics_encode(metrics, sizeof(metrics));
+	setenv(METRICS_ENV, metrics, 1);
+	fflush(NULL);
+	execv("/proc/self/exe", argv);
+	kd_error_log("re-exec %s: %m", action);
+	return -1;
 }
 
 /* The idle waiter: nothing but the health server until SIGTERM. */
-static int run_wait(const kd_agent_settings *s) {
-  if (start_health(s) < 0)
-    return 1;
-  kd_info("installed; waiting for SIGTERM");
-  for (;;) {
-    int sig = sigwaitinfo(&kd_agent_term_signals, NULL);
-    if (sig > 0) {
-      kd_info(
-          "%s received: checking whether the DaemonSet still selects this node",
-          strsignal(sig));
-      break;
-    }
-  }
-  setenv("KD_AGENT_ON_TERM", "1", 1);
-  reexec("cleanup");
-  return 1;
+static int run_wait(const kd_agent_settings *s)
+{
+	if (start_health(s) < 0)
+		return 1;
+	kd_info("installed; waiting for SIGTERM");
+	for (;;) {
+		int sig = sigwaitinfo(&kd_agent_term_signals, NULL);
+		if (sig > 0) {
+			kd_info("%s received: checking whether the DaemonSet still selects this node",
+				strsignal(sig));
+			break;
+		}
+	}
+	setenv("KD_AGENT_ON_TERM", "1", 1);
+	reexec("cleanup");
+	return 1;
 }
 
-int main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"kubeconfig", required_argument, NULL, 'k'},
-      {"host-root", required_argument, NULL, 'r'},
-      {"force", no_argument, NULL, 'f'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
-  kd_agent_settings s;
-  kd_error err = {0};
-  const char *action = "install";
-  bool force = false, on_term;
-  int c, r;
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"kubeconfig", required_argument, NULL, 'k'},
+		{"host-root", required_argument, NULL, 'r'},
+		{"force", no_argument, NULL, 'f'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	kd_agent_settings s;
+	kd_error err = {0};
+	const char *action = "install";
+	bool force = false, on_term;
+	int c, r;
 
-  kd_log_setup("kata-deploy-agent", KD_LOG_INFO, false);
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case 'k':
-      setenv("KUBECONFIG", optarg, 1);
-      break;
-    case 'r':
-      setenv("HOST_ROOT", optarg, 1);
-      break;
-    case 'f':
-      force = true;
-      break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (optind < argc)
-    action = argv[optind++];
-  if (optind < argc ||
-      (strcmp(action, "install") != 0 && strcmp(action, "cleanup") != 0 &&
-       strcmp(action, "reset") != 0 && strcmp(action, "wait") != 0)) {
-    usage(stderr);
-    return 2;
-  }
-  /* Blocked before any thread exists, so only sigtimedwait in this thread sees
-   * them. */
-  sigemptyset(&kd_agent_term_signals);
-  sigaddset(&kd_agent_term_signals, SIGTERM);
-  sigaddset(&kd_agent_term_signals, SIGINT);
-  sigprocmask(SIG_BLOCK, &kd_agent_term_signals, NULL);
-  on_term = getenv("KD_AGENT_ON_TERM") != NULL;
-  unsetenv("KD_AGENT_ON_TERM");
-  if (getenv(METRICS_ENV)) {
-    (void)kd_agent_metrics_decode(getenv(METRICS_ENV));
-    unsetenv(METRICS_ENV);
-  }
+	kd_log_setup("kata-deploy-agent", KD_LOG_INFO, false);
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			setenv("KUBECONFIG", optarg, 1);
+			break;
+		case 'r':
+			setenv("HOST_ROOT", optarg, 1);
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		action = argv[optind++];
+	if (optind < argc || (strcmp(action, "install") != 0 && strcmp(action, "cleanup") != 0 &&
+			      strcmp(action, "reset") != 0 && strcmp(action, "wait") != 0)) {
+		usage(stderr);
+		return 2;
+	}
+	/* Blocked before any thread exists, so only sigtimedwait in this thread sees
+	 * them. */
+	sigemptyset(&kd_agent_term_signals);
+	sigaddset(&kd_agent_term_signals, SIGTERM);
+	sigaddset(&kd_agent_term_signals, SIGINT);
+	sigprocmask(SIG_BLOCK, &kd_agent_term_signals, NULL);
+	on_term = getenv("KD_AGENT_ON_TERM") != NULL;
+	unsetenv("KD_AGENT_ON_TERM");
+	if (getenv(METRICS_ENV)) {
+		(void)kd_agent_metrics_decode(getenv(METRICS_ENV));
+		unsetenv(METRICS_ENV);
+	}
 
-  r = kd_agent_settings_load(&s, action, &err);
-  if (r < 0) {
-    kd_error_log("invalid settings: %s", kd_err_msg(&err));
-    kd_agent_settings_free(&s);
-    return 2;
-  }
-  if (s.debug)
-    kd_log_setup("kata-deploy-agent", KD_LOG_DEBUG, false);
-  if (strcmp(action, "wait") == 0) {
-    r = run_wait(&s);
-    kd_agent_settings_free(&s);
-    return r;
-  }
-  if (!on_term)
-    kd_agent_settings_log(&s);
-  if (start_health(&s) < 0) {
-    kd_agent_settings_free(&s);
-    return 1;
-  }
+	r = kd_agent_settings_load(&s, action, &err);
+	if (r < 0) {
+		kd_error_log("invalid settings: %s", kd_err_msg(&err));
+		kd_agent_settings_free(&s);
+		return 2;
+	}
+	if (s.debug)
+		kd_log_setup("kata-deploy-agent", KD_LOG_DEBUG, false);
+	if (strcmp(action, "wait") == 0) {
+		r = run_wait(&s);
+		kd_agent_settings_free(&s);
+		return r;
+	}
+	if (!on_term)
+		kd_agent_settings_log(&s);
+	if (start_health(&s) < 0) {
+		kd_agent_settings_free(&s);
+		return 1;
+	}
 
-  if (strcmp(action, "install") == 0) {
-    r = kd_agent_install(&s, NULL, &err);
-    if (r < 0 && !kd_agent_terminating()) {
-      kd_error_log("install failed: %s", kd_err_msg(&err));
-      kd_agent_settings_free(&s);
-      return 1;
-    }
-    if (kd_agent_terminating()) {
-      if (r < 0)
-        kd_info("install interrupted: %s", kd_err_msg(&err));
-      kd_info("terminated during the install: checking whether the DaemonSet "
-              "still selects this node");
-      kd_err_clear(&err);
-      action = "cleanup";
-    } else {
-      kd_agent_settings_free(&s);
-      reexec("wait");
-      return 1;
-    }
-  }
-  if (strcmp(action, "cleanup") == 0) {
-    r = kd_agent_cleanup(&s, NULL, force, &err);
-    if (r < 0)
-      kd_error_log("cleanup failed: %s", kd_err_msg(&err));
-  } else {
-    r = kd_agent_reset(&s, NULL, &err);
-    if (r < 0)
-      kd_error_log("reset failed: %s", kd_err_msg(&err));
-  }
-  kd_health_stop();
-  kd_agent_settings_free(&s);
-  return r < 0 ? 1 : 0;
+	if (strcmp(action, "install") == 0) {
+		r = kd_agent_install(&s, NULL, &err);
+		if (r < 0 && !kd_agent_terminating()) {
+			kd_error_log("install failed: %s", kd_err_msg(&err));
+			kd_agent_settings_free(&s);
+			return 1;
+		}
+		if (kd_agent_terminating()) {
+			if (r < 0)
+				kd_info("install interrupted: %s", kd_err_msg(&err));
+			kd_info("terminated during the install: checking whether the DaemonSet "
+				"still selects this node");
+			kd_err_clear(&err);
+			action = "cleanup";
+		} else {
+			kd_agent_settings_free(&s);
+			reexec("wait");
+			return 1;
+		}
+	}
+	if (strcmp(action, "cleanup") == 0) {
+		r = kd_agent_cleanup(&s, NULL, force, &err);
+		if (r < 0)
+			kd_error_log("cleanup failed: %s", kd_err_msg(&err));
+	} else {
+		r = kd_agent_reset(&s, NULL, &err);
+		if (r < 0)
+			kd_error_log("reset failed: %s", kd_err_msg(&err));
+	}
+	kd_health_stop();
+	kd_agent_settings_free(&s);
+	return r < 0 ? 1 : 0;
 }

@@ -44,6 +44,7 @@ typedef struct kd_agent_settings {
 	char *kubeconfig;
 	int api_retries;
 	bool host_check;
+	char *host_check_root; /* where /proc, /sys, /dev and /lib/modules are seen */
 } kd_agent_settings;
 
 /* Read every setting from the environment (getenv) and validate it; the action decides what is
