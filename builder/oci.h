@@ -1,0 +1,61 @@
+/* OCI image layout (image-spec v1.1 "oci-layout", index.json, blobs/sha256/) of the node agent
+ * image: layer 1 the agent binary at /usr/bin/ with the shared libraries it loads (so the
+ * image runs FROM scratch), layer 2 the payload at /opt/kata-artifacts/payload.tar.zst. Every
+ * byte is a function of the inputs: sorted tar entries, fixed mtime, gzip without a name or
+ * time, canonical JSON, created = SOURCE_DATE_EPOCH. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define KD_OCI_AGENT_PATH "usr/bin/kata-deploy-agent"
+#define KD_OCI_PAYLOAD_PATH "opt/kata-artifacts/payload.tar.zst"
+#define KD_OCI_MT_INDEX "application/vnd.oci.image.index.v1+json"
+#define KD_OCI_MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define KD_OCI_MT_CONFIG "application/vnd.oci.image.config.v1+json"
+#define KD_OCI_MT_LAYER "application/vnd.oci.image.layer.v1.tar"
+#define KD_OCI_MT_LAYER_GZIP "application/vnd.oci.image.layer.v1.tar+gzip"
+#define KD_OCI_MAX_JSON (4u << 20) /* bytes of index.json or a manifest we read */
+#define KD_OCI_MAX_LIBS 128u	   /* shared libraries bundled with the agent */
+#define KD_OCI_DIGEST_MAX 72	   /* "sha256:" + 64 hex + NUL */
+
+typedef struct kd_oci_opts {
+	const char *layout;  /* output directory (created; replaced if it exists) */
+	const char *agent;   /* node agent binary */
+	const char *payload; /* payload file */
+	const char *tag;     /* org.opencontainers.image.ref.name in index.json */
+	const char *version; /* org.opencontainers.image.version */
+	int64_t created;     /* SOURCE_DATE_EPOCH */
+	bool bundle_libs;    /* add the agent's shared libraries (ldd) */
+} kd_oci_opts;
+
+int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_error *err);
+
+/* The OCI architecture name of this machine ("amd64", "arm64", ...). */
+const char *kd_oci_arch(void);
+
+typedef struct kd_oci_blob {
+	char digest[KD_OCI_DIGEST_MAX];
+	char *media_type;
+	uint64_t size;
+} kd_oci_blob;
+
+/* The one image of a layout: its manifest (bytes, digest) and the blobs it references,
+ * config first. Every digest is checked against the blob file. */
+typedef struct kd_oci_image {
+	char *manifest;
+	size_t manifest_len;
+	char manifest_digest[KD_OCI_DIGEST_MAX];
+	kd_oci_blob *blobs;
+	size_t n_blobs;
+} kd_oci_image;
+
+int kd_oci_read(const char *layout, kd_oci_image **ret, kd_error *err);
+void kd_oci_image_free(kd_oci_image *img);
+/* Path of a blob in a layout (malloc'ed). */
+char *kd_oci_blob_path(const char *layout, const char *digest);
+
+DEFINE_CLEANUP(kd_oci_image *, kd_oci_image_free)
+#define _cleanup_oci_image_ _cleanup_(kd_oci_image_freep)
