@@ -310,6 +310,7 @@ static int load_kubeconfig(kd_k8s *k, const char *path, const char *context, kd_
 		};
 		for (size_t i = 0; i < ELEMENTSOF(pem); i++) {
 			char **dst = (char **)((char *)k + pem[i].off);
+			s = NULL;
 			if ((r = kd_json_get_string(user, "user", pem[i].data, false, &s, err)) < 0)
 				return kd_err_wrap(err, r, "kubeconfig %s", path);
 			if (s) {
@@ -317,6 +318,7 @@ static int load_kubeconfig(kd_k8s *k, const char *path, const char *context, kd_
 					return kd_err_wrap(err, r, "kubeconfig %s", path);
 				continue;
 			}
+			s = NULL;
 			if ((r = kd_json_get_string(user, "user", pem[i].file, false, &s, err)) < 0)
 				return kd_err_wrap(err, r, "kubeconfig %s", path);
 			if (s && kc_path(path, s, dst) < 0)
@@ -327,11 +329,13 @@ static int load_kubeconfig(kd_k8s *k, const char *path, const char *context, kd_
 				      "kubeconfig %s: user '%s': a client certificate needs both "
 				      "client-certificate and client-key",
 				      path, user_name);
+		s = NULL;
 		if ((r = kd_json_get_string(user, "user", "token", false, &s, err)) < 0)
 			return kd_err_wrap(err, r, "kubeconfig %s", path);
 		if (s && set_str(&k->token, s) < 0)
 			return kd_err(err, -ENOMEM, "out of memory");
 		if (!s) {
+			s = NULL;
 			if ((r = kd_json_get_string(user, "user", "tokenFile", false, &s, err)) < 0)
 				return kd_err_wrap(err, r, "kubeconfig %s", path);
 			if (s && kc_path(path, s, &k->token_file) < 0)
