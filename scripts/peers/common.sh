@@ -114,8 +114,9 @@ peers_k8s_module() {
 	local staging=v0.${ver#v1.}
 	if [ -f "$d/.ready" ]; then printf '%s\n' "$d"; return 0; fi
 	rm -rf "$d"; mkdir -p "$d"
-	local gomod
-	gomod=$(cd "$d" && go mod download -json "k8s.io/kubernetes@$ver" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+	local gomod json
+	json=$(cd "$d" && go mod download -json "k8s.io/kubernetes@$ver")
+	gomod=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
 	[ -f "$gomod" ] || peers_die "could not download k8s.io/kubernetes@$ver go.mod"
 	local gov; gov=$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod")
 	{
@@ -123,6 +124,9 @@ peers_k8s_module() {
 		sed -n '/^replace (/,/^)/p' "$gomod" | sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging"'#p'
 		printf ')\n'
 	} > "$d/go.mod"
+	# Seed go.sum with kubernetes' own (robust against checksum-database gaps).
+	local src; src=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -f "$src/go.sum" ] && cp "$src/go.sum" "$d/go.sum" && chmod u+w "$d/go.sum"
 	# Resolve the rest of the graph once (writes go.sum); later builds are offline-fast.
 	(cd "$d" && go mod download k8s.io/kubernetes >/dev/null)
 	touch "$d/.ready"

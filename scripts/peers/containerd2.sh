@@ -26,7 +26,9 @@ printf 'module kd-peers/containerd2\n\ngo 1.23\n\nrequire %s %s\n' "$mod" "$KD_C
 v=${KD_CONTAINERD2_VERSION#v}
 (
 	cd "$d"
-	go mod download "$mod"
+	# Seed go.sum with containerd's own (robust against checksum-database gaps).
+	src=$(go mod download -json "$mod" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -f "$src/go.sum" ] && cp "$src/go.sum" go.sum && chmod u+w go.sum
 	mkdir -p out
 	CGO_ENABLED=0 peers_go build -mod=mod -trimpath \
 		-tags "no_btrfs no_devmapper no_zfs no_tracing urfave_cli_no_docs" \
