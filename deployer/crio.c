@@ -22,7 +22,7 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 		   kd_error *err)
 {
 	_cleanup_toml_ kd_toml_doc *doc = NULL;
-	int r = kd_toml_parse("crio drop-in", banner, strlen(banner), &doc, err);
+	int r = kd_toml_parse("crio drop-in", "", 0, &doc, err);
 	if (r < 0)
 		return r;
 	char key[512];
@@ -47,5 +47,8 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 			return r;
 	}
 	size_t len;
-	return kd_toml_emit(doc, ret, &len, err);
+	const char *t = kd_toml_text(doc, &len);
+	if (asprintf(ret, "%s%.*s", banner, (int)len, t) < 0)
+		return -ENOMEM;
+	return 0;
 }

@@ -138,7 +138,7 @@ int kd_ctx_recover(kd_ctx *c, kd_error *err)
 	kd_state_done(&s);
 	if (uninstalling) {
 		kd_debug("finishing an interrupted uninstall");
-		return kd_engine_uninstall_locked(c, NULL, err);
+		return kd_engine_uninstall_locked(c, NULL, NULL, err);
 	}
 	return 0;
 }

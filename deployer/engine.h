@@ -8,7 +8,9 @@
 #include <stdbool.h>
 
 #include "err.h"
+#include "journal.h"
 #include "payload.h"
+#include "runtime.h"
 
 #define KD_DEFAULT_PREFIX "/opt/kata"
 #define KD_DEFAULT_STATE_DIR "/var/lib/kata-deploy"
@@ -20,6 +22,7 @@ typedef struct kd_engine_opts {
 	const char *prefix;    /* NULL = KD_DEFAULT_PREFIX */
 	const char *state_dir; /* NULL = KD_DEFAULT_STATE_DIR */
 	int lock_timeout_s;    /* 0 = KD_DEFAULT_LOCK_TIMEOUT_S, < 0 = fail at once */
+	const char *restart; /* uninstall / rollback: override the --restart recorded at install */
 } kd_engine_opts;
 
 typedef struct kd_install_opts {
@@ -30,12 +33,14 @@ typedef struct kd_install_opts {
 	const char *signature;	/* default: payload + ".sig" */
 	char **shims;		/* NULL = every shim of the payload */
 	bool progress;		/* download progress bar on a TTY */
+	kd_runtime_opts rt;	/* runtime configuration (docs/RUNTIME-CONFIG.md) */
 } kd_install_opts;
 
 typedef struct kd_install_result {
-	bool changed;	   /* false: the same payload and shims were already installed */
-	char id[17];	   /* version directory */
-	char version[128]; /* payload version */
+	bool changed;	     /* false: the same payload and shims were already installed */
+	bool config_changed; /* a runtime config file changed */
+	char id[17];	     /* version directory */
+	char version[128];   /* payload version */
 	kd_extract_stats stats;
 } kd_install_result;
 
@@ -63,4 +68,12 @@ void kd_ctx_close(kd_ctx *c);
 /* Recover an interrupted run and remove temporary debris; then finish an interrupted
  * uninstall if the state says one was under way. */
 int kd_ctx_recover(kd_ctx *c, kd_error *err);
-int kd_engine_uninstall_locked(kd_ctx *c, bool *ret_changed, kd_error *err);
+int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed, kd_error *err);
+/* The runtime-config step inside a transaction (install, rollback): plan against the version
+ * tree id, validate, apply, update s. *ret_changed: a config file changed. */
+int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id, char *const *shims,
+			  const kd_runtime_opts *o, char ***created_dirs, bool *ret_changed,
+			  kd_error *err);
+/* After the commit: restart the runtime if s says one is pending, then clear the flag. */
+int kd_engine_restart_pending(kd_ctx *c, kd_state *s, const char *restart, kd_error *err);
+bool kd_root_is_host(int rootfd);

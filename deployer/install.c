@@ -323,6 +323,71 @@ static int set_source(kd_state *s, const kd_install_opts *o, int fd, const char 
 	return 0;
 }
 
+/* The payload is installed already: only the runtime config may need an update (other
+ * options), in a transaction of its own; nothing is written when it is already right. */
+static int config_only(kd_ctx *c, const kd_install_opts *o, kd_state *s, kd_install_result *res,
+		       kd_error *err)
+{
+	kd_journal j;
+	bool changed = false;
+	_cleanup_strv_ char **created = kd_strv_copy(s->created_dirs);
+	int r;
+	/* A dry plan first: no journal unless something changes. */
+	char tree[KD_PATH_MAX];
+	struct stat st;
+	snprintf(tree, sizeof(tree), "%s/%s/%s/opt/kata", c->prefix, KD_VERSIONS_DIR,
+		 s->current.id);
+	if (kd_lstat(c->rootfd, tree, &st, NULL) < 0)
+		snprintf(tree, sizeof(tree), "%s/%s/%s", c->prefix, KD_VERSIONS_DIR, s->current.id);
+	if (!created)
+		return -ENOMEM;
+	{
+		kd_config_plan p = {0};
+		_cleanup_close_ int treefd =
+			kd_openat(c->rootfd, tree, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, err);
+		if (treefd < 0)
+			return treefd;
+		kd_runtime_input in = {.rootfd = c->rootfd,
+				       .prefix = c->prefix,
+				       .treefd = treefd,
+				       .shims = s->current.shims,
+				       .root_is_host = kd_root_is_host(c->rootfd),
+				       .prev = s};
+		r = kd_runtime_plan(&in, &o->rt, &p, err);
+		bool ch = r >= 0 && (kd_runtime_changed(&p) ||
+				     (p.opts_json && s->runtime_json &&
+				      strcmp(p.opts_json, s->runtime_json) != 0) ||
+				     (p.opts_json && !s->runtime_json && p.n));
+		kd_config_plan_done(&p);
+		if (r < 0)
+			return kd_err_wrap(err, r, "runtime config");
+		if (!ch)
+			return kd_engine_restart_pending(c, s, o->rt.restart, err);
+	}
+	if ((r = kd_journal_begin(&j, c->rootfd, c->state_dir, "config", err)) < 0)
+		return r;
+	if ((r = kd_engine_config_step(c, &j, s, s->current.id, s->current.shims, &o->rt, &created,
+				       &changed, err)) < 0)
+		goto abort;
+	kd_strv_free(s->created_dirs);
+	s->created_dirs = TAKE_PTR(created);
+	char spath[KD_PATH_MAX];
+	snprintf(spath, sizeof(spath), "%s/%s", c->state_dir, KD_STATE_FILE);
+	if ((r = kd_journal_file(&j, spath, err)) < 0 ||
+	    (r = kd_state_save(c->rootfd, c->state_dir, s, err)) < 0)
+		goto abort;
+	kd_fault_point("config-state-saved");
+	if ((r = kd_journal_commit(&j, err)) < 0)
+		return r;
+	res->config_changed = changed;
+	return kd_engine_restart_pending(c, s, o->rt.restart, err);
+abort:;
+	kd_error e3 = {0};
+	if (kd_journal_abort(&j, &e3) < 0)
+		kd_err_wrap(err, r, "(undo failed too: %s)", e3.msg);
+	return r;
+}
+
 static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *res, kd_error *err)
 {
 	_cleanup_close_ int fd = -1;
@@ -358,7 +423,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
 			snprintf(res->version, sizeof(res->version), "%s", s.current.version);
-			r = 0;
+			r = config_only(c, o, &s, res, err);
 			goto out;
 		}
 	}
@@ -408,7 +473,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
 	    version_intact(c, &s.current, NULL) == 0) {
 		res->changed = false; /* same payload and shims: write nothing */
-		r = 0;
+		r = config_only(c, o, &s, res, err);
 		goto out_p;
 	}
 	if ((r = toplevel_names(m, mask, &tops, err)) < 0 || (r = check_links(c, tops, err)) < 0)
@@ -518,6 +583,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		kd_strv_push(&links, link);
 	}
 
+	/* The runtime config, in the same transaction (docs/RUNTIME-CONFIG.md). */
+	if ((r = kd_engine_config_step(c, &j, &s, id, shims, &o->rt, &created, &res->config_changed,
+				       err)) < 0)
+		goto abort;
+
 	/* The new state, written last: the transaction is complete once it is on disk. */
 	char when[32];
 	now_rfc3339(when, sizeof(when));
@@ -558,7 +628,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		goto out_p;
 	res->changed = true;
 	gc_versions(c, &s);
-	r = 0;
+	r = kd_engine_restart_pending(c, &s, o->rt.restart, err);
 	goto out_p;
 
 abort:;

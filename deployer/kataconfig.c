@@ -81,15 +81,32 @@ int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err)
 	return 0;
 }
 
+/* Set a key in a table that may not exist yet. */
+static int ensure(kd_toml_doc *d, const char *const *path, size_t n, kd_error *err)
+{
+	int r = kd_toml_add_table(d, path, n, err);
+	if (r == -EEXIST) {
+		kd_err_clear(err);
+		return 0;
+	}
+	return r;
+}
+
 static int add_text(kd_kata_file *f, size_t *n, const char *dir, const char *name,
 		    const kd_toml_doc *doc, kd_error *err)
 {
 	if (*n >= KD_KATA_MAX_FILES)
 		return kd_err(err, -E2BIG, "too many Kata drop-ins");
-	size_t len;
-	int r = kd_toml_emit(doc, &f[*n].text, &len, err);
-	if (r < 0)
-		return r;
+	(void)err;
+	/* The banner goes on top afterwards: the editor keeps a lone trailing comment last. */
+	size_t len, bl = strlen(dropin_banner);
+	const char *t = kd_toml_text(doc, &len);
+	f[*n].text = malloc(bl + len + 1);
+	if (!f[*n].text)
+		return -ENOMEM;
+	memcpy(f[*n].text, dropin_banner, bl);
+	memcpy(f[*n].text + bl, t, len);
+	f[*n].text[bl + len] = '\0';
 	snprintf(f[*n].path, sizeof(f[*n].path), "%s/config.d/%s", dir, name);
 	(*n)++;
 	return 0;
@@ -126,7 +143,7 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 	const char *hp[] = {"hypervisor", hv};
 	if (strcmp(o->prefix, "/opt/kata") != 0) {
 		_cleanup_toml_ kd_toml_doc *d = NULL;
-		if ((r = kd_toml_parse("10", dropin_banner, strlen(dropin_banner), &d, err)) < 0)
+		if ((r = kd_toml_parse("10", "", 0, &d, err)) < 0)
 			goto fail;
 		const char *keys[] = {"path",	"kernel",   "image",
 				      "initrd", "firmware", "jailer_path"};
@@ -137,7 +154,8 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 			    strncmp(s, "/opt/kata/", 10) != 0)
 				continue;
 			snprintf(v, sizeof(v), "%s/%s", o->prefix, s + 10);
-			if ((r = kd_toml_set_string(d, hp, 2, keys[i], v, err)) < 0)
+			if ((r = ensure(d, hp, 2, err)) < 0 ||
+			    (r = kd_toml_set_string(d, hp, 2, keys[i], v, err)) < 0)
 				goto fail;
 		}
 		if ((r = add_text(ret, &n, dir, "10-installation-prefix.toml", d, err)) < 0)
@@ -146,10 +164,14 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 	if (o->debug) {
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		const char *rp[] = {"runtime"}, *ap[] = {"agent", "kata"};
-		if ((r = kd_toml_parse("20", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		if ((r = kd_toml_parse("20", "", 0, &d, err)) < 0 ||
+		    (r = ensure(d, hp, 2, err)) < 0 ||
 		    (r = kd_toml_set_bool(d, hp, 2, "enable_debug", true, err)) < 0 ||
+		    (r = ensure(d, rp, 1, err)) < 0 ||
 		    (r = kd_toml_set_bool(d, rp, 1, "enable_debug", true, err)) < 0 ||
+		    (r = ensure(d, ap, 2, err)) < 0 ||
 		    (r = kd_toml_set_bool(d, ap, 2, "enable_debug", true, err)) < 0 ||
+		    (r = ensure(d, ap, 2, err)) < 0 ||
 		    (r = kd_toml_set_bool(d, ap, 2, "debug_console_enabled", true, err)) < 0 ||
 		    (r = add_text(ret, &n, dir, "20-debug.toml", d, err)) < 0)
 			goto fail;
@@ -170,7 +192,8 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 			snprintf(v + k, sizeof(v) - (size_t)k, "%sagent.no_proxy=%s", k ? " " : "",
 				 noproxy);
 		_cleanup_toml_ kd_toml_doc *d = NULL;
-		if ((r = kd_toml_parse("30", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		if ((r = kd_toml_parse("30", "", 0, &d, err)) < 0 ||
+		    (r = ensure(d, hp, 2, err)) < 0 ||
 		    (r = kd_toml_set_string(d, hp, 2, "kernel_params", v, err)) < 0 ||
 		    (r = add_text(ret, &n, dir, "30-kernel-params.toml", d, err)) < 0)
 			goto fail;
@@ -204,7 +227,8 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 		}
 		kd_strv_sort(list);
 		_cleanup_toml_ kd_toml_doc *d = NULL;
-		if ((r = kd_toml_parse("40", dropin_banner, strlen(dropin_banner), &d, err)) < 0 ||
+		if ((r = kd_toml_parse("40", "", 0, &d, err)) < 0 ||
+		    (r = ensure(d, hp, 2, err)) < 0 ||
 		    (r = kd_toml_set_strings(d, hp, 2, "enable_annotations",
 					     (const char *const *)list, kd_strv_length(list),
 					     err)) < 0 ||

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cmd-check.h"
 #include "engine.h"
 #include "fsroot.h"
 #include "json.h"
@@ -20,8 +21,6 @@
 #ifndef KD_VERSION
 #define KD_VERSION "0.1.0"
 #endif
-
-int kd_cmd_check(int argc, char **argv) __attribute__((weak));
 
 typedef struct common {
 	const char *root;
@@ -125,7 +124,100 @@ static const char install_help[] =
 	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
 	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
 	"  --signature PATH|URL  the signature (default: payload + .sig)\n"
-	"  --output text|json    result format\n";
+	"  --output text|json    result format\n"
+	"Runtime configuration (docs/RUNTIME-CONFIG.md):\n"
+	"  --runtime containerd|crio|auto|none   (default auto: detected on the root)\n"
+	"  --runtime-version V   runtime version when its binary cannot be asked (root != /)\n"
+	"  --runtime-binary PATH the runtime's binary, to validate with its own loader\n"
+	"  --distribution k8s|k3s|rke2|k0s|microk8s|auto\n"
+	"  --config PATH         main runtime config file inside the root\n"
+	"  --restart systemd|none|command:CMD  (default systemd on /, none on another root)\n"
+	"  --suffix S            multi-install: handlers kata-<shim>-S, files *-S\n"
+	"  --debug               Kata debug drop-ins, runtime debug logging\n"
+	"  --agent-https-proxy V URL, or shim=URL;shim=URL\n"
+	"  --agent-no-proxy V    list, or shim=list;shim=list\n"
+	"  --allowed-hypervisor-annotations 'a b shim:c,d'\n"
+	"  --snapshotter-handler-mapping shim:snapshotter,...\n"
+	"  --default-shim SHIM   the shim of the default 'kata' RuntimeClass (must be enabled)\n";
+
+/* Runtime options shared by install and plan. Returns 1 if handled. */
+enum {
+	O_RT_RUNTIME = 200,
+	O_RT_VERSION,
+	O_RT_BINARY,
+	O_RT_DIST,
+	O_RT_CONFIG,
+	O_RT_RESTART,
+	O_RT_SUFFIX,
+	O_RT_DEBUG,
+	O_RT_HTTPS,
+	O_RT_NOPROXY,
+	O_RT_ANN,
+	O_RT_SNAP,
+	O_RT_DEFSHIM,
+};
+#define RUNTIME_LONGOPTS                                                                           \
+	{"runtime", required_argument, NULL, O_RT_RUNTIME},                                        \
+		{"runtime-version", required_argument, NULL, O_RT_VERSION},                        \
+		{"runtime-binary", required_argument, NULL, O_RT_BINARY},                          \
+		{"distribution", required_argument, NULL, O_RT_DIST},                              \
+		{"config", required_argument, NULL, O_RT_CONFIG},                                  \
+		{"restart", required_argument, NULL, O_RT_RESTART},                                \
+		{"suffix", required_argument, NULL, O_RT_SUFFIX},                                  \
+		{"debug", no_argument, NULL, O_RT_DEBUG},                                          \
+		{"agent-https-proxy", required_argument, NULL, O_RT_HTTPS},                        \
+		{"agent-no-proxy", required_argument, NULL, O_RT_NOPROXY},                         \
+		{"allowed-hypervisor-annotations", required_argument, NULL, O_RT_ANN},             \
+		{"snapshotter-handler-mapping", required_argument, NULL, O_RT_SNAP},               \
+	{                                                                                          \
+		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
+	}
+
+static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
+{
+	switch (opt) {
+	case O_RT_RUNTIME:
+		rt->runtime = arg;
+		return 1;
+	case O_RT_VERSION:
+		rt->runtime_version = arg;
+		return 1;
+	case O_RT_BINARY:
+		rt->runtime_binary = arg;
+		return 1;
+	case O_RT_DIST:
+		rt->distribution = arg;
+		return 1;
+	case O_RT_CONFIG:
+		rt->config_path = arg;
+		return 1;
+	case O_RT_RESTART:
+		rt->restart = arg;
+		return 1;
+	case O_RT_SUFFIX:
+		rt->suffix = arg;
+		return 1;
+	case O_RT_DEBUG:
+		rt->debug = true;
+		return 1;
+	case O_RT_HTTPS:
+		rt->agent_https_proxy = arg;
+		return 1;
+	case O_RT_NOPROXY:
+		rt->agent_no_proxy = arg;
+		return 1;
+	case O_RT_ANN:
+		rt->allowed_hypervisor_annotations = arg;
+		return 1;
+	case O_RT_SNAP:
+		rt->snapshotter_handler_mapping = arg;
+		return 1;
+	case O_RT_DEFSHIM:
+		rt->default_shim = arg;
+		return 1;
+	}
+	return 0;
+}
 
 static int cmd_install(int argc, char **argv)
 {
@@ -141,13 +233,14 @@ static int cmd_install(int argc, char **argv)
 						 {"public-key", required_argument, NULL, O_KEY},
 						 {"signature", required_argument, NULL, O_SIG},
 						 {"output", required_argument, NULL, O_OUTPUT},
+						 RUNTIME_LONGOPTS,
 						 {}};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int h = common_opt(&c, opt, optarg);
 		if (h < 0)
 			return EXIT_USAGE;
-		if (h > 0)
+		if (h > 0 || runtime_opt(&o.rt, opt, optarg))
 			continue;
 		switch (opt) {
 		case 'h':
@@ -200,6 +293,14 @@ static int cmd_install(int argc, char **argv)
 		o.e.prefix ? o.e.prefix : KD_DEFAULT_PREFIX,
 		o.e.state_dir ? o.e.state_dir : KD_DEFAULT_STATE_DIR, o.payload, shimlist,
 		o.public_key ? o.public_key : "none");
+	kd_info("install: runtime=%s runtime-version=%s distribution=%s config=%s restart=%s "
+		"suffix=%s debug=%s",
+		o.rt.runtime ? o.rt.runtime : "auto",
+		o.rt.runtime_version ? o.rt.runtime_version : "(ask the binary)",
+		o.rt.distribution ? o.rt.distribution : "auto",
+		o.rt.config_path ? o.rt.config_path : "(per flavour)",
+		o.rt.restart ? o.rt.restart : "(systemd on /, else none)",
+		o.rt.suffix ? o.rt.suffix : "", o.rt.debug ? "yes" : "no");
 	kd_install_result res;
 	if (kd_engine_install(rootfd, &o, &res, &err) < 0)
 		return fail(&err);
@@ -211,10 +312,14 @@ static int cmd_install(int argc, char **argv)
 		       (unsigned long long)res.stats.files_linked,
 		       (unsigned long long)res.stats.bytes_written);
 	} else if (res.changed) {
-		printf("installed %s (version dir %s): %llu files written, %llu reused, %llu bytes\n",
+		printf("installed %s (version dir %s): %llu files written, %llu reused, %llu bytes%s\n",
 		       res.version, res.id, (unsigned long long)res.stats.files_written,
 		       (unsigned long long)res.stats.files_linked,
-		       (unsigned long long)res.stats.bytes_written);
+		       (unsigned long long)res.stats.bytes_written,
+		       res.config_changed ? "; runtime config updated" : "");
+	} else if (res.config_changed) {
+		printf("%s (version dir %s) is already installed; runtime config updated\n",
+		       res.version, res.id);
 	} else {
 		printf("%s (version dir %s) is already installed: nothing to do\n", res.version,
 		       res.id);
@@ -226,9 +331,11 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 {
 	common c = {.root = "/", .level = KD_LOG_INFO};
 	bool json = false;
-	enum { O_OUTPUT = 1 };
-	static const struct option longopts[] = {
-		COMMON_LONGOPTS, {"output", required_argument, NULL, O_OUTPUT}, {}};
+	enum { O_OUTPUT = 1, O_RESTART };
+	static const struct option longopts[] = {COMMON_LONGOPTS,
+						 {"output", required_argument, NULL, O_OUTPUT},
+						 {"restart", required_argument, NULL, O_RESTART},
+						 {}};
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int h = common_opt(&c, opt, optarg);
@@ -239,6 +346,10 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 		if (opt == 'h') {
 			printf("%s\n%s", help, common_help);
 			return 0;
+		}
+		if (opt == O_RESTART && (which == 0 || which == 1)) {
+			c.e.restart = optarg;
+			continue;
 		}
 		if (opt == O_OUTPUT && which == 2 &&
 		    (!strcmp(optarg, "json") || !strcmp(optarg, "text"))) {
@@ -321,13 +432,17 @@ static const char uninstall_help[] =
 	"Usage: kata-deploy uninstall [options]\n"
 	"Remove every version, link, directory and state file kata-deploy created and restore\n"
 	"every file it changed, so the root is as it was before the first install. An\n"
-	"interrupted uninstall is finished by running it again.\n";
+	"interrupted uninstall is finished by running it again. Runtime configs are reverted\n"
+	"three-way (docs/RUNTIME-CONFIG.md), then the runtime is restarted.\n"
+	"  --restart systemd|none|command:CMD   override the mode recorded at install\n";
 static const char recover_help[] =
 	"Usage: kata-deploy recover [options]\n"
 	"Finish or undo an interrupted install, rollback or uninstall (every command does this\n"
 	"first anyway), and change nothing else.\n";
-static const char rollback_help[] = "Usage: kata-deploy rollback [options]\n"
-				    "Switch atomically back to the previous installed version.\n";
+static const char rollback_help[] =
+	"Usage: kata-deploy rollback [options]\n"
+	"Switch atomically back to the previous installed version (and its runtime config).\n"
+	"  --restart systemd|none|command:CMD   override the mode recorded at install\n";
 static const char status_help[] =
 	"Usage: kata-deploy status [--output text|json] [options]\n"
 	"Show the installed version, shims, components, previous version and journal state.\n";
@@ -453,13 +568,8 @@ int main(int argc, char **argv)
 		return simple_verb(argc, argv, verb, status_help, 2);
 	if (!strcmp(verb, "payload"))
 		return cmd_payload(argc, argv);
-	if (!strcmp(verb, "check")) {
-		if (!kd_cmd_check) {
-			fprintf(stderr, "kata-deploy: check is not built in\n");
-			return EXIT_USAGE;
-		}
+	if (!strcmp(verb, "check"))
 		return kd_cmd_check(argc, argv);
-	}
 	if (!strcmp(verb, "version") || !strcmp(verb, "--version")) {
 		printf("kata-deploy %s\n", KD_VERSION);
 		return 0;

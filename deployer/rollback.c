@@ -7,10 +7,11 @@
 #include "fsroot.h"
 #include "journal.h"
 #include "log.h"
+#include "runtime.h"
 #include "state.h"
 #include "strv.h"
 
-static int do_rollback(kd_ctx *c, kd_error *err)
+static int do_rollback(kd_ctx *c, const char *restart, kd_error *err)
 {
 	kd_state s;
 	kd_journal j;
@@ -44,12 +45,27 @@ static int do_rollback(kd_ctx *c, kd_error *err)
 	s.previous = tmp;
 	free(s.source.path);
 	memset(&s.source, 0, sizeof(s.source)); /* the source now describes the other version */
+	/* The previous version's shims may differ: its runtime config is re-applied. */
+	if (s.runtime_json) {
+		kd_runtime_opts ro;
+		_cleanup_strv_ char **store = NULL;
+		bool changed = false;
+		if ((r = kd_runtime_opts_from_json(s.runtime_json, &ro, &store, err)) < 0)
+			goto abort;
+		if (restart)
+			ro.restart = restart;
+		if ((r = kd_engine_config_step(c, &j, &s, s.current.id, s.current.shims, &ro,
+					       &s.created_dirs, &changed, err)) < 0)
+			goto abort;
+	}
 	snprintf(path, sizeof(path), "%s/%s", c->state_dir, KD_STATE_FILE);
 	if ((r = kd_journal_file(&j, path, err)) < 0 ||
 	    (r = kd_state_save(c->rootfd, c->state_dir, &s, err)) < 0)
 		goto abort;
 	kd_fault_point("rollback-state-saved");
-	r = kd_journal_commit(&j, err);
+	if ((r = kd_journal_commit(&j, err)) < 0)
+		goto out;
+	r = kd_engine_restart_pending(c, &s, restart, err);
 	goto out;
 abort:;
 	kd_error e2 = {0};
@@ -67,7 +83,7 @@ int kd_engine_rollback(int rootfd, const kd_engine_opts *o, kd_error *err)
 	if (r >= 0)
 		r = kd_ctx_recover(&c, err);
 	if (r >= 0)
-		r = do_rollback(&c, err);
+		r = do_rollback(&c, o->restart, err);
 	kd_ctx_close(&c);
 	return r < 0 ? kd_err_wrap(err, r, "rollback") : 0;
 }

@@ -38,8 +38,22 @@ int kd_version_copy(kd_version *dst, const kd_version *src)
 	return 0;
 }
 
+void kd_config_file_done(kd_config_file *f)
+{
+	free(f->path);
+	free(f->base);
+	kd_strv_free(f->tables);
+	kd_strv_free(f->texts);
+	free(f->import);
+	memset(f, 0, sizeof(*f));
+}
+
 void kd_state_done(kd_state *s)
 {
+	for (size_t i = 0; i < s->n_config; i++)
+		kd_config_file_done(&s->config[i]);
+	free(s->config);
+	free(s->runtime_json);
 	free(s->prefix);
 	free(s->phase);
 	kd_version_done(&s->current);
@@ -136,6 +150,55 @@ static struct json_object *version_json(const kd_version *v)
 	return o;
 }
 
+static int load_config(struct json_object *o, kd_state *s, kd_error *err)
+{
+	struct json_object *a = NULL, *rt = NULL, *rp = NULL;
+	int r = kd_json_get_array(o, "", "config", false, &a, err);
+	if (r < 0)
+		return r;
+	size_t n = a ? json_object_array_length(a) : 0;
+	s->config = calloc(n + 1, sizeof(*s->config));
+	if (!s->config)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *e = json_object_array_get_idx(a, i), *v;
+		kd_config_file *f = &s->config[i];
+		char where[64];
+		s->n_config = i + 1;
+		snprintf(where, sizeof(where), "config[%zu]", i);
+		if (!json_object_is_type(e, json_type_object))
+			return kd_err(err, -EINVAL, "%s: not an object", where);
+		if ((r = dup_string(e, where, "path", true, &f->path, err)) < 0 ||
+		    (r = copy_hex(e, where, "result_sha256", f->result_sha, sizeof(f->result_sha),
+				  err)) < 0 ||
+		    (r = get_strv(e, where, "tables", &f->tables, err)) < 0 ||
+		    (r = get_strv(e, where, "texts", &f->texts, err)) < 0)
+			return r;
+		if (json_object_object_get_ex(e, "base", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    !(f->base = strndup(json_object_get_string(v),
+					(size_t)json_object_get_string_len(v))))
+			return -ENOMEM;
+		if (json_object_object_get_ex(e, "import", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    !(f->import = strdup(json_object_get_string(v))))
+			return -ENOMEM;
+		f->created = json_object_get_boolean(json_object_object_get(e, "created"));
+		f->whole = json_object_get_boolean(json_object_object_get(e, "whole"));
+		f->import_key = json_object_get_boolean(json_object_object_get(e, "import_key"));
+		f->mode = (unsigned)json_object_get_int(json_object_object_get(e, "mode")) & 07777;
+		if (kd_strv_length(f->tables) != kd_strv_length(f->texts))
+			return kd_err(err, -EINVAL, "%s: tables and texts differ in length", where);
+	}
+	if (json_object_object_get_ex(o, "runtime", &rt) &&
+	    json_object_is_type(rt, json_type_object) &&
+	    !(s->runtime_json = strdup(json_object_to_json_string_ext(rt, JSON_C_TO_STRING_PLAIN))))
+		return -ENOMEM;
+	if (json_object_object_get_ex(o, "restart_pending", &rp))
+		s->restart_pending = json_object_get_boolean(rp);
+	return 0;
+}
+
 int kd_state_load(int rootfd, const char *state_dir, kd_state *s, kd_error *err)
 {
 	char path[KD_PATH_MAX];
@@ -185,6 +248,8 @@ int kd_state_load(int rootfd, const char *state_dir, kd_state *s, kd_error *err)
 		if ((r = load_version(sub, "previous", &s->previous, err)) < 0)
 			goto fail;
 	}
+	if ((r = load_config(o, s, err)) < 0)
+		goto fail;
 	sub = NULL;
 	if ((r = kd_json_get_object(o, "", "source", false, &sub, err)) < 0)
 		goto fail;
@@ -240,6 +305,37 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 	json_object_object_add(o, "state_dirs", strv_json(s->state_dirs));
 	json_object_object_add(o, "links", strv_json(s->links));
 	json_object_object_add(o, "config_files", strv_json(s->config_files));
+	if (s->n_config) {
+		struct json_object *a = json_object_new_array();
+		for (size_t i = 0; i < s->n_config; i++) {
+			const kd_config_file *f = &s->config[i];
+			struct json_object *e = json_object_new_object();
+			json_object_object_add(e, "path", json_object_new_string(f->path));
+			json_object_object_add(e, "created", json_object_new_boolean(f->created));
+			json_object_object_add(e, "whole", json_object_new_boolean(f->whole));
+			json_object_object_add(e, "mode", json_object_new_int((int)f->mode));
+			json_object_object_add(e, "result_sha256",
+					       json_object_new_string(f->result_sha));
+			if (f->base)
+				json_object_object_add(e, "base", json_object_new_string(f->base));
+			json_object_object_add(e, "tables", strv_json(f->tables));
+			json_object_object_add(e, "texts", strv_json(f->texts));
+			if (f->import)
+				json_object_object_add(e, "import",
+						       json_object_new_string(f->import));
+			json_object_object_add(e, "import_key",
+					       json_object_new_boolean(f->import_key));
+			json_object_array_add(a, e);
+		}
+		json_object_object_add(o, "config", a);
+	}
+	if (s->runtime_json) {
+		struct json_object *rt = json_tokener_parse(s->runtime_json);
+		if (rt)
+			json_object_object_add(o, "runtime", rt);
+	}
+	if (s->restart_pending)
+		json_object_object_add(o, "restart_pending", json_object_new_boolean(true));
 	if (s->source.path) {
 		struct json_object *src = json_object_new_object();
 		json_object_object_add(src, "path", json_object_new_string(s->source.path));

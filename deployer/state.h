@@ -29,6 +29,24 @@ typedef struct kd_source_stat {
 	char digest[65];
 } kd_source_stat;
 
+/* One runtime config file we changed, with what uninstall needs for a three-way revert
+ * (docs/RUNTIME-CONFIG.md): the bytes before our change, the digest of what we wrote, and each
+ * table / import entry we inserted. */
+typedef struct kd_config_file {
+	char *path;	     /* relative to the root */
+	bool created;	     /* it did not exist: removed on uninstall */
+	bool whole;	     /* every byte is ours (drop-ins, copies): no table-level revert */
+	char *base;	     /* bytes before our change (created: the skeleton we built on) */
+	char result_sha[65]; /* sha256 of the bytes we wrote */
+	unsigned mode;	     /* file mode we wrote with */
+	char **tables;	     /* tables we added, as TOML keys, in the order we added them */
+	char **texts;	     /* the exact text of each table as we wrote it */
+	char *import;	     /* the `imports` entry we added, or NULL */
+	bool import_key;     /* we created the `imports` key itself */
+} kd_config_file;
+
+void kd_config_file_done(kd_config_file *f);
+
 typedef struct kd_state {
 	char *prefix; /* relative to the root, e.g. "opt/kata" */
 	char *phase;  /* "installed" or "uninstalling" */
@@ -40,6 +58,10 @@ typedef struct kd_state {
 	char **config_files; /* runtime config files we changed (the runtime-config step owns them)
 			      */
 	kd_source_stat source;
+	kd_config_file *config; /* the runtime-config step's records (runtime.c) */
+	size_t n_config;
+	char *runtime_json;   /* runtime options and detected flavour, JSON text (runtime.c) */
+	bool restart_pending; /* the runtime must still be restarted to load the config */
 } kd_state;
 
 void kd_state_init(kd_state *s);

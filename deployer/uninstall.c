@@ -11,6 +11,8 @@
 #include "fsroot.h"
 #include "journal.h"
 #include "log.h"
+#include "restart.h"
+#include "runtime.h"
 #include "state.h"
 #include "strv.h"
 
@@ -58,7 +60,38 @@ static int remove_state_dirs(kd_ctx *c, char **chain, kd_error *err)
 	return kd_remove_tree_atomic(c->rootfd, chain[top], err);
 }
 
-int kd_engine_uninstall_locked(kd_ctx *c, bool *ret_changed, kd_error *err)
+/* The runtime configs first, three-way (runtime.c), then the restart that makes the runtime
+ * drop our handlers (kata-containers#11072). restart_pending survives a kill in between. */
+static int revert_configs(kd_ctx *c, kd_state *s, const char *restart, kd_error *err)
+{
+	kd_config_plan p = {0};
+	bool host = kd_root_is_host(c->rootfd);
+	int r = kd_runtime_plan_revert(c->rootfd, s, host, &p, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "revert runtime config");
+	if (kd_runtime_changed(&p) && s->runtime_json && !s->restart_pending) {
+		s->restart_pending = true;
+		if ((r = kd_state_save(c->rootfd, c->state_dir, s, err)) < 0)
+			goto out;
+	}
+	if ((r = kd_runtime_apply_direct(c->rootfd, &p, err)) < 0)
+		goto out;
+	if (s->restart_pending) {
+		if ((r = kd_restart_from_state(c->rootfd, s, restart, host, err)) < 0)
+			goto out;
+		s->restart_pending = false;
+	}
+	for (size_t i = 0; i < s->n_config; i++)
+		kd_config_file_done(&s->config[i]);
+	s->n_config = 0;
+	r = kd_state_save(c->rootfd, c->state_dir, s, err);
+	kd_fault_point("uninstall-config");
+out:
+	kd_config_plan_done(&p);
+	return r;
+}
+
+int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed, kd_error *err)
 {
 	kd_state s;
 	char path[KD_PATH_MAX];
@@ -78,6 +111,8 @@ int kd_engine_uninstall_locked(kd_ctx *c, bool *ret_changed, kd_error *err)
 			goto out;
 		kd_fault_point("uninstall-begin");
 	}
+	if ((s.n_config || s.restart_pending) && (r = revert_configs(c, &s, restart, err)) < 0)
+		goto out;
 	/* Links first, so nothing points into a half-removed tree. */
 	for (size_t i = kd_strv_length(s.links); i-- > 0;) {
 		struct stat st;
@@ -131,7 +166,7 @@ int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, 
 	}
 	if (r >= 0) {
 		bool ch = false;
-		r = kd_engine_uninstall_locked(&c, &ch, err);
+		r = kd_engine_uninstall_locked(&c, o->restart, &ch, err);
 		changed = changed || ch;
 	}
 	if (r >= 0)

@@ -1,0 +1,294 @@
+#include "restart.h"
+
+#include <dlfcn.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsroot.h"
+#include "log.h"
+
+#define SD_DEST "org.freedesktop.systemd1"
+#define SD_PATH "/org/freedesktop/systemd1"
+#define SD_MANAGER "org.freedesktop.systemd1.Manager"
+#define CRIO_PID_FILE "run/crio/crio.pid"
+
+static const char *effective(const char *restart, bool root_is_host)
+{
+	return restart ? restart : root_is_host ? "systemd" : "none";
+}
+
+int kd_restart_validate(const char *restart, kd_error *err)
+{
+	if (!restart || !strcmp(restart, "systemd") || !strcmp(restart, "none") ||
+	    (!strncmp(restart, "command:", 8) && restart[8]))
+		return 0;
+	return kd_err(err, -EINVAL, "--restart '%s': use systemd, none or command:CMD", restart);
+}
+
+static bool crio_reloads(const kd_flavour *f)
+{
+	return f->crio && kd_flavour_at_least(f, 1, 26);
+}
+
+void kd_restart_describe(const char *restart, const kd_flavour *f, bool root_is_host, char *out,
+			 size_t size)
+{
+	const char *r = effective(restart, root_is_host);
+	if (f->id == KD_FLAVOUR_NONE)
+		snprintf(out, size, "none (no runtime configured)");
+	else if (!f->unit[0])
+		snprintf(out, size, "none (%s reloads its drop-ins itself)", f->name);
+	else if (!strcmp(r, "none"))
+		snprintf(out, size, "none (--restart none: restart %s yourself)", f->unit);
+	else if (!strncmp(r, "command:", 8))
+		snprintf(out, size, "run '%s' (KD_UNIT=%s)", r + 8, f->unit);
+	else if (crio_reloads(f))
+		snprintf(out, size, "SIGHUP to CRI-O %d.%d (reloads runtime handlers)", f->major,
+			 f->minor);
+	else
+		snprintf(out, size, "systemd RestartUnit %s", f->unit);
+}
+
+static int run_command(const char *cmd, const kd_flavour *f, kd_error *err)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return kd_err_errno(err, negative_errno(), "fork");
+	if (pid == 0) {
+		setenv("KD_UNIT", f->unit, 1);
+		setenv("KD_FLAVOUR", f->name, 1);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return kd_err(err, -EIO, "restart command '%s' failed (status %d)", cmd,
+			      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	return 0;
+}
+
+/* libsystemd is opened at run time: the engine also runs in images without it, where the
+ * systemd mode then fails with a clear message and command:/none still work. */
+typedef struct sdbus_api {
+	void *dl;
+	int (*open_system)(sd_bus **);
+	int (*new_)(sd_bus **);
+	int (*set_address)(sd_bus *, const char *);
+	int (*start)(sd_bus *);
+	int (*call_method)(sd_bus *, const char *, const char *, const char *, const char *,
+			   sd_bus_error *, sd_bus_message **, const char *, ...);
+	int (*message_read)(sd_bus_message *, const char *, ...);
+	int (*get_property_string)(sd_bus *, const char *, const char *, const char *, const char *,
+				   sd_bus_error *, char **);
+	int (*get_property_trivial)(sd_bus *, const char *, const char *, const char *,
+				    const char *, sd_bus_error *, char, void *);
+	sd_bus_message *(*message_unref)(sd_bus_message *);
+	sd_bus *(*flush_close_unref)(sd_bus *);
+	void (*error_free)(sd_bus_error *);
+} sdbus_api;
+
+static int sdbus_load(sdbus_api *a, kd_error *err)
+{
+	a->dl = dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+	if (!a->dl)
+		return kd_err(err, -ENOPKG,
+			      "--restart systemd needs libsystemd.so.0 (%s); use --restart "
+			      "command:CMD or none",
+			      dlerror());
+#define SYM(field, name)                                                                           \
+	if (!(*(void **)&a->field = dlsym(a->dl, name)))                                           \
+		return kd_err(err, -ENOPKG, "libsystemd.so.0 has no %s", name);
+	SYM(open_system, "sd_bus_open_system")
+	SYM(new_, "sd_bus_new")
+	SYM(set_address, "sd_bus_set_address")
+	SYM(start, "sd_bus_start")
+	SYM(call_method, "sd_bus_call_method")
+	SYM(message_read, "sd_bus_message_read")
+	SYM(get_property_string, "sd_bus_get_property_string")
+	SYM(get_property_trivial, "sd_bus_get_property_trivial")
+	SYM(message_unref, "sd_bus_message_unref")
+	SYM(flush_close_unref, "sd_bus_flush_close_unref")
+	SYM(error_free, "sd_bus_error_free")
+#undef SYM
+	return 0;
+}
+
+/* The host's systemd: the system bus when we run on the host, else its private socket inside
+ * the root (how a node agent with the host root mounted reaches it, kata-deploy.md §1.10). */
+static int sdbus_connect(sdbus_api *a, int rootfd, bool root_is_host, sd_bus **ret, kd_error *err)
+{
+	int r;
+	if (root_is_host) {
+		r = a->open_system(ret);
+		if (r < 0)
+			return kd_err_errno(err, r, "connect to systemd on the system bus");
+		return 0;
+	}
+	char addr[128];
+	snprintf(addr, sizeof(addr), "unix:path=/proc/self/fd/%d/run/systemd/private", rootfd);
+	sd_bus *b = NULL;
+	if ((r = a->new_(&b)) < 0 || (r = a->set_address(b, addr)) < 0 || (r = a->start(b)) < 0) {
+		if (b)
+			a->flush_close_unref(b);
+		return kd_err_errno(err, r, "connect to systemd at <root>/run/systemd/private");
+	}
+	*ret = b;
+	return 0;
+}
+
+static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *m = NULL;
+	const char *job;
+	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "RestartUnit", &e, &m, "ss", unit,
+			       "replace");
+	if (r < 0) {
+		r = kd_err(err, r, "systemd RestartUnit %s: %s", unit,
+			   e.message ? e.message : strerror(-r));
+		a->error_free(&e);
+		return r;
+	}
+	if ((r = a->message_read(m, "o", &job)) < 0) {
+		a->message_unref(m);
+		return kd_err_errno(err, r, "systemd RestartUnit %s: bad reply", unit);
+	}
+	/* The job object exists until the job is done. */
+	time_t end = time(NULL) + KD_RESTART_TIMEOUT_S;
+	for (;;) {
+		char *state = NULL;
+		sd_bus_error e2 = SD_BUS_ERROR_NULL;
+		r = a->get_property_string(b, SD_DEST, job, "org.freedesktop.systemd1.Job", "State",
+					   &e2, &state);
+		a->error_free(&e2);
+		free(state);
+		if (r < 0)
+			break;
+		if (time(NULL) > end) {
+			a->message_unref(m);
+			return kd_err(err, -ETIMEDOUT, "restart of %s did not finish in %d s", unit,
+				      KD_RESTART_TIMEOUT_S);
+		}
+		usleep(100 * 1000);
+	}
+	a->message_unref(m);
+	sd_bus_message *um = NULL;
+	const char *upath;
+	if ((r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &um, "s", unit)) <
+		    0 ||
+	    (r = a->message_read(um, "o", &upath)) < 0) {
+		a->error_free(&e);
+		if (um)
+			a->message_unref(um);
+		return kd_err_errno(err, r, "systemd GetUnit %s", unit);
+	}
+	char *active = NULL;
+	r = a->get_property_string(b, SD_DEST, upath, "org.freedesktop.systemd1.Unit",
+				   "ActiveState", &e, &active);
+	a->message_unref(um);
+	a->error_free(&e);
+	if (r >= 0 && strcmp(active, "active") != 0)
+		r = kd_err(err, -EIO, "%s is '%s' after the restart (journalctl -u %s)", unit,
+			   active, unit);
+	free(active);
+	return r < 0 ? r : 0;
+}
+
+static int crio_pid(sdbus_api *a, sd_bus *b, int rootfd, const char *unit, pid_t *ret)
+{
+	_cleanup_free_ char *data = NULL;
+	size_t len;
+	if (kd_read_file(rootfd, CRIO_PID_FILE, 64, &data, &len, NULL) == 0 && atoi(data) > 1) {
+		*ret = atoi(data);
+		return 0;
+	}
+	if (!b)
+		return -ENOENT;
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *um = NULL;
+	const char *upath;
+	uint32_t pid = 0;
+	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &um, "s", unit);
+	if (r >= 0 && (r = a->message_read(um, "o", &upath)) >= 0)
+		r = a->get_property_trivial(b, SD_DEST, upath, "org.freedesktop.systemd1.Service",
+					    "MainPID", &e, 'u', &pid);
+	if (um)
+		a->message_unref(um);
+	a->error_free(&e);
+	if (r < 0 || pid <= 1)
+		return r < 0 ? r : -ESRCH;
+	*ret = (pid_t)pid;
+	return 0;
+}
+
+int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
+	       kd_error *err)
+{
+	const char *r0 = effective(restart, root_is_host);
+	char what[256];
+	kd_restart_describe(restart, f, root_is_host, what, sizeof(what));
+	if (f->id == KD_FLAVOUR_NONE || !f->unit[0] || !strcmp(r0, "none")) {
+		kd_info("runtime restart: %s", what);
+		return 0;
+	}
+	kd_info("runtime restart: %s", what);
+	if (!strncmp(r0, "command:", 8))
+		return run_command(r0 + 8, f, err);
+	sdbus_api a = {0};
+	sd_bus *b = NULL;
+	int r = sdbus_load(&a, err);
+	if (r >= 0 && crio_reloads(f)) {
+		pid_t pid;
+		kd_error e2 = {0};
+		if (crio_pid(&a, NULL, rootfd, f->unit, &pid) < 0) {
+			if ((r = sdbus_connect(&a, rootfd, root_is_host, &b, &e2)) >= 0)
+				r = crio_pid(&a, b, rootfd, f->unit, &pid);
+		}
+		if (r >= 0 && kill(pid, SIGHUP) < 0)
+			r = kd_err_errno(err, negative_errno(), "SIGHUP to CRI-O (pid %d)", pid);
+		else if (r < 0)
+			r = kd_err(err, r, "cannot find CRI-O's pid (/%s or systemd MainPID)%s%s",
+				   CRIO_PID_FILE, e2.msg[0] ? ": " : "", e2.msg);
+	} else if (r >= 0 && (r = sdbus_connect(&a, rootfd, root_is_host, &b, err)) >= 0) {
+		r = systemd_restart(&a, b, f->unit, err);
+	}
+	if (b)
+		a.flush_close_unref(b);
+	if (a.dl)
+		dlclose(a.dl);
+	return r < 0 ? kd_err_wrap(err, r, "restart %s", f->name) : 0;
+}
+
+int kd_restart_from_state(int rootfd, const kd_state *s, const char *restart_override,
+			  bool root_is_host, kd_error *err)
+{
+	kd_flavour f = {.major = -1};
+	struct json_object *j = s->runtime_json ? json_tokener_parse(s->runtime_json) : NULL, *v;
+	if (!j)
+		return 0;
+	const char *restart = restart_override;
+	static char saved[512];
+	if (!restart && json_object_object_get_ex(j, "restart", &v)) {
+		snprintf(saved, sizeof(saved), "%s", json_object_get_string(v));
+		restart = saved;
+	}
+	if (json_object_object_get_ex(j, "flavour", &v))
+		snprintf(f.name, sizeof(f.name), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(j, "unit", &v))
+		snprintf(f.unit, sizeof(f.unit), "%s", json_object_get_string(v));
+	f.crio = json_object_get_boolean(json_object_object_get(j, "crio"));
+	f.major = json_object_get_int(json_object_object_get(j, "major"));
+	f.minor = json_object_get_int(json_object_object_get(j, "minor"));
+	f.id = f.crio ? KD_FLAVOUR_CRIO : KD_FLAVOUR_CONTAINERD;
+	json_object_put(j);
+	return kd_restart(rootfd, restart, &f, root_is_host, err);
+}

@@ -1,0 +1,25 @@
+/* Making the runtime load its new config, as --restart says: "systemd" (containerd and CRI-O
+ * < 1.26: RestartUnit through systemd's D-Bus API; CRI-O >= 1.26: SIGHUP, which reloads its
+ * handlers), "none", or "command:CMD". containerd never gets a signal: SIGHUP makes 2.x exit
+ * (containerd#13285). k0s reloads containerd.d by itself. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "flavour.h"
+#include "state.h"
+
+#define KD_RESTART_TIMEOUT_S 300
+
+/* "systemd", "none" or "command:CMD"; NULL means systemd when the root is "/", else none. */
+int kd_restart_validate(const char *restart, kd_error *err);
+int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
+	       kd_error *err);
+/* What kd_restart would do, in words. */
+void kd_restart_describe(const char *restart, const kd_flavour *f, bool root_is_host, char *out,
+			 size_t size);
+/* Restart with the flavour and option recorded in the state (uninstall, rollback). */
+int kd_restart_from_state(int rootfd, const kd_state *s, const char *restart_override,
+			  bool root_is_host, kd_error *err);

@@ -1,0 +1,1107 @@
+#include "runtime.h"
+
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "crio.h"
+#include "digest.h"
+#include "fsroot.h"
+#include "kataconfig.h"
+#include "log.h"
+#include "strv.h"
+
+#define CONFIG_MAX_SIZE KD_TOML_MAX_SIZE
+#define MAX_CHANGES 256
+#define MAX_TABLE_PARTS 16
+#define LOADER_OUTPUT_MAX (4u << 20)
+#define MIRROR_DEPTH_MAX 4
+
+/* ---- options <-> JSON ------------------------------------------------------------------ */
+
+#define OPT_FIELDS(X)                                                                              \
+	X(runtime)                                                                                 \
+	X(runtime_version)                                                                         \
+	X(runtime_binary)                                                                          \
+	X(distribution)                                                                            \
+	X(config_path)                                                                             \
+	X(restart)                                                                                 \
+	X(suffix)                                                                                  \
+	X(agent_https_proxy)                                                                       \
+	X(agent_no_proxy)                                                                          \
+	X(allowed_hypervisor_annotations)                                                          \
+	X(snapshotter_handler_mapping)                                                             \
+	X(default_shim)
+
+static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
+{
+	struct json_object *j = json_object_new_object();
+#define ADD(name)                                                                                  \
+	if (o->name)                                                                               \
+		json_object_object_add(j, #name, json_object_new_string(o->name));
+	OPT_FIELDS(ADD)
+#undef ADD
+	json_object_object_add(j, "debug", json_object_new_boolean(o->debug));
+	json_object_object_add(j, "flavour", json_object_new_string(f->name));
+	json_object_object_add(j, "unit", json_object_new_string(f->unit));
+	json_object_object_add(j, "crio", json_object_new_boolean(f->crio));
+	json_object_object_add(j, "major", json_object_new_int(f->major));
+	json_object_object_add(j, "minor", json_object_new_int(f->minor));
+	char *s = strdup(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN));
+	json_object_put(j);
+	return s;
+}
+
+int kd_runtime_opts_from_json(const char *json, kd_runtime_opts *ret, char ***ret_storage,
+			      kd_error *err)
+{
+	kd_runtime_opts o = {0};
+	struct json_object *j = json ? json_tokener_parse(json) : NULL, *v;
+	char **store = calloc(1, sizeof(char *));
+	if (!store) {
+		json_object_put(j);
+		return -ENOMEM;
+	}
+	if (json && !j) {
+		free(store);
+		return kd_err(err, -EINVAL, "state: runtime options are not JSON");
+	}
+#define GET(name)                                                                                  \
+	if (j && json_object_object_get_ex(j, #name, &v) &&                                        \
+	    json_object_is_type(v, json_type_string)) {                                            \
+		kd_strv_push(&store, json_object_get_string(v));                                   \
+		o.name = store[kd_strv_length(store) - 1];                                         \
+	}
+	OPT_FIELDS(GET)
+#undef GET
+	o.debug = j && json_object_get_boolean(json_object_object_get(j, "debug"));
+	json_object_put(j);
+	*ret = o;
+	*ret_storage = store;
+	return 0;
+}
+
+/* ---- small helpers --------------------------------------------------------------------- */
+
+static void sha_of(const char *data, size_t len, char out[65])
+{
+	kd_sha256_buf(data ? data : "", data ? len : 0, out);
+}
+
+static int read_opt(int rootfd, const char *path, char **ret, size_t *ret_len, kd_error *err)
+{
+	*ret = NULL;
+	*ret_len = 0;
+	int r = kd_read_file(rootfd, path, CONFIG_MAX_SIZE, ret, ret_len, err);
+	if (r == -ENOENT) {
+		kd_err_clear(err);
+		return 0;
+	}
+	return r < 0 ? kd_err_wrap(err, r, "read /%s", path) : 1;
+}
+
+static const kd_config_file *find_record(const kd_state *s, const char *path)
+{
+	for (size_t i = 0; s && i < s->n_config; i++)
+		if (!strcmp(s->config[i].path, path))
+			return &s->config[i];
+	return NULL;
+}
+
+static int parse_named(const char *path, const char *text, size_t len, kd_toml_doc **ret,
+		       kd_error *err)
+{
+	char name[KD_PATH_MAX];
+	snprintf(name, sizeof(name), "/%s", path);
+	return kd_toml_parse(name, text, len, ret, err);
+}
+
+/* ---- three-way revert of one file, in memory -------------------------------------------- */
+
+typedef enum revert_result {
+	REVERT_SAME = 0, /* nothing of ours is left: no change */
+	REVERT_TEXT,	 /* *ret_text is the file without our parts */
+	REVERT_DELETE,	 /* remove the file */
+	REVERT_LEAVE,	 /* our own tables were edited: leave the file */
+} revert_result;
+
+static int revert_text(const kd_config_file *rec, const char *cur, size_t cur_len, char **ret_text,
+		       size_t *ret_len, char *why, size_t why_size, kd_error *err)
+{
+	char sha[65];
+	*ret_text = NULL;
+	why[0] = '\0';
+	if (!cur)
+		return REVERT_SAME;
+	sha_of(cur, cur_len, sha);
+	if (!strcmp(sha, rec->result_sha)) {
+		if (rec->created)
+			return REVERT_DELETE;
+		*ret_text = strdup(rec->base ? rec->base : "");
+		*ret_len = rec->base ? strlen(rec->base) : 0;
+		return *ret_text ? REVERT_TEXT : -ENOMEM;
+	}
+	if (rec->whole) {
+		snprintf(
+			why, why_size,
+			"/%s was changed since kata-deploy wrote it; leaving it: remove it by hand "
+			"if nothing needs it",
+			rec->path);
+		return REVERT_LEAVE;
+	}
+	_cleanup_toml_ kd_toml_doc *doc = NULL;
+	kd_error e2 = {0};
+	if (parse_named(rec->path, cur, cur_len, &doc, &e2) < 0) {
+		snprintf(why, why_size,
+			 "/%s was changed since kata-deploy wrote it and is no longer valid TOML "
+			 "(%s); leaving it: remove the kata handlers by hand",
+			 rec->path, e2.msg);
+		return REVERT_LEAVE;
+	}
+	bool removed = false;
+	char buf[1024], manual[2048] = "";
+	const char *parts[MAX_TABLE_PARTS];
+	/* First check every table, so that we change nothing if one was edited. */
+	for (size_t i = 0; rec->tables && rec->tables[i]; i++) {
+		int n = kd_toml_key_split(rec->tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
+		size_t s, e, tl;
+		if (n <= 0)
+			return kd_err(err, -EINVAL, "state: bad table key '%s'", rec->tables[i]);
+		if (kd_toml_table_range(doc, parts, (size_t)n, &s, &e) < 0)
+			continue;
+		const char *txt = kd_toml_text(doc, &tl);
+		if (e - s != strlen(rec->texts[i]) || memcmp(txt + s, rec->texts[i], e - s) != 0) {
+			size_t ml = strlen(manual);
+			snprintf(manual + ml, sizeof(manual) - ml, "%s[%s]", ml ? ", " : "",
+				 rec->tables[i]);
+		}
+	}
+	if (manual[0]) {
+		snprintf(why, why_size,
+			 "/%s: the kata-deploy tables were edited since install; leaving the file "
+			 "as it is: remove %s by hand",
+			 rec->path, manual);
+		return REVERT_LEAVE;
+	}
+	for (size_t i = kd_strv_length(rec->tables); i-- > 0;) {
+		int n = kd_toml_key_split(rec->tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
+		int r = kd_toml_remove_table(doc, parts, (size_t)n, err);
+		if (r == -ENOENT) {
+			kd_err_clear(err);
+			continue;
+		}
+		if (r < 0)
+			return kd_err_wrap(err, r, "/%s: remove [%s]", rec->path, rec->tables[i]);
+		removed = true;
+	}
+	if (rec->import) {
+		int version;
+		_cleanup_strv_ char **imports = NULL;
+		int r = kd_containerd_root_info(doc, rec->path, &version, &imports, err);
+		if (r < 0)
+			return r;
+		if (kd_strv_find(imports, rec->import)) {
+			_cleanup_strv_ char **keep = calloc(1, sizeof(char *));
+			for (size_t i = 0; keep && imports[i]; i++)
+				if (strcmp(imports[i], rec->import) &&
+				    kd_strv_push(&keep, imports[i]) < 0)
+					return -ENOMEM;
+			if (!keep)
+				return -ENOMEM;
+			if (!keep[0] && rec->import_key)
+				r = kd_toml_remove_key(doc, NULL, 0, "imports", err);
+			else
+				r = kd_toml_set_strings(doc, NULL, 0, "imports",
+							(const char *const *)keep,
+							kd_strv_length(keep), err);
+			if (r < 0)
+				return kd_err_wrap(err, r, "/%s: remove our imports entry",
+						   rec->path);
+			removed = true;
+		}
+	}
+	if (!removed)
+		return REVERT_SAME;
+	size_t len;
+	const char *t = kd_toml_text(doc, &len);
+	if (rec->created && rec->base && len == strlen(rec->base) && !memcmp(t, rec->base, len))
+		return REVERT_DELETE;
+	snprintf(why, why_size,
+		 "/%s was changed since kata-deploy wrote it: removing only the kata-deploy "
+		 "tables%s and keeping the other changes",
+		 rec->path, rec->import ? " and imports entry" : "");
+	*ret_text = strndup(t, len);
+	*ret_len = len;
+	return *ret_text ? REVERT_TEXT : -ENOMEM;
+}
+
+/* ---- building the plan ----------------------------------------------------------------- */
+
+static void change_free(kd_change *c)
+{
+	free(c->old);
+	free(c->new_text);
+	kd_config_file_done(&c->rec);
+}
+
+void kd_config_plan_done(kd_config_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		change_free(&p->changes[i]);
+	free(p->changes);
+	kd_strv_free(p->dirs);
+	free(p->opts_json);
+	memset(p, 0, sizeof(*p));
+}
+
+static kd_change *plan_add(kd_config_plan *p, const char *path, kd_error *err)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (!strcmp(p->changes[i].path, path))
+			return &p->changes[i];
+	if (p->n >= MAX_CHANGES) {
+		kd_err(err, -E2BIG, "more than %d runtime config files", MAX_CHANGES);
+		return NULL;
+	}
+	kd_change *v = realloc(p->changes, (p->n + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	p->changes = v;
+	kd_change *c = &v[p->n++];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->mode = 0644;
+	return c;
+}
+
+/* Read the current bytes and compute the base our new content builds on: the current bytes
+ * without what an earlier run of ours added (three-way, as uninstall would). */
+static int load_base(kd_config_plan *p, int rootfd, const kd_state *prev, const char *path,
+		     bool must_be_ours, kd_change **ret_c, char **ret_base, size_t *ret_blen,
+		     kd_error *err)
+{
+	kd_change *c = plan_add(p, path, err);
+	if (!c)
+		return -ENOMEM;
+	int r;
+	if (!c->old) {
+		if ((r = read_opt(rootfd, path, &c->old, &c->old_len, err)) < 0)
+			return r;
+		struct stat st;
+		if (c->old && kd_lstat(rootfd, path, &st, NULL) == 0)
+			c->mode = st.st_mode & 07777;
+	}
+	const kd_config_file *rec = find_record(prev, path);
+	c->rec.created = rec ? rec->created : !c->old;
+	*ret_c = c;
+	*ret_base = NULL;
+	*ret_blen = 0;
+	if (!rec) {
+		if (c->old && must_be_ours)
+			return kd_err(err, -EEXIST,
+				      "/%s exists and was not written by kata-deploy; move it away "
+				      "or use --suffix",
+				      path);
+		if (c->old && !(*ret_base = strndup(c->old, c->old_len)))
+			return -ENOMEM;
+		*ret_blen = c->old ? c->old_len : 0;
+		return 0;
+	}
+	char why[2048];
+	r = revert_text(rec, c->old, c->old_len, ret_base, ret_blen, why, sizeof(why), err);
+	if (r < 0)
+		return r;
+	if (r == REVERT_LEAVE)
+		return kd_err(err, -EBUSY, "cannot update: %s", why);
+	if (r == REVERT_SAME && c->old) {
+		*ret_base = strndup(c->old, c->old_len);
+		*ret_blen = c->old_len;
+	}
+	if (why[0])
+		kd_warn("%s", why);
+	return 0;
+}
+
+static int finish_record(kd_change *c, const char *base, kd_toml_doc *doc, char **tables,
+			 bool created, bool whole, kd_error *err)
+{
+	size_t len;
+	const char *t = kd_toml_text(doc, &len);
+	c->new_text = strndup(t, len);
+	c->new_len = len;
+	c->has_record = true;
+	c->rec.path = strdup(c->path);
+	c->rec.created = c->rec.created || created;
+	c->rec.whole = whole;
+	c->rec.base = base ? strdup(base) : NULL;
+	c->rec.mode = c->mode;
+	c->rec.texts = calloc(1, sizeof(char *));
+	if (!c->new_text || !c->rec.path || !c->rec.texts || (base && !c->rec.base))
+		return -ENOMEM;
+	sha_of(c->new_text, c->new_len, c->rec.result_sha);
+	c->rec.tables = kd_strv_copy(tables);
+	if (!c->rec.tables)
+		return -ENOMEM;
+	char buf[1024];
+	const char *parts[MAX_TABLE_PARTS];
+	for (size_t i = 0; tables && tables[i]; i++) {
+		int n = kd_toml_key_split(tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
+		size_t s, e;
+		if (n <= 0 || kd_toml_table_range(doc, parts, (size_t)n, &s, &e) < 0)
+			return kd_err(err, -EIO, "/%s: table [%s] vanished", c->path, tables[i]);
+		_cleanup_free_ char *txt = strndup(t + s, e - s);
+		if (!txt || kd_strv_push(&c->rec.texts, txt) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A file that is ours from the first byte to the last. */
+static int whole_file(kd_config_plan *p, int rootfd, const kd_state *prev, const char *path,
+		      const char *text, kd_error *err)
+{
+	kd_change *c;
+	_cleanup_free_ char *base = NULL;
+	size_t blen;
+	int r = load_base(p, rootfd, prev, path, true, &c, &base, &blen, err);
+	if (r < 0)
+		return r;
+	c->new_text = strdup(text);
+	c->new_len = strlen(text);
+	c->has_record = true;
+	c->rec.path = strdup(path);
+	c->rec.created = true;
+	c->rec.whole = true;
+	c->rec.mode = c->mode;
+	c->rec.tables = calloc(1, sizeof(char *));
+	c->rec.texts = calloc(1, sizeof(char *));
+	if (!c->new_text || !c->rec.path || !c->rec.tables || !c->rec.texts)
+		return -ENOMEM;
+	sha_of(c->new_text, c->new_len, c->rec.result_sha);
+	return 0;
+}
+
+static int parse_snapshotters(const char *spec, const char *shim, char *out, size_t size,
+			      char *const *shims, kd_error *err)
+{
+	out[0] = '\0';
+	_cleanup_strv_ char **items = spec ? kd_strv_split(spec, ',') : NULL;
+	for (size_t i = 0; items && items[i]; i++) {
+		char *c = strchr(items[i], ':');
+		if (!c || c == items[i] || !c[1])
+			return kd_err(err, -EINVAL,
+				      "--snapshotter-handler-mapping: '%s' is not shim:snapshotter",
+				      items[i]);
+		*c = '\0';
+		if (!kd_strv_find(shims, items[i]))
+			return kd_err(err, -EINVAL,
+				      "--snapshotter-handler-mapping: shim '%s' is not enabled",
+				      items[i]);
+		if (!strcmp(items[i], shim))
+			snprintf(out, size, "%s", c + 1);
+	}
+	return 0;
+}
+
+static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
+			  kd_handler **ret, size_t *ret_n, kd_error *err)
+{
+	size_t n = kd_strv_length(in->shims);
+	kd_handler *h = calloc(n ? n : 1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	char prefix[KD_PATH_MAX];
+	snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
+	for (size_t i = 0; i < n; i++) {
+		const char *shim = in->shims[i];
+		snprintf(h[i].shim, sizeof(h[i].shim), "%s", shim);
+		if (o->suffix && *o->suffix)
+			snprintf(h[i].name, sizeof(h[i].name), "kata-%s-%s", shim, o->suffix);
+		else
+			snprintf(h[i].name, sizeof(h[i].name), "kata-%s", shim);
+		kd_kata_paths(prefix, shim, h[i].runtime_path, sizeof(h[i].runtime_path),
+			      h[i].config_path, sizeof(h[i].config_path));
+		int r = parse_snapshotters(o->snapshotter_handler_mapping, shim, h[i].snapshotter,
+					   sizeof(h[i].snapshotter), in->shims, err);
+		if (r < 0) {
+			free(h);
+			return r;
+		}
+		if (h[i].snapshotter[0] && f->crio) {
+			kd_warn("CRI-O has no per-handler snapshotter; ignoring the mapping of '%s'",
+				shim);
+			h[i].snapshotter[0] = '\0';
+		}
+		if (h[i].snapshotter[0] && f->major == 1 && f->minor < 7) {
+			free(h);
+			return kd_err(err, -EINVAL,
+				      "a snapshotter per runtime handler needs containerd 1.7 or "
+				      "newer (this is %d.%d)",
+				      f->major, f->minor);
+		}
+	}
+	*ret = h;
+	*ret_n = n;
+	return 0;
+}
+
+static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const kd_runtime_opts *o,
+			   const kd_handler *h, size_t n, kd_error *err)
+{
+	kd_ctd_plan *cp = &p->ctd;
+	int r = kd_containerd_strategy(in->rootfd, &p->flavour, o->suffix, cp, err);
+	if (r < 0)
+		return r;
+	const kd_config_file *mrec = find_record(in->prev, cp->main);
+	if (mrec && mrec->created && mrec->base && p->flavour.id == KD_FLAVOUR_CONTAINERD) {
+		/* The root config is the minimal one we made: it stays ours, whatever the
+		 * strategy for a config we found would be. */
+		_cleanup_toml_ kd_toml_doc *sk = NULL;
+		_cleanup_strv_ char **imp = NULL;
+		if ((r = parse_named(cp->main, mrec->base, strlen(mrec->base), &sk, err)) < 0 ||
+		    (r = kd_containerd_root_info(sk, cp->main, &cp->version, &imp, err)) < 0)
+			return r;
+		cp->strategy = KD_CTD_CREATE_MAIN;
+		cp->import_entry[0] = '\0';
+		snprintf(cp->target, sizeof(cp->target), "%s", cp->main);
+		snprintf(cp->why, sizeof(cp->why), "/%s is the minimal config kata-deploy created",
+			 cp->main);
+	}
+	kd_info("containerd config: %s", cp->why);
+	kd_change *c;
+	_cleanup_free_ char *base = NULL;
+	size_t blen;
+	_cleanup_strv_ char **tables = calloc(1, sizeof(char *));
+	_cleanup_toml_ kd_toml_doc *doc = NULL, *main_doc = NULL;
+	if (!tables)
+		return -ENOMEM;
+	bool own_file = cp->strategy != KD_CTD_INPLACE;
+	if ((r = load_base(p, in->rootfd, in->prev, cp->target,
+			   cp->strategy == KD_CTD_DROPIN || cp->strategy == KD_CTD_DROPIN_IMPORT ||
+				   cp->strategy == KD_CTD_TEMPLATE,
+			   &c, &base, &blen, err)) < 0)
+		return r;
+	/* Files we create build on a skeleton (or on what is left of our earlier file, so an
+	 * admin's additions survive); an in-place edit builds on the current file. */
+	const char *skel = cp->strategy == KD_CTD_TEMPLATE  ? ""
+			   : cp->strategy == KD_CTD_INPLACE ? NULL
+							    : kd_containerd_skeleton(cp->version);
+	const char *start = base ? base : skel ? skel : "";
+	size_t slen = base ? blen : strlen(start);
+	if ((r = parse_named(cp->target, start, slen, &doc, err)) < 0)
+		return r;
+	/* runc's options come from the file the daemon reads them from: the main config. */
+	const kd_toml_doc *inherit = doc;
+	if (cp->strategy == KD_CTD_DROPIN || cp->strategy == KD_CTD_DROPIN_IMPORT ||
+	    cp->strategy == KD_CTD_TEMPLATE) {
+		_cleanup_free_ char *mt = NULL;
+		size_t ml;
+		if ((r = read_opt(in->rootfd, cp->main, &mt, &ml, err)) < 0)
+			return r;
+		if (mt && (r = parse_named(cp->main, mt, ml, &main_doc, err)) < 0)
+			return r;
+		inherit = main_doc;
+	}
+	int schema = cp->version;
+	if (cp->strategy == KD_CTD_TEMPLATE && main_doc) {
+		_cleanup_strv_ char **imp = NULL;
+		if ((r = kd_containerd_root_info(main_doc, cp->main, &schema, &imp, err)) < 0)
+			return r;
+	}
+	if ((r = kd_containerd_add_handlers(doc, schema, h, n, inherit,
+					    o->debug && cp->strategy != KD_CTD_TEMPLATE, &tables,
+					    err)) < 0)
+		return kd_err_wrap(err, r, "/%s", cp->target);
+	if (cp->strategy == KD_CTD_TEMPLATE) {
+		size_t tl;
+		const char *t = kd_toml_text(doc, &tl);
+		size_t bl = strlen(KD_K3S_TEMPLATE_BASE);
+		c->new_text = malloc(bl + tl + 2);
+		if (!c->new_text)
+			return -ENOMEM;
+		memcpy(c->new_text, KD_K3S_TEMPLATE_BASE, bl);
+		memcpy(c->new_text + bl, t, tl);
+		c->new_len = bl + tl;
+		c->new_text[c->new_len] = '\0';
+		c->has_record = true;
+		c->rec.path = strdup(c->path);
+		c->rec.created = c->rec.whole = true;
+		c->rec.mode = c->mode;
+		c->rec.tables = calloc(1, sizeof(char *));
+		c->rec.texts = calloc(1, sizeof(char *));
+		if (!c->rec.path || !c->rec.tables || !c->rec.texts)
+			return -ENOMEM;
+		sha_of(c->new_text, c->new_len, c->rec.result_sha);
+	} else if ((r = finish_record(c, c->rec.created ? skel : base, doc, tables, own_file, false,
+				      err)) < 0) {
+		return r;
+	}
+
+	if (cp->strategy == KD_CTD_DROPIN_IMPORT) {
+		kd_change *m;
+		_cleanup_free_ char *mbase = NULL;
+		size_t mblen;
+		_cleanup_toml_ kd_toml_doc *md = NULL;
+		_cleanup_strv_ char **imports = NULL, **none = calloc(1, sizeof(char *));
+		int v;
+		if ((r = load_base(p, in->rootfd, in->prev, cp->main, false, &m, &mbase, &mblen,
+				   err)) < 0 ||
+		    (r = parse_named(cp->main, mbase ? mbase : "", mbase ? mblen : 0, &md, err)) <
+			    0 ||
+		    (r = kd_containerd_root_info(md, cp->main, &v, &imports, err)) < 0)
+			return r;
+		bool had_key = kd_toml_get(kd_toml_root(md), "imports") != NULL;
+		if (!kd_strv_find(imports, cp->import_entry)) {
+			if (kd_strv_push(&imports, cp->import_entry) < 0)
+				return -ENOMEM;
+			if ((r = kd_toml_set_strings(md, NULL, 0, "imports",
+						     (const char *const *)imports,
+						     kd_strv_length(imports), err)) < 0)
+				return kd_err_wrap(err, r, "/%s", cp->main);
+		}
+		if ((r = finish_record(m, mbase ? mbase : "", md, none, false, false, err)) < 0)
+			return r;
+		m->rec.import = strdup(cp->import_entry);
+		m->rec.import_key = !had_key;
+		if (!m->rec.import)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Missing directories for a new file, outermost first. */
+static int plan_dirs(kd_config_plan *p, int rootfd, const char *path)
+{
+	char buf[KD_PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	char *slash = strrchr(buf, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	for (char *s = buf;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char saved = *s;
+		*s = '\0';
+		struct stat st;
+		if (kd_lstat(rootfd, buf, &st, NULL) == -ENOENT && !kd_strv_find(p->dirs, buf) &&
+		    kd_strv_push(&p->dirs, buf) < 0)
+			return -ENOMEM;
+		if (!saved)
+			return 0;
+		*s = saved;
+	}
+}
+
+/* Records of earlier runs that this run no longer writes: revert them. */
+static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, kd_error *err)
+{
+	for (size_t i = 0; prev && i < prev->n_config; i++) {
+		const kd_config_file *rec = &prev->config[i];
+		bool wanted = false;
+		for (size_t k = 0; k < p->n; k++)
+			wanted = wanted || !strcmp(p->changes[k].path, rec->path);
+		if (wanted)
+			continue;
+		kd_change *c = plan_add(p, rec->path, err);
+		if (!c)
+			return -ENOMEM;
+		int r = read_opt(rootfd, rec->path, &c->old, &c->old_len, err);
+		if (r < 0)
+			return r;
+		struct stat st;
+		if (c->old && kd_lstat(rootfd, rec->path, &st, NULL) == 0)
+			c->mode = st.st_mode & 07777;
+		char why[2048];
+		r = revert_text(rec, c->old, c->old_len, &c->new_text, &c->new_len, why,
+				sizeof(why), err);
+		if (r < 0)
+			return r;
+		if (why[0])
+			kd_warn("%s", why);
+		if (r == REVERT_SAME || r == REVERT_LEAVE) {
+			/* unchanged: new = old */
+			free(c->new_text);
+			c->new_text = c->old ? strndup(c->old, c->old_len) : NULL;
+			c->new_len = c->old_len;
+		}
+	}
+	return 0;
+}
+
+int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_config_plan *ret,
+		    kd_error *err)
+{
+	kd_config_plan p = {.root_is_host = in->root_is_host};
+	_cleanup_free_ kd_handler *h = NULL;
+	size_t n = 0;
+	kd_flavour_opts fo = {.runtime = o->runtime,
+			      .runtime_version = o->runtime_version,
+			      .distribution = o->distribution,
+			      .config_path = o->config_path,
+			      .binary = o->runtime_binary,
+			      .root_is_host = in->root_is_host};
+	int r = kd_flavour_detect(in->rootfd, &fo, &p.flavour, err);
+	if (r < 0)
+		return r;
+	p.dirs = calloc(1, sizeof(char *));
+	if (!p.dirs)
+		return -ENOMEM;
+	if (o->default_shim && !kd_strv_find(in->shims, o->default_shim)) {
+		r = kd_err(err, -EINVAL, "--default-shim '%s' is not one of the enabled shims",
+			   o->default_shim);
+		goto fail;
+	}
+	if (o->suffix && *o->suffix) {
+		for (const char *s = o->suffix; *s; s++)
+			if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-')) {
+				r = kd_err(err, -EINVAL,
+					   "--suffix '%s': only a-z, 0-9 and '-' (it becomes part "
+					   "of handler and file names)",
+					   o->suffix);
+				goto fail;
+			}
+	}
+	if (p.flavour.id == KD_FLAVOUR_NONE) {
+		kd_info("no container runtime found on this root: runtime configuration skipped");
+	} else {
+		kd_kata_opts ko = {.debug = o->debug,
+				   .https_proxy = o->agent_https_proxy,
+				   .no_proxy = o->agent_no_proxy,
+				   .annotations = o->allowed_hypervisor_annotations};
+		char prefix[KD_PATH_MAX];
+		snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
+		ko.prefix = prefix;
+		if ((r = kd_kata_validate(&ko, in->shims, err)) < 0 ||
+		    (r = build_handlers(in, o, &p.flavour, &h, &n, err)) < 0)
+			goto fail;
+		/* Kata's per-shim configuration first: the CRI points at it. */
+		for (size_t i = 0; i < n; i++) {
+			kd_kata_file files[KD_KATA_MAX_FILES];
+			size_t nf = 0;
+			if ((r = kd_kata_render(in->treefd, in->shims[i], &ko, files, &nf, err)) <
+			    0)
+				goto fail;
+			for (size_t k = 0; k < nf && r >= 0; k++)
+				r = whole_file(&p, in->rootfd, in->prev, files[k].path,
+					       files[k].text, err);
+			kd_kata_files_free(files, nf);
+			if (r < 0)
+				goto fail;
+		}
+		if (p.flavour.crio) {
+			char path[KD_PATH_MAX];
+			_cleanup_free_ char *text = NULL;
+			_cleanup_strv_ char **tables = calloc(1, sizeof(char *));
+			kd_crio_dropin_path(o->suffix, path, sizeof(path));
+			if (!tables) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			if ((r = kd_crio_render(h, n, o->debug, &text, &tables, err)) < 0 ||
+			    (r = whole_file(&p, in->rootfd, in->prev, path, text, err)) < 0)
+				goto fail;
+		} else if ((r = plan_containerd(&p, in, o, h, n, err)) < 0) {
+			goto fail;
+		}
+	}
+	if ((r = plan_stale(&p, in->rootfd, in->prev, err)) < 0)
+		goto fail;
+	for (size_t i = 0; i < p.n; i++)
+		if (p.changes[i].new_text && !p.changes[i].old &&
+		    (r = plan_dirs(&p, in->rootfd, p.changes[i].path)) < 0)
+			goto fail;
+	p.opts_json = opts_to_json(o, &p.flavour);
+	if (!p.opts_json) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	*ret = p;
+	return 0;
+fail:
+	kd_config_plan_done(&p);
+	return r;
+}
+
+int kd_runtime_plan_revert(int rootfd, const kd_state *s, bool root_is_host, kd_config_plan *ret,
+			   kd_error *err)
+{
+	kd_config_plan p = {.root_is_host = root_is_host};
+	int r = plan_stale(&p, rootfd, s, err);
+	if (r < 0) {
+		kd_config_plan_done(&p);
+		return r;
+	}
+	*ret = p;
+	return 0;
+}
+
+bool kd_runtime_changed(const kd_config_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		const kd_change *c = &p->changes[i];
+		if (!c->old != !c->new_text)
+			return true;
+		if (c->old && (c->old_len != c->new_len || memcmp(c->old, c->new_text, c->new_len)))
+			return true;
+	}
+	return false;
+}
+
+static bool change_is_noop(const kd_change *c)
+{
+	if (!c->old && !c->new_text)
+		return true;
+	return c->old && c->new_text && c->old_len == c->new_len &&
+	       !memcmp(c->old, c->new_text, c->new_len);
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static const kd_change *change_for(const kd_config_plan *p, const char *path)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (!strcmp(p->changes[i].path, path))
+			return &p->changes[i];
+	return NULL;
+}
+
+/* The text containerd would read at path after the change (NULL: absent). */
+static int text_after(int rootfd, const kd_config_plan *p, const char *path, char **ret,
+		      size_t *ret_len, kd_error *err)
+{
+	const kd_change *c = change_for(p, path);
+	if (c) {
+		*ret = c->new_text ? strndup(c->new_text, c->new_len) : NULL;
+		*ret_len = c->new_len;
+		return c->new_text && !*ret ? -ENOMEM : 0;
+	}
+	return read_opt(rootfd, path, ret, ret_len, err);
+}
+
+/* Copy path (after the change) into tmp/<path>, with absolute imports pointed into tmp, and
+ * the files those imports match (on the root, and among our new files) as well. */
+static int mirror(int rootfd, const kd_config_plan *p, const char *tmp, const char *path,
+		  const char *override, int depth, kd_error *err)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len = 0;
+	int r;
+	if (override) {
+		if (!(text = strdup(override)))
+			return -ENOMEM;
+		len = strlen(text);
+	} else if ((r = text_after(rootfd, p, path, &text, &len, err)) < 0) {
+		return r;
+	}
+	if (!text)
+		return 0;
+	_cleanup_toml_ kd_toml_doc *doc = NULL;
+	_cleanup_strv_ char **imports = NULL, **moved = calloc(1, sizeof(char *));
+	int v;
+	if ((r = parse_named(path, text, len, &doc, err)) < 0 ||
+	    (r = kd_containerd_root_info(doc, path, &v, &imports, err)) < 0)
+		return r;
+	char dir[KD_PATH_MAX], abs[KD_PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *sl = strrchr(dir, '/');
+	if (sl)
+		*sl = '\0';
+	else
+		dir[0] = '\0';
+	for (size_t i = 0; imports[i] && moved; i++) {
+		if (imports[i][0] == '/')
+			snprintf(abs, sizeof(abs), "%s", imports[i]);
+		else
+			snprintf(abs, sizeof(abs), "/%s/%s", dir, imports[i]);
+		char m[KD_PATH_MAX];
+		snprintf(m, sizeof(m), "%s%s", tmp, abs);
+		kd_strv_push(&moved, imports[i][0] == '/' ? m : imports[i]);
+		if (depth >= MIRROR_DEPTH_MAX)
+			continue;
+		char pat[KD_PATH_MAX];
+		int pfx = snprintf(pat, sizeof(pat), "/proc/self/fd/%d", rootfd);
+		snprintf(pat + pfx, sizeof(pat) - (size_t)pfx, "%s", abs);
+		glob_t g;
+		if (glob(pat, 0, NULL, &g) == 0) {
+			for (size_t k = 0; k < g.gl_pathc; k++)
+				if ((r = mirror(rootfd, p, tmp, g.gl_pathv[k] + pfx + 1, NULL,
+						depth + 1, err)) < 0) {
+					globfree(&g);
+					return r;
+				}
+			globfree(&g);
+		}
+		for (size_t k = 0; k < p->n; k++) {
+			char cabs[KD_PATH_MAX];
+			snprintf(cabs, sizeof(cabs), "/%s", p->changes[k].path);
+			if (p->changes[k].new_text && fnmatch(abs, cabs, FNM_PATHNAME) == 0 &&
+			    (r = mirror(rootfd, p, tmp, p->changes[k].path, NULL, depth + 1, err)) <
+				    0)
+				return r;
+		}
+	}
+	if (!moved)
+		return -ENOMEM;
+	if (imports[0] &&
+	    (r = kd_toml_set_strings(doc, NULL, 0, "imports", (const char *const *)moved,
+				     kd_strv_length(moved), err)) < 0)
+		return r;
+	char out[KD_PATH_MAX];
+	snprintf(out, sizeof(out), "%s/%s", tmp, path);
+	_cleanup_close_ int tfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if ((r = kd_mkdir_p(tfd, out, 0700, NULL, NULL, err)) < 0)
+		return r;
+	kd_rmdir(tfd, out, NULL);
+	const char *t = kd_toml_text(doc, &len);
+	return kd_write_atomic(tfd, out, t, len, 0600, err);
+}
+
+static int run_capture(char *const argv[], char **ret_out, kd_error *err)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return kd_err_errno(err, negative_errno(), "pipe");
+	pid_t pid = fork();
+	if (pid < 0)
+		return kd_err_errno(err, negative_errno(), "fork");
+	if (pid == 0) {
+		dup2(pfd[1], STDOUT_FILENO);
+		dup2(pfd[1], STDERR_FILENO);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	size_t n = 0, cap = 65536;
+	char *buf = malloc(cap);
+	ssize_t k;
+	while (buf && (k = read(pfd[0], buf + n, cap - n - 1)) > 0) {
+		n += (size_t)k;
+		if (n + 1 >= cap && cap < LOADER_OUTPUT_MAX) {
+			char *nb = realloc(buf, cap * 2);
+			if (!nb)
+				break;
+			buf = nb;
+			cap *= 2;
+		} else if (n + 1 >= cap) {
+			break;
+		}
+	}
+	close(pfd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (!buf)
+		return -ENOMEM;
+	buf[n] = '\0';
+	*ret_out = buf;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int validate_containerd(int rootfd, const kd_config_plan *p, const char *bin, kd_error *err)
+{
+	char tmpl[] = "/tmp/kd-validate.XXXXXX";
+	const char *td = getenv("TMPDIR");
+	char tmp[KD_PATH_MAX];
+	snprintf(tmp, sizeof(tmp), "%s/kd-validate.XXXXXX", td && *td ? td : "/tmp");
+	if (!mkdtemp(tmp) && !mkdtemp(strcpy(tmp, tmpl)))
+		return kd_err_errno(err, negative_errno(), "create a validation directory");
+	_cleanup_free_ char *rendered = NULL;
+	int r = 0;
+	const char *main = p->ctd.main;
+	if (p->ctd.strategy == KD_CTD_TEMPLATE) {
+		/* What k3s renders: its base config followed by our part of the template. */
+		const kd_change *c = change_for(p, p->ctd.target);
+		_cleanup_free_ char *base = NULL;
+		size_t bl;
+		if ((r = read_opt(rootfd, main, &base, &bl, err)) >= 0 && c && c->new_text &&
+		    asprintf(&rendered, "%s\n%s", base ? base : "",
+			     c->new_text + strlen(KD_K3S_TEMPLATE_BASE)) < 0)
+			r = -ENOMEM;
+	}
+	if (r >= 0)
+		r = mirror(rootfd, p, tmp, main, rendered, 0, err);
+	_cleanup_free_ char *out = NULL;
+	if (r >= 0) {
+		_cleanup_close_ int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		struct stat st;
+		char cfg[KD_PATH_MAX];
+		snprintf(cfg, sizeof(cfg), "%s/%s", tmp, main);
+		if (tfd >= 0 && kd_lstat(tfd, main, &st, NULL) == 0) {
+			char *argv[] = {(char *)bin, "--config", cfg, "config", "dump", NULL};
+			int rc = run_capture(argv, &out, err);
+			if (rc < 0)
+				r = rc;
+			else if (rc != 0) {
+				char *nl = out ? strchr(out, '\n') : NULL;
+				if (nl && nl[1] == '\0')
+					*nl = '\0';
+				r = kd_err(
+					err, -EINVAL,
+					"containerd's own loader (%s config dump) refuses the new "
+					"config: %.600s",
+					bin, out ? out : "");
+			}
+		}
+	}
+	/* Every handler must be in the merged config (a drop-in in a directory the daemon
+	 * does not import is silently ignored: nvidia-container-toolkit#1404). */
+	for (size_t i = 0; r >= 0 && out && i < p->n; i++) {
+		const kd_config_file *rec = p->changes[i].has_record ? &p->changes[i].rec : NULL;
+		for (size_t k = 0; rec && rec->tables && rec->tables[k]; k++) {
+			const char *last = strrchr(rec->tables[k], '.');
+			char want[256];
+			if (!last || !strstr(rec->tables[k], "runtimes."))
+				continue;
+			snprintf(want, sizeof(want), "runtimes%s]", last);
+			if (!strstr(out, want))
+				r = kd_err(err, -EINVAL,
+					   "containerd's merged config does not show handler '%s' "
+					   "(is /%s imported?)",
+					   last + 1, rec->path);
+		}
+	}
+	_cleanup_close_ int rfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	kd_remove_tree(rfd, tmp + 1, NULL);
+	return r;
+}
+
+static const char *find_loader(const kd_config_plan *p, const kd_runtime_opts *o)
+{
+	if (o->runtime_binary)
+		return o->runtime_binary;
+	if (!p->root_is_host || p->flavour.id != KD_FLAVOUR_CONTAINERD)
+		return NULL;
+	const char *cands[] = {"/usr/local/bin/containerd", "/usr/bin/containerd"};
+	for (size_t i = 0; i < ELEMENTSOF(cands); i++)
+		if (access(cands[i], X_OK) == 0)
+			return cands[i];
+	return NULL;
+}
+
+int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_opts *o,
+			kd_error *err)
+{
+	int r;
+	for (size_t i = 0; i < p->n; i++) {
+		const kd_change *c = &p->changes[i];
+		if (!c->new_text || change_is_noop(c))
+			continue;
+		if (c->has_record && c->rec.whole && strstr(c->path, ".tmpl"))
+			continue; /* a Go template: checked through its rendering below */
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		if ((r = parse_named(c->path, c->new_text, c->new_len, &d, err)) < 0)
+			return kd_err_wrap(err, r, "the new config is not valid TOML");
+	}
+	/* Every directory we write to must be writable: fail before the first write. */
+	for (size_t i = 0; i < p->n; i++) {
+		const kd_change *c = &p->changes[i];
+		if (change_is_noop(c))
+			continue;
+		char dir[KD_PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", c->path);
+		struct stat st;
+		for (char *sl = strrchr(dir, '/'); sl; sl = strrchr(dir, '/')) {
+			*sl = '\0';
+			if (kd_lstat(rootfd, dir, &st, NULL) == 0)
+				break;
+		}
+		if (!strchr(c->path, '/'))
+			snprintf(dir, sizeof(dir), ".");
+		if (faccessat(rootfd, dir, W_OK, AT_EACCESS) < 0)
+			return kd_err_errno(err, negative_errno(),
+					    "cannot write /%s (directory /%s)", c->path, dir);
+	}
+	const char *bin = find_loader(p, o);
+	if (bin && !p->flavour.crio && p->flavour.id != KD_FLAVOUR_NONE && p->ctd.main[0] &&
+	    kd_runtime_changed(p)) {
+		if ((r = validate_containerd(rootfd, p, bin, err)) < 0)
+			return r;
+		kd_info("containerd's own loader (%s) accepts the new config", bin);
+	}
+	return 0;
+}
+
+/* ---- applying ---------------------------------------------------------------------------- */
+
+static int apply_one(kd_journal *j, int rootfd, const kd_change *c, kd_error *err)
+{
+	int r;
+	if (change_is_noop(c))
+		return 0;
+	if (j && (r = kd_journal_file(j, c->path, err)) < 0)
+		return r;
+	if (c->new_text)
+		r = kd_write_atomic(rootfd, c->path, c->new_text, c->new_len, c->mode, err);
+	else
+		r = kd_remove_tree(rootfd, c->path, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "write /%s", c->path);
+	kd_fault_point("runtime-config-file");
+	return 0;
+}
+
+int kd_runtime_apply(kd_journal *j, int rootfd, const kd_config_plan *p, char ***created_dirs,
+		     kd_error *err)
+{
+	int r;
+	for (size_t i = 0; p->dirs && p->dirs[i]; i++) {
+		struct stat st;
+		if (kd_lstat(rootfd, p->dirs[i], &st, NULL) == 0)
+			continue;
+		if ((r = kd_journal_mkdir(j, p->dirs[i], err)) < 0 ||
+		    (r = kd_mkdir_p(rootfd, p->dirs[i], 0755, NULL, NULL, err)) < 0)
+			return r;
+		if (created_dirs && !kd_strv_find(*created_dirs, p->dirs[i]) &&
+		    kd_strv_push(created_dirs, p->dirs[i]) < 0)
+			return -ENOMEM;
+		kd_fault_point("runtime-config-dir");
+	}
+	for (size_t i = 0; i < p->n; i++)
+		if ((r = apply_one(j, rootfd, &p->changes[i], err)) < 0)
+			return r;
+	return 0;
+}
+
+int kd_runtime_apply_direct(int rootfd, const kd_config_plan *p, kd_error *err)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		int r = apply_one(NULL, rootfd, &p->changes[i], err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int kd_runtime_update_state(kd_config_plan *p, kd_state *s)
+{
+	for (size_t i = 0; i < s->n_config; i++)
+		kd_config_file_done(&s->config[i]);
+	free(s->config);
+	s->n_config = 0;
+	s->config = calloc(p->n + 1, sizeof(*s->config));
+	kd_strv_free(s->config_files);
+	s->config_files = calloc(1, sizeof(char *));
+	if (!s->config || !s->config_files)
+		return -ENOMEM;
+	for (size_t i = 0; i < p->n; i++) {
+		kd_change *c = &p->changes[i];
+		if (!c->has_record || !c->new_text)
+			continue;
+		s->config[s->n_config++] = c->rec;
+		memset(&c->rec, 0, sizeof(c->rec));
+		c->has_record = false;
+		if (kd_strv_push(&s->config_files, c->path) < 0)
+			return -ENOMEM;
+	}
+	free(s->runtime_json);
+	s->runtime_json = p->opts_json ? strdup(p->opts_json) : NULL;
+	return 0;
+}
