@@ -622,6 +622,7 @@ static int store_result(const kd_build_opts *o, const char *name, const char *ca
 	}
 	if (rename(tmp, dst) < 0)
 		return kd_err_errno(err, negative_errno(), "rename %s", dst);
+	unlink(tmp); /* rename() does nothing when both names are links to one file */
 	return 0;
 }
 

@@ -253,7 +253,8 @@ static int run_apt_download(const char *dir, const char *spec, kd_error *err)
 			_exit(127);
 		/* apt's own output goes to stderr: stdout belongs to our caller's result lines. */
 		dup2(STDERR_FILENO, STDOUT_FILENO);
-		execlp("apt-get", "apt-get", "-q", "download", spec, (char *)NULL);
+		execlp("apt-get", "apt-get", "-q", "-o", "APT::Sandbox::User=root", "download",
+		       spec, (char *)NULL);
 		_exit(127);
 	}
 	int status;

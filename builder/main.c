@@ -1,0 +1,536 @@
+/* kata-build: reproducible artifact builder (docs/RECIPES.md). One function per verb; options
+ * are parsed here, every effective setting is printed at start-up, and an error is printed
+ * once, here. */
+#include <getopt.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "build.h"
+#include "log.h"
+#include "merge.h"
+#include "oci.h"
+#include "registry.h"
+#include "strv.h"
+#include "verify.h"
+
+#define DEFAULT_ARTIFACTS "artifacts"
+#define DEFAULT_OUT "build/kata-static"
+#define DEFAULT_AGENT "build/kata-deploy-agent"
+#define FALLBACK_AGENT "build/kata-deploy"
+#define REGISTRY_ENV "KATA_BUILD_REGISTRY"
+
+typedef struct cli {
+	const char *artifacts, *cache_dir, *out;
+	const char *output, *sign_key, *sign_pubkey;
+	const char *payload, *agent, *layout, *tag, *registry, *mount_from, *ca_file;
+	const char *pr, *sha, *keep;
+	bool verbose, force, plain_http, no_libs, no_push, with_payload;
+	int jobs;
+	char **names;
+	kd_cache *cache;
+	kd_versions *versions;
+	kd_shims *shims;
+	kd_build_opts bo;
+} cli;
+
+static void usage(FILE *f)
+{
+	fputs("usage: kata-build [OPTIONS] VERB [ARGS]\n"
+	      "verbs:\n"
+	      "  fetch [COMPONENT...]        fetch sources into the cache, verified\n"
+	      "  component COMPONENT...      build (or take from the cache) component tarballs\n"
+	      "  payload [COMPONENT...]      build components, merge them into the payload\n"
+	      "  image --payload P           OCI layout of the node agent + payload\n"
+	      "  push --layout D --registry HOST/REPO --tag T\n"
+	      "  ci --pr N --sha SHA         components, payload, image, push <pr>-<sha>-<arch>\n"
+	      "  verify [COMPONENT...]       rebuild with a clean cache, compare bit for bit\n"
+	      "options:\n"
+	      "  --artifacts DIR   recipes, versions.yaml, shims.yaml (default artifacts)\n"
+	      "  --cache DIR       cache (default $KD_BUILD_CACHE or ~/.cache/kata-build)\n"
+	      "  --out DIR         component tarballs and payload (default build/kata-static)\n"
+	      "  --jobs N          KB_JOBS for build steps (default: CPUs)\n"
+	      "  --force           rebuild even when cached\n"
+	      "  --output FILE     payload: file (default OUT/payload.tar.zst)\n"
+	      "  --sign-key PEM --sign-pubkey PEM   payload: sign it\n"
+	      "  --payload FILE    image, verify: the payload\n"
+	      "  --agent BIN       image: node agent (default build/kata-deploy-agent)\n"
+	      "  --layout DIR      image, push: OCI layout (default OUT/image)\n"
+	      "  --tag T           image, push: tag\n"
+	      "  --no-libs         image: do not bundle the agent's shared libraries\n"
+	      "  --registry HOST/REPO  push, ci (ci default $KATA_BUILD_REGISTRY)\n"
+	      "  --plain-http      push over http (loopback registries)\n"
+	      "  --mount-from REPO push: mount blobs from this repository\n"
+	      "  --ca FILE         push: CA bundle\n"
+	      "  --no-push         ci: stop after the image\n"
+	      "  --keep DIR        verify: keep the rebuild in DIR\n"
+	      "  -v, --verbose     debug logging\n",
+	      f);
+}
+
+static int load_common(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *vpath = NULL, *spath = NULL;
+	int r;
+	if (asprintf(&vpath, "%s/versions.yaml", c->artifacts) < 0 ||
+	    asprintf(&spath, "%s/shims.yaml", c->artifacts) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = kd_versions_load(vpath, &c->versions, err)) < 0 ||
+	    (r = kd_shims_load(spath, &c->shims, err)) < 0 ||
+	    (r = kd_cache_open(c->cache_dir, &c->cache, err)) < 0)
+		return r;
+	c->bo = (kd_build_opts){.artifacts_dir = c->artifacts,
+				.out_dir = c->out,
+				.cache = c->cache,
+				.versions = c->versions,
+				.jobs = c->jobs,
+				.verbose = c->verbose,
+				.force = c->force,
+				.progress = true};
+	kd_info("artifacts %s, cache %s, out %s, SOURCE_DATE_EPOCH %lld, version %s, builder %s",
+		c->artifacts, kd_cache_dir(c->cache), c->out,
+		(long long)c->versions->source_date_epoch, c->versions->version,
+		KD_BUILDER_VERSION);
+	return 0;
+}
+
+static char **component_list(cli *c)
+{
+	return c->names && c->names[0] ? c->names : c->shims->components;
+}
+
+static int cmd_fetch(cli *c, kd_error *err)
+{
+	for (char **n = component_list(c); *n; n++) {
+		int r = kd_component_fetch(&c->bo, *n, err);
+		if (r < 0)
+			return r;
+		printf("%s fetched\n", *n);
+	}
+	return 0;
+}
+
+static int cmd_component(cli *c, kd_error *err)
+{
+	if (!c->names || !c->names[0])
+		return kd_err(err, -EINVAL, "component: name at least one component");
+	for (char **n = c->names; *n; n++) {
+		kd_build_result br;
+		int r = kd_component_build(&c->bo, *n, &br, err);
+		if (r < 0)
+			return r;
+		printf("%s %s %s %.3fs key=%s\n", *n, br.sha256, br.cached ? "cached" : "built",
+		       br.seconds, br.key);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static char *default_payload(cli *c)
+{
+	char *p;
+	if (c->output)
+		return strdup(c->output);
+	return asprintf(&p, "%s/payload.tar.zst", c->out) < 0 ? NULL : p;
+}
+
+static int cmd_payload(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *out = default_payload(c);
+	char sha[65];
+	if (!out)
+		return kd_err(err, -ENOMEM, "out of memory");
+	kd_payload_build_opts po = {.output = out,
+				    .sign_key = c->sign_key,
+				    .sign_pubkey = c->sign_pubkey,
+				    .components = c->names && c->names[0] ? c->names : NULL};
+	int r = kd_build_payload(&c->bo, c->shims, &po, sha, err);
+	if (r < 0)
+		return r;
+	printf("payload %s %s\n", out, sha);
+	return 0;
+}
+
+static const char *pick_agent(cli *c)
+{
+	if (c->agent)
+		return c->agent;
+	if (access(DEFAULT_AGENT, X_OK) == 0)
+		return DEFAULT_AGENT;
+	kd_warn("%s is not built: using %s as the image's agent binary", DEFAULT_AGENT,
+		FALLBACK_AGENT);
+	return FALLBACK_AGENT;
+}
+
+static int do_image(cli *c, const char *payload, const char *layout, const char *tag,
+		    char digest[KD_OCI_DIGEST_MAX], kd_error *err)
+{
+	kd_oci_opts oo = {.layout = layout,
+			  .agent = pick_agent(c),
+			  .payload = payload,
+			  .tag = tag,
+			  .version = c->versions->version,
+			  .created = c->versions->source_date_epoch,
+			  .bundle_libs = !c->no_libs};
+	kd_info("image: agent %s, payload %s, layout %s, tag %s", oo.agent, payload, layout, tag);
+	return kd_oci_build(&oo, digest, err);
+}
+
+static char *default_layout(cli *c)
+{
+	char *p;
+	if (c->layout)
+		return strdup(c->layout);
+	return asprintf(&p, "%s/image", c->out) < 0 ? NULL : p;
+}
+
+static int cmd_image(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *layout = default_layout(c), *payload = default_payload(c);
+	char digest[KD_OCI_DIGEST_MAX];
+	if (!layout || !payload)
+		return kd_err(err, -ENOMEM, "out of memory");
+	int r = do_image(c, c->payload ? c->payload : payload, layout,
+			 c->tag ? c->tag : c->versions->version, digest, err);
+	if (r < 0)
+		return r;
+	printf("image %s %s\n", layout, digest);
+	return 0;
+}
+
+static int do_push(cli *c, const char *layout, const char *tag, kd_error *err)
+{
+	char digest[KD_OCI_DIGEST_MAX];
+	kd_push_stats st;
+	kd_push_opts po = {.layout = layout,
+			   .target = c->registry,
+			   .tag = tag,
+			   .plain_http = c->plain_http,
+			   .mount_from = c->mount_from,
+			   .ca_file = c->ca_file};
+	kd_info("push: %s to %s:%s over %s", layout, c->registry, tag,
+		c->plain_http ? "http" : "https");
+	int r = kd_registry_push(&po, digest, &st, err);
+	if (r < 0)
+		return r;
+	printf("pushed %s:%s %s (blobs: %u uploaded, %u present, %u mounted)\n", c->registry, tag,
+	       digest, st.blobs_uploaded, st.blobs_present, st.blobs_mounted);
+	return 0;
+}
+
+static int cmd_push(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *layout = default_layout(c);
+	if (!c->registry || !c->tag)
+		return kd_err(err, -EINVAL, "push: --registry and --tag are required");
+	if (!layout)
+		return kd_err(err, -ENOMEM, "out of memory");
+	return do_push(c, layout, c->tag, err);
+}
+
+static bool tag_part_ok(const char *s)
+{
+	if (!*s || strlen(s) > 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '.' || *s == '_'))
+			return false;
+	return true;
+}
+
+static int cmd_ci(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *tag = NULL, *layout = default_layout(c), *payload = default_payload(c);
+	char sha[65], digest[KD_OCI_DIGEST_MAX];
+	int r;
+	if (!c->pr || !c->sha)
+		return kd_err(err, -EINVAL, "ci: --pr and --sha are required");
+	if (!tag_part_ok(c->pr) || !tag_part_ok(c->sha))
+		return kd_err(err, -EINVAL, "ci: --pr and --sha must be [A-Za-z0-9._], 1-64 chars");
+	if (!c->registry)
+		c->registry = getenv(REGISTRY_ENV);
+	if (!c->registry && !c->no_push)
+		return kd_err(err, -EINVAL, "ci: no --registry and no $%s", REGISTRY_ENV);
+	if (!layout || !payload || asprintf(&tag, "%s-%s-%s", c->pr, c->sha, kd_oci_arch()) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	kd_payload_build_opts po = {
+		.output = payload, .sign_key = c->sign_key, .sign_pubkey = c->sign_pubkey};
+	if ((r = kd_build_payload(&c->bo, c->shims, &po, sha, err)) < 0)
+		return r;
+	printf("payload %s %s\n", payload, sha);
+	if ((r = do_image(c, payload, layout, tag, digest, err)) < 0)
+		return r;
+	printf("image %s %s tag %s\n", layout, digest, tag);
+	return c->no_push ? 0 : do_push(c, layout, tag, err);
+}
+
+static int cmd_verify(cli *c, kd_error *err)
+{
+	kd_verify_report rep = {0};
+	_cleanup_free_ char *payload = c->with_payload ? default_payload(c) : NULL;
+	int r = kd_verify(&c->bo, c->shims, c->names && c->names[0] ? c->names : NULL,
+			  c->payload ? c->payload : payload, c->keep, &rep, err);
+	if (r < 0)
+		return r;
+	printf("verify: %u outputs identical\n", rep.compared);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		O_ARTIFACTS = 256,
+		O_CACHE,
+		O_OUT,
+		O_JOBS,
+		O_FORCE,
+		O_OUTPUT,
+		O_SIGN_KEY,
+		O_SIGN_PUB,
+		O_PAYLOAD,
+		O_AGENT,
+		O_LAYOUT,
+		O_TAG,
+		O_NO_LIBS,
+		O_REGISTRY,
+		O_PLAIN,
+		O_MOUNT,
+		O_CA,
+		O_PR,
+		O_SHA,
+		O_NO_PUSH,
+		O_KEEP,
+		O_WITH_PAYLOAD,
+	};
+	static const struct option opts[] = {
+		{"artifacts", required_argument, NULL, O_ARTIFACTS},
+		{"cache", required_argument, NULL, O_CACHE},
+		{"out", required_argument, NULL, O_OUT},
+		{"jobs", required_argument, NULL, O_JOBS},
+		{"force", no_argument, NULL, O_FORCE},
+		{"output", required_argument, NULL, O_OUTPUT},
+		{"sign-key", required_argument, NULL, O_SIGN_KEY},
+		{"sign-pubkey", required_argument, NULL, O_SIGN_PUB},
+		{"payload", required_argument, NULL, O_PAYLOAD},
+		{"with-payload", no_argument, NULL, O_WITH_PAYLOAD},
+		{"agent", required_argument, NULL, O_AGENT},
+		{"layout", required_argument, NULL, O_LAYOUT},
+		{"tag", required_argument, NULL, O_TAG},
+		{"no-libs", no_argument, NULL, O_NO_LIBS},
+		{"registry", required_argument, NULL, O_REGISTRY},
+		{"plain-http", no_argument, NULL, O_PLAIN},
+		{"mount-from", required_argument, NULL, O_MOUNT},
+		{"ca", required_argument, NULL, O_CA},
+		{"pr", required_argument, NULL, O_PR},
+		{"sha", required_argument, NULL, O_SHA},
+		{"no-push", no_argument, NULL, O_NO_PUSH},
+		{"keep", required_argument, NULL, O_KEEP},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	cli c = {.artifacts = DEFAULT_ARTIFACTS, .out = DEFAULT_OUT};
+	kd_error err = {0};
+	int o, r;
+
+	while ((o = getopt_long(argc, argv, "+vh", opts, NULL)) >= 0) {
+		switch (o) {
+		case O_ARTIFACTS:
+			c.artifacts = optarg;
+			break;
+		case O_CACHE:
+			c.cache_dir = optarg;
+			break;
+		case O_OUT:
+			c.out = optarg;
+			break;
+		case O_JOBS:
+			c.jobs = atoi(optarg);
+			break;
+		case O_FORCE:
+			c.force = true;
+			break;
+		case O_OUTPUT:
+			c.output = optarg;
+			break;
+		case O_SIGN_KEY:
+			c.sign_key = optarg;
+			break;
+		case O_SIGN_PUB:
+			c.sign_pubkey = optarg;
+			break;
+		case O_PAYLOAD:
+			c.payload = optarg;
+			break;
+		case O_WITH_PAYLOAD:
+			c.with_payload = true;
+			break;
+		case O_AGENT:
+			c.agent = optarg;
+			break;
+		case O_LAYOUT:
+			c.layout = optarg;
+			break;
+		case O_TAG:
+			c.tag = optarg;
+			break;
+		case O_NO_LIBS:
+			c.no_libs = true;
+			break;
+		case O_REGISTRY:
+			c.registry = optarg;
+			break;
+		case O_PLAIN:
+			c.plain_http = true;
+			break;
+		case O_MOUNT:
+			c.mount_from = optarg;
+			break;
+		case O_CA:
+			c.ca_file = optarg;
+			break;
+		case O_PR:
+			c.pr = optarg;
+			break;
+		case O_SHA:
+			c.sha = optarg;
+			break;
+		case O_NO_PUSH:
+			c.no_push = true;
+			break;
+		case O_KEEP:
+			c.keep = optarg;
+			break;
+		case 'v':
+			c.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	kd_log_setup("kata-build", c.verbose ? KD_LOG_DEBUG : KD_LOG_INFO, false);
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	const char *verb = argv[optind++];
+	/* Options may also follow the verb: parse the rest the same way. */
+	while (optind < argc) {
+		if (argv[optind][0] != '-') {
+			if (kd_strv_push(&c.names, argv[optind++]) < 0)
+				return 1;
+			continue;
+		}
+		o = getopt_long(argc, argv, "+vh", opts, NULL);
+		if (o < 0)
+			break;
+		switch (o) {
+		case O_ARTIFACTS:
+			c.artifacts = optarg;
+			break;
+		case O_CACHE:
+			c.cache_dir = optarg;
+			break;
+		case O_OUT:
+			c.out = optarg;
+			break;
+		case O_JOBS:
+			c.jobs = atoi(optarg);
+			break;
+		case O_FORCE:
+			c.force = true;
+			break;
+		case O_OUTPUT:
+			c.output = optarg;
+			break;
+		case O_SIGN_KEY:
+			c.sign_key = optarg;
+			break;
+		case O_SIGN_PUB:
+			c.sign_pubkey = optarg;
+			break;
+		case O_PAYLOAD:
+			c.payload = optarg;
+			break;
+		case O_WITH_PAYLOAD:
+			c.with_payload = true;
+			break;
+		case O_AGENT:
+			c.agent = optarg;
+			break;
+		case O_LAYOUT:
+			c.layout = optarg;
+			break;
+		case O_TAG:
+			c.tag = optarg;
+			break;
+		case O_NO_LIBS:
+			c.no_libs = true;
+			break;
+		case O_REGISTRY:
+			c.registry = optarg;
+			break;
+		case O_PLAIN:
+			c.plain_http = true;
+			break;
+		case O_MOUNT:
+			c.mount_from = optarg;
+			break;
+		case O_CA:
+			c.ca_file = optarg;
+			break;
+		case O_PR:
+			c.pr = optarg;
+			break;
+		case O_SHA:
+			c.sha = optarg;
+			break;
+		case O_NO_PUSH:
+			c.no_push = true;
+			break;
+		case O_KEEP:
+			c.keep = optarg;
+			break;
+		case 'v':
+			c.verbose = true;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	kd_log_setup("kata-build", c.verbose ? KD_LOG_DEBUG : KD_LOG_INFO, false);
+
+	static const struct {
+		const char *name;
+		int (*fn)(cli *, kd_error *);
+	} verbs[] = {
+		{"fetch", cmd_fetch},	{"component", cmd_component}, {"payload", cmd_payload},
+		{"image", cmd_image},	{"push", cmd_push},	      {"ci", cmd_ci},
+		{"verify", cmd_verify},
+	};
+	int (*fn)(cli *, kd_error *) = NULL;
+	for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+		if (strcmp(verbs[i].name, verb) == 0)
+			fn = verbs[i].fn;
+	if (!fn) {
+		fprintf(stderr, "kata-build: unknown verb '%s'\n", verb);
+		usage(stderr);
+		return 2;
+	}
+	r = strcmp(verb, "push") == 0 ? 0 : load_common(&c, &err);
+	if (r >= 0)
+		r = fn(&c, &err);
+	if (r < 0)
+		kd_error_log("%s", kd_err_msg(&err));
+	kd_strv_free(c.names);
+	kd_cache_free(c.cache);
+	kd_versions_free(c.versions);
+	kd_shims_free(c.shims);
+	return r < 0 ? 1 : 0;
+}
