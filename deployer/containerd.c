@@ -232,7 +232,12 @@ int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, 
 		p.strategy = KD_CTD_TEMPLATE;
 		snprintf(p.target, sizeof(p.target), "%s/%s", f->config_dir, tmpl);
 		struct stat st;
-		if (kd_lstat(rootfd, p.target, &st, NULL) == 0) {
+		_cleanup_free_ char *head = NULL;
+		size_t hl;
+		bool ours =
+			kd_read_file(rootfd, p.target, CONFIG_MAX_SIZE, &head, &hl, NULL) == 0 &&
+			!strncmp(head, KD_K3S_TEMPLATE_BASE, strlen(KD_K3S_TEMPLATE_BASE));
+		if (!ours && kd_lstat(rootfd, p.target, &st, NULL) == 0) {
 			_cleanup_toml_ kd_toml_doc *t = NULL;
 			if (read_doc(rootfd, p.target, &t, NULL) < 0)
 				return kd_err(

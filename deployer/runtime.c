@@ -857,9 +857,11 @@ static int mirror(int rootfd, const kd_config_plan *p, const char *tmp, const ch
 	char out[KD_PATH_MAX];
 	snprintf(out, sizeof(out), "%s/%s", tmp, path);
 	_cleanup_close_ int tfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if ((r = kd_mkdir_p(tfd, out, 0700, NULL, NULL, err)) < 0)
+	char parent[KD_PATH_MAX];
+	snprintf(parent, sizeof(parent), "%s", out);
+	*strrchr(parent, '/') = '\0';
+	if ((r = kd_mkdir_p(tfd, parent, 0700, NULL, NULL, err)) < 0)
 		return r;
-	kd_rmdir(tfd, out, NULL);
 	const char *t = kd_toml_text(doc, &len);
 	return kd_write_atomic(tfd, out, t, len, 0600, err);
 }

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Runtime config with the real containerd loaders: Debian's containerd 1.6 and containerd 2.x
+# (built by scripts/peers/containerd2.sh, cached). For each starting point: install, then
+# `containerd config dump` (imports resolved inside the root: a private mount namespace binds
+# the root's /etc and /var over the host's) lists every handler with its options and still has
+# every original setting; uninstall gives back the files byte for byte and the same dump.
+# Also: bad inputs are refused with file:line and nothing written; an admin's edit survives
+# uninstall (three-way revert); the 2.x daemon starts with our config.
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOTDIR"
+
+CTD1=/usr/bin/containerd
+scripts/peers/containerd2.sh >&2
+PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}
+CTD2=$PEERS/bin/containerd2 CTR2=$PEERS/bin/ctr2
+P=$T/p.tar.zst
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$P" >/dev/null
+
+dump() { # dump BIN ROOT CONFIG(relative) > out
+	unshare -m bash -c "mount --bind '$2/etc' /etc && { [ ! -d '$2/var' ] || mount --bind '$2/var' /var; } && exec '$1' --config '/$3' config dump"
+}
+
+# Lines of the original dump missing from the new one (imports lists the files loaded).
+lost_settings() { grep -vxF -f "$2" "$1" | grep -v '^imports = ' || true; }
+
+# The block of a [table] in a dump: from its header to the next header.
+block() { awk -v h="$2" 'index($0, h) && /^ *\[/ {on=1; print; next} on && /^ *\[/ {exit} on {print}' "$1"; }
+
+start_case() { # start_case NAME: fresh root in $R with the demo host layout
+	R=$T/$1
+	rm -rf "$R"
+	mkdir -p "$R/etc/containerd"
+}
+
+# run_case NAME BIN VERSION CONFIG(relative) [install args...]
+run_case() {
+	local name=$1 bin=$2 ver=$3 cfg=$4
+	shift 4
+	snapshot "$R" >"$T/$name.before"
+	local have_cfg=0
+	[ -f "$R/$cfg" ] && have_cfg=1
+	[ $have_cfg = 0 ] || dump "$bin" "$R" "$cfg" >"$T/$name.dump0" 2>"$T/$name.err0" ||
+		{ not_ok "$name: original config does not load"; cat "$T/$name.err0"; return; }
+	if ! "$KD" install --root "$R" --payload "$P" --runtime-version "$ver" \
+		--runtime-binary "$bin" "$@" >"$T/$name.out" 2>&1; then
+		not_ok "$name: install failed: $(tail -3 "$T/$name.out")"
+		return
+	fi
+	local droot=$R tmpl
+	tmpl=$(ls "$R/$(dirname "$cfg")"/config*.toml.tmpl 2>/dev/null || true)
+	if [ -n "$tmpl" ]; then
+		# What k3s renders at start: its base config, then the rest of the template.
+		droot=$T/$name.rendered
+		rm -rf "$droot"; cp -a "$R" "$droot"
+		{ cat "$R/$cfg"; echo; tail -n +2 "$tmpl"; } >"$droot/$cfg"
+	fi
+	if ! dump "$bin" "$droot" "$cfg" >"$T/$name.dump1" 2>"$T/$name.err1"; then
+		not_ok "$name: containerd refuses the installed config: $(head -3 "$T/$name.err1")"
+		return
+	fi
+	local bad=0
+	for shim in qemu clh; do
+		grep -q "runtimes.kata-$shim\]" "$T/$name.dump1" || { not_ok "$name: no kata-$shim in dump"; bad=1; }
+		block "$T/$name.dump1" "runtimes.kata-$shim]" | grep -q "runtime_type = \"io.containerd.kata-$shim.v2\"" ||
+			{ not_ok "$name: kata-$shim runtime_type"; bad=1; }
+		block "$T/$name.dump1" "runtimes.kata-$shim.options]" |
+			grep -q "ConfigPath = \"/opt/kata/runtimes/$shim/configuration-$shim.toml\"" ||
+			{ not_ok "$name: kata-$shim ConfigPath"; bad=1; }
+	done
+	if [ "${EXPECT_SYSTEMD_CGROUP:-0}" = 1 ]; then
+		block "$T/$name.dump1" "runtimes.kata-qemu.options]" | grep -q 'SystemdCgroup = true' ||
+			{ not_ok "$name: SystemdCgroup not inherited"; block "$T/$name.dump1" "runtimes.kata-qemu.options]"; bad=1; }
+	fi
+	if [ $have_cfg = 1 ]; then
+		lost_settings "$T/$name.dump0" "$T/$name.dump1" >"$T/$name.lost"
+		[ ! -s "$T/$name.lost" ] || { not_ok "$name: settings lost: $(head -5 "$T/$name.lost")"; bad=1; }
+	fi
+	[ $bad = 1 ] || ok "$name: $(grep -o 'containerd config: .*' "$T/$name.out" | head -1 | cut -c20-90)…; dump shows kata-qemu, kata-clh with runtime_type, ConfigPath${EXPECT_SYSTEMD_CGROUP:+, SystemdCgroup}; no original setting lost"
+	"$KD" install --root "$R" --payload "$P" --runtime-version "$ver" --runtime-binary "$bin" "$@" >"$T/$name.out2" 2>&1 || true
+	check "$name: reinstall changes nothing" grep -q 'nothing to do' "$T/$name.out2"
+	"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "$name: uninstall failed"
+	if diff "$T/$name.before" <(snapshot "$R") >"$T/$name.diff"; then
+		ok "$name: uninstall restored every file byte for byte"
+	else
+		not_ok "$name: uninstall left differences: $(head -5 "$T/$name.diff")"
+	fi
+	if [ $have_cfg = 1 ]; then
+		dump "$bin" "$R" "$cfg" >"$T/$name.dump2" 2>/dev/null
+		check "$name: dump after uninstall equals the original dump" cmp -s "$T/$name.dump0" "$T/$name.dump2"
+	fi
+}
+
+CUSTOM_V2='version = 2
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.example/pause:3.9-custom"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = true
+'
+CUSTOM_V3='version = 3
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "registry.example/pause:3.10-custom"
+[plugins."io.containerd.cri.v1.runtime".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+  SystemdCgroup = true
+'
+
+matrix() { # matrix LABEL BIN VERSION
+	local l=$1 bin=$2 ver=$3
+	start_case "$l-noconfig"
+	run_case "$l-noconfig" "$bin" "$ver" etc/containerd/config.toml
+
+	start_case "$l-default"
+	"$bin" config default >"$R/etc/containerd/config.toml"
+	run_case "$l-default" "$bin" "$ver" etc/containerd/config.toml
+
+	start_case "$l-custom"
+	printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
+	EXPECT_SYSTEMD_CGROUP=1 run_case "$l-custom" "$bin" "$ver" etc/containerd/config.toml
+
+	start_case "$l-imports"
+	mkdir -p "$R/etc/containerd/conf.d"
+	{ echo 'version = 2'; echo 'imports = ["/etc/containerd/conf.d/*.toml"]'; echo '[debug]'; echo '  level = "info"'; } >"$R/etc/containerd/config.toml"
+	printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/conf.d/10-cri.toml"
+	EXPECT_SYSTEMD_CGROUP=1 run_case "$l-imports" "$bin" "$ver" etc/containerd/config.toml
+
+	start_case "$l-k3s"
+	mkdir -p "$R/etc/systemd/system" "$R/var/lib/rancher/k3s/agent/etc/containerd"
+	touch "$R/etc/systemd/system/k3s.service"
+	if [ "$ver" = 1.6 ]; then
+		printf '%s' "$CUSTOM_V2" >"$R/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+	else
+		{ printf '%s' "$CUSTOM_V3"; echo 'imports = []'; } | sed '1a imports = ["/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/*.toml"]' |
+			grep -v '^imports = \[\]' >"$R/var/lib/rancher/k3s/agent/etc/containerd/config.toml"
+	fi
+	EXPECT_SYSTEMD_CGROUP=1 run_case "$l-k3s" "$bin" "$ver" var/lib/rancher/k3s/agent/etc/containerd/config.toml
+}
+
+matrix c16 "$CTD1" 1.6
+matrix c2 "$CTD2" 2.2
+start_case c2-v3
+printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"
+EXPECT_SYSTEMD_CGROUP=1 run_case c2-v3 "$CTD2" 2.2 etc/containerd/config.toml
+start_case c2-v3-confd
+{ echo 'imports = ["/etc/containerd/conf.d/*.toml"]'; printf '%s' "$CUSTOM_V3"; } >"$R/etc/containerd/config.toml"
+EXPECT_SYSTEMD_CGROUP=1 run_case c2-v3-confd "$CTD2" 2.2 etc/containerd/config.toml
+check "c2-v3-confd: conf.d already imported: main file not edited" grep -q 'already imported' "$T/c2-v3-confd.out"
+
+# The 2.x daemon starts with our config (temp socket), and lists the CRI runtime plugin.
+start_case c2-daemon
+printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"
+"$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --runtime-binary "$CTD2" >/dev/null 2>&1
+D=$T/daemon
+mkdir -p "$D"
+{ echo "root = \"$D/root\""; echo "state = \"$D/state\""; cat "$R/etc/containerd/config.toml"
+  printf '[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n' "$D" "$D"; } |
+	sed "s#\"/etc/containerd/conf.d/#\"$R/etc/containerd/conf.d/#" >"$D/config.toml"
+"$CTD2" --config "$D/config.toml" >"$D/log" 2>&1 </dev/null &
+dpid=$!
+for _ in $(seq 1 100); do [ -S "$D/c.sock" ] && break; sleep 0.1; done
+if "$CTR2" --address "$D/c.sock" plugins ls 2>/dev/null | grep -Eq 'io.containerd.cri.v1 +runtime .* ok'; then
+	ok "containerd 2.x daemon starts with our config; CRI runtime plugin ok"
+else
+	not_ok "containerd 2.x daemon with our config: $(tail -5 "$D/log")"
+fi
+kill -TERM "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null || true
+
+# Bad input: clear error naming file:line, nothing written.
+bad_case() { # bad_case DESC WANT
+	snapshot "$R" >"$T/bad.before"
+	expect_fail "$1" "$2" "$KD" install --root "$R" --payload "$P" --runtime-version 1.6
+	check "$1: nothing written" diff -q "$T/bad.before" <(snapshot "$R")
+}
+start_case bad1; printf 'version = 2\n[plugins\n' >"$R/etc/containerd/config.toml"
+bad_case "main config not TOML" "/etc/containerd/config.toml:2:"
+start_case bad2; printf 'version = 2\n[a]\nx = 1\n[a]\ny = 2\n' >"$R/etc/containerd/config.toml"
+bad_case "duplicate table" "/etc/containerd/config.toml:4:"
+start_case bad3; printf 'version = 9\n' >"$R/etc/containerd/config.toml"
+bad_case "unknown future version" "config version 9 is not one this kata-deploy knows"
+start_case bad4; printf 'version = 2\nimports = ["/a.toml", 3]\n' >"$R/etc/containerd/config.toml"
+bad_case "imports entry not a string" "/etc/containerd/config.toml:2:"
+start_case bad5; printf 'version = 2\n' >"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/ro.before"
+out=$(unshare -m bash -c "mount --bind '$R/etc/containerd' '$R/etc/containerd' && mount -o remount,bind,ro '$R/etc/containerd' && '$KD' install --root '$R' --payload '$P' --runtime-version 1.6" 2>&1) && rc=0 || rc=$?
+if [ "$rc" -ne 0 ] && grep -q 'cannot write /etc/containerd/config.toml' <<<"$out"; then ok "read-only config dir refused: $(grep -o 'cannot write.*' <<<"$out" | head -1)"; else not_ok "read-only config dir (rc=$rc): $out"; fi
+check "read-only config dir: nothing written" diff -q "$T/ro.before" <(snapshot "$R")
+
+# Three-way revert: the admin edits another table after install; uninstall keeps the edit and
+# removes only ours. If the admin edits our own table, the file is left and we say so.
+start_case threeway
+printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 >/dev/null 2>&1
+sed -i 's#registry.example/pause:3.9-custom#registry.example/pause:admin-edit#' "$R/etc/containerd/config.toml"
+printf '%s' "$CUSTOM_V2" | sed 's#registry.example/pause:3.9-custom#registry.example/pause:admin-edit#' >"$T/expected.toml"
+out=$("$KD" uninstall --root "$R" 2>&1)
+check "three-way: admin's edit kept, our tables removed (file = original + admin edit)" cmp -s "$T/expected.toml" "$R/etc/containerd/config.toml"
+check "three-way: the warning names the file" grep -q '/etc/containerd/config.toml was changed since' <<<"$out"
+start_case ours-edited
+printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 >/dev/null 2>&1
+sed -i 's#privileged_without_host_devices = true#privileged_without_host_devices = false#' "$R/etc/containerd/config.toml"
+cp "$R/etc/containerd/config.toml" "$T/edited.toml"
+out=$("$KD" uninstall --root "$R" 2>&1)
+check "our table edited: file left as the admin has it" cmp -s "$T/edited.toml" "$R/etc/containerd/config.toml"
+check "our table edited: warning says what to remove by hand" grep -q 'remove \[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata' <<<"$out"
+
+# Restart: command mode runs only when the effective config changed.
+start_case restart
+printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --restart "command:echo restarted >> $T/restarts" >/dev/null 2>&1
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --restart "command:echo restarted >> $T/restarts" >/dev/null 2>&1
+check "restart: once for install, not for the no-op reinstall" test "$(wc -l <"$T/restarts")" -eq 1
+"$KD" uninstall --root "$R" >/dev/null 2>&1
+check "restart: once more for uninstall (recorded mode)" test "$(wc -l <"$T/restarts")" -eq 2
+start_case sdbus
+printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
+expect_fail "restart systemd without a bus: clear error" "connect to systemd" "$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --restart systemd
+finish
