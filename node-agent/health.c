@@ -90,7 +90,7 @@ int kd_agent_metrics_decode(const char *s)
 	return 0;
 }
 
-static int render_metrics(char *buf, size_t size)
+int kd_agent_metrics_render(char *buf, size_t size)
 {
 	uint64_t st = get(&kd_agent_metrics_now.state);
 	size_t o = 0;
@@ -174,7 +174,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
 					       (kd_agent_state)get(&kd_agent_metrics_now.state)));
 	} else if (strcmp(url, "/metrics") == 0) {
 		type = "text/plain; version=0.0.4; charset=utf-8";
-		len = render_metrics(body, sizeof(body));
+		len = kd_agent_metrics_render(body, sizeof(body));
 		if (len < 0) {
 			status = MHD_HTTP_INTERNAL_SERVER_ERROR;
 			len = snprintf(body, sizeof(body), "metrics too large\n");

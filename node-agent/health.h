@@ -38,6 +38,9 @@ const char *kd_agent_state_name(kd_agent_state s);
 void kd_agent_metrics_encode(char *buf, size_t size);
 int kd_agent_metrics_decode(const char *s);
 
+/* The Prometheus text of /metrics; returns its length (may exceed size: truncated). */
+int kd_agent_metrics_render(char *buf, size_t size);
+
 /* Listen on addr:port (IPv4), or serve an inherited listening socket when listen_fd >= 0. */
 int kd_health_start(const char *addr, int port, int listen_fd, kd_error *err);
 /* Stop serving; returns the listening socket (still open, CLOEXEC cleared) for a handover, or

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "health.h"
@@ -21,6 +22,9 @@
 #define HEALTH_FD_ENV "KD_AGENT_HEALTH_FD"
 #define METRICS_ENV "KD_AGENT_METRICS"
 #define METRICS_BUF 512
+#define METRICS_TEXT_ENV "KD_AGENT_METRICS_TEXT"
+#define AGENT_ENV "KD_AGENT_EXE"
+#define WAITER_SUFFIX "-wait"
 
 static void usage(FILE *f)
 {
@@ -58,11 +62,11 @@ static int start_health(const kd_agent_settings *s)
 	return 0;
 }
 
-/* Replace this process by itself running `action`, handing over the health
- * socket and the figures /metrics shows. */
+/* Replace this process by itself running `action` (or, for "wait", by the small libc-only
+ * waiter installed next to it), handing over the health socket and the figures /metrics shows. */
 static int reexec(const char *action)
 {
-	char fdbuf[16], metrics[METRICS_BUF];
+	char fdbuf[16], metrics[METRICS_BUF], self[4096];
 	char *argv[] = {"kata-deploy-agent", (char *)action, NULL};
 	int fd = kd_health_stop();
 
@@ -72,6 +76,20 @@ static int reexec(const char *action)
 	}
 	kd_agent_metrics_encode(metrics, sizeof(metrics));
 	setenv(METRICS_ENV, metrics, 1);
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - sizeof(WAITER_SUFFIX));
+	if (strcmp(action, "wait") == 0 && n > 0) {
+		static char text[16384], waiter[4096 + sizeof(WAITER_SUFFIX)];
+		self[n] = '\0';
+		snprintf(waiter, sizeof(waiter), "%s%s", self, WAITER_SUFFIX);
+		if (access(waiter, X_OK) == 0) {
+			kd_agent_metrics_render(text, sizeof(text));
+			setenv(METRICS_TEXT_ENV, text, 1);
+			setenv(AGENT_ENV, self, 1);
+			fflush(NULL);
+			execv(waiter, argv);
+			kd_error_log("exec %s: %m; waiting in this process instead", waiter);
+		}
+	}
 	fflush(NULL);
 	execv("/proc/self/exe", argv);
 	kd_error_log("re-exec %s: %m", action);
