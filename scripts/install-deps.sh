@@ -8,9 +8,9 @@ SUDO=""
 PKGS=(
 	build-essential pkg-config
 	libcurl4-openssl-dev libyaml-dev libjson-c-dev libarchive-dev libssl-dev libkmod-dev
-	libmicrohttpd-dev
+	libmicrohttpd-dev libsystemd-dev libzstd-dev
 	clang libclang-rt-14-dev clang-format
-	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux
+	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux time bc
 	qemu-system-x86
 	containerd runc
 	docker-registry etcd-server etcd-client
