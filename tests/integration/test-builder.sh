@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# kata-build end to end: two builds from clean caches give the same bytes (every component, the
+# payload, the image manifest); a cache hit is fast; verify names a differing entry; the image
+# goes to a real registry (Debian's docker-registry) and comes back by digest, and its payload
+# installs with kata-deploy; bad sources, recipes and registries fail with clear errors.
+# KD_TEST_KERNEL=1 adds the kernel (two ~9 min builds); KD_TEST_ROOTFS=0 drops the rootfs.
+# Under KD_ASAN the slow recipes are off by default: they test gcc and mmdebstrap, not our C.
+source "$(dirname "$0")/../lib.sh"
+KB=$KD_BUILD/kata-build
+if [ -n "${KD_ASAN:-}" ]; then
+	KD_TEST_KERNEL=${KD_TEST_KERNEL:-0} KD_TEST_ROOTFS=${KD_TEST_ROOTFS:-0}
+fi
+KD_TEST_KERNEL=${KD_TEST_KERNEL:-0}
+KD_TEST_ROOTFS=${KD_TEST_ROOTFS:-1}
+COMPONENTS="kata-config qemu"
+[ "$KD_TEST_ROOTFS" = 1 ] && COMPONENTS="$COMPONENTS rootfs"
+[ "$KD_TEST_KERNEL" = 1 ] && COMPONENTS="$COMPONENTS kernel"
+echo "# components: $COMPONENTS"
+
+AGENT=$KD_BUILD/kata-deploy-agent
+[ -x "$AGENT" ] || AGENT=$KD_BUILD/kata-deploy
+cp "$AGENT" "$T/agent" # a copy: a rebuild of the agent during the test must not change it
+
+ART=$T/art
+mkdir -p "$ART"
+cp -r "$ROOTDIR/artifacts/versions.yaml" "$ROOTDIR/artifacts/recipes" "$ROOTDIR/artifacts/config" \
+	"$ROOTDIR/artifacts/kernel" "$ART/"
+printf 'shims:\n  qemu: [%s]\n' "$(echo $COMPONENTS | sed 's/ /, /g')" >"$ART/shims.yaml"
+
+pids=()
+cleanup_servers() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
+trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
+
+# ---- two builds from clean caches ----
+build_all() { # N
+	local n=$1 kb
+	kb="$KB --artifacts $ART --cache $T/c$n --out $T/o$n"
+	$kb payload >"$T/payload$n.log" 2>&1 || { cat "$T/payload$n.log"; return 1; }
+	$kb image --agent "$T/agent" --tag repro >"$T/image$n.log" 2>&1 ||
+		{ cat "$T/image$n.log"; return 1; }
+	(cd "$T/o$n" && sha256sum kata-static-*.tar.zst payload.tar.zst) >"$T/sums$n"
+	awk '/^image /{print "manifest", $3}' "$T/image$n.log" >>"$T/sums$n"
+}
+start=$(date +%s)
+check "build 1 from a clean cache" build_all 1
+b1=$(( $(date +%s) - start ))
+start=$(date +%s)
+check "build 2 from another clean cache" build_all 2
+echo "# build times: ${b1}s, $(( $(date +%s) - start ))s"
+for c in $COMPONENTS; do
+	check "component $c identical in both builds" \
+		test "$(grep " kata-static-$c.tar.zst" "$T/sums1")" = "$(grep " kata-static-$c.tar.zst" "$T/sums2")"
+done
+check "payload identical" test "$(grep payload "$T/sums1")" = "$(grep payload "$T/sums2")"
+check "image manifest identical" test "$(grep manifest "$T/sums1")" = "$(grep manifest "$T/sums2")"
+cat "$T/sums1" | sed 's/^/# /'
+
+# ---- cache hit ----
+hit() {
+	local t0 t1
+	t0=$(date +%s%N)
+	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1" component $COMPONENTS >"$T/hit.out" 2>&1 || return 1
+	t1=$(date +%s%N)
+	echo "# cache-hit rebuild of $COMPONENTS: $(( (t1 - t0) / 1000000 )) ms"
+	[ "$(grep -c ' cached ' "$T/hit.out")" -eq "$(echo $COMPONENTS | wc -w)" ] &&
+		[ $(( (t1 - t0) / 1000000 )) -le 1000 ]
+}
+check "unchanged components are not rebuilt, all in <= 1 s" hit
+echo "# changed template" >>"$ART/config/configuration-qemu.toml.in"
+$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1x" component kata-config >"$T/chg.out" 2>&1
+check "a changed recipe file rebuilds the component" grep -q ' built ' "$T/chg.out"
+sed -i '$d' "$ART/config/configuration-qemu.toml.in"
+
+# ---- verify ----
+check "verify: rebuild of kata-config and qemu identical" \
+	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1" verify kata-config qemu
+mkdir -p "$T/tamper" && tar -C "$T/tamper" -xf "$T/o1/kata-static-kata-config.tar.zst"
+echo "x = 1" >>"$T/tamper/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"
+cp -r "$T/o1" "$T/o1t" && rm -f "$T/o1t/kata-static-kata-config.tar.zst"
+tar -C "$T/tamper" --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
+	-I zstd -cf "$T/o1t/kata-static-kata-config.tar.zst" opt
+expect_fail "verify names the differing file and entry" \
+	"kata-static-kata-config.tar.zst (sha256" \
+	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1t" verify kata-config
+$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1t" verify kata-config >"$T/v.out" 2>&1 || true
+check "verify message names the entry" \
+	grep -q "'opt/kata/share/defaults/kata-containers/configuration-qemu.toml' vs .*: size differs" "$T/v.out"
+
+# ---- real registry on loopback ----
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$T/reg/data"
+cat >"$T/reg/config.yml" <<CFG
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $T/reg/data}
+http:
+  addr: 127.0.0.1:$port
+CFG
+docker-registry serve "$T/reg/config.yml" >"$T/reg/log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+R=127.0.0.1:$port
+check "push to docker-registry" $KB push --layout "$T/o1/image" --registry "$R/kata/deploy" \
+	--tag t1 --plain-http
+digest=$(awk '/^manifest/{print $2}' "$T/sums1")
+curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+	"http://$R/v2/kata/deploy/manifests/$digest" -o "$T/pulled-manifest"
+check "manifest pulled by digest is byte-identical" \
+	cmp "$T/pulled-manifest" "$T/o1/image/blobs/sha256/${digest#sha256:}"
+pull_blobs() {
+	local d
+	for d in $(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["config"]["digest"]); [print(l["digest"]) for l in m["layers"]]' "$T/pulled-manifest"); do
+		curl -sfL "http://$R/v2/kata/deploy/blobs/$d" -o "$T/blob" || return 1
+		[ "sha256:$(sha256sum <"$T/blob" | cut -d' ' -f1)" = "$d" ] || return 1
+		cp "$T/blob" "$T/pulled-${d#sha256:}"
+	done
+}
+check "every blob pulled by digest matches" pull_blobs
+layer2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["layers"][1]["digest"][7:])' "$T/pulled-manifest")
+mkdir -p "$T/img-x" && tar -C "$T/img-x" -xf "$T/pulled-$layer2"
+check "payload in the pulled image is the built payload" \
+	cmp "$T/img-x/opt/kata-artifacts/payload.tar.zst" "$T/o1/payload.tar.zst"
+make_host_root "$T/host"
+check "payload from the pulled image installs with kata-deploy" \
+	"$KD" install --root "$T/host" --payload "$T/img-x/opt/kata-artifacts/payload.tar.zst" \
+	--runtime-version 1.6 --restart none
+check "installed: qemu binary and configuration" test -x "$T/host/opt/kata/bin/qemu-system-x86_64" -a \
+	-f "$T/host/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"
+check "second push finds every blob present" \
+	sh -c "$KB push --layout '$T/o1/image' --registry '$R/kata/deploy' --tag t2 --plain-http | grep -q '3 present'"
+check "push with cross-repository mount" \
+	sh -c "$KB push --layout '$T/o1/image' --registry '$R/kata/other' --tag t1 --plain-http --mount-from kata/deploy | grep -q '3 mounted'"
+check "ci: builds and pushes <pr>-<sha>-<arch>" \
+	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1" ci --pr 42 --sha 0abc123 \
+	--agent "$T/agent" --registry "$R/kata/ci" --plain-http
+check "ci tag is listed by the registry" \
+	sh -c "curl -sf http://$R/v2/kata/ci/tags/list | grep -q '42-0abc123-amd64'"
+
+# ---- fixture server: mirror and bad registries ----
+mkdir -p "$T/mirror"
+head -c 300000 /dev/urandom >"$T/mirror/kata-src.tar.gz"
+tar -C "$T" -czf "$T/mirror/kata-vendor.tar.gz" mirror/kata-src.tar.gz
+python3 "$ROOTDIR/tests/tools/kb-fixture-server.py" "$T/fx.port" "$T/mirror" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$T/fx.port" ] && break; sleep 0.1; done
+F=127.0.0.1:$(cat "$T/fx.port")
+src_sha=$(sha256sum <"$T/mirror/kata-src.tar.gz" | cut -d' ' -f1)
+ven_sha=$(sha256sum <"$T/mirror/kata-vendor.tar.gz" | cut -d' ' -f1)
+# The real kata-shim recipe, with versions.yaml pointing at the loopback mirror.
+mkdir -p "$T/art2" && cp -r "$ART"/* "$T/art2/"
+sed -i -e "s|kata_src_url: .*|kata_src_url: \"http://$F/files/kata-src.tar.gz\"|" \
+	-e "s|kata_src_sha256: .*|kata_src_sha256: \"$src_sha\"|" \
+	-e "s|kata_vendor_url: .*|kata_vendor_url: \"http://$F/files/kata-vendor.tar.gz\"|" \
+	-e "s|kata_vendor_sha256: .*|kata_vendor_sha256: \"$ven_sha\"|" "$T/art2/versions.yaml"
+KB2="$KB --artifacts $T/art2 --cache $T/c3 --out $T/o3"
+check "upstream shim recipe fetches from a mirror, verified" $KB2 fetch kata-shim
+check "fetched sources are stored by sha256" \
+	test -f "$T/c3/sources/sha256/$src_sha" -a -f "$T/c3/sources/sha256/$ven_sha"
+check "a second fetch is a cache hit (works with the mirror gone too)" \
+	$KB --artifacts "$T/art2" --cache "$T/c3" fetch kata-shim
+# Resume: a partial download left by a killed run is continued with Range.
+mkdir -p "$T/c4/partial" && head -c 100000 "$T/mirror/kata-src.tar.gz" >"$T/c4/partial/$src_sha"
+check "a partial download is resumed" $KB --artifacts "$T/art2" --cache "$T/c4" fetch kata-shim
+check "resumed file is complete and verified" cmp "$T/c4/sources/sha256/$src_sha" "$T/mirror/kata-src.tar.gz"
+mkdir -p "$T/c5/partial" && head -c 100000 /dev/urandom >"$T/c5/partial/$src_sha"
+check "a corrupt partial is discarded and fetched again" \
+	$KB --artifacts "$T/art2" --cache "$T/c5" fetch kata-shim
+
+bad_recipe() { # NAME BODY: a recipe in a copy of the artifacts
+	mkdir -p "$T/art3/recipes"
+	cp "$ART/versions.yaml" "$T/art3/"
+	printf 'shims:\n  qemu: [%s]\n' "$1" >"$T/art3/shims.yaml"
+	printf '%s\n' "$2" >"$T/art3/recipes/$1.yaml"
+}
+KB3="$KB --artifacts $T/art3 --cache $T/c6 --out $T/o6"
+bad_recipe badsum "name: badsum
+version: '1'
+sources:
+  - url: http://$F/files/kata-src.tar.gz
+    sha256: "$(printf '%064d' 0)"
+steps: ['true']
+outputs: [opt/kata/x]"
+expect_fail "source whose sha256 differs" "sha256 is $src_sha" $KB3 fetch badsum
+check "the mismatching download was not kept" \
+	sh -c "! ls '$T/c6/sources/sha256/' | grep -q . && ! ls '$T/c6/partial/' | grep -q ."
+bad_recipe missing "name: missing
+version: '1'
+sources:
+  - url: http://$F/files/nope.tar.gz
+    sha256: $src_sha
+steps: ['true']
+outputs: [opt/kata/x]"
+expect_fail "source that answers 404" "HTTP 404" $KB3 fetch missing
+bad_recipe unknown "name: unknown
+version: '1'
+stpes: [true]
+steps: ['true']
+outputs: [opt/kata/x]"
+expect_fail "recipe with an unknown key names file:line" "unknown.yaml:3: recipe: unknown key 'stpes'" \
+	$KB3 component unknown
+bad_recipe outside "name: outside
+version: '1'
+steps: ['true']
+outputs:
+  - opt/kata/ok
+  - etc/passwd"
+expect_fail "output outside opt/kata/" "outside.yaml:6: outputs: 'etc/passwd' is not a path under opt/kata/" \
+	$KB3 component outside
+bad_recipe noout "name: noout
+version: '1'
+steps: ['mkdir -p \$KB_OUT/opt/kata && echo hi > \$KB_OUT/opt/kata/a']
+outputs: [opt/kata/a, opt/kata/b]"
+expect_fail "recipe with a missing output" "output 'opt/kata/b' was not produced" $KB3 component noout
+bad_recipe env "name: env
+version: '1'
+steps:
+  - |
+    if curl -s -m 2 -o /dev/null http://$F/files/kata-src.tar.gz; then echo network-reachable; exit 1; fi
+    mkdir -p \$KB_OUT/opt/kata
+    { env | LC_ALL=C sort; echo umask=\$(umask); } > \$KB_OUT/opt/kata/env
+outputs: [opt/kata/env]"
+check "steps run without network, in the fixed environment" $KB3 component env
+mkdir -p "$T/envx" && tar -C "$T/envx" -xf "$T/o6/kata-static-env.tar.zst"
+check "fixed environment: SOURCE_DATE_EPOCH TZ LC_ALL umask HOME" sh -c "
+	grep -qx SOURCE_DATE_EPOCH=1700000000 '$T/envx/opt/kata/env' &&
+	grep -qx TZ=UTC '$T/envx/opt/kata/env' && grep -qx LC_ALL=C '$T/envx/opt/kata/env' &&
+	grep -qx umask=0022 '$T/envx/opt/kata/env' && grep -q '^HOME=$T/c6/work/env/home' '$T/envx/opt/kata/env'"
+
+expect_fail "registry 500 is a clear error" "HTTP 500 Internal Server Error (registry error)" \
+	$KB push --layout "$T/o1/image" --registry "$F/fail500/x" --tag t --plain-http
+expect_fail "registry 403 is a clear error" "HTTP 403 Forbidden (denied" \
+	$KB push --layout "$T/o1/image" --registry "$F/deny/x" --tag t --plain-http
+expect_fail "registry 401 without credentials" "HTTP 401" \
+	env -u KATA_BUILD_REGISTRY_USER $KB push --layout "$T/o1/image" --registry "$F/auth/x" --tag t --plain-http
+check "bearer token flow with basic credentials from the environment" \
+	env KATA_BUILD_REGISTRY_USER=user KATA_BUILD_REGISTRY_PASSWORD=secret \
+	$KB push --layout "$T/o1/image" --registry "$F/auth/x" --tag t --plain-http
+expect_fail "wrong credentials" "HTTP 401" env KATA_BUILD_REGISTRY_USER=user \
+	KATA_BUILD_REGISTRY_PASSWORD=wrong $KB push --layout "$T/o1/image" --registry "$F/auth/x" --tag t --plain-http
+finish
