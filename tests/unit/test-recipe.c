@@ -1,0 +1,150 @@
+/* builder/recipe.c: typed parse through the key table, {{var}} expansion from versions.yaml,
+ * and every refusal with its file:line. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "builder/recipe.h"
+#include "tap.h"
+
+static kd_versions *versions(void)
+{
+	char path[] = "/tmp/kd-test-versions.XXXXXX";
+	int fd = mkstemp(path);
+	const char *text = "source_date_epoch: 1700000000\nversion: \"1.0\"\n"
+			   "vars:\n  qemu: \"7.2\"\n  deb: \"1:7.2+dfsg-7\"\n";
+	kd_versions *v = NULL;
+	kd_error err = {0};
+	if (fd < 0 || write(fd, text, strlen(text)) < 0)
+		return NULL;
+	close(fd);
+	if (kd_versions_load(path, &v, &err) < 0)
+		printf("# %s\n", kd_err_msg(&err));
+	unlink(path);
+	return v;
+}
+
+static int parse(const char *text, kd_recipe **ret, kd_error *err)
+{
+	_cleanup_versions_ kd_versions *v = versions();
+	return kd_recipe_parse(text, strlen(text), "r.yaml", v, ret, err);
+}
+
+TEST(good_recipe)
+{
+	_cleanup_recipe_ kd_recipe *r = NULL;
+	kd_error err = {0};
+	CHECK_INT(parse("name: qemu\nversion: \"{{qemu}}\"\nsources:\n"
+			"  - deb: qemu-system-x86\n    version: \"{{deb}}\"\n"
+			"  - url: http://x/a.tar.gz?x=1\n    sha256: "
+			"\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"\n"
+			"steps:\n  - echo {{qemu}}\noutputs: [opt/kata/bin/q, opt/kata/share/]\n",
+			&r, &err),
+		  0);
+	if (!r) {
+		printf("# %s\n", kd_err_msg(&err));
+		return;
+	}
+	CHECK_STR(r->name, "qemu");
+	CHECK_STR(r->version, "7.2");
+	CHECK_INT(r->n_sources, 2);
+	CHECK_INT(r->sources[0].kind, KD_SOURCE_DEB);
+	CHECK_STR(r->sources[0].version, "1:7.2+dfsg-7");
+	CHECK_STR(r->sources[0].name, "qemu-system-x86.deb");
+	CHECK_STR(r->sources[1].name, "a.tar.gz");
+	CHECK_STR(r->steps[0], "echo 7.2");
+	CHECK_STR(r->outputs[1], "opt/kata/share/");
+	CHECK(!r->network);
+}
+
+static void expect(const char *text, const char *want)
+{
+	_cleanup_recipe_ kd_recipe *r = NULL;
+	kd_error err = {0};
+	int rc = parse(text, &r, &err);
+	CHECK(rc < 0);
+	CHECK(r == NULL);
+	if (!strstr(kd_err_msg(&err), want)) {
+		printf("#   got '%s', wanted '%s'\n", kd_err_msg(&err), want);
+		tap_cur_failed = 1;
+	}
+}
+
+TEST(unknown_key_names_line)
+{
+	expect("name: a\nversion: '1'\nsteps: [x]\n\noutputs: [opt/kata/a]\nnetwrok: true\n",
+	       "r.yaml:6: recipe: unknown key 'netwrok'");
+	expect("name: a\nversion: '1'\nsources:\n  - url: http://x/y\n    sha: ab\nsteps: [x]\n"
+	       "outputs: [opt/kata/a]\n",
+	       "r.yaml:5: sources[0]: unknown key 'sha'");
+}
+
+TEST(outputs_under_opt_kata)
+{
+	expect("name: a\nversion: '1'\nsteps: [x]\noutputs:\n  - opt/kata/a\n  - etc/passwd\n",
+	       "r.yaml:6: outputs: 'etc/passwd' is not a path under opt/kata/");
+	expect("name: a\nversion: '1'\nsteps: [x]\noutputs: [opt/kata/../../etc]\n",
+	       "is not a path under opt/kata/");
+	expect("name: a\nversion: '1'\nsteps: [x]\noutputs: [opt/kata/]\n",
+	       "is not a path under opt/kata/");
+	expect("name: a\nversion: '1'\nsteps: [x]\noutputs: [opt/kata/a, opt/kata/a]\n",
+	       "listed twice");
+}
+
+TEST(required_and_types)
+{
+	expect("name: a\nversion: '1'\noutputs: [opt/kata/a]\n", "missing required key 'steps'");
+	expect("name: a\nversion: '1'\nsteps: [x]\noutputs: []\n", "at least one output");
+	expect("name: a\nversion: 1.5\nsteps: [x]\noutputs: [opt/kata/a]\n", "(quote it)");
+	expect("name: a\nversion: '1'\nnetwork: yes please\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "r.yaml:3: network: expected true or false");
+	expect("name: A!\nversion: '1'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "not a valid component name");
+}
+
+TEST(sources)
+{
+	expect("name: a\nversion: '1'\nsources:\n  - url: http://x/y\n    sha256: abc\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "url needs sha256: 64 lowercase hex digits");
+	expect("name: a\nversion: '1'\nsources:\n  - deb: p\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "deb needs an exact version");
+	expect("name: a\nversion: '1'\nsources:\n  - deb: p\n    url: http://x\n    version: '1'\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "needs exactly one of url, deb");
+	expect("name: a\nversion: '1'\nsources:\n  - deb: p\n    version: '1'\n"
+	       "  - deb: p\n    version: '2'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "two sources named 'p.deb'");
+}
+
+TEST(variables)
+{
+	expect("name: a\nversion: '{{nope}}'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "r.yaml:2: version: unknown variable 'nope'");
+	expect("name: a\nversion: '{{qemu'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "unterminated or empty");
+}
+
+TEST(path_safe)
+{
+	CHECK(kd_recipe_path_safe("opt/kata/a", false));
+	CHECK(kd_recipe_path_safe("opt/kata/a/", true));
+	CHECK(!kd_recipe_path_safe("opt/kata/a/", false));
+	CHECK(!kd_recipe_path_safe("/opt/kata", true));
+	CHECK(!kd_recipe_path_safe("opt//kata", true));
+	CHECK(!kd_recipe_path_safe("opt/./kata", true));
+	CHECK(!kd_recipe_path_safe("opt/kata/..", true));
+	CHECK(!kd_recipe_path_safe("", true));
+}
+
+int main(void)
+{
+	RUN(good_recipe);
+	RUN(unknown_key_names_line);
+	RUN(outputs_under_opt_kata);
+	RUN(required_and_types);
+	RUN(sources);
+	RUN(variables);
+	RUN(path_safe);
+	TAP_END();
+}
