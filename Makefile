@@ -28,6 +28,7 @@ LIBS := $(PKG_LIBS) -lpthread
 LIB_SRCS := $(sort $(wildcard lib/*.c))
 ENGINE_SRCS := $(filter-out deployer/main.c,$(sort $(wildcard deployer/*.c)))
 AGENT_SRCS := $(sort $(wildcard node-agent/*.c))
+AGENT_LIB_SRCS := $(filter-out node-agent/main.c,$(AGENT_SRCS))
 BUILDER_SRCS := $(filter-out builder/main.c,$(sort $(wildcard builder/*.c)))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test-*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz-*.c))
@@ -37,6 +38,7 @@ objs = $(patsubst %.c,$(O)/%.o,$(1))
 LIB_A := $(O)/libkd.a
 ENGINE_A := $(O)/libkdengine.a
 BUILDER_A := $(O)/libkdbuild.a
+AGENT_A := $(O)/libkdagent.a
 PROGRAMS := $(O)/kata-deploy
 ifneq ($(AGENT_SRCS),)
 PROGRAMS += $(O)/kata-deploy-agent $(O)/kata-deploy-agent-wait
@@ -62,6 +64,9 @@ $(LIB_A): $(call objs,$(LIB_SRCS))
 $(ENGINE_A): $(call objs,$(ENGINE_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
+$(AGENT_A): $(call objs,$(AGENT_LIB_SRCS))
+	@rm -f $@
+	ar rcs $@ $^
 $(BUILDER_A): $(call objs,$(BUILDER_SRCS))
 	@rm -f $@
 	ar rcs $@ $^
@@ -77,7 +82,7 @@ $(O)/kata-build: $(O)/builder/main.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 # Unit tests link the same objects as production.
-$(O)/tests/test-%: $(O)/tests/unit/test-%.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
+$(O)/tests/test-%: $(O)/tests/unit/test-%.o $(AGENT_A) $(BUILDER_A) $(ENGINE_A) $(LIB_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 $(O)/tests/%: $(O)/tests/tools/%.o $(BUILDER_A) $(ENGINE_A) $(LIB_A)
