@@ -277,32 +277,112 @@ static int cmd_verify(cli *c, kd_error *err)
 	return 0;
 }
 
+enum {
+	O_ARTIFACTS = 256,
+	O_CACHE,
+	O_OUT,
+	O_JOBS,
+	O_FORCE,
+	O_OUTPUT,
+	O_SIGN_KEY,
+	O_SIGN_PUB,
+	O_PAYLOAD,
+	O_AGENT,
+	O_LAYOUT,
+	O_TAG,
+	O_NO_LIBS,
+	O_REGISTRY,
+	O_PLAIN,
+	O_MOUNT,
+	O_CA,
+	O_PR,
+	O_SHA,
+	O_NO_PUSH,
+	O_KEEP,
+	O_WITH_PAYLOAD,
+};
+
+/* Apply one option; false for an unknown one. */
+static bool apply_opt(cli *c, int o, const char *arg)
+{
+	switch (o) {
+	case O_ARTIFACTS:
+		c->artifacts = arg;
+		break;
+	case O_CACHE:
+		c->cache_dir = arg;
+		break;
+	case O_OUT:
+		c->out = arg;
+		break;
+	case O_JOBS:
+		c->jobs = atoi(arg);
+		break;
+	case O_FORCE:
+		c->force = true;
+		break;
+	case O_OUTPUT:
+		c->output = arg;
+		break;
+	case O_SIGN_KEY:
+		c->sign_key = arg;
+		break;
+	case O_SIGN_PUB:
+		c->sign_pubkey = arg;
+		break;
+	case O_PAYLOAD:
+		c->payload = arg;
+		break;
+	case O_WITH_PAYLOAD:
+		c->with_payload = true;
+		break;
+	case O_AGENT:
+		c->agent = arg;
+		break;
+	case O_LAYOUT:
+		c->layout = arg;
+		break;
+	case O_TAG:
+		c->tag = arg;
+		break;
+	case O_NO_LIBS:
+		c->no_libs = true;
+		break;
+	case O_REGISTRY:
+		c->registry = arg;
+		break;
+	case O_PLAIN:
+		c->plain_http = true;
+		break;
+	case O_MOUNT:
+		c->mount_from = arg;
+		break;
+	case O_CA:
+		c->ca_file = arg;
+		break;
+	case O_PR:
+		c->pr = arg;
+		break;
+	case O_SHA:
+		c->sha = arg;
+		break;
+	case O_NO_PUSH:
+		c->no_push = true;
+		break;
+	case O_KEEP:
+		c->keep = arg;
+		break;
+	case 'v':
+		c->verbose = true;
+		break;
+	default:
+		return false;
+	}
+	return true;
+}
+
 int main(int argc, char **argv)
 {
-	enum {
-		O_ARTIFACTS = 256,
-		O_CACHE,
-		O_OUT,
-		O_JOBS,
-		O_FORCE,
-		O_OUTPUT,
-		O_SIGN_KEY,
-		O_SIGN_PUB,
-		O_PAYLOAD,
-		O_AGENT,
-		O_LAYOUT,
-		O_TAG,
-		O_NO_LIBS,
-		O_REGISTRY,
-		O_PLAIN,
-		O_MOUNT,
-		O_CA,
-		O_PR,
-		O_SHA,
-		O_NO_PUSH,
-		O_KEEP,
-		O_WITH_PAYLOAD,
-	};
 	static const struct option opts[] = {
 		{"artifacts", required_argument, NULL, O_ARTIFACTS},
 		{"cache", required_argument, NULL, O_CACHE},
@@ -335,80 +415,11 @@ int main(int argc, char **argv)
 	int o, r;
 
 	while ((o = getopt_long(argc, argv, "+vh", opts, NULL)) >= 0) {
-		switch (o) {
-		case O_ARTIFACTS:
-			c.artifacts = optarg;
-			break;
-		case O_CACHE:
-			c.cache_dir = optarg;
-			break;
-		case O_OUT:
-			c.out = optarg;
-			break;
-		case O_JOBS:
-			c.jobs = atoi(optarg);
-			break;
-		case O_FORCE:
-			c.force = true;
-			break;
-		case O_OUTPUT:
-			c.output = optarg;
-			break;
-		case O_SIGN_KEY:
-			c.sign_key = optarg;
-			break;
-		case O_SIGN_PUB:
-			c.sign_pubkey = optarg;
-			break;
-		case O_PAYLOAD:
-			c.payload = optarg;
-			break;
-		case O_WITH_PAYLOAD:
-			c.with_payload = true;
-			break;
-		case O_AGENT:
-			c.agent = optarg;
-			break;
-		case O_LAYOUT:
-			c.layout = optarg;
-			break;
-		case O_TAG:
-			c.tag = optarg;
-			break;
-		case O_NO_LIBS:
-			c.no_libs = true;
-			break;
-		case O_REGISTRY:
-			c.registry = optarg;
-			break;
-		case O_PLAIN:
-			c.plain_http = true;
-			break;
-		case O_MOUNT:
-			c.mount_from = optarg;
-			break;
-		case O_CA:
-			c.ca_file = optarg;
-			break;
-		case O_PR:
-			c.pr = optarg;
-			break;
-		case O_SHA:
-			c.sha = optarg;
-			break;
-		case O_NO_PUSH:
-			c.no_push = true;
-			break;
-		case O_KEEP:
-			c.keep = optarg;
-			break;
-		case 'v':
-			c.verbose = true;
-			break;
-		case 'h':
+		if (o == 'h') {
 			usage(stdout);
 			return 0;
-		default:
+		}
+		if (!apply_opt(&c, o, optarg)) {
 			usage(stderr);
 			return 2;
 		}
@@ -429,77 +440,7 @@ int main(int argc, char **argv)
 		o = getopt_long(argc, argv, "+vh", opts, NULL);
 		if (o < 0)
 			break;
-		switch (o) {
-		case O_ARTIFACTS:
-			c.artifacts = optarg;
-			break;
-		case O_CACHE:
-			c.cache_dir = optarg;
-			break;
-		case O_OUT:
-			c.out = optarg;
-			break;
-		case O_JOBS:
-			c.jobs = atoi(optarg);
-			break;
-		case O_FORCE:
-			c.force = true;
-			break;
-		case O_OUTPUT:
-			c.output = optarg;
-			break;
-		case O_SIGN_KEY:
-			c.sign_key = optarg;
-			break;
-		case O_SIGN_PUB:
-			c.sign_pubkey = optarg;
-			break;
-		case O_PAYLOAD:
-			c.payload = optarg;
-			break;
-		case O_WITH_PAYLOAD:
-			c.with_payload = true;
-			break;
-		case O_AGENT:
-			c.agent = optarg;
-			break;
-		case O_LAYOUT:
-			c.layout = optarg;
-			break;
-		case O_TAG:
-			c.tag = optarg;
-			break;
-		case O_NO_LIBS:
-			c.no_libs = true;
-			break;
-		case O_REGISTRY:
-			c.registry = optarg;
-			break;
-		case O_PLAIN:
-			c.plain_http = true;
-			break;
-		case O_MOUNT:
-			c.mount_from = optarg;
-			break;
-		case O_CA:
-			c.ca_file = optarg;
-			break;
-		case O_PR:
-			c.pr = optarg;
-			break;
-		case O_SHA:
-			c.sha = optarg;
-			break;
-		case O_NO_PUSH:
-			c.no_push = true;
-			break;
-		case O_KEEP:
-			c.keep = optarg;
-			break;
-		case 'v':
-			c.verbose = true;
-			break;
-		default:
+		if (!apply_opt(&c, o, optarg)) {
 			usage(stderr);
 			return 2;
 		}
