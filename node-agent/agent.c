@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <sys/utsname.h>
 #include <time.h>
 
 #include "deployer/engine.h"
+#include "deployer/flavour.h"
 #include "deployer/hostcheck.h"
+#include "deployer/restart.h"
 #include "detect.h"
 #include "fsroot.h"
 #include "health.h"
@@ -33,6 +35,8 @@ typedef struct agent {
 	char node_uid[64];
 	char **handlers;
 	kd_agent_runtime rt;
+	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
+	char *snapshotters;
 } agent;
 
 static void agent_done(agent *a)
@@ -41,6 +45,8 @@ static void agent_done(agent *a)
 	if (a->rootfd >= 0)
 		close(a->rootfd);
 	kd_strv_free(a->handlers);
+	free(a->annotations);
+	free(a->snapshotters);
 }
 
 bool kd_agent_terminating(void)
@@ -391,49 +397,8 @@ static int taints_mutate(struct json_object *node, struct json_object **ret_patc
 	return 0;
 }
 
-/* ---- runtime restart and the waits after it
- * --------------------------------------------- */
-
-static int restart_runtime(agent *a, kd_error *err)
-{
-	const char *mode = a->s->runtime_restart;
-	pid_t pid;
-	int status;
-
-	if (strcmp(mode, "none") == 0) {
-		kd_info("runtime restart skipped (RUNTIME_RESTART=none)");
-		return 0;
-	}
-	if (strncmp(mode, "command:", 8) != 0)
-		return kd_err(
-			err, -EOPNOTSUPP,
-			"RUNTIME_RESTART=%s: restarting %s through systemd is not available in "
-			"this build; use command:<cmd> or none",
-			mode, a->rt.unit);
-	kd_info("restarting %s: %s", a->rt.unit, mode + 8);
-	pid = fork();
-	if (pid < 0)
-		return kd_err_errno(err, negative_errno(), "restart %s: fork", a->rt.unit);
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		setenv("KD_RUNTIME", a->rt.id, 1);
-		setenv("KD_RUNTIME_UNIT", a->rt.unit, 1);
-		setenv("KD_HOST_ROOT", a->s->host_root, 1);
-		execl("/bin/sh", "sh", "-c", mode + 8, (char *)NULL);
-		_exit(127);
-	}
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return kd_err_errno(err, negative_errno(), "restart %s: wait", a->rt.unit);
-	kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return kd_err(err, -EIO, "restart %s: command failed (%s %d)", a->rt.unit,
-			      WIFEXITED(status) ? "exit status" : "signal",
-			      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-	return 0;
-}
+/* ---- the waits after a runtime restart
+ * -------------------------------------------------- */
 
 static int wait_ready(agent *a, kd_error *err)
 {
@@ -525,14 +490,66 @@ static void engine_opts(const kd_agent_settings *s, kd_engine_opts *e, char *pre
 		snprintf(state, ssize, "%s/%s", KD_DEFAULT_STATE_DIR, s->multi_install_suffix);
 	else
 		snprintf(state, ssize, "%s", KD_DEFAULT_STATE_DIR);
-	*e = (kd_engine_opts){.prefix = prefix, .state_dir = state};
+	/* Explicit, also for "systemd": the engine's default for a root other than "/" is none. */
+	*e = (kd_engine_opts){.prefix = prefix, .state_dir = state, .restart = s->runtime_restart};
+}
+
+static char *strv_join(char *const *v, char sep)
+{
+	size_t n = 1;
+	char *out, *p;
+
+	for (char *const *i = v; i && *i; i++)
+		n += strlen(*i) + 1;
+	out = p = malloc(n);
+	if (!out)
+		return NULL;
+	*p = '\0';
+	for (char *const *i = v; i && *i; i++)
+		p += sprintf(p, "%s%s", p == out ? "" : (char[]){sep, '\0'}, *i);
+	return out;
+}
+
+static const char *nonempty(const char *v)
+{
+	return v && *v ? v : NULL;
+}
+
+/* The engine's runtime options from the settings and what the Node says it runs: the version
+ * comes from containerRuntimeVersion, since the host's binary cannot be run from the pod. */
+static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
+{
+	const kd_agent_settings *s = a->s;
+
+	free(a->annotations);
+	free(a->snapshotters);
+	a->annotations = strv_join(s->allowed_hypervisor_annotations, ' ');
+	a->snapshotters = strv_join(s->snapshotter_mapping, ',');
+	if (!a->annotations || !a->snapshotters)
+		return kd_err(err, -ENOMEM, "out of memory");
+	*rt = (kd_runtime_opts){
+		.runtime = strcmp(a->rt.id, "crio") == 0 ? "crio" : "containerd",
+		.runtime_version = nonempty(a->rt.version),
+		.distribution = nonempty(s->k8s_distribution),
+		.restart = s->runtime_restart,
+		.suffix = nonempty(s->multi_install_suffix),
+		.debug = s->debug,
+		.agent_https_proxy = nonempty(s->agent_https_proxy),
+		.agent_no_proxy = nonempty(s->agent_no_proxy),
+		.allowed_hypervisor_annotations = nonempty(a->annotations),
+		.snapshotter_handler_mapping = nonempty(a->snapshotters),
+		.default_shim = nonempty(s->default_shim),
+	};
+	return 0;
 }
 
 static int host_check(agent *a, const char *rv, kd_error *err)
 {
 	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
+	char modules[PATH_BUF];
+	struct utsname u;
 	kd_hostcheck_opts o = {
-		.root = a->s->host_root,
+		.root = a->s->host_check_root,
 		.runtime_version = rv,
 		.shims = (const char *const *)a->s->shims,
 		.skip_payload = true,
@@ -540,6 +557,13 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	char failed[EVENT_MESSAGE_MAX] = "";
 	int r;
 
+	/* The pod sees the host's /proc, /sys and /dev at "/", but its modules only under the
+	 * host root. */
+	if (strcmp(a->s->host_check_root, "/") == 0 && strcmp(a->s->host_root, "/") != 0 &&
+	    uname(&u) == 0) {
+		snprintf(modules, sizeof(modules), "%s/lib/modules/%s", a->s->host_root, u.release);
+		o.modules_dir = modules;
+	}
 	r = kd_hostcheck_run(&o, &rep, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "host check");
@@ -596,14 +620,18 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
 	io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
 	io.shims = s->shims;
+	if ((r = runtime_opts(a, &io.rt, err)) < 0)
+		return r;
 	r = kd_engine_install(a->rootfd, &io, &res, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "install on %s", s->host_root);
-	kd_info("payload %s %s in %s (%s)", res.version,
-		res.changed ? "installed" : "already installed", prefix, res.id);
-	if (res.changed) {
-		if ((r = restart_runtime(a, err)) < 0)
-			return r;
+	kd_info("payload %s %s in %s (%s); runtime config %s", res.version,
+		res.changed ? "installed" : "already installed", prefix, res.id,
+		res.config_changed ? "changed" : "unchanged");
+	/* The engine restarted the runtime (RUNTIME_RESTART) iff its config changed. */
+	if (res.config_changed) {
+		if (strcmp(s->runtime_restart, "none") != 0)
+			kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
 		if ((r = wait_ready(a, err)) < 0)
 			return r;
 	}
@@ -740,8 +768,8 @@ static int cleanup_steps(agent *a, bool force, kd_error *err)
 		return kd_err_wrap(err, r, "uninstall from %s", s->host_root);
 	kd_info("%s", changed ? "Kata removed from the host" : "nothing was installed");
 	if (changed) {
-		if ((r = restart_runtime(a, err)) < 0)
-			return r;
+		if (strcmp(s->runtime_restart, "none") != 0)
+			kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
 		terminating = false; /* the wait below must run during our own termination */
 		if ((r = wait_ready(a, err)) < 0)
 			return r;
@@ -767,6 +795,39 @@ int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool fo
 	return r;
 }
 
+/* Reset restarts through the engine's restart (restart.h), as install and uninstall do: the
+ * runtime of the flavour found on the host root, then, for plain containerd and CRI-O, the
+ * kubelet, so it re-reads the runtime's handlers (k3s, rke2 and microk8s restart their kubelet
+ * with the runtime unit; k0s reloads containerd.d itself). */
+static int reset_restart(agent *a, kd_error *err)
+{
+	kd_runtime_opts rt;
+	kd_flavour f, kubelet;
+	int r;
+
+	if ((r = runtime_opts(a, &rt, err)) < 0)
+		return r;
+	kd_flavour_opts fo = {
+		.runtime = rt.runtime,
+		.runtime_version = rt.runtime_version,
+		.distribution = rt.distribution,
+		.root_is_host = kd_root_is_host(a->rootfd),
+	};
+	if ((r = kd_flavour_detect(a->rootfd, &fo, &f, err)) < 0)
+		return kd_err_wrap(err, r, "detect runtime on %s", a->s->host_root);
+	if ((r = kd_restart(a->rootfd, a->s->runtime_restart, &f, fo.root_is_host, err)) < 0)
+		return r;
+	if (strcmp(a->s->runtime_restart, "none") != 0 && f.unit[0])
+		kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
+	if (f.id != KD_FLAVOUR_CONTAINERD && f.id != KD_FLAVOUR_CRIO)
+		return 0;
+	/* A plain unit restart: never the CRI-O SIGHUP path. */
+	kubelet = (kd_flavour){.id = KD_FLAVOUR_CONTAINERD, .major = -1};
+	snprintf(kubelet.name, sizeof(kubelet.name), "kubelet");
+	snprintf(kubelet.unit, sizeof(kubelet.unit), "kubelet.service");
+	return kd_restart(a->rootfd, a->s->runtime_restart, &kubelet, fo.root_is_host, err);
+}
+
 int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
 {
 	_cleanup_json_ struct json_object *node = NULL;
@@ -787,7 +848,7 @@ int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error 
 	if (r >= 0)
 		r = set_labels(&a, LABELS_RELEASE, err);
 	if (r >= 0)
-		r = restart_runtime(&a, err);
+		r = reset_restart(&a, err);
 	if (r >= 0)
 		r = wait_ready(&a, err);
 	if (r >= 0)

@@ -89,6 +89,8 @@ static const setting table[] = {
 	 "retries of one API call (backoff from 0.4 s)"},
 	{"HOST_CHECK", T_BOOL, OFF(host_check), "true", 0, 0, NULL,
 	 "refuse when no enabled shim can run here"},
+	{"HOST_CHECK_ROOT", T_STRING, OFF(host_check_root), "/", 0, 0, NULL,
+	 "where the host checks see /proc, /sys, /dev (a privileged pod: its own /)"},
 };
 
 static const char *machine_arch(void)
@@ -243,6 +245,9 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 			      "sets it from spec.nodeName)");
 	if (s->host_root[0] != '/')
 		return kd_err(err, -EINVAL, "HOST_ROOT=%s: must be an absolute path", s->host_root);
+	if (s->host_check_root[0] != '/')
+		return kd_err(err, -EINVAL, "HOST_CHECK_ROOT=%s: must be an absolute path",
+			      s->host_check_root);
 	if (*s->installation_prefix &&
 	    (s->installation_prefix[0] != '/' || strstr(s->installation_prefix, "..")))
 		return kd_err(err, -EINVAL,
@@ -267,10 +272,15 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 		s->default_shim = strdup(s->shims[0]);
 		if (!s->default_shim)
 			return kd_err(err, -ENOMEM, "out of memory");
-	} else if (!kd_strv_find(s->shims, s->default_shim))
+	} else if (!kd_strv_find(s->shims, s->default_shim)) {
+		char list[KD_AGENT_VALUE_MAX + 1] = "";
+		for (char **i = s->shims; *i; i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+				 i == s->shims ? "" : " ", *i);
 		return kd_err(err, -EINVAL,
 			      "DEFAULT_SHIM_%s=%s: not among the enabled shims (%s=%s)", s->arch,
-			      s->default_shim, var, s->shims[0]);
+			      s->default_shim, var, list);
+	}
 	snprintf(var, sizeof(var), "SNAPSHOTTER_HANDLER_MAPPING_%s", s->arch);
 	for (char **i = s->snapshotter_mapping; i && *i; i++)
 		if ((r = check_shim_entry(s, var, *i, ':', true, NULL, err)) < 0)

@@ -1,0 +1,371 @@
+/* node-agent without a server: the settings table (defaults, empty values, every refusal names
+ * the variable, the value and what is allowed), handler and owner-label names, and runtime
+ * detection from containerRuntimeVersion plus systemd units in a temp host root. The flows that
+ * talk to the API are in tests/integration/test-agent.sh. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsroot.h"
+#include "node-agent/detect.h"
+#include "node-agent/settings.h"
+#include "strv.h"
+#include "tap.h"
+
+static char arch[16];
+
+/* Clear the environment, set NAME=value pairs ("<ARCH>" replaced), load for action. */
+static int load(kd_agent_settings *s, kd_error *err, const char *action, ...)
+{
+	va_list ap;
+	const char *kv;
+
+	clearenv();
+	va_start(ap, action);
+	while ((kv = va_arg(ap, const char *))) {
+		char name[128];
+		const char *eq = strchr(kv, '='), *a = strstr(kv, "<ARCH>");
+		if (a && a < eq)
+			snprintf(name, sizeof(name), "%.*s%s%.*s", (int)(a - kv), kv, arch,
+				 (int)(eq - a - 6), a + 6);
+		else
+			snprintf(name, sizeof(name), "%.*s", (int)(eq - kv), kv);
+		setenv(name, eq + 1, 1);
+	}
+	va_end(ap);
+	kd_err_clear(err);
+	return kd_agent_settings_load(s, action, err);
+}
+
+/* The load must fail and its message contain want ("<ARCH>" replaced). */
+static void refused(const char *want, const char *kv1, const char *kv2)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+	char w[512];
+	size_t o = 0;
+	int r;
+
+	for (const char *p = want; *p && o < sizeof(w) - 1;)
+		if (strncmp(p, "<ARCH>", 6) == 0) {
+			o += (size_t)snprintf(w + o, sizeof(w) - o, "%s", arch);
+			p += 6;
+		} else
+			w[o++] = *p++;
+	w[o < sizeof(w) ? o : sizeof(w) - 1] = '\0';
+	r = load(&s, &err, "install", "NODE_NAME=n1", kv1, kv2, NULL);
+	CHECK_INT(r, -EINVAL);
+	if (!strstr(kd_err_msg(&err), w)) {
+		printf("#   got \"%s\"\n#   want \"%s\"\n", kd_err_msg(&err), w);
+		tap_cur_failed = 1;
+	}
+	kd_agent_settings_free(&s);
+}
+
+TEST(defaults)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", NULL), 0);
+	CHECK_STR(s.node_name, "n1");
+	CHECK_STR(s.daemonset_name, "kata-deploy");
+	CHECK_STR(s.host_root, "/host");
+	CHECK_STR(s.host_check_root, "/");
+	CHECK_STR(s.payload, KD_AGENT_DEFAULT_PAYLOAD);
+	CHECK_STR(s.runtime_restart, "systemd");
+	CHECK_INT(s.health_port, 8090);
+	CHECK_INT(s.node_ready_timeout_s, 300);
+	CHECK_INT(s.poll_interval_ms, 2000);
+	CHECK_INT(s.api_retries, 8);
+	CHECK(s.host_check);
+	CHECK(!s.debug);
+	CHECK_INT(kd_strv_length(s.shims), 1);
+	CHECK_STR(s.shims[0], "qemu");
+	CHECK_STR(s.default_shim, "qemu");
+	CHECK_INT(kd_strv_length(s.startup_taints), 0);
+	kd_agent_settings_free(&s);
+}
+
+/* The chart passes every variable, empty when unset: empty scalars mean the default, an empty
+ * list is an empty list. */
+TEST(empty_values)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "HEALTH_PORT=", "DEBUG=",
+		       "RUNTIME_RESTART=", "STARTUP_TAINTS=", "DEFAULT_SHIM_<ARCH>=", NULL),
+		  0);
+	CHECK_INT(s.health_port, 8090);
+	CHECK_STR(s.runtime_restart, "systemd");
+	CHECK_INT(kd_strv_length(s.startup_taints), 0);
+	kd_agent_settings_free(&s);
+	refused("SHIMS_<ARCH> is empty: enable at least one shim", "SHIMS_<ARCH>=", NULL);
+}
+
+TEST(values)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+	char owner[128];
+	_cleanup_strv_ char **h = NULL;
+
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "SHIMS_<ARCH>=qemu  clh\tfc",
+		       "DEFAULT_SHIM_<ARCH>=clh", "MULTI_INSTALL_SUFFIX=blue-2", "DEBUG=yes",
+		       "STARTUP_TAINTS=a.example/x:NoSchedule, b.example/y c:NoExecute",
+		       "SNAPSHOTTER_HANDLER_MAPPING_<ARCH>=clh:nydus,fc:devmapper",
+		       "PULL_TYPE_MAPPING_<ARCH>=qemu:guest-pull",
+		       "ALLOWED_HYPERVISOR_ANNOTATIONS_<ARCH>=default_vcpus clh:kernel_params",
+		       "AGENT_HTTPS_PROXY=qemu=http://p:3128;clh=http://q:3128",
+		       "RUNTIME_RESTART=command:systemctl restart containerd", "HEALTH_PORT=0",
+		       "POLL_INTERVAL_MS=10", NULL),
+		  0);
+	CHECK_INT(kd_strv_length(s.shims), 3);
+	CHECK_STR(s.shims[2], "fc");
+	CHECK_STR(s.default_shim, "clh");
+	CHECK(s.debug);
+	CHECK_INT(s.health_port, 0);
+	CHECK_INT(s.poll_interval_ms, 10);
+	CHECK_INT(kd_strv_length(s.startup_taints), 3);
+	CHECK_STR(s.startup_taints[1], "b.example/y");
+	CHECK_INT(kd_strv_length(s.snapshotter_mapping), 2);
+	CHECK_INT(kd_strv_length(s.allowed_hypervisor_annotations), 2);
+	h = kd_agent_handlers(&s);
+	CHECK(h && kd_strv_length(h) == 3);
+	if (h)
+		CHECK_STR(h[1], "kata-clh-blue-2");
+	kd_agent_owner_label(&s, owner, sizeof(owner));
+	CHECK_STR(owner, "kata-deploy.katacontainers.io/blue-2");
+	kd_agent_settings_free(&s);
+
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", NULL), 0);
+	kd_agent_owner_label(&s, owner, sizeof(owner));
+	CHECK_STR(owner, "kata-deploy.katacontainers.io/default");
+	kd_agent_settings_free(&s);
+}
+
+TEST(node_name_required_except_for_wait)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+
+	CHECK_INT(load(&s, &err, "install", NULL), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "NODE_NAME is not set") != NULL);
+	kd_agent_settings_free(&s);
+	CHECK_INT(load(&s, &err, "wait", NULL), 0);
+	kd_agent_settings_free(&s);
+}
+
+TEST(refusals)
+{
+	refused("DEFAULT_SHIM_<ARCH>=clh: not among the enabled shims (SHIMS_<ARCH>=qemu)",
+		"DEFAULT_SHIM_<ARCH>=clh", NULL);
+	refused("DEFAULT_SHIM_<ARCH>=fc: not among the enabled shims (SHIMS_<ARCH>=qemu clh)",
+		"DEFAULT_SHIM_<ARCH>=fc", "SHIMS_<ARCH>=qemu clh");
+	refused("SHIMS_<ARCH>: unknown shim 'qemuu'", "SHIMS_<ARCH>=qemu qemuu", NULL);
+	refused("HEALTH_PORT=70000: not an integer in 0..65535", "HEALTH_PORT=70000", NULL);
+	refused("POLL_INTERVAL_MS=5x: not an integer in 10..600000", "POLL_INTERVAL_MS=5x", NULL);
+	refused("DEBUG=maybe: not a boolean; use true or false", "DEBUG=maybe", NULL);
+	refused("K8S_DISTRIBUTION=k9s: not allowed; use one of: (empty)|k8s|k3s|rke2|k0s|microk8s",
+		"K8S_DISTRIBUTION=k9s", NULL);
+	refused("MULTI_INSTALL_SUFFIX=Blue: use 1-16 lowercase letters",
+		"MULTI_INSTALL_SUFFIX=Blue", NULL);
+	refused("MULTI_INSTALL_SUFFIX=-a: use 1-16", "MULTI_INSTALL_SUFFIX=-a", NULL);
+	refused("MULTI_INSTALL_SUFFIX=abcdefghijklmnopq: use 1-16",
+		"MULTI_INSTALL_SUFFIX=abcdefghijklmnopq", NULL);
+	refused("INSTALLATION_PREFIX=opt/x: must be an absolute path without '..'",
+		"INSTALLATION_PREFIX=opt/x", NULL);
+	refused("INSTALLATION_PREFIX=/a/../b: must be an absolute path",
+		"INSTALLATION_PREFIX=/a/../b", NULL);
+	refused("HOST_ROOT=host: must be an absolute path", "HOST_ROOT=host", NULL);
+	refused("HOST_CHECK_ROOT=proc: must be an absolute path", "HOST_CHECK_ROOT=proc", NULL);
+	refused("STARTUP_TAINTS: 'k:NoRun' is not key[:effect]", "STARTUP_TAINTS=k:NoRun", NULL);
+	refused("STARTUP_TAINTS: ':NoSchedule' is not key[:effect]", "STARTUP_TAINTS=:NoSchedule",
+		NULL);
+	refused("RUNTIME_RESTART=reboot: use systemd, none or command:<shell command>",
+		"RUNTIME_RESTART=reboot", NULL);
+	refused("RUNTIME_RESTART=command:: use systemd", "RUNTIME_RESTART=command:", NULL);
+	refused("PAYLOAD_SHA256=ABC: not 64 lowercase hex digits", "PAYLOAD_SHA256=ABC", NULL);
+	refused("SNAPSHOTTER_HANDLER_MAPPING_<ARCH>: entry 'clh:nydus' names shim 'clh', which is "
+		"not enabled (SHIMS_<ARCH>)",
+		"SNAPSHOTTER_HANDLER_MAPPING_<ARCH>=clh:nydus", NULL);
+	refused("SNAPSHOTTER_HANDLER_MAPPING_<ARCH>: entry 'nydus' is not shim:value",
+		"SNAPSHOTTER_HANDLER_MAPPING_<ARCH>=nydus", NULL);
+	refused("SNAPSHOTTER_HANDLER_MAPPING_<ARCH>: entry 'qemu:' has an empty value",
+		"SNAPSHOTTER_HANDLER_MAPPING_<ARCH>=qemu:", NULL);
+	refused("PULL_TYPE_MAPPING_<ARCH>: entry 'qemu:local': value 'local' is not allowed; use "
+		"guest-pull",
+		"PULL_TYPE_MAPPING_<ARCH>=qemu:local", NULL);
+	refused("ALLOWED_HYPERVISOR_ANNOTATIONS_<ARCH>: entry 'fc:x' names shim 'fc'",
+		"ALLOWED_HYPERVISOR_ANNOTATIONS_<ARCH>=fc:x", NULL);
+	refused("AGENT_HTTPS_PROXY: entry 'clh=http://p' names shim 'clh'",
+		"AGENT_HTTPS_PROXY=qemu=http://q;clh=http://p", NULL);
+	refused("AGENT_NO_PROXY: entry 'qemu=' has an empty value", "AGENT_NO_PROXY=qemu=", NULL);
+	refused("NODE_READY_TIMEOUT=0: not an integer in 1..86400", "NODE_READY_TIMEOUT=0", NULL);
+}
+
+TEST(value_limit)
+{
+	char *big = malloc(KD_AGENT_VALUE_MAX + 32);
+	CHECK(big != NULL);
+	if (!big)
+		return;
+	snprintf(big, 32, "PAYLOAD=");
+	memset(big + 8, 'a', KD_AGENT_VALUE_MAX + 1);
+	big[8 + KD_AGENT_VALUE_MAX + 1] = '\0';
+	refused("PAYLOAD: value longer than 4096 bytes", big, NULL);
+	free(big);
+}
+
+/* ---- detection */
+
+static char root[] = "/tmp/kd-test-agent-detect.XXXXXX";
+
+static void touch(const char *rel)
+{
+	char p[512], cmd[1200];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	snprintf(cmd, sizeof(cmd), "mkdir -p \"$(dirname '%s')\" && : >'%s'", p, p);
+	CHECK_INT(system(cmd), 0);
+}
+
+static void enable(const char *unit)
+{
+	char p[512], cmd[1200];
+	snprintf(p, sizeof(p), "%s/etc/systemd/system/multi-user.target.wants/%s", root, unit);
+	snprintf(cmd, sizeof(cmd),
+		 "mkdir -p \"$(dirname '%s')\" && ln -sf /lib/systemd/system/%s '%s'", p, unit, p);
+	CHECK_INT(system(cmd), 0);
+}
+
+static void reset_root(void)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' && mkdir -p '%s'", root, root);
+	CHECK_INT(system(cmd), 0);
+}
+
+static int detect(const char *rv, const char *dist, kd_agent_runtime *rt, kd_error *err)
+{
+	kd_error e = {0};
+	_cleanup_close_ int fd = kd_root_open(root, &e);
+	kd_err_clear(err);
+	if (fd < 0)
+		return fd;
+	return kd_agent_detect(fd, rv, dist, rt, err);
+}
+
+TEST(detect_plain_runtimes)
+{
+	kd_agent_runtime rt;
+	kd_error err = {0};
+
+	reset_root();
+	CHECK_INT(detect("containerd://1.7.2", "", &rt, &err), 0);
+	CHECK_STR(rt.id, "containerd");
+	CHECK_STR(rt.unit, "containerd.service");
+	CHECK_STR(rt.version, "1.7.2");
+	CHECK_INT(detect("cri-o://1.30.1", "", &rt, &err), 0);
+	CHECK_STR(rt.id, "crio");
+	CHECK_STR(rt.unit, "crio.service");
+	/* CRI-O goes with any declared distribution. */
+	CHECK_INT(detect("cri-o://1.30.1", "k8s", &rt, &err), 0);
+	CHECK_INT(detect("containerd://2.0.0", "k8s", &rt, &err), 0);
+}
+
+TEST(detect_distributions)
+{
+	kd_agent_runtime rt;
+	kd_error err = {0};
+
+	reset_root();
+	touch("etc/systemd/system/k3s.service");
+	CHECK_INT(detect("containerd://1.7.2-k3s1", "", &rt, &err), 0);
+	CHECK_STR(rt.id, "k3s");
+	CHECK_STR(rt.unit, "k3s.service");
+	CHECK_STR(rt.evidence, "containerd://1.7.2-k3s1, unit k3s.service present");
+	CHECK_INT(detect("containerd://1.7.2-k3s1", "k8s", &rt, &err), -EINVAL);
+	CHECK_STR(kd_err_msg(&err),
+		  "K8S_DISTRIBUTION=k8s does not match this node: detected k3s "
+		  "(containerd://1.7.2-k3s1, unit k3s.service present); set K8S_DISTRIBUTION=k3s "
+		  "(chart value k8sDistribution)");
+
+	/* rke2 installs both units; the enabled one wins. */
+	reset_root();
+	touch("usr/lib/systemd/system/rke2-server.service");
+	touch("usr/lib/systemd/system/rke2-agent.service");
+	enable("rke2-server.service");
+	CHECK_INT(detect("containerd://1.7.11-k3s2", "rke2", &rt, &err), 0);
+	CHECK_STR(rt.id, "rke2-server");
+	CHECK_STR(rt.evidence, "containerd://1.7.11-k3s2, unit rke2-server.service enabled");
+
+	reset_root();
+	touch("lib/systemd/system/k0sworker.service");
+	CHECK_INT(detect("containerd://1.7.2", "k0s", &rt, &err), 0);
+	CHECK_STR(rt.id, "k0s-worker");
+	CHECK_INT(detect("containerd://1.7.2", "k3s", &rt, &err), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "set K8S_DISTRIBUTION=k0s") != NULL);
+
+	reset_root();
+	touch("etc/systemd/system/snap.microk8s.daemon-containerd.service");
+	CHECK_INT(detect("containerd://1.6.28", "", &rt, &err), 0);
+	CHECK_STR(rt.id, "microk8s");
+	CHECK_STR(rt.unit, "snap.microk8s.daemon-containerd.service");
+	/* Declared microk8s needs no unit (snap confinement hides it). */
+	reset_root();
+	CHECK_INT(detect("containerd://1.6.28", "microk8s", &rt, &err), 0);
+	CHECK_STR(rt.id, "microk8s");
+}
+
+TEST(detect_refusals)
+{
+	kd_agent_runtime rt;
+	kd_error err = {0};
+
+	reset_root();
+	CHECK_INT(detect(NULL, "", &rt, &err), -EINVAL);
+	CHECK_STR(kd_err_msg(&err), "the Node reports no status.nodeInfo.containerRuntimeVersion");
+	CHECK_INT(detect("containerd-1.7", "", &rt, &err), -EINVAL);
+	CHECK_STR(kd_err_msg(&err),
+		  "containerRuntimeVersion 'containerd-1.7' is not <runtime>://<version>");
+	CHECK_INT(detect("docker://24.0.5", "", &rt, &err), -EOPNOTSUPP);
+	CHECK_STR(kd_err_msg(&err), "container runtime 'docker' (docker://24.0.5) is not "
+				    "supported: containerd and CRI-O are");
+	CHECK_INT(detect("containerd://1.7.2", "k3s", &rt, &err), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "detected containerd") != NULL);
+}
+
+int main(void)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+
+	if (!mkdtemp(root))
+		return EXIT_FAILURE;
+	/* The architecture as the settings see it (uname). */
+	clearenv();
+	setenv("NODE_NAME", "n", 1);
+	if (kd_agent_settings_load(&s, "install", &err) < 0)
+		return EXIT_FAILURE;
+	snprintf(arch, sizeof(arch), "%s", s.arch);
+	kd_agent_settings_free(&s);
+
+	RUN(defaults);
+	RUN(empty_values);
+	RUN(values);
+	RUN(node_name_required_except_for_wait);
+	RUN(refusals);
+	RUN(value_limit);
+	RUN(detect_plain_runtimes);
+	RUN(detect_distributions);
+	RUN(detect_refusals);
+
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+	if (system(cmd) != 0)
+		return EXIT_FAILURE;
+	TAP_END();
+}
