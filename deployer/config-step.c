@@ -18,7 +18,7 @@ bool kd_root_is_host(int rootfd)
 	       a.st_ino == b.st_ino;
 }
 
-static bool restart_does_something(const char *restart, const kd_flavour *f, bool host)
+bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool host)
 {
 	const char *r = restart ? restart : host ? "systemd" : "none";
 	return f->id != KD_FLAVOUR_NONE && f->unit[0] && strcmp(r, "none") != 0;
@@ -57,7 +57,7 @@ int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id,
 		kd_config_plan_done(&p);
 		return kd_err_wrap(err, r, "runtime config");
 	}
-	if (changed && restart_does_something(o->restart, &p.flavour, host))
+	if (changed && kd_engine_restart_needed(o->restart, &p.flavour, host))
 		s->restart_pending = true;
 	kd_config_plan_done(&p);
 	*ret_changed = changed;

@@ -33,7 +33,7 @@ static int normalize(const char *in, char *out, size_t size, const char *what, k
 
 /* flock on the root directory itself: it creates nothing on the host, and it is released when
  * the process dies, so a killed run never leaves a stale lock. */
-static int lock_root(kd_ctx *c, int timeout_s, kd_error *err)
+static int lock_root(kd_ctx *c, int timeout_s, int how, kd_error *err)
 {
 	c->lockfd = openat(c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (c->lockfd < 0)
@@ -44,7 +44,7 @@ static int lock_root(kd_ctx *c, int timeout_s, kd_error *err)
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	bool told = false;
 	for (;;) {
-		if (flock(c->lockfd, LOCK_EX | LOCK_NB) == 0)
+		if (flock(c->lockfd, how | LOCK_NB) == 0)
 			return 0;
 		if (errno != EWOULDBLOCK)
 			return kd_err_errno(err, negative_errno(), "lock root");
@@ -62,7 +62,7 @@ static int lock_root(kd_ctx *c, int timeout_s, kd_error *err)
 	}
 }
 
-int kd_ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err)
+static int ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, int how, kd_error *err)
 {
 	int r;
 	memset(c, 0, sizeof(*c));
@@ -80,7 +80,17 @@ int kd_ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err)
 	if (strncmp(c->state_dir, c->prefix, pl) == 0 &&
 	    (c->state_dir[pl] == '/' || c->state_dir[pl] == '\0'))
 		return kd_err(err, -EINVAL, "the state directory must not be inside the prefix");
-	return lock_root(c, o ? o->lock_timeout_s : 0, err);
+	return lock_root(c, o ? o->lock_timeout_s : 0, how, err);
+}
+
+int kd_ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err)
+{
+	return ctx_open(c, rootfd, o, LOCK_EX, err);
+}
+
+int kd_ctx_open_shared(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err)
+{
+	return ctx_open(c, rootfd, o, LOCK_SH, err);
 }
 
 void kd_ctx_close(kd_ctx *c)

@@ -54,6 +54,11 @@ int kd_engine_rollback(int rootfd, const kd_engine_opts *o, kd_error *err);
 int kd_engine_recover(int rootfd, const kd_engine_opts *o, kd_error *err);
 /* Installed versions, shims, links and journal state as JSON (NULL fields when not installed). */
 int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **ret, kd_error *err);
+/* What install with these options would do, without writing anything to the root (a shared lock
+ * only): a summary of the payload step and a unified diff of every runtime config file, and the
+ * restart. *ret_text is new; *ret_changes is false when the install would change nothing. */
+int kd_engine_plan(int rootfd, const kd_install_opts *o, char **ret_text, bool *ret_changes,
+		   kd_error *err);
 
 /* Shared by the engine's files (not for callers outside deployer/). */
 typedef struct kd_ctx {
@@ -64,6 +69,8 @@ typedef struct kd_ctx {
 } kd_ctx;
 
 int kd_ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err);
+/* The same with a shared lock: readers (plan) run beside each other, never beside a writer. */
+int kd_ctx_open_shared(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error *err);
 void kd_ctx_close(kd_ctx *c);
 /* Recover an interrupted run and remove temporary debris; then finish an interrupted
  * uninstall if the state says one was under way. */
@@ -77,3 +84,14 @@ int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id,
 /* After the commit: restart the runtime if s says one is pending, then clear the flag. */
 int kd_engine_restart_pending(kd_ctx *c, kd_state *s, const char *restart, kd_error *err);
 bool kd_root_is_host(int rootfd);
+/* Whether a config change makes kd_restart do something (a unit, a mode other than none). */
+bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool root_is_host);
+/* install.c's steps that plan.c repeats without writing. */
+int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err);
+int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len,
+			      kd_error *err);
+void kd_install_version_id(const char *digest, char **components, char out[17]);
+int kd_install_toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err);
+int kd_install_check_links(kd_ctx *c, char **names, kd_error *err);
+int kd_install_load_manifest(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err);
+int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err);

@@ -30,7 +30,7 @@ static void now_rfc3339(char *buf, size_t size)
 }
 
 /* The version directory name: the payload digest and the selected components. */
-static void version_id(const char *digest, char **components, char out[17])
+void kd_install_version_id(const char *digest, char **components, char out[17])
 {
 	char buf[8192], hex[KD_SHA256_HEX_LEN + 1];
 	size_t n = (size_t)snprintf(buf, sizeof(buf), "%s", digest);
@@ -51,7 +51,7 @@ static bool source_unchanged(const kd_state *s, const char *path, const struct s
 	       s->source.ctime_ns == (int64_t)st->st_ctim.tv_sec * 1000000000 + st->st_ctim.tv_nsec;
 }
 
-static int load_manifest_file(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err)
+int kd_install_load_manifest(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err)
 {
 	char path[KD_PATH_MAX];
 	_cleanup_free_ char *data = NULL;
@@ -64,11 +64,11 @@ static int load_manifest_file(kd_ctx *c, const char *id, kd_manifest **ret, kd_e
 }
 
 /* A cheap check that an installed version directory is complete: types, modes and sizes. */
-static int version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
+int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
 {
 	char path[KD_PATH_MAX];
 	kd_manifest *m = NULL;
-	int r = load_manifest_file(c, v->id, &m, err);
+	int r = kd_install_load_manifest(c, v->id, &m, err);
 	if (r < 0)
 		return r;
 	_cleanup_free_ bool *mask = calloc(m->n_components ? m->n_components : 1, sizeof(bool));
@@ -169,7 +169,7 @@ static int begin_with_state_dir(kd_ctx *c, kd_journal *j, const char *op, char *
 	return 0;
 }
 
-static int open_source(kd_ctx *c, const kd_install_opts *o, int *ret_fd, kd_error *err)
+int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err)
 {
 	if (!kd_is_url(o->payload)) {
 		int fd = open(o->payload, O_RDONLY | O_CLOEXEC);
@@ -181,7 +181,6 @@ static int open_source(kd_ctx *c, const kd_install_opts *o, int *ret_fd, kd_erro
 	/* Downloads land in an unnamed temporary file outside the root ($TMPDIR, else /var/tmp):
 	 * nothing to clean up if we are killed, and nothing reaches the root before the whole
 	 * file is verified. */
-	(void)c;
 	const char *tmpdir = getenv("TMPDIR");
 	if (!tmpdir || !*tmpdir)
 		tmpdir = "/var/tmp";
@@ -199,7 +198,8 @@ static int open_source(kd_ctx *c, const kd_install_opts *o, int *ret_fd, kd_erro
 	return 0;
 }
 
-static int read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len, kd_error *err)
+int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len,
+			      kd_error *err)
 {
 	char path[KD_PATH_MAX];
 	snprintf(path, sizeof(path), "%s%s", o->signature ? o->signature : o->payload,
@@ -232,7 +232,7 @@ static int read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_l
 /* Top-level entries of the tree (bin, share, libexec, ...) get a link in the prefix pointing
  * through "current", so switching versions is one rename. Anything already there that is not
  * such a link of ours is a conflict: checked before anything is written. */
-static int toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err)
+int kd_install_toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err)
 {
 	char **v = calloc(1, sizeof(char *));
 	if (!v)
@@ -256,7 +256,7 @@ static int toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, k
 	return 0;
 }
 
-static int check_links(kd_ctx *c, char **names, kd_error *err)
+int kd_install_check_links(kd_ctx *c, char **names, kd_error *err)
 {
 	char path[KD_PATH_MAX], target[KD_PATH_MAX], want[KD_PATH_MAX];
 	for (size_t i = 0; names[i]; i++) {
@@ -419,7 +419,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
 		    (o->shims ? kd_strv_equal_set(o->shims, s.current.shims) : true) &&
-		    version_intact(c, &s.current, NULL) == 0) {
+		    kd_install_version_intact(c, &s.current, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
 			snprintf(res->version, sizeof(res->version), "%s", s.current.version);
@@ -428,11 +428,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		}
 	}
 
-	r = open_source(c, o, &fd, err);
+	r = kd_install_open_source(o, &fd, err);
 	if (r < 0)
 		goto out;
 	size_t siglen = 0;
-	if (o->public_key && (r = read_signature(o, &sig, &siglen, err)) < 0)
+	if (o->public_key && (r = kd_install_read_signature(o, &sig, &siglen, err)) < 0)
 		goto out;
 	kd_payload_verify v = {.expect_sha256 = o->sha256,
 			       .pubkey_path = o->public_key,
@@ -466,17 +466,18 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			kd_strv_push(&components, m->components[i].name);
 	kd_strv_sort(components);
 	char id[17];
-	version_id(kd_payload_digest(p), components, id);
+	kd_install_version_id(kd_payload_digest(p), components, id);
 	snprintf(res->id, sizeof(res->id), "%s", id);
 	snprintf(res->version, sizeof(res->version), "%s", m->version);
 
 	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
-	    version_intact(c, &s.current, NULL) == 0) {
+	    kd_install_version_intact(c, &s.current, NULL) == 0) {
 		res->changed = false; /* same payload and shims: write nothing */
 		r = config_only(c, o, &s, res, err);
 		goto out_p;
 	}
-	if ((r = toplevel_names(m, mask, &tops, err)) < 0 || (r = check_links(c, tops, err)) < 0)
+	if ((r = kd_install_toplevel_names(m, mask, &tops, err)) < 0 ||
+	    (r = kd_install_check_links(c, tops, err)) < 0)
 		goto out_p;
 
 	/* From here on every change is journaled. */
@@ -505,7 +506,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		/* The previous version, or an unfinished GC: reuse it only if it is intact. */
 		kd_version tmpv = {.components = components};
 		memcpy(tmpv.id, id, sizeof(tmpv.id));
-		if (version_intact(c, &tmpv, NULL) < 0) {
+		if (kd_install_version_intact(c, &tmpv, NULL) < 0) {
 			if ((r = kd_remove_tree_atomic(c->rootfd, final, err)) < 0)
 				goto abort;
 			have_final = false;
@@ -524,7 +525,8 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		/* Files unchanged since the current version are hardlinked, not written. */
 		kd_manifest *reuse_m = NULL;
 		_cleanup_close_ int reuse_fd = -1;
-		if (s.has_current && load_manifest_file(c, s.current.id, &reuse_m, NULL) == 0) {
+		if (s.has_current &&
+		    kd_install_load_manifest(c, s.current.id, &reuse_m, NULL) == 0) {
 			char cur[KD_PATH_MAX];
 			snprintf(cur, sizeof(cur), "%s/%s", versions, s.current.id);
 			reuse_fd = kd_openat(c->rootfd, cur, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW,

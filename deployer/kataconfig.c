@@ -112,8 +112,8 @@ static int add_text(kd_kata_file *f, size_t *n, const char *dir, const char *nam
 	return 0;
 }
 
-int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_file *ret,
-		   size_t *ret_n, kd_error *err)
+int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts *o,
+		   kd_kata_file *ret, size_t *ret_n, kd_error *err)
 {
 	char src[KD_PATH_MAX], dir[KD_PATH_MAX], v[VALUE_MAX];
 	_cleanup_free_ char *data = NULL;
@@ -122,7 +122,8 @@ int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_
 	const char *pfx = o->prefix[0] == '/' ? o->prefix + 1 : o->prefix;
 	snprintf(src, sizeof(src), "share/defaults/kata-containers/%sconfiguration-%s.toml",
 		 kd_shim_is_rust(shim) ? "runtime-rs/" : "", shim);
-	int r = kd_read_file(treefd, src, KATA_CONFIG_MAX, &data, &len, err);
+	int r = tree->read ? tree->read(tree->userdata, src, KATA_CONFIG_MAX, &data, &len, err)
+			   : kd_read_file(tree->fd, src, KATA_CONFIG_MAX, &data, &len, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "the payload has no configuration for shim '%s'", shim);
 	_cleanup_toml_ kd_toml_doc *pristine = NULL;

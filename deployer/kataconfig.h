@@ -32,9 +32,20 @@ const char *kd_shim_hypervisor(const char *shim);
 /* Absolute shim binary and configuration path for a handler of this shim. */
 void kd_kata_paths(const char *prefix, const char *shim, char *runtime_path, size_t rsize,
 		   char *config_path, size_t csize);
-/* The files for one shim, read from treefd (the version tree holding share/defaults/). */
-int kd_kata_render(int treefd, const char *shim, const kd_kata_opts *o, kd_kata_file *ret,
-		   size_t *ret_n, kd_error *err);
+/* Where the payload's pristine files are read from: the version tree (fd, paths relative to it,
+ * holding share/defaults/), or, when read is set, a callback (plan reads the payload itself and
+ * has no tree on disk). */
+typedef int (*kd_tree_read_fn)(void *userdata, const char *path, size_t max, char **ret_data,
+			       size_t *ret_len, kd_error *err);
+typedef struct kd_tree_src {
+	int fd;
+	kd_tree_read_fn read;
+	void *userdata;
+} kd_tree_src;
+
+/* The files for one shim, read from the version tree. */
+int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts *o,
+		   kd_kata_file *ret, size_t *ret_n, kd_error *err);
 void kd_kata_files_free(kd_kata_file *f, size_t n);
 /* Check the per-shim option syntax against the enabled shims. */
 int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err);

@@ -219,7 +219,17 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 	return 0;
 }
 
-static int cmd_install(int argc, char **argv)
+static const char plan_help[] =
+	"Usage: kata-deploy plan --payload PATH|URL [install options]\n"
+	"Show what 'kata-deploy install' with the same options would do, and write nothing: the\n"
+	"payload is verified and summed up (version dir, files, bytes, links that switch), every\n"
+	"runtime config file, drop-in and Kata configuration drop-in it would create or change is\n"
+	"shown as a unified diff, the new files are validated as install would (our TOML parser and\n"
+	"the runtime's own loader), and the restart it would do is named. Takes only a shared lock;\n"
+	"refuses to run while an interrupted run waits for 'kata-deploy recover'.\n"
+	"Takes every option of 'kata-deploy install' except --output.\n";
+
+static int cmd_install(int argc, char **argv, bool plan)
 {
 	common c = {.root = "/", .level = KD_LOG_INFO};
 	kd_install_opts o = {0};
@@ -235,6 +245,7 @@ static int cmd_install(int argc, char **argv)
 						 {"output", required_argument, NULL, O_OUTPUT},
 						 RUNTIME_LONGOPTS,
 						 {}};
+	const char *verb = plan ? "plan" : "install";
 	int opt;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		int h = common_opt(&c, opt, optarg);
@@ -244,7 +255,10 @@ static int cmd_install(int argc, char **argv)
 			continue;
 		switch (opt) {
 		case 'h':
-			printf("%s\n%s", install_help, common_help);
+			if (plan)
+				printf("%s\n%s\n%s", plan_help, install_help, common_help);
+			else
+				printf("%s\n%s", install_help, common_help);
 			return 0;
 		case O_PAYLOAD:
 			o.payload = optarg;
@@ -256,7 +270,7 @@ static int cmd_install(int argc, char **argv)
 			kd_strv_free(shims);
 			shims = kd_strv_split(optarg, ',');
 			if (!shims || !shims[0])
-				return usage_error("install", "--shims: empty list");
+				return usage_error(verb, "--shims: empty list");
 			break;
 		case O_KEY:
 			o.public_key = optarg;
@@ -265,18 +279,20 @@ static int cmd_install(int argc, char **argv)
 			o.signature = optarg;
 			break;
 		case O_OUTPUT:
+			if (plan)
+				return usage_error(verb, "--output is not an option of plan");
 			if (strcmp(optarg, "json") && strcmp(optarg, "text"))
-				return usage_error("install", "--output must be text or json");
+				return usage_error(verb, "--output must be text or json");
 			json = strcmp(optarg, "json") == 0;
 			break;
 		default:
-			return usage_error("install", "unknown option");
+			return usage_error(verb, "unknown option");
 		}
 	}
 	if (optind < argc)
-		return usage_error("install", "unexpected argument");
+		return usage_error(verb, "unexpected argument");
 	if (!o.payload)
-		return usage_error("install", "--payload is required");
+		return usage_error(verb, "--payload is required");
 	o.e = c.e;
 	o.shims = shims;
 	o.progress = isatty(STDERR_FILENO);
@@ -289,18 +305,28 @@ static int cmd_install(int argc, char **argv)
 	for (size_t i = 0, n = 0; shims && shims[i] && n < sizeof(shimlist); i++)
 		n += (size_t)snprintf(shimlist + n, sizeof(shimlist) - n, "%s%s", i ? "," : "",
 				      shims[i]);
-	kd_info("install: root=%s prefix=%s state-dir=%s payload=%s shims=%s public-key=%s", c.root,
-		o.e.prefix ? o.e.prefix : KD_DEFAULT_PREFIX,
+	kd_info("%s: root=%s prefix=%s state-dir=%s payload=%s shims=%s public-key=%s", verb,
+		c.root, o.e.prefix ? o.e.prefix : KD_DEFAULT_PREFIX,
 		o.e.state_dir ? o.e.state_dir : KD_DEFAULT_STATE_DIR, o.payload, shimlist,
 		o.public_key ? o.public_key : "none");
-	kd_info("install: runtime=%s runtime-version=%s distribution=%s config=%s restart=%s "
+	kd_info("%s: runtime=%s runtime-version=%s distribution=%s config=%s restart=%s "
 		"suffix=%s debug=%s",
-		o.rt.runtime ? o.rt.runtime : "auto",
+		verb, o.rt.runtime ? o.rt.runtime : "auto",
 		o.rt.runtime_version ? o.rt.runtime_version : "(ask the binary)",
 		o.rt.distribution ? o.rt.distribution : "auto",
 		o.rt.config_path ? o.rt.config_path : "(per flavour)",
 		o.rt.restart ? o.rt.restart : "(systemd on /, else none)",
 		o.rt.suffix ? o.rt.suffix : "", o.rt.debug ? "yes" : "no");
+	if (plan) {
+		_cleanup_free_ char *text = NULL;
+		bool changes;
+		if (kd_engine_plan(rootfd, &o, &text, &changes, &err) < 0)
+			return fail(&err);
+		fputs(text, stdout);
+		printf("plan: %s\n", changes ? "install would make the changes above"
+					     : "install would change nothing");
+		return 0;
+	}
 	kd_install_result res;
 	if (kd_engine_install(rootfd, &o, &res, &err) < 0)
 		return fail(&err);
@@ -535,6 +561,7 @@ static const char main_help[] =
 	"Install Kata Containers on a host, with or without Kubernetes.\n\n"
 	"Commands:\n"
 	"  install      install a payload (verify, extract, switch atomically)\n"
+	"  plan         what install would change (unified diff of every config), writing nothing\n"
 	"  uninstall    remove everything kata-deploy installed; the root is restored exactly\n"
 	"  rollback     switch back to the previous version\n"
 	"  status       show what is installed\n"
@@ -557,7 +584,9 @@ int main(int argc, char **argv)
 	argv++;
 	argc--;
 	if (!strcmp(verb, "install"))
-		return cmd_install(argc, argv);
+		return cmd_install(argc, argv, false);
+	if (!strcmp(verb, "plan"))
+		return cmd_install(argc, argv, true);
 	if (!strcmp(verb, "uninstall"))
 		return simple_verb(argc, argv, verb, uninstall_help, 0);
 	if (!strcmp(verb, "rollback"))

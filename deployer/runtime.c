@@ -683,11 +683,11 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		    (r = build_handlers(in, o, &p.flavour, &h, &n, err)) < 0)
 			goto fail;
 		/* Kata's per-shim configuration first: the CRI points at it. */
+		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata};
 		for (size_t i = 0; i < n; i++) {
 			kd_kata_file files[KD_KATA_MAX_FILES];
 			size_t nf = 0;
-			if ((r = kd_kata_render(in->treefd, in->shims[i], &ko, files, &nf, err)) <
-			    0)
+			if ((r = kd_kata_render(&tree, in->shims[i], &ko, files, &nf, err)) < 0)
 				goto fail;
 			for (size_t k = 0; k < nf && r >= 0; k++)
 				r = whole_file(&p, in->rootfd, in->prev, files[k].path,
@@ -1010,12 +1010,12 @@ int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_op
 		char dir[KD_PATH_MAX];
 		snprintf(dir, sizeof(dir), "%s", c->path);
 		struct stat st;
-		for (char *sl = strrchr(dir, '/'); sl; sl = strrchr(dir, '/')) {
+		bool found = false; /* the nearest existing ancestor, else the root itself */
+		for (char *sl = strrchr(dir, '/'); sl && !found; sl = strrchr(dir, '/')) {
 			*sl = '\0';
-			if (kd_lstat(rootfd, dir, &st, NULL) == 0)
-				break;
+			found = kd_lstat(rootfd, dir, &st, NULL) == 0;
 		}
-		if (!strchr(c->path, '/'))
+		if (!found)
 			snprintf(dir, sizeof(dir), ".");
 		if (faccessat(rootfd, dir, W_OK, AT_EACCESS) < 0)
 			return kd_err_errno(err, negative_errno(),

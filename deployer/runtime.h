@@ -13,6 +13,7 @@
 #include "err.h"
 #include "flavour.h"
 #include "journal.h"
+#include "kataconfig.h"
 #include "state.h"
 
 typedef struct kd_runtime_opts {
@@ -53,8 +54,10 @@ typedef struct kd_config_plan {
 
 typedef struct kd_runtime_input {
 	int rootfd;
-	const char *prefix; /* relative to the root */
-	int treefd;	    /* the version tree (holds share/defaults/kata-containers) */
+	const char *prefix;	   /* relative to the root */
+	int treefd;		   /* the version tree (holds share/defaults/kata-containers) */
+	kd_tree_read_fn read_tree; /* instead of treefd when set (plan: no tree on disk) */
+	void *read_tree_userdata;
 	char *const *shims;
 	bool root_is_host;
 	const kd_state *prev; /* the state before this run (records of earlier runs), or NULL */
