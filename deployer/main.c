@@ -475,10 +475,12 @@ static const char status_help[] =
 
 static const char pack_help[] =
 	"Usage: kata-deploy payload pack DIR -o FILE [--spec FILE] [--version V] [--arch A]\n"
-	"                                [--sign KEY] [--level N] [--mtime EPOCH]\n"
+	"                                [--sign KEY [--sign-pubkey PUB]] [--level N] [--mtime EPOCH]\n"
 	"Pack DIR (which holds opt/kata/) into a payload: a reproducible tar.zst with its\n"
 	"manifest first. --spec names components and shims (docs/PAYLOAD.md); --sign writes\n"
-	"FILE.sig with the PEM private key KEY. --mtime defaults to $SOURCE_DATE_EPOCH or 0.\n"
+	"FILE.sig with the PEM private key KEY; --sign-pubkey (KEY's public key) records its\n"
+	"fingerprint in the manifest, so installs then require that key and a valid signature.\n"
+	"--mtime defaults to $SOURCE_DATE_EPOCH or 0.\n"
 	"       kata-deploy payload keygen PRIVATE.pem PUBLIC.pem\n"
 	"Make an Ed25519 key pair for signing payloads.\n";
 
@@ -510,6 +512,7 @@ static int cmd_payload(int argc, char **argv)
 						 {"version", required_argument, NULL, 'V'},
 						 {"arch", required_argument, NULL, 'a'},
 						 {"sign", required_argument, NULL, 'k'},
+						 {"sign-pubkey", required_argument, NULL, 'P'},
 						 {"level", required_argument, NULL, 'l'},
 						 {"mtime", required_argument, NULL, 'm'},
 						 {"help", no_argument, NULL, 'h'},
@@ -533,6 +536,9 @@ static int cmd_payload(int argc, char **argv)
 		case 'k':
 			o.sign_key = optarg;
 			break;
+		case 'P':
+			o.sign_pubkey = optarg;
+			break;
 		case 'l':
 			o.zstd_level = atoi(optarg);
 			if (o.zstd_level < 1 || o.zstd_level > 19)
@@ -550,6 +556,8 @@ static int cmd_payload(int argc, char **argv)
 	}
 	if (optind + 1 != argc || !out)
 		return usage_error("payload", "pack needs DIR and -o FILE");
+	if (o.sign_pubkey && !o.sign_key)
+		return usage_error("payload", "--sign-pubkey needs --sign");
 	if (kd_payload_pack(argv[optind], out, &o, &err) < 0)
 		return fail(&err);
 	printf("wrote %s%s\n", out, o.sign_key ? " and its .sig" : "");

@@ -104,7 +104,10 @@ kill $HTTPD; wait $HTTPD 2>/dev/null || true
 # Signatures.
 "$KD" payload keygen "$T/key.pem" "$T/pub.pem" >/dev/null
 "$KD" payload keygen "$T/other.pem" "$T/otherpub.pem" >/dev/null
-"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$T/signed.tar.zst" --sign "$T/key.pem" >/dev/null
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$T/signed.tar.zst" --sign "$T/key.pem" \
+	--sign-pubkey "$T/pub.pem" >/dev/null
+check "the manifest names the signing key's fingerprint" \
+	bash -c "tar -xOf '$T/signed.tar.zst' kata-payload.json | grep -q '\"signing_key\"'"
 check "signed payload installs with the right key" \
 	"$KD" install --root "$R2" --payload "$T/signed.tar.zst" --public-key "$T/pub.pem"
 "$KD" uninstall --root "$R2" >/dev/null
@@ -112,6 +115,11 @@ expect_fail "the wrong key is refused" "signature" \
 	"$KD" install --root "$R2" --payload "$T/signed.tar.zst" --public-key "$T/otherpub.pem"
 expect_fail "a signed payload without a key is refused" "public key is required" \
 	"$KD" install --root "$R2" --payload "$T/signed.tar.zst"
+expect_fail "plan refuses it too" "public key is required" \
+	"$KD" plan --root "$R2" --payload "$T/signed.tar.zst"
+expect_fail "--sign-pubkey of another key is refused at pack time" "signature" \
+	"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$T/bad.tar.zst" \
+	--sign "$T/key.pem" --sign-pubkey "$T/otherpub.pem"
 cp "$T/signed.tar.zst" "$T/tampered.tar.zst"; printf 'x' | dd of="$T/tampered.tar.zst" bs=1 seek=100 conv=notrunc 2>/dev/null
 cp "$T/signed.tar.zst.sig" "$T/tampered.tar.zst.sig"
 expect_fail "a tampered payload fails the signature check" "signature" \
