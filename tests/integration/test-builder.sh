@@ -178,7 +178,7 @@ bad_recipe badsum "name: badsum
 version: '1'
 sources:
   - url: http://$F/files/kata-src.tar.gz
-    sha256: "$(printf '%064d' 0)"
+    sha256: '$(printf '%064d' 0)'
 steps: ['true']
 outputs: [opt/kata/x]"
 expect_fail "source whose sha256 differs" "sha256 is $src_sha" $KB3 fetch badsum
