@@ -82,6 +82,23 @@ int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
 	return r;
 }
 
+/* The cheap no-op needs the same shims: those asked for, or (no --shims) every shim of the
+ * payload, read from the installed manifest, which is the payload's own. */
+static bool same_shims(kd_ctx *c, char *const *asked, const kd_version *cur)
+{
+	if (asked)
+		return kd_strv_equal_set(asked, cur->shims);
+	kd_manifest *m = NULL;
+	if (kd_install_load_manifest(c, cur->id, &m, NULL) < 0)
+		return false;
+	_cleanup_strv_ char **all = calloc(1, sizeof(char *));
+	for (size_t i = 0; all && i < m->n_shims; i++)
+		if (kd_strv_push(&all, m->shims[i].name) < 0)
+			kd_strv_free(TAKE_PTR(all));
+	kd_manifest_free(m);
+	return all && kd_strv_equal_set(all, cur->shims);
+}
+
 /* mkdir -p with each created directory journaled first and remembered for uninstall. */
 static int mkdir_journaled(kd_ctx *c, kd_journal *j, const char *path, char ***created,
 			   kd_error *err)
@@ -418,7 +435,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		if (abs && stat(abs, &st) == 0 && source_unchanged(&s, abs, &st) &&
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
-		    (o->shims ? kd_strv_equal_set(o->shims, s.current.shims) : true) &&
+		    same_shims(c, o->shims, &s.current) &&
 		    kd_install_version_intact(c, &s.current, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
