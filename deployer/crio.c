@@ -26,6 +26,9 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 	if (r < 0)
 		return r;
 	char key[512];
+	/* CRI-O passes a pod annotation to the runtime only if the handler allows it: the
+	 * same set containerd gets in pod_annotations. */
+	const char *ann[] = {"io.katacontainers.*"};
 	for (size_t i = 0; i < n; i++) {
 		const char *p[] = {"crio", "runtime", "runtimes", h[i].name};
 		if ((r = kd_toml_add_table(doc, p, 4, err)) < 0 ||
@@ -36,7 +39,8 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 		    (r = kd_toml_set_string(doc, p, 4, "runtime_config_path", h[i].config_path,
 					    err)) < 0 ||
 		    (r = kd_toml_set_bool(doc, p, 4, "privileged_without_host_devices", true,
-					  err)) < 0)
+					  err)) < 0 ||
+		    (r = kd_toml_set_strings(doc, p, 4, "allowed_annotations", ann, 1, err)) < 0)
 			return r;
 		if (kd_toml_key_join(p, 4, key, sizeof(key)) < 0 || kd_strv_push(tables, key) < 0)
 			return -ENOMEM;

@@ -1,5 +1,6 @@
 #include "runtime.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
@@ -975,14 +976,100 @@ static int validate_containerd(int rootfd, const kd_config_plan *p, const char *
 	return r;
 }
 
+static int write_tmp(const char *path, const char *text, size_t len, kd_error *err)
+{
+	_cleanup_close_ int tfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return tfd < 0 ? kd_err_errno(err, negative_errno(), "open /")
+		       : kd_write_atomic(tfd, path, text, len, 0600, err);
+}
+
+/* CRI-O reads its main file, then every file of its config dir in lexical order; a handler
+ * table in a later file replaces the earlier one. `crio --config F --config-dir D config`
+ * validates with onExecution=false: types, syntax and default_runtime are checked, no directory
+ * is created (docs/TEST-PEERS.md). Mirrored into a temp dir as the files will be after the
+ * change; every handler we add must show up in its output. */
+static int validate_crio(int rootfd, const kd_config_plan *p, const char *bin, kd_error *err)
+{
+	const char *td = getenv("TMPDIR");
+	char tmp[KD_PATH_MAX], path[KD_PATH_MAX * 2], cfg[KD_PATH_MAX + 16], dir[KD_PATH_MAX + 16];
+	snprintf(tmp, sizeof(tmp), "%s/kd-validate.XXXXXX", td && *td ? td : "/tmp");
+	if (!mkdtemp(tmp))
+		return kd_err_errno(err, negative_errno(), "create a validation directory");
+	snprintf(cfg, sizeof(cfg), "%s/crio.conf", tmp);
+	snprintf(dir, sizeof(dir), "%s/crio.conf.d", tmp);
+	_cleanup_free_ char *main_text = NULL, *out = NULL;
+	_cleanup_strv_ char **names = calloc(1, sizeof(char *));
+	size_t len = 0, dl = strlen(KD_CRIO_DROPIN_DIR);
+	int r = names ? 0 : -ENOMEM;
+	if (r >= 0 && mkdir(dir, 0700) < 0)
+		r = kd_err_errno(err, negative_errno(), "create '%s'", dir);
+	if (r >= 0 && (r = text_after(rootfd, p, p->flavour.config, &main_text, &len, err)) >= 0)
+		r = write_tmp(cfg, main_text ? main_text : "", main_text ? len : 0, err);
+	/* The drop-ins on the root now, and ours (which may be new). */
+	_cleanup_close_ int dfd = r < 0 ? -1
+					: kd_openat(rootfd, KD_CRIO_DROPIN_DIR,
+						    O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+	DIR *d = dfd >= 0 ? fdopendir(TAKE_FD(dfd)) : NULL;
+	for (struct dirent *de; d && names && (de = readdir(d));)
+		if (de->d_name[0] != '.' && (de->d_type == DT_REG || de->d_type == DT_UNKNOWN))
+			kd_strv_push(&names, de->d_name);
+	if (d)
+		closedir(d);
+	for (size_t i = 0; names && i < p->n; i++) {
+		const char *cp = p->changes[i].path;
+		if (!strncmp(cp, KD_CRIO_DROPIN_DIR "/", dl + 1) && !strchr(cp + dl + 1, '/') &&
+		    !kd_strv_find(names, cp + dl + 1))
+			kd_strv_push(&names, cp + dl + 1);
+	}
+	for (size_t i = 0; r >= 0 && names && names[i]; i++) {
+		_cleanup_free_ char *text = NULL;
+		snprintf(path, sizeof(path), "%s/%s", KD_CRIO_DROPIN_DIR, names[i]);
+		if ((r = text_after(rootfd, p, path, &text, &len, err)) < 0 || !text)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		r = write_tmp(path, text, len, err);
+	}
+	if (r >= 0 && !names)
+		r = -ENOMEM;
+	if (r >= 0) {
+		char *argv[] = {(char *)bin, "--config", cfg, "--config-dir", dir, "config", NULL};
+		int rc = run_capture(argv, &out, err);
+		if (rc < 0)
+			r = rc;
+		else if (rc != 0)
+			r = kd_err(err, -EINVAL,
+				   "CRI-O's own loader (%s config) refuses the new config: %.600s",
+				   bin, out ? out : "");
+	}
+	for (size_t i = 0; r >= 0 && out && i < p->n; i++) {
+		const kd_config_file *rec = p->changes[i].has_record ? &p->changes[i].rec : NULL;
+		for (size_t k = 0; rec && rec->tables && rec->tables[k]; k++) {
+			char want[256];
+			if (strncmp(rec->tables[k], "crio.runtime.runtimes.", 22) != 0)
+				continue;
+			snprintf(want, sizeof(want), "[%s]", rec->tables[k]);
+			if (!strstr(out, want))
+				r = kd_err(err, -EINVAL,
+					   "CRI-O's effective config does not show handler '%s'",
+					   rec->tables[k] + 22);
+		}
+	}
+	_cleanup_close_ int rfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	kd_remove_tree(rfd, tmp + 1, NULL);
+	return r;
+}
+
 static const char *find_loader(const kd_config_plan *p, const kd_runtime_opts *o)
 {
 	if (o->runtime_binary)
 		return o->runtime_binary;
-	if (!p->root_is_host || p->flavour.id != KD_FLAVOUR_CONTAINERD)
+	if (!p->root_is_host ||
+	    (p->flavour.id != KD_FLAVOUR_CONTAINERD && p->flavour.id != KD_FLAVOUR_CRIO))
 		return NULL;
-	const char *cands[] = {"/usr/local/bin/containerd", "/usr/bin/containerd"};
-	for (size_t i = 0; i < ELEMENTSOF(cands); i++)
+	const char *ctd[] = {"/usr/local/bin/containerd", "/usr/bin/containerd"};
+	const char *crio[] = {"/usr/local/bin/crio", "/usr/bin/crio"};
+	const char **cands = p->flavour.crio ? crio : ctd;
+	for (size_t i = 0; i < 2; i++)
 		if (access(cands[i], X_OK) == 0)
 			return cands[i];
 	return NULL;
@@ -1022,6 +1109,11 @@ int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_op
 					    "cannot write /%s (directory /%s)", c->path, dir);
 	}
 	const char *bin = find_loader(p, o);
+	if (bin && p->flavour.crio && kd_runtime_changed(p)) {
+		if ((r = validate_crio(rootfd, p, bin, err)) < 0)
+			return r;
+		kd_info("CRI-O's own loader (%s) accepts the new config", bin);
+	}
 	if (bin && !p->flavour.crio && p->flavour.id != KD_FLAVOUR_NONE && p->ctd.main[0] &&
 	    kd_runtime_changed(p)) {
 		if ((r = validate_containerd(rootfd, p, bin, err)) < 0)

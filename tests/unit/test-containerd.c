@@ -368,6 +368,7 @@ TEST(test_crio_dropin)
 		       "runtime_root = \"/run/vc\"\n"
 		       "runtime_config_path = \"/opt/kata/runtimes/qemu/configuration-qemu.toml\"\n"
 		       "privileged_without_host_devices = true\n"
+		       "allowed_annotations = [\"io.katacontainers.*\"]\n"
 		       "\n"
 		       "[crio.runtime]\n"
 		       "log_level = \"debug\"\n");
