@@ -31,6 +31,7 @@ typedef struct agent {
 	int rootfd;
 	char node_path[PATH_BUF];
 	char ns[254];
+	char events_ns[254];
 	char owner[128];
 	char node_uid[64];
 	char **handlers;
@@ -116,6 +117,12 @@ static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconf
 	kd_info("Kubernetes API %s (%s)", kd_k8s_server(a->k), kd_k8s_source(a->k));
 	snprintf(a->ns, sizeof(a->ns), "%s",
 		 *s->pod_namespace ? s->pod_namespace : kd_k8s_namespace(a->k));
+	/* kube-apiserver accepts an Event whose involvedObject is cluster-scoped (our Node) only in
+	 * "default" or "kube-system" (and only with eventTime set: ValidateEventCreate); the chart
+	 * grants events in "default" when it is installed elsewhere. */
+	snprintf(a->events_ns, sizeof(a->events_ns), "%s",
+		 strcmp(a->ns, "default") == 0 || strcmp(a->ns, "kube-system") == 0 ? a->ns
+										    : "default");
 	if (kd_k8s_escape(s->node_name, name, sizeof(name)) < 0)
 		return kd_err(err, -EINVAL, "NODE_NAME=%s: too long", s->node_name);
 	snprintf(a->node_path, sizeof(a->node_path), "/api/v1/nodes/%s", name);
@@ -155,7 +162,7 @@ static void rfc3339_micro(char *buf, size_t size)
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
 }
 
-/* A core/v1 Event about our Node in POD_NAMESPACE. Best effort: a failure is
+/* A core/v1 Event about our Node in events_ns. Best effort: a failure is
  * logged, never fatal (events are for people; the install itself must not
  * depend on them). */
 static void post_event(agent *a, bool warning, const char *reason, const char *action,
@@ -178,7 +185,7 @@ static void post_event(agent *a, bool warning, const char *reason, const char *a
 	struct json_object *meta = json_object_new_object(), *io = json_object_new_object(),
 			   *src = json_object_new_object();
 	json_object_object_add(meta, "generateName", json_object_new_string(gen));
-	json_object_object_add(meta, "namespace", json_object_new_string(a->ns));
+	json_object_object_add(meta, "namespace", json_object_new_string(a->events_ns));
 	json_object_object_add(ev, "metadata", meta);
 	json_object_object_add(io, "apiVersion", json_object_new_string("v1"));
 	json_object_object_add(io, "kind", json_object_new_string("Node"));
@@ -196,7 +203,7 @@ static void post_event(agent *a, bool warning, const char *reason, const char *a
 	json_object_object_add(src, "component", json_object_new_string(EVENT_COMPONENT));
 	json_object_object_add(src, "host", json_object_new_string(a->s->node_name));
 	json_object_object_add(ev, "source", src);
-	if (kd_k8s_escape(a->ns, ns, sizeof(ns)) == 0) {
+	if (kd_k8s_escape(a->events_ns, ns, sizeof(ns)) == 0) {
 		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns);
 		if (kd_k8s_create(a->k, path, ev, NULL, &err) < 0)
 			kd_warn("event %s not posted: %s", reason, kd_err_msg(&err));
