@@ -31,7 +31,7 @@ lost_settings() { grep -vxF -f "$2" "$1" | grep -v '^imports = ' || true; }
 # The block of a [table] in a dump: from its header to the next header.
 block() { awk -v h="$2" 'index($0, h) && /^ *\[/ {on=1; print; next} on && /^ *\[/ {exit} on {print}' "$1"; }
 
-# kata-deploy plan before each install: it writes nothing, and its diff applied with patch(1)
+# kata-deploy plan before each install: it writes nothing, and its diff applied with git apply (strict: no fuzz)
 # to a copy of the root gives exactly the files the install then writes.
 plan_pre() { # plan_pre NAME ARGS...
 	local name=$1
@@ -44,7 +44,7 @@ plan_pre() { # plan_pre NAME ARGS...
 	diff -q "$T/$name.before" <(snapshot "$R") >/dev/null || not_ok "$name: plan changed the root"
 	cp -a "$R" "$T/$name.pcopy"
 	sed -n '/^--- /,/^[a-z]*: /p' "$T/$name.plan" | grep -v '^[a-z]*: ' >"$T/$name.pdiff" || true
-	(cd "$T/$name.pcopy" && patch -s -p1 --no-backup-if-mismatch <"$T/$name.pdiff") >/dev/null 2>&1 ||
+	(cd "$T/$name.pcopy" && git apply -p1 --whitespace=nowarn "$T/$name.pdiff") >/dev/null 2>&1 ||
 		{ not_ok "$name: the plan's diff does not apply"; rm -rf "$T/$name.pcopy"; }
 }
 plan_post() { # plan_post NAME: after the install

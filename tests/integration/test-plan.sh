@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kata-deploy plan: writes nothing (tree, bytes, mtimes and ctimes identical), takes only a shared
-# lock, and its diff is exactly what install then does: the plan's diff applied with patch(1) to
+# lock, and its diff is exactly what install then does: the plan's diff applied with git apply (strict: no fuzz) to
 # a copy of the root gives the same runtime config files as the install. Then: no-op plan after
 # install, an option change (--debug) shown as a diff of Kata drop-ins, containerd 2.x drop-in +
 # imports, CRI-O drop-in, refusals (journal left by a killed run, bad config, exclusive lock).
@@ -13,7 +13,7 @@ CTD1=/usr/bin/containerd
 
 stamp() { (cd "$1" && find . -printf '%p %y %m %s %T@ %C@ %l\n' | LC_ALL=C sort); }
 
-# plan_case NAME ARGS...: plan on $R writes nothing; patch(1) of its diff = what install writes.
+# plan_case NAME ARGS...: plan on $R writes nothing; git apply (strict: no fuzz) of its diff = what install writes.
 plan_case() {
 	local name=$1
 	shift
@@ -31,7 +31,7 @@ plan_case() {
 	rm -rf "$T/$name.copy"
 	cp -a "$R" "$T/$name.copy"
 	sed -n '/^--- /,/^[a-z]*: /p' "$T/$name.plan" | grep -v '^[a-z]*: ' >"$T/$name.diff" || true
-	if ! (cd "$T/$name.copy" && patch -s -p1 --no-backup-if-mismatch <"$T/$name.diff") >"$T/$name.patch" 2>&1; then
+	if ! (cd "$T/$name.copy" && git apply -p1 --whitespace=nowarn "$T/$name.diff") >"$T/$name.patch" 2>&1; then
 		not_ok "$name: the plan's diff does not apply: $(head -3 "$T/$name.patch")"
 		return
 	fi
