@@ -51,7 +51,7 @@ REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 
 .PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps \
-	manifests manifests-check test peers
+	manifests test peers ci-image kernel-repro
 all: $(PROGRAMS) $(TOOL_BINS)
 
 $(O)/%.o: %.c
@@ -140,8 +140,17 @@ peers:
 manifests:
 	scripts/render-manifests.sh
 
+# The per-PR image: PR=123 SHA=abcdef make ci-image (registry settings: docs/RECIPES.md).
+ci-image: all
+	$(O)/kata-build --out $(O)/kata-static ci --pr $(PR) --sha $(SHA)
+
+# Two real guest-kernel builds from clean caches must give the same bytes (~2 x 9 min).
+kernel-repro: all
+	KD_TEST_KERNEL=1 TESTS=test-builder $(MAKE) integration
+
 bench: all
 	@O=$(O) bench/run.sh
+	@O=$(O) bench/pack.sh
 
 install: all
 	install -d $(DESTDIR)$(BINDIR)

@@ -11,6 +11,7 @@ PKGS=(
 	libmicrohttpd-dev libsystemd-dev libzstd-dev
 	clang libclang-rt-14-dev clang-format
 	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux time bc
+	mmdebstrap bison flex libelf-dev cpio dpkg-dev e2fsprogs
 	qemu-system-x86
 	containerd runc
 	docker-registry etcd-server etcd-client
