@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <string.h>
@@ -15,15 +16,78 @@
 #define PROGRESS_INTERVAL_MS 200
 #define DISPLAY_URL_MAX 1024
 
-DEFINE_CLEANUP(CURL *, curl_easy_cleanup)
-DEFINE_CLEANUP(struct curl_slist *, curl_slist_free_all)
+#define LIBCURL_SONAME "libcurl.so.4"
+
+/* libcurl is loaded on first use, not linked: only a URL payload, a push or the agent's API
+ * client needs it, and linking it maps ~25 libraries (HTTP/2, IDN, SSH, LDAP, Kerberos, GnuTLS
+ * through librtmp, ...) into every run of kata-deploy, ~11 MiB of its peak RSS. The soname
+ * pins the ABI (curl keeps libcurl.so.4 compatible); every function we call is in the table. */
+static struct {
+	CURLcode (*global_init)(long flags);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *c, CURLoption opt, ...);
+	CURLcode (*easy_perform)(CURL *c);
+	CURLcode (*easy_getinfo)(CURL *c, CURLINFO info, ...);
+	void (*easy_cleanup)(CURL *c);
+	const char *(*easy_strerror)(CURLcode rc);
+	struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
+	void (*slist_free_all)(struct curl_slist *l);
+	time_t (*getdate)(const char *s, const time_t *unused);
+} cu;
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
-static CURLcode global_rc;
+static char global_msg[256]; /* why loading libcurl failed, "" when it did not */
+
+static void *load_sym(void *h, const char *name)
+{
+	void *f = dlsym(h, name);
+
+	if (!f && !global_msg[0])
+		snprintf(global_msg, sizeof(global_msg), "%s: no symbol %s", LIBCURL_SONAME, name);
+	return f;
+}
 
 static void global_init(void)
 {
-	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* Never closed: libcurl keeps global state (TLS backend) until the process exits. */
+	void *h = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	const char *e;
+
+	if (!h) {
+		e = dlerror();
+		snprintf(global_msg, sizeof(global_msg), "cannot load %s: %s", LIBCURL_SONAME,
+			 e ? e : "unknown error");
+		return;
+	}
+	cu.global_init = (CURLcode(*)(long))load_sym(h, "curl_global_init");
+	cu.easy_init = (CURL * (*)(void)) load_sym(h, "curl_easy_init");
+	cu.easy_setopt = (CURLcode(*)(CURL *, CURLoption, ...))load_sym(h, "curl_easy_setopt");
+	cu.easy_perform = (CURLcode(*)(CURL *))load_sym(h, "curl_easy_perform");
+	cu.easy_getinfo = (CURLcode(*)(CURL *, CURLINFO, ...))load_sym(h, "curl_easy_getinfo");
+	cu.easy_cleanup = (void (*)(CURL *))load_sym(h, "curl_easy_cleanup");
+	cu.easy_strerror = (const char *(*)(CURLcode))load_sym(h, "curl_easy_strerror");
+	cu.slist_append = (struct curl_slist * (*)(struct curl_slist *, const char *))
+		load_sym(h, "curl_slist_append");
+	cu.slist_free_all = (void (*)(struct curl_slist *))load_sym(h, "curl_slist_free_all");
+	cu.getdate = (time_t(*)(const char *, const time_t *))load_sym(h, "curl_getdate");
+	if (global_msg[0])
+		return;
+	CURLcode rc = cu.global_init(CURL_GLOBAL_DEFAULT);
+	if (rc != CURLE_OK)
+		snprintf(global_msg, sizeof(global_msg), "curl_global_init: %s",
+			 cu.easy_strerror(rc));
+}
+
+static void easy_cleanupp(CURL **c)
+{
+	if (*c)
+		cu.easy_cleanup(*c);
+}
+
+static void slist_free_allp(struct curl_slist **l)
+{
+	if (*l)
+		cu.slist_free_all(*l);
 }
 
 bool kd_is_url(const char *s)
@@ -439,7 +503,7 @@ static eff_opts effective(const kd_http_opts *o)
 /* Map a curl failure of one attempt to our error; err gets "<detail>". */
 static int curl_failure(xfer *x, CURLcode rc, const char *errbuf, const eff_opts *o, kd_error *err)
 {
-	const char *detail = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+	const char *detail = errbuf[0] ? errbuf : cu.easy_strerror(rc);
 
 	if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED)
 		return kd_err(err, -EFBIG, "response larger than the limit of %" PRIu64 " bytes",
@@ -504,8 +568,8 @@ static bool status_retryable(long status)
 static int attempt(const kd_http_request *req, const eff_opts *o, xfer *x, bool follow,
 		   kd_error *err)
 {
-	_cleanup_(curl_easy_cleanupp) CURL *c = NULL;
-	_cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
+	_cleanup_(easy_cleanupp) CURL *c = NULL;
+	_cleanup_(slist_free_allp) struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	bool https = strncasecmp(req->url, "https://", 8) == 0;
 	bool has_body = x->body_len > 0;
@@ -514,7 +578,7 @@ static int attempt(const kd_http_request *req, const eff_opts *o, xfer *x, bool 
 	CURLcode rc;
 	size_t nh = 0;
 
-	c = curl_easy_init();
+	c = cu.easy_init();
 	if (!c)
 		return kd_err(err, -ENOMEM, "cannot create curl handle");
 	hdr_reset(x);
@@ -528,14 +592,14 @@ static int attempt(const kd_http_request *req, const eff_opts *o, xfer *x, bool 
 		if (++nh > KD_HTTP_MAX_REQUEST_HEADERS)
 			return kd_err(err, -E2BIG, "more than %d request headers",
 				      KD_HTTP_MAX_REQUEST_HEADERS);
-		n = curl_slist_append(hdrs, *h);
+		n = cu.slist_append(hdrs, *h);
 		if (!n)
 			return kd_err(err, -ENOMEM, "out of memory");
 		hdrs = n;
 	}
 	if (has_body) {
 		/* No "Expect: 100-continue" round trip. */
-		struct curl_slist *n = curl_slist_append(hdrs, "Expect:");
+		struct curl_slist *n = cu.slist_append(hdrs, "Expect:");
 		if (!n)
 			return kd_err(err, -ENOMEM, "out of memory");
 		hdrs = n;
@@ -544,71 +608,71 @@ static int attempt(const kd_http_request *req, const eff_opts *o, xfer *x, bool 
 		/* A changed resource comes back whole (200) instead of a wrong tail. */
 		struct curl_slist *n;
 		snprintf(range_hdr, sizeof(range_hdr), "If-Range: %s", x->resume_etag);
-		n = curl_slist_append(hdrs, range_hdr);
+		n = cu.slist_append(hdrs, range_hdr);
 		if (!n)
 			return kd_err(err, -ENOMEM, "out of memory");
 		hdrs = n;
 	}
 
-	curl_easy_setopt(c, CURLOPT_URL, req->url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	cu.easy_setopt(c, CURLOPT_URL, req->url);
+	cu.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	cu.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	/* Never let a redirect downgrade https to http. */
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	cu.easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https");
+	cu.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	cu.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (o->ca_file)
-		curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+		cu.easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
 	if (req->client_cert)
-		curl_easy_setopt(c, CURLOPT_SSLCERT, req->client_cert);
+		cu.easy_setopt(c, CURLOPT_SSLCERT, req->client_cert);
 	if (req->client_key)
-		curl_easy_setopt(c, CURLOPT_SSLKEY, req->client_key);
+		cu.easy_setopt(c, CURLOPT_SSLKEY, req->client_key);
 	if (req->bearer_token) {
-		curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
-		curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, req->bearer_token);
+		cu.easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BEARER);
+		cu.easy_setopt(c, CURLOPT_XOAUTH2_BEARER, req->bearer_token);
 	}
-	curl_easy_setopt(c, CURLOPT_USERAGENT, o->user_agent);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, KD_HTTP_LOW_SPEED_LIMIT);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->low_speed_time_s);
+	cu.easy_setopt(c, CURLOPT_USERAGENT, o->user_agent);
+	cu.easy_setopt(c, CURLOPT_CONNECTTIMEOUT, o->connect_timeout_s);
+	cu.easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, KD_HTTP_LOW_SPEED_LIMIT);
+	cu.easy_setopt(c, CURLOPT_LOW_SPEED_TIME, o->low_speed_time_s);
 	if (req->timeout_s > 0)
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, req->timeout_s);
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+		cu.easy_setopt(c, CURLOPT_TIMEOUT, req->timeout_s);
+	cu.easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 	if (follow && o->max_redirects > 0) {
-		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-		curl_easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
+		cu.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+		cu.easy_setopt(c, CURLOPT_MAXREDIRS, o->max_redirects);
 	}
 	/* Content-Length above the limit fails before any byte is stored. */
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
-			 (curl_off_t)(x->max > INT64_MAX ? INT64_MAX : x->max));
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
+	cu.easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE,
+		       (curl_off_t)(x->max > INT64_MAX ? INT64_MAX : x->max));
+	cu.easy_setopt(c, CURLOPT_HEADERFUNCTION, header_cb);
+	cu.easy_setopt(c, CURLOPT_HEADERDATA, x);
+	cu.easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+	cu.easy_setopt(c, CURLOPT_WRITEDATA, x);
 	if (head)
-		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+		cu.easy_setopt(c, CURLOPT_NOBODY, 1L);
 	else if (strcmp(x->method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
+		cu.easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
 	if (has_body) {
-		curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-		curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
-		curl_easy_setopt(c, CURLOPT_READDATA, x);
-		curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->body_len);
+		cu.easy_setopt(c, CURLOPT_UPLOAD, 1L);
+		cu.easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+		cu.easy_setopt(c, CURLOPT_READDATA, x);
+		cu.easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)x->body_len);
 		/* UPLOAD means PUT unless told otherwise. */
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
+		cu.easy_setopt(c, CURLOPT_CUSTOMREQUEST, x->method);
 	}
 	if (x->resume_from > 0)
-		curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->resume_from);
+		cu.easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->resume_from);
 	if (hdrs)
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+		cu.easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	if (x->progress) {
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, x);
+		cu.easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		cu.easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+		cu.easy_setopt(c, CURLOPT_XFERINFODATA, x);
 	}
 
-	rc = curl_easy_perform(c);
+	rc = cu.easy_perform(c);
 	if (x->progress_shown) {
 		fputc('\n', stderr);
 		x->progress_shown = false;
@@ -620,7 +684,7 @@ static int attempt(const kd_http_request *req, const eff_opts *o, xfer *x, bool 
 		x->status = 0;
 		return curl_failure(x, rc, errbuf, o, err);
 	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
+	cu.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
 	return 0;
 }
 
@@ -644,7 +708,7 @@ static long retry_after_s(const char *v)
 	s = strtol(v, &end, 10);
 	if (*end == '\0' && s >= 0)
 		return s;
-	t = curl_getdate(v, NULL);
+	t = cu.getdate(v, NULL);
 	if (t < 0)
 		return -1;
 	return t > time(NULL) ? (long)(t - time(NULL)) : 0;
@@ -758,9 +822,8 @@ static int download(const char *url, enum sink_kind sink, int fd, const kd_http_
 
 	display_url(url, x.url);
 	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kd_err(err, -EIO, "GET %s: curl_global_init: %s", x.url,
-			      curl_easy_strerror(global_rc));
+	if (global_msg[0])
+		return kd_err(err, -EIO, "GET %s: %s", x.url, global_msg);
 	if (!kd_is_url(url))
 		return kd_err(err, -EINVAL, "GET %s: not an http:// or https:// URL", x.url);
 	if (sink == SINK_FD) {
@@ -832,9 +895,8 @@ int kd_http_do(const kd_http_request *req, const kd_http_opts *opts, kd_http_res
 
 	display_url(req->url ? req->url : "", x.url);
 	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK)
-		return kd_err(err, -EIO, "%s %s: curl_global_init: %s", method, x.url,
-			      curl_easy_strerror(global_rc));
+	if (global_msg[0])
+		return kd_err(err, -EIO, "%s %s: %s", method, x.url, global_msg);
 	if (!kd_is_url(req->url))
 		return kd_err(err, -EINVAL, "%s %s: not an http:// or https:// URL", method, x.url);
 	if (req->body) {
