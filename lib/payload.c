@@ -526,17 +526,60 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 
 /* ---- verify tree -------------------------------------------------------------------------- */
 
-static int verify_one(const kd_manifest *m, const kd_pfile *f, int dirfd, bool rehash,
-		      kd_error *err)
+/* The parent directory of the entry being verified stays open while the next entries share it:
+ * manifest paths are sorted, so a directory's files come together and each is then one
+ * fstatat() instead of a walk that opens every component again. */
+typedef struct parent_cache {
+	int fd; /* -1 when nothing is cached */
+	size_t len;
+	char path[KD_PATH_MAX];
+} parent_cache;
+
+/* Parent fd of path (opened without following symlinks, like kd_open_parent), *ret_base the
+ * last component. The fd belongs to the cache. */
+static int cached_parent(parent_cache *pc, int dirfd, const char *path, const char **ret_base,
+			 kd_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	size_t len = slash ? (size_t)(slash - path) : 0;
+
+	*ret_base = slash ? slash + 1 : path;
+	if (len == 0)
+		return dirfd;
+	if (pc->fd >= 0 && pc->len == len && memcmp(pc->path, path, len) == 0)
+		return pc->fd;
+	if (len >= sizeof(pc->path))
+		return kd_err(err, -ENAMETOOLONG, "'%s%s': path too long", PREFIX, path);
+	if (pc->fd >= 0)
+		close(TAKE_FD(pc->fd));
+	const char *base;
+	int fd = kd_open_parent(dirfd, path, &base, err);
+	if (fd < 0)
+		return fd;
+	pc->fd = fd;
+	pc->len = len;
+	memcpy(pc->path, path, len);
+	return fd;
+}
+
+static int verify_one(const kd_manifest *m, const kd_pfile *f, parent_cache *pc, int dirfd,
+		      bool rehash, kd_error *err)
 {
 	const kd_pfile *data = f;
+	const char *base;
 	struct stat st;
-	int r = kd_lstat(dirfd, f->path, &st, NULL);
+	int pfd = cached_parent(pc, dirfd, f->path, &base, err);
 
-	if (r == -ENOENT)
+	if (pfd == -ENOENT)
 		return kd_err(err, -EBADMSG, "'%s%s' is missing", PREFIX, f->path);
-	if (r < 0)
-		return kd_err_errno(err, r, "'%s%s'", PREFIX, f->path);
+	if (pfd < 0)
+		return pfd;
+	if (fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		int r = negative_errno();
+		if (r == -ENOENT)
+			return kd_err(err, -EBADMSG, "'%s%s' is missing", PREFIX, f->path);
+		return kd_err_errno(err, r, "stat '%s%s'", PREFIX, f->path);
+	}
 	if (f->type == KD_FILE_HARDLINK)
 		data = kd_manifest_find(m, f->target);
 	switch (f->type) {
@@ -558,8 +601,14 @@ static int verify_one(const kd_manifest *m, const kd_pfile *f, int dirfd, bool r
 		char buf[KD_PATH_MAX + 1];
 		if (!S_ISLNK(st.st_mode))
 			return kd_err(err, -EBADMSG, "'%s%s' is not a symlink", PREFIX, f->path);
-		if ((r = kd_readlink(dirfd, f->path, buf, sizeof(buf), err)) < 0)
-			return r;
+		ssize_t n = readlinkat(pfd, base, buf, sizeof(buf));
+		if (n < 0)
+			return kd_err_errno(err, negative_errno(), "readlink '%s%s'", PREFIX,
+					    f->path);
+		if ((size_t)n >= sizeof(buf))
+			return kd_err(err, -EBADMSG, "'%s%s': link text longer than %d bytes",
+				      PREFIX, f->path, KD_PATH_MAX);
+		buf[n] = '\0';
 		if (strcmp(buf, f->target) != 0)
 			return kd_err(err, -EBADMSG,
 				      "'%s%s' points to '%s', the manifest says '%s'", PREFIX,
@@ -573,10 +622,11 @@ static int verify_one(const kd_manifest *m, const kd_pfile *f, int dirfd, bool r
 	if (rehash && S_ISREG(st.st_mode)) {
 		uint8_t bin[KD_SHA256_LEN];
 		char hex[KD_SHA256_HEX_LEN + 1];
-		_cleanup_close_ int fd = kd_openat(dirfd, f->path, O_RDONLY, 0, KD_NOFOLLOW, err);
+		_cleanup_close_ int fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0)
-			return fd;
-		if ((r = kd_sha256_fd(fd, bin, NULL, err)) < 0)
+			return kd_err_errno(err, negative_errno(), "open '%s%s'", PREFIX, f->path);
+		int r = kd_sha256_fd(fd, bin, NULL, err);
+		if (r < 0)
 			return r;
 		kd_hex(bin, sizeof(bin), hex);
 		if (strcmp(hex, data->sha256) != 0)
@@ -593,12 +643,12 @@ int kd_payload_verify_tree(const kd_manifest *m, const bool *component_mask, int
 
 	if (kd_manifest_select_files(m, component_mask, &sel) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < m->n_files; i++) {
-		if (!sel[i])
-			continue;
-		int r = verify_one(m, &m->files[i], dirfd, rehash, err);
-		if (r < 0)
-			return kd_err_wrap(err, r, "verify");
-	}
-	return 0;
+	parent_cache pc = {.fd = -1};
+	int r = 0;
+	for (size_t i = 0; i < m->n_files && r >= 0; i++)
+		if (sel[i])
+			r = verify_one(m, &m->files[i], &pc, dirfd, rehash, err);
+	if (pc.fd >= 0)
+		close(pc.fd);
+	return r < 0 ? kd_err_wrap(err, r, "verify") : 0;
 }
