@@ -560,9 +560,13 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 				return kd_err(err, -ENOMEM, "out of memory");
 		}
 	}
-	if (o->sign_key && o->sign_pubkey) {
+	if (o->sign_key) {
+		/* A signed payload always names its key, so an install without the public key
+		 * is refused instead of skipping the signature check. */
 		char fp[KD_SHA256_HEX_LEN + 1];
-		if ((r = kd_pubkey_fingerprint(o->sign_pubkey, fp, err)) < 0)
+		r = o->sign_pubkey ? kd_pubkey_fingerprint(o->sign_pubkey, fp, err)
+				   : kd_privkey_fingerprint(o->sign_key, fp, err);
+		if (r < 0)
 			return kd_err_wrap(err, r, "pack");
 		m->signing_key = strdup(fp);
 		if (!m->signing_key)

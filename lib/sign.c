@@ -246,7 +246,7 @@ int kd_verify_buf(const char *pub_pem_path, const void *msg, size_t len, const u
 	return 0;
 }
 
-int kd_pubkey_fingerprint(const char *pub_pem_path, char out_hex[65], kd_error *err)
+static int fingerprint(const char *pem_path, bool private, char out_hex[65], kd_error *err)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
 	const EVP_MD *md = NULL;
@@ -254,15 +254,26 @@ int kd_pubkey_fingerprint(const char *pub_pem_path, char out_hex[65], kd_error *
 	char buf[256];
 	int r, n;
 
-	r = load_key(pub_pem_path, false, &pkey, &md, err);
+	r = load_key(pem_path, private, &pkey, &md, err);
 	if (r < 0)
 		return r;
+	/* For a private key this encodes its public half: the same bytes as the public PEM. */
 	n = i2d_PUBKEY(pkey, &der);
 	if (n <= 0)
-		return kd_err(err, -EIO, "key %s: %s", pub_pem_path, ssl_error(buf, sizeof(buf)));
+		return kd_err(err, -EIO, "key %s: %s", pem_path, ssl_error(buf, sizeof(buf)));
 	r = kd_sha256_buf(der, (size_t)n, out_hex);
 	OPENSSL_free(der);
 	if (r < 0)
-		return kd_err(err, r, "key %s: cannot hash public key", pub_pem_path);
+		return kd_err(err, r, "key %s: cannot hash public key", pem_path);
 	return 0;
+}
+
+int kd_pubkey_fingerprint(const char *pub_pem_path, char out_hex[65], kd_error *err)
+{
+	return fingerprint(pub_pem_path, false, out_hex, err);
+}
+
+int kd_privkey_fingerprint(const char *priv_pem_path, char out_hex[65], kd_error *err)
+{
+	return fingerprint(priv_pem_path, true, out_hex, err);
 }

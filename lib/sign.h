@@ -27,3 +27,5 @@ int kd_verify_buf(const char *pub_pem_path, const void *msg, size_t len, const u
 
 /* Lowercase hex SHA-256 of the DER SubjectPublicKeyInfo: a stable key identity. */
 int kd_pubkey_fingerprint(const char *pub_pem_path, char out_hex[65], kd_error *err);
+/* The same fingerprint, of the public half of a private key PEM. */
+int kd_privkey_fingerprint(const char *priv_pem_path, char out_hex[65], kd_error *err);

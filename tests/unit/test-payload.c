@@ -477,6 +477,21 @@ TEST(signatures)
 	v = (kd_payload_verify){.pubkey_path = pub, .sig = sig, .siglen = (size_t)n};
 	CHECK_INT(open_payload(out, &v, &p, &err), -EBADMSG);
 	CHECK(p == NULL);
+
+	/* Signed without the public key (pack --sign KEY): the fingerprint comes from the
+	 * private key, so an install without a key is still refused. */
+	o.sign_pubkey = NULL;
+	CHECK_INT(kd_payload_pack(tree_src, out, &o, &err), 0);
+	n = read_all(sigp, sig, sizeof(sig));
+	CHECK(n > 0);
+	v = (kd_payload_verify){.pubkey_path = pub, .sig = sig, .siglen = (size_t)n};
+	CHECK_INT(open_payload(out, &v, &p, &err), 0);
+	if (p)
+		CHECK_STR(kd_payload_manifest(p)->signing_key, fp);
+	kd_payload_free(p);
+	p = NULL;
+	CHECK(open_payload(out, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, fp));
 	free(dir);
 }
 

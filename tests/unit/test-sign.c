@@ -111,6 +111,15 @@ TEST(fingerprint)
 	CHECK(kd_sha256_hex_valid(fp));
 	CHECK_INT(kd_pubkey_fingerprint(pub2, fp2, &err), 0);
 	CHECK(strcmp(fp, fp2) != 0);
+	/* A private key has the fingerprint of its public half; a public key is not private. */
+	{
+		char pfp[65] = "";
+		CHECK_INT(kd_privkey_fingerprint(priv, pfp, &err), 0);
+		CHECK_STR(pfp, fp);
+		CHECK_INT(kd_privkey_fingerprint(priv2, pfp, &err), 0);
+		CHECK_STR(pfp, fp2);
+		CHECK(kd_privkey_fingerprint(pub, pfp, &err) < 0);
+	}
 	/* Same as hashing the DER SubjectPublicKeyInfo with the openssl tool. */
 	path(der, "pub.der");
 	CHECK_INT(sh("openssl pkey -pubin -in %s -outform DER -out %s", pub, der), 0);
