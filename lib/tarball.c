@@ -7,8 +7,20 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include "log.h"
+
+/* Until the Makefile links libzstd itself (it is loaded anyway: libarchive needs it), its
+ * functions are weak references resolved from libarchive's dependency; writer_zstd_open checks
+ * that they resolved. */
+#pragma weak ZSTD_createCCtx
+#pragma weak ZSTD_freeCCtx
+#pragma weak ZSTD_CCtx_setParameter
+#pragma weak ZSTD_compressStream2
+#pragma weak ZSTD_isError
+#pragma weak ZSTD_getErrorName
+#pragma weak ZSTD_CStreamOutSize
 
 /* With decompress_thread, a second libarchive handle (raw format, compression filters) runs on
  * its own thread and fills a ring of KD_TAR_PIPE_BUFFERS blocks; the tar parser reads them
@@ -41,10 +53,17 @@ struct kd_tar_reader {
 	tar_pipe *pipe;
 };
 
+/* zstd output is made here, not by libarchive's filter: its window would follow the level
+ * (4 MiB at level 10) and every reader would need that much memory, and it writes no frame
+ * checksum. libarchive writes plain tar into write_zstd(). */
 struct kd_tar_writer {
 	struct archive *a;
 	struct archive_entry *e;
 	int64_t mtime;
+	int fd;
+	ZSTD_CCtx *z; /* NULL unless compression is zstd */
+	uint8_t *zout;
+	size_t zout_cap;
 };
 
 const char *kd_entry_type_name(kd_entry_type t)
@@ -444,6 +463,89 @@ void kd_tar_reader_free(kd_tar_reader *r)
 	free(r);
 }
 
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Feed len bytes of tar (len 0 with ZSTD_e_end: finish the frame) and write what comes out. */
+static int zstd_feed(kd_tar_writer *w, const void *buf, size_t len, ZSTD_EndDirective mode,
+		     const char **ret_msg)
+{
+	ZSTD_inBuffer in = {.src = buf, .size = len, .pos = 0};
+	size_t left;
+
+	do {
+		ZSTD_outBuffer out = {.dst = w->zout, .size = w->zout_cap, .pos = 0};
+		left = ZSTD_compressStream2(w->z, &out, &in, mode);
+		if (ZSTD_isError(left)) {
+			*ret_msg = ZSTD_getErrorName(left);
+			return -EIO;
+		}
+		int r = write_all(w->fd, w->zout, out.pos);
+		if (r < 0) {
+			*ret_msg = strerror(-r);
+			return r;
+		}
+	} while (mode == ZSTD_e_end ? left > 0 : in.pos < in.size);
+	return 0;
+}
+
+static la_ssize_t write_zstd(struct archive *a, void *userdata, const void *buf, size_t len)
+{
+	const char *msg = NULL;
+	int r = zstd_feed(userdata, buf, len, ZSTD_e_continue, &msg);
+
+	if (r < 0) {
+		archive_set_error(a, -r, "zstd: %s", msg);
+		return -1;
+	}
+	return (la_ssize_t)len;
+}
+
+static int writer_zstd_open(kd_tar_writer *w, const kd_tar_write_opts *o, kd_error *err)
+{
+	/* Worker threads even for one: zstd's multi-threaded output is the same for any count. */
+	int workers = o->threads > 0 ? o->threads : 1;
+	const struct {
+		ZSTD_cParameter p;
+		int v;
+		const char *name;
+	} params[] = {
+		{ZSTD_c_compressionLevel, o->level ? o->level : ZSTD_CLEVEL_DEFAULT, "level"},
+		{ZSTD_c_windowLog, KD_TAR_ZSTD_WINDOW_LOG, "window log"},
+		{ZSTD_c_checksumFlag, 1, "checksum"},
+		{ZSTD_c_nbWorkers, workers, "threads"},
+	};
+
+	if (!ZSTD_createCCtx || !ZSTD_compressStream2 || !ZSTD_CCtx_setParameter ||
+	    !ZSTD_freeCCtx || !ZSTD_isError || !ZSTD_getErrorName || !ZSTD_CStreamOutSize)
+		return kd_err(err, -ENOSYS, "archive: libzstd is not loaded");
+	w->z = ZSTD_createCCtx();
+	w->zout_cap = ZSTD_CStreamOutSize();
+	w->zout = malloc(w->zout_cap);
+	if (!w->z || !w->zout)
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	for (size_t i = 0; i < ELEMENTSOF(params); i++) {
+		size_t rc = ZSTD_CCtx_setParameter(w->z, params[i].p, params[i].v);
+		if (ZSTD_isError(rc))
+			return kd_err(err, -EINVAL, "archive: zstd %s %d: %s", params[i].name,
+				      params[i].v, ZSTD_getErrorName(rc));
+	}
+	if (archive_write_open2(w->a, w, NULL, write_zstd, NULL, NULL) != ARCHIVE_OK)
+		return archive_fail(w->a, err, NULL);
+	return 0;
+}
+
 int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, kd_error *err)
 {
 	char num[32];
@@ -453,6 +555,7 @@ int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, 
 	if (!w)
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	w->mtime = o->mtime;
+	w->fd = fd;
 	w->a = archive_write_new();
 	w->e = archive_entry_new();
 	if (!w->a || !w->e) {
@@ -463,16 +566,6 @@ int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, 
 		goto fail;
 	switch (o->compression) {
 	case KD_COMPRESS_ZSTD:
-		rc = archive_write_add_filter_zstd(w->a);
-		if (rc == ARCHIVE_OK && o->level) {
-			snprintf(num, sizeof(num), "%d", o->level);
-			rc = archive_write_set_filter_option(w->a, "zstd", "compression-level",
-							     num);
-		}
-		if (rc == ARCHIVE_OK && o->threads > 0) {
-			snprintf(num, sizeof(num), "%d", o->threads);
-			rc = archive_write_set_filter_option(w->a, "zstd", "threads", num);
-		}
 		break;
 	case KD_COMPRESS_XZ:
 		rc = archive_write_add_filter_xz(w->a);
@@ -505,8 +598,14 @@ int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, 
 	 */
 	if (o->compression != KD_COMPRESS_NONE)
 		archive_write_set_bytes_in_last_block(w->a, 1);
-	if (archive_write_open_fd(w->a, fd) != ARCHIVE_OK)
+	if (o->compression == KD_COMPRESS_ZSTD) {
+		if ((rc = writer_zstd_open(w, o, err)) < 0) {
+			kd_tar_writer_free(w);
+			return rc;
+		}
+	} else if (archive_write_open_fd(w->a, fd) != ARCHIVE_OK) {
 		goto fail;
+	}
 	*ret = w;
 	return 0;
 fail:
@@ -582,8 +681,13 @@ int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *e
 
 int kd_tar_writer_close(kd_tar_writer *w, kd_error *err)
 {
+	const char *msg = NULL;
+	int r;
+
 	if (archive_write_close(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
+	if (w->z && (r = zstd_feed(w, NULL, 0, ZSTD_e_end, &msg)) < 0)
+		return kd_err(err, r, "archive: zstd: %s", msg);
 	return 0;
 }
 
@@ -597,5 +701,8 @@ void kd_tar_writer_free(kd_tar_writer *w)
 		archive_write_free(w->a);
 	if (w->e)
 		archive_entry_free(w->e);
+	if (w->z)
+		ZSTD_freeCCtx(w->z);
+	free(w->zout);
 	free(w);
 }

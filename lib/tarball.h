@@ -17,6 +17,9 @@
 #define KD_TAR_MAX_PATH 4096u	     /* default limit on an entry's path (and link) bytes */
 #define KD_TAR_READ_BLOCK (1u << 20) /* bytes read from the fd per call */
 #define KD_TAR_PIPE_BUFFERS 4u	     /* decompressed blocks in flight with decompress_thread */
+/* zstd window of what we write: readers need this much memory (1 MiB) to decompress it, however
+ * high the level. */
+#define KD_TAR_ZSTD_WINDOW_LOG 20
 
 typedef enum kd_entry_type {
 	KD_ENTRY_FILE,
@@ -76,7 +79,8 @@ typedef enum kd_compression {
 typedef struct kd_tar_write_opts {
 	kd_compression compression;
 	int level;     /* compression level; 0 = the filter's default */
-	int threads;   /* zstd/xz workers; 0 = one. zstd output does not depend on the count */
+	int threads;   /* zstd/xz workers; 0 = one. zstd output does not depend on the count;
+			  zstd frames carry a checksum and a KD_TAR_ZSTD_WINDOW_LOG window */
 	int64_t mtime; /* of every entry */
 } kd_tar_write_opts;
 

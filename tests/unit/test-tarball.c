@@ -143,6 +143,50 @@ TEST(deterministic_zstd)
 	CHECK_INT(system(cmd), 0);
 }
 
+/* Our zstd frames: a checksum, a window of at most 1 << KD_TAR_ZSTD_WINDOW_LOG bytes whatever
+ * the level (readers' memory), and the zstd tool accepts them. */
+TEST(zstd_frame)
+{
+	kd_error err = {0};
+	char cmd[1200];
+	kd_tar_writer *w = NULL;
+	const char *tz = path_of("z.tar.zst");
+	kd_tar_write_opts o = {.compression = KD_COMPRESS_ZSTD, .level = 19, .threads = 2};
+	kd_tar_entry e = {.path = "f", .type = KD_ENTRY_FILE, .mode = 0644, .size = sizeof(big)};
+	int fd = open(tz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	CHECK(fd >= 0);
+	CHECK_INT(kd_tar_writer_open(fd, &o, &w, &err), 0);
+	CHECK_INT(kd_tar_write_header(w, &e, &err), 0);
+	CHECK_INT(kd_tar_write_data(w, big, sizeof(big), &err), 0);
+	CHECK_INT(kd_tar_writer_close(w, &err), 0);
+	kd_tar_writer_free(w);
+	close(fd);
+	snprintf(cmd, sizeof(cmd),
+		 "zstd -q -t '%s' && zstd -lv '%s' | grep -q 'Check: XXH64' && "
+		 "test \"$(zstd -lv '%s' | sed -n 's/^Window Size:.*(\\([0-9]*\\) B)$/\\1/p')\" "
+		 "-le %u",
+		 tz, tz, tz, 1u << KD_TAR_ZSTD_WINDOW_LOG);
+	CHECK_INT(system(cmd), 0);
+	/* And libarchive (our reader) reads it back. */
+	kd_tar_reader *r = NULL;
+	kd_tar_read_opts ro = {.decompress_thread = true};
+	const void *b;
+	size_t len, total = 0;
+	fd = open(tz, O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK_INT(kd_tar_open(fd, &ro, &r, &err), 0);
+	if (!r)
+		return;
+	CHECK_INT(kd_tar_next(r, &e, &err), 1);
+	while (kd_tar_read_block(r, &b, &len, &err) > 0)
+		total += len;
+	CHECK_INT(total, sizeof(big));
+	CHECK_INT(kd_tar_next(r, &e, &err), 0);
+	kd_tar_reader_free(r);
+	close(fd);
+}
+
 TEST(gnu_tar_reads_ours)
 {
 	kd_error err = {0};
@@ -311,6 +355,7 @@ int main(void)
 		big[i] = (uint8_t)((i * 2654435761u) >> 13);
 	RUN(roundtrip_all_compressions);
 	RUN(deterministic_zstd);
+	RUN(zstd_frame);
 	RUN(gnu_tar_reads_ours);
 	RUN(reads_gnu_tar);
 	RUN(limits);
