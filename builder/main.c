@@ -1,7 +1,9 @@
 /* kata-build: reproducible artifact builder (docs/RECIPES.md). One function per verb; options
  * are parsed here, every effective setting is printed at start-up, and an error is printed
  * once, here. */
+#include <dirent.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,6 +70,40 @@ static void usage(FILE *f)
 	      f);
 }
 
+/* Recipes that no shim uses are not built by default; say which and why (an unpinned upstream
+ * sha256 makes a recipe unparseable until someone pins it). */
+static void report_unused_recipes(const cli *c)
+{
+	_cleanup_free_ char *dir = NULL;
+	struct dirent **ents = NULL;
+	int n;
+
+	if (asprintf(&dir, "%s/recipes", c->artifacts) < 0 ||
+	    (n = scandir(dir, &ents, NULL, alphasort)) < 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		const char *f = ents[i]->d_name;
+		size_t len = strlen(f);
+		_cleanup_free_ char *name = NULL, *path = NULL;
+		if (len > 5 && strcmp(f + len - 5, ".yaml") == 0 && (name = strndup(f, len - 5)) &&
+		    !kd_strv_find(c->shims->components, name) &&
+		    asprintf(&path, "%s/%s", dir, f) >= 0) {
+			kd_recipe *r = NULL;
+			kd_error e = {0};
+			if (kd_recipe_load(path, c->versions, &r, &e) < 0)
+				kd_info("recipe %s: not in shims.yaml, skipped: %s", name,
+					kd_err_msg(&e));
+			else
+				kd_info("recipe %s: not in shims.yaml, built only when named",
+					name);
+			kd_recipe_free(r);
+			kd_err_clear(&e);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+}
+
 static int load_common(cli *c, kd_error *err)
 {
 	_cleanup_free_ char *vpath = NULL, *spath = NULL;
@@ -91,6 +127,7 @@ static int load_common(cli *c, kd_error *err)
 		c->artifacts, kd_cache_dir(c->cache), c->out,
 		(long long)c->versions->source_date_epoch, c->versions->version,
 		KD_BUILDER_VERSION);
+	report_unused_recipes(c);
 	return 0;
 }
 

@@ -258,6 +258,16 @@ static int parse_source(const ctx *c, struct json_object *v, size_t idx, kd_sour
 			       "%s: needs exactly one of url, deb", where);
 	}
 	if (s.url) {
+		if (s.sha256 && strcmp(s.sha256, KD_RECIPE_UNPINNED) == 0) {
+			/* Upstream sources that nobody here could hash yet: say so, not "bad hex".
+			 */
+			free(s.file);
+			return fail_at(
+				c, key_line(c, "sources"), -ENOKEY,
+				"%s: sha256 of %s is not pinned ('" KD_RECIPE_UNPINNED
+				"' in versions.yaml): pin it to fetch and build this component",
+				where, s.url);
+		}
 		if (!s.sha256 || !kd_sha256_hex_valid(s.sha256)) {
 			free(s.file);
 			return fail_at(c, s.sha256 ? text_line(c, s.sha256) : text_line(c, s.url),

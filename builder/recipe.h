@@ -14,6 +14,7 @@
 #define KD_RECIPE_MAX_ITEMS 256u	    /* sources, steps, outputs, files, inputs, vars */
 #define KD_RECIPE_NAME_MAX 64u		    /* component, shim and variable names */
 #define KD_RECIPE_OUTPUT_PREFIX "opt/kata/" /* every output lives here */
+#define KD_RECIPE_UNPINNED "unpinned"	    /* a sha256 in versions.yaml nobody could pin yet */
 
 typedef enum kd_source_kind {
 	KD_SOURCE_URL, /* url + sha256, fetched into the content-addressed cache */

@@ -12,7 +12,7 @@ static kd_versions *versions(void)
 	char path[] = "/tmp/kd-test-versions.XXXXXX";
 	int fd = mkstemp(path);
 	const char *text = "source_date_epoch: 1700000000\nversion: \"1.0\"\n"
-			   "vars:\n  qemu: \"7.2\"\n  deb: \"1:7.2+dfsg-7\"\n";
+			   "vars:\n  qemu: \"7.2\"\n  deb: \"1:7.2+dfsg-7\"\n  up_sha: unpinned\n";
 	kd_versions *v = NULL;
 	kd_error err = {0};
 	if (fd < 0 || write(fd, text, strlen(text)) < 0)
@@ -123,6 +123,11 @@ TEST(variables)
 	       "r.yaml:2: version: unknown variable 'nope'");
 	expect("name: a\nversion: '{{qemu'\nsteps: [x]\noutputs: [opt/kata/a]\n",
 	       "unterminated or empty");
+	/* An upstream sha256 nobody could pin yet says so (and where), not "bad hex". */
+	expect("name: a\nversion: '1'\nsources:\n  - url: http://x/k.tar.gz\n"
+	       "    sha256: '{{up_sha}}'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "r.yaml:3: sources[0]: sha256 of http://x/k.tar.gz is not pinned ('unpinned' in "
+	       "versions.yaml)");
 }
 
 TEST(path_safe)
