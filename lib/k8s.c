@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "http.h"
 #include "json.h"
@@ -554,6 +555,41 @@ static int status_errno(long status, const char *reason)
 	return kd_http_status_errno(status);
 }
 
+/* A 403 from a kube-apiserver that has just started may only mean its RBAC cache is still empty
+ * (measured with v1.33: for a second or so after a restart every request is refused with
+ * "RBAC: [clusterrole ... not found, ...]", even system:discovery). Such a server is not ready:
+ * its /readyz, which every caller may read once RBAC is loaded, is not 200 either. A 403 from a
+ * ready server is an answer. */
+static bool server_ready(kd_k8s *k)
+{
+	_cleanup_http_response_ kd_http_response resp = {0};
+	char url[KD_K8S_URL_MAX];
+	const char *hdrs[] = {"Accept: text/plain", NULL};
+
+	snprintf(url, sizeof(url), "%s/readyz", k->server);
+	kd_http_request req = {
+		.method = "GET",
+		.url = url,
+		.headers = hdrs,
+		.bearer_token = k->token,
+		.client_cert = k->cert_file,
+		.client_key = k->key_file,
+		.max_response = KD_K8S_READYZ_MAX,
+		.timeout_s = k->timeout_s,
+	};
+	count(&k->requests);
+	if (kd_http_do(&req, &k->http, &resp, NULL) < 0)
+		return false;
+	return resp.status == 200;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 static int do_request(kd_k8s *k, const char *method, const char *path, const char *content_type,
 		      const char *body, size_t body_len, struct json_object **ret, kd_error *err)
 {
@@ -572,7 +608,10 @@ static int do_request(kd_k8s *k, const char *method, const char *path, const cha
 			 content_type ? content_type : "application/json");
 		hdrs[1] = ct;
 	}
-	for (int attempt = 0;; attempt++) {
+	int forbidden = 0;
+	long backoff = k->http.backoff_ms;
+	bool reloaded = false;
+	for (;;) {
 		r = load_token(k, false, err);
 		if (r < 0)
 			return kd_err_wrap(err, r, "%s", what);
@@ -598,9 +637,19 @@ static int do_request(kd_k8s *k, const char *method, const char *path, const cha
 			count(&k->failures);
 			return kd_err_wrap(err, r, "%s", what);
 		}
+		if (resp.status == 403 && forbidden < k->http.retries && !server_ready(k)) {
+			kd_debug("%s: 403 from a server that is not ready; retrying in %ld ms",
+				 what, backoff);
+			forbidden++;
+			sleep_ms(backoff);
+			backoff = backoff * 2 > KD_HTTP_MAX_BACKOFF_MS ? KD_HTTP_MAX_BACKOFF_MS
+								       : backoff * 2;
+			continue;
+		}
 		/* A rotated token may have been written after our last look: re-read once. */
-		if (resp.status != 401 || !k->token_file || attempt > 0)
+		if (resp.status != 401 || !k->token_file || reloaded)
 			break;
+		reloaded = true;
 		old_token = k->token ? strdup(k->token) : NULL;
 		r = load_token(k, true, NULL);
 		bool same = r < 0 || !old_token || !k->token || strcmp(old_token, k->token) == 0;

@@ -21,6 +21,7 @@
 #define KD_K8S_DEFAULT_TIMEOUT_S 30   /* one attempt */
 #define KD_K8S_CONFLICT_RETRIES 8     /* re-reads of an object after 409 Conflict */
 #define KD_K8S_URL_MAX 2048
+#define KD_K8S_READYZ_MAX (64u * 1024) /* bytes of /readyz, asked after a 403 */
 
 typedef struct kd_k8s kd_k8s;
 

@@ -91,7 +91,7 @@ run_agent() { # NAME ROOT [VAR=value ...] -- starts in the background, pid in $T
 		RUNTIME_RESTART="command:echo \$KD_UNIT >>$T/restarts" \
 		POLL_INTERVAL_MS=100 LABEL_STABLE_READS=2 HEALTH_ADDRESS=127.0.0.1 HEALTH_PORT="$hp" \
 		STARTUP_TAINTS=kata.example/startup:NoSchedule RUNTIME_HANDLERS_TIMEOUT=60 \
-		"$@" "$AGENT" install >"$T/agent-$name.log" 2>&1 &
+		"$@" "$AGENT" "${ACTION:-install}" >"$T/agent-$name.log" 2>&1 &
 	echo $! >"$T/agent-$name.pid"
 }
 agent_pid() { cat "$T/agent-$1.pid"; }
@@ -319,5 +319,16 @@ if wait_ready ks 60; then ok "chart in kata-system: agent installed with its tok
 check "chart in kata-system: Installed event in default" [ "$(events Installed default)" -ge 1 ]
 check "chart in kata-system: no event refused" not grep -q 'not posted' "$T/agent-ks.log"
 kill_agent ks
+
+# --- reset: labels released, the runtime and (plain containerd) the kubelet restarted ----------
+: >"$T/restarts"
+ACTION=reset run_agent reset "$R6" SERVICEACCOUNT_DIR="$T/sa-ks" POD_NAMESPACE=kata-system
+wait_exit reset 60 || not_ok "reset: agent did not exit"
+check "reset: exit 0" [ "$(cat "$T/agent-reset.rc")" = 0 ]
+check "reset: containerd then kubelet restarted ($(tr '\n' ' ' <"$T/restarts"))" \
+	[ "$(tr '\n' ' ' <"$T/restarts")" = "containerd.service kubelet.service " ]
+check "reset: labels released" [ -z "$(label katacontainers.io/kata-runtime)$(label kata-deploy.katacontainers.io/default)" ]
+check "reset: Reset event in default" [ "$(events Reset default)" -ge 1 ]
+check "reset: Kata itself left installed" [ -e "$R6/opt/kata/current" ]
 
 finish
