@@ -341,6 +341,53 @@ static const kd_toml_node *runc_options(const kd_toml_doc *d, int version)
 	return t;
 }
 
+int kd_containerd_runc_source(int rootfd, const char *main, const kd_toml_doc *main_doc,
+			      int version, const char *skip, kd_toml_doc **ret, kd_error *err)
+{
+	_cleanup_strv_ char **imports = NULL;
+	kd_toml_doc *found = NULL;
+	int v, r;
+	*ret = NULL;
+	if (!main_doc)
+		return 0;
+	char name[KD_PATH_MAX], dir[KD_PATH_MAX];
+	snprintf(name, sizeof(name), "/%s", main);
+	snprintf(dir, sizeof(dir), "%s", main);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		dir[0] = '\0';
+	if ((r = kd_containerd_root_info(main_doc, name, &v, &imports, err)) < 0)
+		return r;
+	for (size_t i = 0; imports[i]; i++) {
+		char pat[KD_PATH_MAX];
+		int pfx = snprintf(pat, sizeof(pat), "/proc/self/fd/%d", rootfd);
+		if (imports[i][0] == '/')
+			snprintf(pat + pfx, sizeof(pat) - (size_t)pfx, "%s", imports[i]);
+		else
+			snprintf(pat + pfx, sizeof(pat) - (size_t)pfx, "/%s/%s", dir, imports[i]);
+		glob_t g;
+		if (glob(pat, 0, NULL, &g) != 0)
+			continue;
+		for (size_t k = 0; k < g.gl_pathc; k++) {
+			const char *rel = g.gl_pathv[k] + pfx + 1;
+			kd_toml_doc *d = NULL;
+			if ((skip && !strcmp(rel, skip)) || read_doc(rootfd, rel, &d, NULL) < 0)
+				continue;
+			if (runc_options(d, version)) {
+				kd_toml_free(found);
+				found = d;
+			} else {
+				kd_toml_free(d);
+			}
+		}
+		globfree(&g);
+	}
+	*ret = found;
+	return 0;
+}
+
 static int add_table(kd_toml_doc *doc, const char *const *path, size_t n, char ***tables,
 		     kd_error *err)
 {

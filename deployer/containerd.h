@@ -57,6 +57,13 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 			       const kd_toml_doc *inherit_from, bool debug, char ***tables,
 			       kd_error *err);
 
+/* containerd 2.x merges the main file's imports over it (containerd PR #9982), so the runc
+ * options the daemon ends up with come from the last imported file that sets them, else from the
+ * main file. *ret is that document (new), or NULL when none sets them; skip (relative path, may be
+ * NULL) is our own drop-in. */
+int kd_containerd_runc_source(int rootfd, const char *main, const kd_toml_doc *main_doc,
+			      int version, const char *skip, kd_toml_doc **ret, kd_error *err);
+
 /* The skeleton of a file we create: a comment and `version = N`. Static storage. */
 const char *kd_containerd_skeleton(int version);
 /* The first line of a k3s/rke2 template we create. */

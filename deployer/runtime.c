@@ -475,6 +475,20 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		snprintf(cp->why, sizeof(cp->why), "/%s is the minimal config kata-deploy created",
 			 cp->main);
 	}
+	if (cp->strategy == KD_CTD_DROPIN && p->flavour.id == KD_FLAVOUR_CONTAINERD && mrec &&
+	    mrec->import) {
+		/* "Already imported" only because of the entry we added last time: it is still
+		 * ours (the revert below removes it, this plan adds it back). */
+		char abs[KD_PATH_MAX];
+		snprintf(abs, sizeof(abs), "/%s", cp->target);
+		if (!strcmp(mrec->import, abs)) {
+			cp->strategy = KD_CTD_DROPIN_IMPORT;
+			snprintf(cp->import_entry, sizeof(cp->import_entry), "%s", abs);
+			snprintf(cp->why, sizeof(cp->why),
+				 "containerd %d.%d: drop-in /%s + an imports entry in /%s",
+				 p->flavour.major, p->flavour.minor, cp->target, cp->main);
+		}
+	}
 	kd_info("containerd config: %s", cp->why);
 	kd_change *c;
 	_cleanup_free_ char *base = NULL;
@@ -500,6 +514,7 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		return r;
 	/* runc's options come from the file the daemon reads them from: the main config. */
 	const kd_toml_doc *inherit = doc;
+	_cleanup_toml_ kd_toml_doc *imported = NULL;
 	if (cp->strategy == KD_CTD_DROPIN || cp->strategy == KD_CTD_DROPIN_IMPORT ||
 	    cp->strategy == KD_CTD_TEMPLATE) {
 		_cleanup_free_ char *mt = NULL;
@@ -509,6 +524,13 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		if (mt && (r = parse_named(cp->main, mt, ml, &main_doc, err)) < 0)
 			return r;
 		inherit = main_doc;
+		/* 2.x: an imported file's runc options override the main file's. */
+		if (cp->strategy != KD_CTD_TEMPLATE &&
+		    (r = kd_containerd_runc_source(in->rootfd, cp->main, main_doc, cp->version,
+						   cp->target, &imported, err)) < 0)
+			return r;
+		if (imported)
+			inherit = imported;
 	}
 	int schema = cp->version;
 	if (cp->strategy == KD_CTD_TEMPLATE && main_doc) {

@@ -93,10 +93,11 @@ run_case() {
 	local bad=0
 	for shim in qemu clh; do
 		grep -q "runtimes.kata-$shim\]" "$T/$name.dump1" || { not_ok "$name: no kata-$shim in dump"; bad=1; }
-		block "$T/$name.dump1" "runtimes.kata-$shim]" | grep -q "runtime_type = \"io.containerd.kata-$shim.v2\"" ||
+		# 2.x prints strings with single quotes, 1.6 with double quotes.
+		block "$T/$name.dump1" "runtimes.kata-$shim]" | grep -Eq "runtime_type = [\"']io.containerd.kata-$shim.v2[\"']" ||
 			{ not_ok "$name: kata-$shim runtime_type"; bad=1; }
 		block "$T/$name.dump1" "runtimes.kata-$shim.options]" |
-			grep -q "ConfigPath = \"/opt/kata/runtimes/$shim/configuration-$shim.toml\"" ||
+			grep -Eq "ConfigPath = [\"']/opt/kata/runtimes/$shim/configuration-$shim.toml[\"']" ||
 			{ not_ok "$name: kata-$shim ConfigPath"; bad=1; }
 	done
 	if [ "${EXPECT_SYSTEMD_CGROUP:-0}" = 1 ]; then

@@ -66,6 +66,8 @@ static const char v2_systemd[] =
 	"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
 	"  SystemdCgroup = true\n";
 static const char v3_plain[] = "version = 3\n";
+static const kd_handler qemu_h = {"kata-qemu", "qemu", "/opt/kata/bin/containerd-shim-kata-v2",
+				  "/opt/kata/runtimes/qemu/configuration-qemu.toml", ""};
 
 TEST(test_plugin_ids)
 {
@@ -217,6 +219,45 @@ TEST(test_strategy_refusals)
 	fo.runtime = "crio";
 	CHECK_INT(kd_flavour_detect(rootfd, &fo, &f, &err), 0);
 	CHECK(f.crio);
+	close(rootfd);
+}
+
+TEST(test_runc_source_2x_imports)
+{
+	/* 2.x: runc's options set in an imported file win over the main file's; our own drop-in
+	 * is not a source. */
+	int rootfd = make_root(
+		"etc/containerd/config.toml",
+		"version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"
+		"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
+		"SystemdCgroup = false\n",
+		"etc/containerd/conf.d/10-cri.toml", v2_systemd,
+		"etc/containerd/conf.d/kata-deploy.toml",
+		"version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc."
+		"options]\nSystemdCgroup = false\n",
+		NULL);
+	kd_error err = {0};
+	char *text = NULL;
+	size_t len;
+	kd_toml_doc *main_doc = NULL, *src = NULL;
+	CHECK_INT(kd_read_file(rootfd, "etc/containerd/config.toml", 4096, &text, &len, &err), 0);
+	CHECK_INT(kd_toml_parse("main", text, len, &main_doc, &err), 0);
+	CHECK_INT(kd_containerd_runc_source(rootfd, "etc/containerd/config.toml", main_doc, 2,
+					    "etc/containerd/conf.d/kata-deploy.toml", &src, &err),
+		  0);
+	CHECK(src != NULL);
+	int r;
+	if (src) {
+		kd_toml_doc *d = NULL;
+		kd_toml_parse("d", "version = 2\n", 12, &d, &err);
+		r = kd_containerd_add_handlers(d, 2, &qemu_h, 1, src, false, NULL, &err);
+		CHECK_INT(r, 0);
+		CHECK(strstr(kd_toml_text(d, NULL), "SystemdCgroup = true\n") != NULL);
+		kd_toml_free(d);
+	}
+	kd_toml_free(src);
+	kd_toml_free(main_doc);
+	free(text);
 	close(rootfd);
 }
 
@@ -493,6 +534,7 @@ int main(void)
 	RUN(test_strategy_1x_imports);
 	RUN(test_strategy_distributions);
 	RUN(test_strategy_refusals);
+	RUN(test_runc_source_2x_imports);
 	RUN(test_render_v2_inherits_systemd_cgroup);
 	RUN(test_render_systemd_cgroup_sources);
 	RUN(test_render_v3_snapshotter_and_gpu);
