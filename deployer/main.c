@@ -478,8 +478,9 @@ static const char pack_help[] =
 	"                                [--sign KEY [--sign-pubkey PUB]] [--level N] [--mtime EPOCH]\n"
 	"Pack DIR (which holds opt/kata/) into a payload: a reproducible tar.zst with its\n"
 	"manifest first. --spec names components and shims (docs/PAYLOAD.md); --sign writes\n"
-	"FILE.sig with the PEM private key KEY; --sign-pubkey (KEY's public key) records its\n"
-	"fingerprint in the manifest, so installs then require that key and a valid signature.\n"
+	"FILE.sig with the PEM private key KEY and records the key's fingerprint in the manifest,\n"
+	"so installs then require that public key and a valid signature; --sign-pubkey PUB also\n"
+	"checks the new signature against PUB (a key pair that does not match is refused).\n"
 	"--mtime defaults to $SOURCE_DATE_EPOCH or 0.\n"
 	"       kata-deploy payload keygen PRIVATE.pem PUBLIC.pem\n"
 	"Make an Ed25519 key pair for signing payloads.\n";

@@ -117,6 +117,12 @@ expect_fail "a signed payload without a key is refused" "public key is required"
 	"$KD" install --root "$R2" --payload "$T/signed.tar.zst"
 expect_fail "plan refuses it too" "public key is required" \
 	"$KD" plan --root "$R2" --payload "$T/signed.tar.zst"
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$T/signed2.tar.zst" --sign "$T/key.pem" >/dev/null
+expect_fail "--sign alone also names the key: installing without it is refused" "public key is required" \
+	"$KD" install --root "$R2" --payload "$T/signed2.tar.zst"
+check "--sign alone: installs with the key" \
+	"$KD" install --root "$R2" --payload "$T/signed2.tar.zst" --public-key "$T/pub.pem"
+"$KD" uninstall --root "$R2" >/dev/null
 expect_fail "--sign-pubkey of another key is refused at pack time" "signature" \
 	"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$T/bad.tar.zst" \
 	--sign "$T/key.pem" --sign-pubkey "$T/otherpub.pem"
