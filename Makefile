@@ -12,8 +12,9 @@ O ?= build
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 CC ?= cc
-PKGS := libcurl yaml-0.1 json-c libarchive openssl libkmod libmicrohttpd
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+# libcurl is loaded with dlopen on first use (lib/http.c): only its headers are needed here.
+PKGS := yaml-0.1 json-c libarchive libzstd openssl libkmod libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags libcurl $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \

@@ -11,17 +11,6 @@
 
 #include "log.h"
 
-/* Until the Makefile links libzstd itself (it is loaded anyway: libarchive needs it), its
- * functions are weak references resolved from libarchive's dependency; writer_zstd_open checks
- * that they resolved. */
-#pragma weak ZSTD_createCCtx
-#pragma weak ZSTD_freeCCtx
-#pragma weak ZSTD_CCtx_setParameter
-#pragma weak ZSTD_compressStream2
-#pragma weak ZSTD_isError
-#pragma weak ZSTD_getErrorName
-#pragma weak ZSTD_CStreamOutSize
-
 /* With decompress_thread, a second libarchive handle (raw format, compression filters) runs on
  * its own thread and fills a ring of KD_TAR_PIPE_BUFFERS blocks; the tar parser reads them
  * uncompressed. The consumer owns the block at head until its next read callback. */
@@ -527,9 +516,6 @@ static int writer_zstd_open(kd_tar_writer *w, const kd_tar_write_opts *o, kd_err
 		{ZSTD_c_nbWorkers, workers, "threads"},
 	};
 
-	if (!ZSTD_createCCtx || !ZSTD_compressStream2 || !ZSTD_CCtx_setParameter ||
-	    !ZSTD_freeCCtx || !ZSTD_isError || !ZSTD_getErrorName || !ZSTD_CStreamOutSize)
-		return kd_err(err, -ENOSYS, "archive: libzstd is not loaded");
 	w->z = ZSTD_createCCtx();
 	w->zout_cap = ZSTD_CStreamOutSize();
 	w->zout = malloc(w->zout_cap);
