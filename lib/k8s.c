@@ -557,9 +557,11 @@ static int status_errno(long status, const char *reason)
 
 /* A 403 from a kube-apiserver that has just started may only mean its RBAC cache is still empty
  * (measured with v1.33: for a second or so after a restart every request is refused with
- * "RBAC: [clusterrole ... not found, ...]", even system:discovery). Such a server is not ready:
- * its /readyz, which every caller may read once RBAC is loaded, is not 200 either. A 403 from a
- * ready server is an answer. */
+ * "RBAC: [clusterrole ... not found, ...]", even system:discovery, or with a plain "cannot get"
+ * while the bindings are still loading). Such a server is not ready: its /readyz, which every
+ * caller may read once RBAC is loaded, is not 200 either. A 403 is an answer only when it is
+ * repeated once the server is ready (it may have become ready between our request and the
+ * probe). */
 static bool server_ready(kd_k8s *k)
 {
 	_cleanup_http_response_ kd_http_response resp = {0};
@@ -610,7 +612,7 @@ static int do_request(kd_k8s *k, const char *method, const char *path, const cha
 	}
 	int forbidden = 0;
 	long backoff = k->http.backoff_ms;
-	bool reloaded = false;
+	bool reloaded = false, retried_ready = false;
 	for (;;) {
 		r = load_token(k, false, err);
 		if (r < 0)
@@ -637,10 +639,12 @@ static int do_request(kd_k8s *k, const char *method, const char *path, const cha
 			count(&k->failures);
 			return kd_err_wrap(err, r, "%s", what);
 		}
-		if (resp.status == 403 && forbidden < k->http.retries && !server_ready(k)) {
-			kd_debug("%s: 403 from a server that is not ready; retrying in %ld ms",
-				 what, backoff);
+		if (resp.status == 403 && !retried_ready && forbidden < k->http.retries) {
 			forbidden++;
+			/* Ready now: it may have become so since our request; once more. */
+			retried_ready = server_ready(k);
+			kd_debug("%s: 403 from a server that %s ready; retrying in %ld ms", what,
+				 retried_ready ? "is now" : "is not", backoff);
 			sleep_ms(backoff);
 			backoff = backoff * 2 > KD_HTTP_MAX_BACKOFF_MS ? KD_HTTP_MAX_BACKOFF_MS
 								       : backoff * 2;

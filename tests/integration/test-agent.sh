@@ -264,7 +264,7 @@ kill_agent rot
 k label node "$NODE" katacontainers.io/kata-runtime- kata-deploy.katacontainers.io/default- >/dev/null
 node_status '[]'
 R5=$T/r5; cp -a "$T/orig" "$R5"
-run_agent outage "$R5" API_RETRIES=10
+run_agent outage "$R5" API_RETRIES=10 DEBUG=true
 wait_label katacontainers.io/kata-runtime false 60 || not_ok "outage: node never claimed"
 api_pid=$(cat "$T/api/kube-apiserver.pid")
 mapfile -d '' api_cmd <"/proc/$api_pid/cmdline"
@@ -281,6 +281,7 @@ check "outage: agent still running through the outage" kill -0 "$(agent_pid outa
 node_status '[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]'
 if wait_ready outage 90; then ok "outage: agent retried and finished"; else not_ok "outage: not ready"; show outage; fi
 check "outage: label true" [ "$(label katacontainers.io/kata-runtime)" = true ]
+echo "# outage: $(grep -c '403 from a server that' "$T/agent-outage.log" || true) request(s) refused with 403 while the restarted server loaded RBAC"
 kill_agent outage
 
 # --- Events about a Node: which namespaces the API accepts, and the chart outside kube-system ---
