@@ -136,7 +136,7 @@ test: deps peers
 	$(MAKE) asan
 
 peers:
-	scripts/peers/all.sh
+	PATH=/usr/local/go/bin:$$PATH scripts/peers/all.sh
 
 manifests:
 	scripts/render-manifests.sh

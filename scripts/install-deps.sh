@@ -10,7 +10,7 @@ PKGS=(
 	libcurl4-openssl-dev libyaml-dev libjson-c-dev libarchive-dev libssl-dev libkmod-dev
 	libmicrohttpd-dev libsystemd-dev libzstd-dev
 	clang libclang-rt-14-dev clang-format
-	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux time bc
+	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux time bc jq openssl git
 	mmdebstrap bison flex libelf-dev cpio dpkg-dev e2fsprogs
 	qemu-system-x86
 	containerd runc
