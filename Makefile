@@ -9,6 +9,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 
 O ?= build
+# Go (for the test peers) comes with the machine image in /usr/local/go.
+export PATH := /usr/local/go/bin:$(PATH)
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 CC ?= cc
@@ -136,7 +138,7 @@ test: deps peers
 	$(MAKE) asan
 
 peers:
-	PATH=/usr/local/go/bin:$$PATH scripts/peers/all.sh
+	scripts/peers/all.sh
 
 manifests:
 	scripts/render-manifests.sh
