@@ -511,9 +511,12 @@ static char *strv_join(char *const *v, char sep)
 	out = p = malloc(n);
 	if (!out)
 		return NULL;
+	for (char *const *i = v; i && *i; i++) {
+		if (p != out)
+			*p++ = sep;
+		p = stpcpy(p, *i);
+	}
 	*p = '\0';
-	for (char *const *i = v; i && *i; i++)
-		p += sprintf(p, "%s%s", p == out ? "" : (char[]){sep, '\0'}, *i);
 	return out;
 }
 

@@ -240,6 +240,8 @@ k create secret generic tok-b -n kube-system >/dev/null
 mkdir -p "$T/sa-rot"
 mint_sa_dir "$T/sa-rot" kata-deploy-sa --bound-object-kind Secret --bound-object-name tok-a
 node_status '[]'
+# (the host-check scenario left the labels claimed: remove them, so the wait below sees our claim)
+k label node "$NODE" katacontainers.io/kata-runtime- kata-deploy.katacontainers.io/default- >/dev/null
 R4=$T/r4; cp -a "$T/orig" "$R4"
 run_agent rot "$R4" SERVICEACCOUNT_DIR="$T/sa-rot"
 wait_label katacontainers.io/kata-runtime false 60 || not_ok "rotation: node never claimed"
@@ -264,7 +266,8 @@ kill_agent rot
 k label node "$NODE" katacontainers.io/kata-runtime- kata-deploy.katacontainers.io/default- >/dev/null
 node_status '[]'
 R5=$T/r5; cp -a "$T/orig" "$R5"
-run_agent outage "$R5" API_RETRIES=10 DEBUG=true
+run_agent outage "$R5" API_RETRIES=10 DEBUG=true ALLOWED_HYPERVISOR_ANNOTATIONS_X86_64=default_vcpus \
+	AGENT_HTTPS_PROXY=http://proxy.example:3128
 wait_label katacontainers.io/kata-runtime false 60 || not_ok "outage: node never claimed"
 api_pid=$(cat "$T/api/kube-apiserver.pid")
 mapfile -d '' api_cmd <"/proc/$api_pid/cmdline"
@@ -281,6 +284,12 @@ check "outage: agent still running through the outage" kill -0 "$(agent_pid outa
 node_status '[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]'
 if wait_ready outage 90; then ok "outage: agent retried and finished"; else not_ok "outage: not ready"; show outage; fi
 check "outage: label true" [ "$(label katacontainers.io/kata-runtime)" = true ]
+# The agent's runtime settings reached the engine (Kata's per-shim drop-ins on the host root).
+KC=$R5/opt/kata/runtimes/qemu/config.d
+check "settings to engine: DEBUG -> 20-debug.toml" [ -f "$KC/20-debug.toml" ]
+check "settings to engine: AGENT_HTTPS_PROXY -> kernel_params" grep -q 'agent.https_proxy=http://proxy.example:3128' "$KC/30-kernel-params.toml"
+check "settings to engine: ALLOWED_HYPERVISOR_ANNOTATIONS -> enable_annotations" grep -q '"default_vcpus"' "$KC/40-annotations.toml"
+check "settings to engine: containerd handler kata-qemu" grep -q 'kata-qemu' "$R5/etc/containerd/config.toml"
 echo "# outage: $(grep -c '403 from a server that' "$T/agent-outage.log" || true) request(s) refused with 403 while the restarted server loaded RBAC"
 kill_agent outage
 
