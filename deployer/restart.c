@@ -62,6 +62,11 @@ static int run_command(const char *cmd, const kd_flavour *f, kd_error *err)
 	if (pid < 0)
 		return kd_err_errno(err, negative_errno(), "fork");
 	if (pid == 0) {
+		/* The agent blocks SIGTERM/SIGINT to read them at safe points; the command must not
+		 * inherit that mask (a blocked SIGTERM would make it unkillable). */
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		setenv("KD_UNIT", f->unit, 1);
 		setenv("KD_FLAVOUR", f->name, 1);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
