@@ -23,8 +23,9 @@ name: bench
 version: "1"
 steps:
   - mkdir -p "\$KB_OUT" && cp -al "$W/src/opt" "\$KB_OUT/"
-outputs:
-  - opt/kata/
+outputs: # recipes may not claim opt/kata/ itself, only paths under it
+  - opt/kata/bin/
+  - opt/kata/share/
 REC
 kb() { "$KB" --artifacts "$W/art" --cache "$W/cache" --out "$W/out" "$@" >/dev/null 2>&1; }
 kb component bench # warm the page cache and the cache dir
