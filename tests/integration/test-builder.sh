@@ -3,14 +3,20 @@
 # payload, the image manifest); a cache hit is fast; verify names a differing entry; the image
 # goes to a real registry (Debian's docker-registry) and comes back by digest, and its payload
 # installs with kata-deploy; bad sources, recipes and registries fail with clear errors.
-# KD_TEST_KERNEL=1 adds the kernel (two ~9 min builds); KD_TEST_ROOTFS=0 drops the rootfs.
-# Under KD_ASAN the slow recipes are off by default: they test gcc and mmdebstrap, not our C.
+# The guest kernel (a real build, ~9 min on 2 idle cores), by KD_TEST_KERNEL:
+#   ref (default): built once from a clean cache; its sha256 must equal the one recorded in
+#                  artifacts/kernel/reference (a reproducibility check across machines and runs),
+#                  then it boots under QEMU TCG into tests/tools/kb-guest-init.c
+#   1 (make kernel-repro): also part of both clean builds, which must agree with each other
+#   0: no kernel
+# KD_TEST_ROOTFS=0 drops the rootfs. Under KD_ASAN the slow recipes are off by default: they
+# test gcc and mmdebstrap, not our C.
 source "$(dirname "$0")/../lib.sh"
 KB=$KD_BUILD/kata-build
 if [ -n "${KD_ASAN:-}" ]; then
 	KD_TEST_KERNEL=${KD_TEST_KERNEL:-0} KD_TEST_ROOTFS=${KD_TEST_ROOTFS:-0}
 fi
-KD_TEST_KERNEL=${KD_TEST_KERNEL:-0}
+KD_TEST_KERNEL=${KD_TEST_KERNEL:-ref}
 KD_TEST_ROOTFS=${KD_TEST_ROOTFS:-1}
 COMPONENTS="kata-config qemu"
 [ "$KD_TEST_ROOTFS" = 1 ] && COMPONENTS="$COMPONENTS rootfs"
@@ -28,7 +34,7 @@ cp -r "$ROOTDIR/artifacts/versions.yaml" "$ROOTDIR/artifacts/recipes" "$ROOTDIR/
 printf 'shims:\n  qemu: [%s]\n' "$(echo $COMPONENTS | sed 's/ /, /g')" >"$ART/shims.yaml"
 
 pids=()
-cleanup_servers() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }
+cleanup_servers() { for p in "${pids[@]}"; do { kill "$p"; wait "$p"; } 2>/dev/null || :; done; }
 trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 
 # ---- two builds from clean caches ----
@@ -51,6 +57,9 @@ for c in $COMPONENTS; do
 	check "component $c identical in both builds" \
 		test "$(grep " kata-static-$c.tar.zst" "$T/sums1")" = "$(grep " kata-static-$c.tar.zst" "$T/sums2")"
 done
+check "recipes outside shims.yaml are reported, an unpinned upstream sha256 by name" grep -q \
+	"info: recipe kata-shim: not in shims.yaml, skipped: .*/kata-shim.yaml:[0-9]*: sources\\[0\\]: sha256 of https://github.com/kata-containers/.* is not pinned ('unpinned' in versions.yaml)" \
+	"$T/payload1.log"
 check "payload identical" test "$(grep payload "$T/sums1")" = "$(grep payload "$T/sums2")"
 check "image manifest identical" test "$(grep manifest "$T/sums1")" = "$(grep manifest "$T/sums2")"
 cat "$T/sums1" | sed 's/^/# /'
@@ -238,4 +247,75 @@ check "bearer token flow with basic credentials from the environment" \
 	$KB push --layout "$T/o1/image" --registry "$F/auth/x" --tag t --plain-http
 expect_fail "wrong credentials" "HTTP 401" env KATA_BUILD_REGISTRY_USER=user \
 	KATA_BUILD_REGISTRY_PASSWORD=wrong $KB push --layout "$T/o1/image" --registry "$F/auth/x" --tag t --plain-http
+# ---- the guest kernel: recorded reference, boot under QEMU TCG ----
+# "TYPE MODE SIZE SHA256-or-TARGET PATH" for every entry of a component tarball.
+tar_listing() {
+	zstd -dc "$1" | python3 -c '
+import hashlib, sys, tarfile
+with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
+    for m in t:
+        h = hashlib.sha256(t.extractfile(m).read()).hexdigest() if m.isfile() else (m.linkname or "-")
+        print("%s %o %d %s %s" % (m.type.decode() or "0", m.mode, m.size, h, m.name))'
+}
+kernel_vs_reference() { # TARBALL KEY
+	local ref="$ROOTDIR/artifacts/kernel/reference" want got
+	[ -f "$1" ] || { echo "# no kernel component: $1"; return 1; }
+	want=$(awk '$1 == "sha256" {print $2}' "$ref")
+	got=$(sha256sum <"$1" | cut -d' ' -f1)
+	echo "# kernel sha256: built $got, reference ${want:-(none in $ref)}"
+	[ ${#want} = 64 ] && [ "$got" = "$want" ] && return 0
+	[ "$2" = "$(awk '$1 == "key" {print $2}' "$ref")" ] ||
+		echo "# the kernel's inputs changed (key $2 is not the reference's): after make kernel-repro, record the new reference (docs/RECIPES.md)"
+	tar_listing "$1" >"$T/kernel.entries"
+	grep '^entry ' "$ref" | cut -d' ' -f2- | diff - "$T/kernel.entries" | grep -m2 '^[<>]' |
+		sed 's/^</# first differing entry, reference:/; s/^>/# first differing entry, built:    /'
+	echo "# this build as a reference (docs/RECIPES.md, 'The kernel reference'):"
+	{ echo "key $2"; echo "sha256 $got"; sed 's/^/entry /' "$T/kernel.entries"; } | sed 's/^/#ref /'
+	return 1
+}
+boot_kernel() { # VMLINUX: boot to kb-guest-init, serial console in $T/boot.log
+	mkdir -p "$T/initrd" "$T/share" && echo kb-9p-ok >"$T/share/marker" &&
+		cc -static -Os -o "$T/initrd/init" "$ROOTDIR/tests/tools/kb-guest-init.c" &&
+		(cd "$T/initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$T/initrd.cpio" &&
+		truncate -s 8M "$T/disk.img" || return 1
+	timeout 300 qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nographic -no-reboot \
+		-kernel "$1" -initrd "$T/initrd.cpio" -append 'console=ttyS0 panic=-1' \
+		-drive "file=$T/disk.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
+		-device virtio-rng-pci -device virtio-serial-pci \
+		-virtfs "local,path=$T/share,mount_tag=kbshare,security_model=none,id=fs0" \
+		>"$T/boot.log" 2>&1
+}
+if [ "$KD_TEST_KERNEL" != 0 ]; then
+	kc=$T/c1 ko=$T/o1
+	if [ "$KD_TEST_KERNEL" = ref ]; then
+		kc=$T/c7 ko=$T/o7
+		start=$(date +%s)
+		check "kernel built from a clean cache" sh -c \
+			"$KB --artifacts '$ART' --cache '$kc' --out '$ko' component kernel >'$T/kernel.out' 2>&1"
+		echo "# kernel build: $(( $(date +%s) - start ))s"
+	else
+		$KB --artifacts "$ART" --cache "$kc" --out "$ko" component kernel >"$T/kernel.out" 2>&1
+	fi
+	tail -3 "$T/kernel.out" | sed 's/^/# /'
+	kkey=$(awk '$1 == "kernel" {sub("key=", "", $5); print $5}' "$T/kernel.out")
+	check "kernel sha256 equals the recorded reference" kernel_vs_reference "$ko/kata-static-kernel.tar.zst" "$kkey"
+	mkdir -p "$T/kx" && tar -C "$T/kx" -xf "$ko/kata-static-kernel.tar.zst"
+	start=$(date +%s)
+	check "vmlinux.container boots under qemu-system-x86_64 -machine q35 (TCG)" \
+		boot_kernel "$T/kx/opt/kata/share/kata-containers/vmlinux.container"
+	echo "# boot: $(( $(date +%s) - start ))s"
+	grep -a '^KB' "$T/boot.log" | tr -d '\r' | sed 's/^/# /'
+	check "guest: release is the pinned kernel" grep -aq "^KB-GUEST-UP release=$(awk '/kernel_version:/{gsub("\"", ""); print $2}' "$ART/versions.yaml") machine=x86_64" "$T/boot.log"
+	check "guest: virtio-pci blk, console, rng, 9p bound to their drivers" sh -c "
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0002:virtio_blk' &&
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0003:virtio_console' &&
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0004:virtio_rng' &&
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0009:9pnet_virtio'"
+	check "guest: ext4, 9p, virtiofs, overlay filesystems" sh -c "
+		grep -a '^KB fs=' '$T/boot.log' | grep -qw ext4 && grep -a '^KB fs=' '$T/boot.log' | grep -qw 9p &&
+		grep -a '^KB fs=' '$T/boot.log' | grep -qw virtiofs && grep -a '^KB fs=' '$T/boot.log' | grep -qw overlay"
+	check "guest: vsock socket, a file read over virtio-9p, the virtio disk" sh -c "
+		grep -aq '^KB vsock=ok' '$T/boot.log' && grep -aq '^KB 9p=kb-9p-ok' '$T/boot.log' &&
+		grep -aq '^KB blk=16384' '$T/boot.log' && grep -aq '^KB-GUEST-DONE' '$T/boot.log'"
+fi
 finish
