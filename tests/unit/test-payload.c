@@ -9,6 +9,7 @@
 
 #include "lib/digest.h"
 #include "lib/fsroot.h"
+#include "lib/json.h"
 #include "lib/payload.h"
 #include "lib/sign.h"
 #include "tap.h"
@@ -837,6 +838,155 @@ TEST(manifest_validation)
 	}
 }
 
+/* The manifest reader: RFC 8259 syntax with positions, escapes decoded, what json-c let through
+ * refused, and the checks of the typed getters with their messages. */
+TEST(manifest_reader)
+{
+	kd_error err = {0};
+	kd_manifest *m = NULL;
+	/* Escapes (a surrogate pair among them), whitespace everywhere, an unknown key of any
+	 * type, nulls as absent. */
+	const char *ok =
+		" {\n\t\"format\" : 1 , \"version\":\"1\\u002e0\", \"arch\":\"x86_64\",\"future\":"
+		"{\"x\":[1.5e3,-0.25,true,false,null,{}]},\"signing_key\":null,\"components\":["
+		"{\"name\":\"k\",\"version\":\"\\ud83d\\ude00\",\"files\":[{\"path\":\"b\\u0069n\","
+		"\"type\":\"dir\",\"mode\":\"0755\",\"size\":null},{\"path\":\"bin\\/\\u00e9\","
+		"\"type\":\"file\",\"mode\":\"0644\",\"size\":0,\"sha256\":\"" SHA
+		"\"}]}],\"shims\":"
+		"{\"q\":[\"k\"]}}\r\n";
+	CHECK_INT(kd_manifest_parse(ok, strlen(ok), &m, &err), 0);
+	if (!m)
+		printf("# %s\n", err.msg);
+	if (m) {
+		CHECK_STR(m->version, "1.0");
+		CHECK_STR(m->components[0].version, "\xf0\x9f\x98\x80");
+		CHECK_STR(m->files[0].path, "bin");
+		CHECK_STR(m->files[1].path, "bin/\xc3\xa9");
+		CHECK(m->signing_key == NULL && m->n_shims == 1);
+	}
+	kd_manifest_free(m);
+
+#define DOC(files) HEAD files TAIL
+	struct {
+		const char *json, *msg;
+	} bad[] = {
+		{"", "kata-payload.json:1:1: unexpected end of JSON input"},
+		{"{\"format\":1", "kata-payload.json:1:12: unexpected end of JSON input"},
+		{"{\"format\":1}x", "kata-payload.json:1:13: trailing data after JSON value"},
+		{"{\"format\":1,}", "kata-payload.json:1:13: unexpected character"},
+		{"{'format':1}", "kata-payload.json:1:2: unexpected character"},
+		{"{\"format\" 1}", "1:11: object property name separator ':' expected"},
+		{"{\"format\":1 \"x\":2}", "1:13: object value separator ',' expected"},
+		{"[1 2]", "1:4: array value separator ',' expected"},
+		{"{\"a\":01}", "1:7: object value separator ',' expected"},
+		{"{\"a\":1.}", "1:8: unexpected character"},
+		{"{\"a\":tru}", "1:9: unexpected character"},
+		{"{\"a\":\"x\ty\"}", "1:8: control character in a string"},
+		{"{\"a\":\"\xc3\x28\"}", "1:7: invalid UTF-8 in a string"},
+		{"{\"a\":\"\xed\xa0\x80\"}", "invalid UTF-8"},
+		{"{\"a\":\"\xc0\xaf\"}", "invalid UTF-8"},
+		{"{\"a\":\"\\x\"}", "1:7: invalid escape sequence in a string"},
+		{"{\"a\":\"\\u12G4\"}", "invalid \\u escape"},
+		{"{\"a\":\"\\ud800\"}", "1:7: unpaired UTF-16 surrogate"},
+		{"{\"a\":\"\\udc00\\ud800\"}", "unpaired UTF-16 surrogate"},
+		{"{\"a\\u0000b\":1}", "1:2: NUL character (\\u0000) in an object key"},
+		{"{\"format\":1,\"form\\u0061t\":1}", "1:13: duplicate key \"form\\u0061t\""},
+		{"{\"a\":{\"b\":1,\"c\":2,\"d\":3,\"e\":4,\"f\":5,\"g\":6,\"h\":7,\"i\":8,\"j\":9,\"c\":0}}",
+		 "1:61: duplicate key \"c\""},
+		{"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+		 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+		 "1:65: JSON nested deeper than 64 levels"},
+		{"null", "manifest: expected an object, got null"},
+		{"[]", "manifest: expected object, got array"},
+		{"{}", "format: missing"},
+		{"{\"format\":null}", "format: missing"},
+		{"{\"format\":1.0}", "format: expected integer, got double"},
+		{"{\"format\":\"1\"}", "format: expected integer, got string"},
+		{"{\"format\":99999999999999999999}", "format: integer out of range"},
+		{"{\"format\":1,\"version\":1}", "version: expected string, got int"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":{}}",
+		 "components: expected array, got object"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[],\"shims\":[]}",
+		 "shims: expected object, got array"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[],\"shims\":{\"q\":"
+		 "null}}",
+		 "shims.q: expected array, got null"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[],\"shims\":{\"q\":"
+		 "[1]}}",
+		 "shims.q[0]: expected string, got int"},
+		{"{\"format\":1,\"version\":\"a/b\",\"arch\":\"x\",\"components\":[]}",
+		 "version: invalid character"},
+		{"{\"format\":1,\"version\":\"1\",\"arch\":\"x\",\"components\":[7]}",
+		 "components[0]: expected object, got int"},
+		{DOC("{\"path\":\"a\\u0000b\",\"type\":\"dir\",\"mode\":\"0755\"}"),
+		 "components[0].files[0].path: string contains a NUL character"},
+		{DOC("{\"type\":\"dir\",\"mode\":\"0755\"}"),
+		 "components[0].files[0].path: missing"},
+		{DOC("[]"), "components[0].files[0]: expected object, got array"},
+		{DOC("{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":-1,\"sha256\":\"" SHA
+		     "\"}"),
+		 "components[0].files[0].size: expected a non-negative integer, got -1"},
+		{DOC("{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":1e3,\"sha256\":\"" SHA
+		     "\"}"),
+		 "components[0].files[0].size: expected integer, got double"},
+		{DOC("{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":18446744073709551616,"
+		     "\"sha256\":\"" SHA "\"}"),
+		 "components[0].files[0].size: integer out of range"},
+		{DOC("{\"path\":\"a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":4294967297,"
+		     "\"sha256\":\"" SHA "\"}"),
+		 "size 4294967297 exceeds the limit"},
+		{DOC("{\"path\":\"a\",\"type\":\"dir\",\"mode\":\"0755\",\"path\":\"b\"}"),
+		 "duplicate key \"path\""},
+	};
+#undef DOC
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		kd_err_clear(&err);
+		CHECK(parse(bad[i].json, &err) < 0);
+		CHECK(has(err.msg, bad[i].msg));
+	}
+	kd_err_clear(&err);
+	char *big = malloc(KD_PAYLOAD_MAX_MANIFEST + 2);
+	if (big) {
+		memset(big, ' ', KD_PAYLOAD_MAX_MANIFEST + 1);
+		big[KD_PAYLOAD_MAX_MANIFEST + 1] = '\0';
+		CHECK_INT(parse(big, &err), -EFBIG);
+		CHECK(has(err.msg, "manifest: larger than"));
+		free(big);
+	}
+}
+
+/* kd_manifest_to_json writes what kd_json_format(KD_JSON_CANONICAL) prints for the same
+ * document, escapes included. */
+TEST(manifest_canonical)
+{
+	kd_error err = {0};
+	kd_manifest *m = NULL;
+	const char *doc =
+		"{\"version\":\"1\",\"signing_key\":\"" SHA "\",\"shims\":{\"z\":[\"k\",\"e\"],"
+		"\"a\":[],\"\\u00e9\":[\"e\"]},\"format\":1,\"components\":[{\"name\":\"k\",\"version\":"
+		"\"1\",\"files\":[{\"type\":\"dir\",\"path\":\"d\",\"mode\":\"755\"},{\"type\":\"file\","
+		"\"sha256\":\"" SHA
+		"\",\"size\":4294967296,\"path\":\"d/\\\"q\\\\\\u007f\",\"mode\":"
+		"\"0600\"},{\"type\":\"hardlink\",\"target\":\"d/\\\"q\\\\\\u007f\",\"path\":\"d/h\","
+		"\"mode\":\"0600\"},{\"type\":\"symlink\",\"target\":\"\\u00e9\",\"path\":\"d/l\","
+		"\"mode\":\"0777\"}]},{\"name\":\"e\",\"version\":\"2\",\"files\":[]}],\"arch\":\"a\"}";
+	CHECK_INT(kd_manifest_parse(doc, strlen(doc), &m, &err), 0);
+	if (!m)
+		return;
+	char *mine = NULL, *ref = NULL;
+	struct json_object *tree = NULL;
+	CHECK_INT(kd_manifest_to_json(m, &mine, &err), 0);
+	CHECK_INT(kd_json_parse(mine, strlen(mine), "canonical", &tree, &err), 0);
+	CHECK_INT(kd_json_format(tree, KD_JSON_CANONICAL, &ref, NULL, &err), 0);
+	CHECK_STR(mine, ref);
+	CHECK(has(mine, "\"size\":4294967296"));
+	CHECK(has(mine, "\"shims\":{\"a\":[],\"z\":[\"k\",\"e\"],\"\xc3\xa9\":[\"e\"]}"));
+	json_object_put(tree);
+	free(mine);
+	free(ref);
+	kd_manifest_free(m);
+}
+
 int main(void)
 {
 	kd_error err = {0};
@@ -892,6 +1042,8 @@ int main(void)
 	RUN(truncated_zstd);
 	RUN(corrupt_zstd);
 	RUN(manifest_validation);
+	RUN(manifest_reader);
+	RUN(manifest_canonical);
 
 	if (!tap_failed) {
 		char cmd[200];
