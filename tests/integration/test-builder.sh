@@ -267,8 +267,12 @@ kernel_vs_reference() { # TARBALL KEY
 	[ "$2" = "$(awk '$1 == "key" {print $2}' "$ref")" ] ||
 		echo "# the kernel's inputs changed (key $2 is not the reference's): after make kernel-repro, record the new reference (docs/RECIPES.md)"
 	tar_listing "$1" >"$T/kernel.entries"
-	grep '^entry ' "$ref" | cut -d' ' -f2- | diff - "$T/kernel.entries" | grep -m2 '^[<>]' |
+	grep '^entry ' "$ref" | cut -d' ' -f2- | diff - "$T/kernel.entries" >"$T/kernel.diff" ||
+		true
+	grep -m2 '^[<>]' "$T/kernel.diff" |
 		sed 's/^</# first differing entry, reference:/; s/^>/# first differing entry, built:    /'
+	[ -s "$T/kernel.diff" ] || echo "# every entry equals the reference: only the compressed" \
+		"stream differs (lib/tarball's zstd writer changed? bump KD_BUILDER_VERSION)"
 	echo "# this build as a reference (docs/RECIPES.md, 'The kernel reference'):"
 	{ echo "key $2"; echo "sha256 $got"; sed 's/^/entry /' "$T/kernel.entries"; } | sed 's/^/#ref /'
 	return 1
