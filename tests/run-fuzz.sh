@@ -6,8 +6,8 @@ secs=$1; shift
 cd "$(dirname "$0")/.."
 B=build-fuzz
 mkdir -p "$B"
-CFLAGS="-std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Ilib -I. $(pkg-config --cflags libcurl yaml-0.1 json-c libarchive openssl libkmod)"
-LIBS="$(pkg-config --libs libcurl yaml-0.1 json-c libarchive openssl libkmod) -lpthread"
+CFLAGS="-std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Ilib -I. $(pkg-config --cflags libcurl yaml-0.1 json-c libarchive libzstd openssl libkmod)"
+LIBS="$(pkg-config --libs yaml-0.1 json-c libarchive libzstd openssl libkmod) -lpthread"
 objs=()
 for src in lib/*.c; do
 	o=$B/$(basename "${src%.c}").o
