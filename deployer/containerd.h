@@ -38,6 +38,7 @@ typedef struct kd_handler {
 	char runtime_path[KD_FLAVOUR_PATH_MAX]; /* absolute shim binary */
 	char config_path[KD_FLAVOUR_PATH_MAX];	/* absolute Kata configuration */
 	char snapshotter[64];			/* "" = containerd's default */
+	bool guest_pull;			/* CRI-O: the runtime pulls images in the guest */
 } kd_handler;
 
 /* Choose the strategy for flavour f (containerd flavours only); reads the root config and, for

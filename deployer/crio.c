@@ -42,6 +42,9 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 					  err)) < 0 ||
 		    (r = kd_toml_set_strings(doc, p, 4, "allowed_annotations", ann, 1, err)) < 0)
 			return r;
+		if (h[i].guest_pull &&
+		    (r = kd_toml_set_bool(doc, p, 4, "runtime_pull_image", true, err)) < 0)
+			return r;
 		if (kd_toml_key_join(p, 4, key, sizeof(key)) < 0 || kd_strv_push(tables, key) < 0)
 			return -ENOMEM;
 	}

@@ -138,6 +138,7 @@ static const char install_help[] =
 	"  --agent-no-proxy V    list, or shim=list;shim=list\n"
 	"  --allowed-hypervisor-annotations 'a b shim:c,d'\n"
 	"  --snapshotter-handler-mapping shim:snapshotter,...\n"
+	"  --pull-type-mapping shim:guest-pull|default,...  (CRI-O: runtime_pull_image)\n"
 	"  --default-shim SHIM   the shim of the default 'kata' RuntimeClass (must be enabled)\n";
 
 /* Runtime options shared by install and plan. Returns 1 if handled. */
@@ -154,6 +155,7 @@ enum {
 	O_RT_NOPROXY,
 	O_RT_ANN,
 	O_RT_SNAP,
+	O_RT_PULL,
 	O_RT_DEFSHIM,
 };
 #define RUNTIME_LONGOPTS                                                                           \
@@ -169,6 +171,7 @@ enum {
 		{"agent-no-proxy", required_argument, NULL, O_RT_NOPROXY},                         \
 		{"allowed-hypervisor-annotations", required_argument, NULL, O_RT_ANN},             \
 		{"snapshotter-handler-mapping", required_argument, NULL, O_RT_SNAP},               \
+		{"pull-type-mapping", required_argument, NULL, O_RT_PULL},                         \
 	{                                                                                          \
 		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
 	}
@@ -211,6 +214,9 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 		return 1;
 	case O_RT_SNAP:
 		rt->snapshotter_handler_mapping = arg;
+		return 1;
+	case O_RT_PULL:
+		rt->pull_type_mapping = arg;
 		return 1;
 	case O_RT_DEFSHIM:
 		rt->default_shim = arg;

@@ -39,6 +39,7 @@
 	X(agent_no_proxy)                                                                          \
 	X(allowed_hypervisor_annotations)                                                          \
 	X(snapshotter_handler_mapping)                                                             \
+	X(pull_type_mapping)                                                                       \
 	X(default_shim)
 
 static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
@@ -411,6 +412,33 @@ static int parse_snapshotters(const char *spec, const char *shim, char *out, siz
 	return 0;
 }
 
+/* PULL_TYPE_MAPPING: "shim:guest-pull" makes CRI-O hand image pulls to the runtime
+ * (runtime_pull_image); "default" is the runtime's own pull. Anything else is refused. */
+static int parse_pull_type(const char *spec, const char *shim, bool *out, char *const *shims,
+			   kd_error *err)
+{
+	*out = false;
+	_cleanup_strv_ char **items = spec ? kd_strv_split(spec, ',') : NULL;
+	for (size_t i = 0; items && items[i]; i++) {
+		char *c = strchr(items[i], ':');
+		if (!c || c == items[i] || !c[1])
+			return kd_err(err, -EINVAL,
+				      "--pull-type-mapping: '%s' is not shim:pull-type", items[i]);
+		*c = '\0';
+		if (strcmp(c + 1, "guest-pull") != 0 && strcmp(c + 1, "default") != 0)
+			return kd_err(err, -EINVAL,
+				      "--pull-type-mapping: pull type '%s' of shim '%s' is not "
+				      "guest-pull or default",
+				      c + 1, items[i]);
+		if (!kd_strv_find(shims, items[i]))
+			return kd_err(err, -EINVAL, "--pull-type-mapping: shim '%s' is not enabled",
+				      items[i]);
+		if (!strcmp(items[i], shim))
+			*out = strcmp(c + 1, "guest-pull") == 0;
+	}
+	return 0;
+}
+
 static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
 			  kd_handler **ret, size_t *ret_n, kd_error *err)
 {
@@ -434,6 +462,17 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 		if (r < 0) {
 			free(h);
 			return r;
+		}
+		if ((r = parse_pull_type(o->pull_type_mapping, shim, &h[i].guest_pull, in->shims,
+					 err)) < 0) {
+			free(h);
+			return r;
+		}
+		if (h[i].guest_pull && !f->crio) {
+			kd_warn("the pull-type mapping applies to CRI-O only; on containerd guest pull "
+				"is set up through the snapshotter mapping (shim '%s')",
+				shim);
+			h[i].guest_pull = false;
 		}
 		if (h[i].snapshotter[0] && f->crio) {
 			kd_warn("CRI-O has no per-handler snapshotter; ignoring the mapping of '%s'",

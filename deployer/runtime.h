@@ -28,6 +28,7 @@ typedef struct kd_runtime_opts {
 	const char *agent_https_proxy, *agent_no_proxy;
 	const char *allowed_hypervisor_annotations;
 	const char *snapshotter_handler_mapping; /* shim:snapshotter,... */
+	const char *pull_type_mapping;		 /* shim:guest-pull|default,... (CRI-O) */
 	const char *default_shim;
 } kd_runtime_opts;
 

@@ -38,6 +38,7 @@ typedef struct agent {
 	kd_agent_runtime rt;
 	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
 	char *snapshotters;
+	char *pull_types;
 } agent;
 
 static void agent_done(agent *a)
@@ -48,6 +49,7 @@ static void agent_done(agent *a)
 	kd_strv_free(a->handlers);
 	free(a->annotations);
 	free(a->snapshotters);
+	free(a->pull_types);
 }
 
 bool kd_agent_terminating(void)
@@ -533,9 +535,11 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 
 	free(a->annotations);
 	free(a->snapshotters);
+	free(a->pull_types);
 	a->annotations = strv_join(s->allowed_hypervisor_annotations, ' ');
 	a->snapshotters = strv_join(s->snapshotter_mapping, ',');
-	if (!a->annotations || !a->snapshotters)
+	a->pull_types = strv_join(s->pull_type_mapping, ',');
+	if (!a->annotations || !a->snapshotters || !a->pull_types)
 		return kd_err(err, -ENOMEM, "out of memory");
 	*rt = (kd_runtime_opts){
 		.runtime = strcmp(a->rt.id, "crio") == 0 ? "crio" : "containerd",
@@ -548,6 +552,7 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.agent_no_proxy = nonempty(s->agent_no_proxy),
 		.allowed_hypervisor_annotations = nonempty(a->annotations),
 		.snapshotter_handler_mapping = nonempty(a->snapshotters),
+		.pull_type_mapping = nonempty(a->pull_types),
 		.default_shim = nonempty(s->default_shim),
 	};
 	return 0;

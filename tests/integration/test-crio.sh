@@ -94,6 +94,20 @@ check "uninstall: the root is byte-identical to the start" diff -q "$T/before" <
 crio_cfg "$R" >"$T/eff2" || true
 check "uninstall: crio's effective config equals the original" cmp -s "$T/eff0" "$T/eff2"
 
+# PULL_TYPE_MAPPING: guest-pull hands image pulls to the runtime (runtime_pull_image), and CRI-O's
+# own loader accepts it; an unknown pull type is refused before anything is written.
+"$KD" install --root "$R" --payload "$P" --runtime crio --runtime-binary "$CRIO" \
+	--pull-type-mapping qemu:guest-pull >"$T/gp" 2>&1 || not_ok "guest-pull install failed: $(tail -3 "$T/gp")"
+check "guest-pull: runtime_pull_image = true in the kata-qemu handler" \
+	grep -qx "runtime_pull_image = true" "$R/etc/crio/crio.conf.d/99-kata-deploy"
+# (crio's `config` template does not print runtime_pull_image, so acceptance is what we can see.)
+check "guest-pull: CRI-O's own loader accepts the drop-in" crio_cfg "$R"
+"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "uninstall failed"
+check "guest-pull: uninstall restores the root byte for byte" diff -q "$T/before" <(snapshot "$R")
+expect_fail "an unknown pull type is refused" "pull type 'lazy' of shim 'qemu' is not guest-pull or default" \
+	"$KD" install --root "$R" --payload "$P" --runtime crio --runtime-binary "$CRIO" --pull-type-mapping qemu:lazy
+check "refused pull type: nothing written" diff -q "$T/before" <(snapshot "$R")
+
 # A set of drop-ins CRI-O refuses (valid TOML with a wrong type: only CRI-O's loader can tell):
 # the install stops before writing anything.
 printf '[crio.runtime]\nlog_level = 5\n' >"$R/etc/crio/crio.conf.d/50-admin-bad.conf"

@@ -66,8 +66,12 @@ static const char v2_systemd[] =
 	"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
 	"  SystemdCgroup = true\n";
 static const char v3_plain[] = "version = 3\n";
-static const kd_handler qemu_h = {"kata-qemu", "qemu", "/opt/kata/bin/containerd-shim-kata-v2",
-				  "/opt/kata/runtimes/qemu/configuration-qemu.toml", ""};
+static const kd_handler qemu_h = {"kata-qemu",
+				  "qemu",
+				  "/opt/kata/bin/containerd-shim-kata-v2",
+				  "/opt/kata/runtimes/qemu/configuration-qemu.toml",
+				  "",
+				  false};
 
 TEST(test_plugin_ids)
 {
@@ -261,11 +265,18 @@ TEST(test_runc_source_2x_imports)
 	close(rootfd);
 }
 
-static const kd_handler qemu = {"kata-qemu", "qemu", "/opt/kata/bin/containerd-shim-kata-v2",
-				"/opt/kata/runtimes/qemu/configuration-qemu.toml", ""};
-static const kd_handler gpu = {
-	"kata-nvidia-gpu-x", "nvidia-gpu", "/opt/kata/bin/containerd-shim-kata-v2",
-	"/opt/kata/runtimes/nvidia-gpu/configuration-nvidia-gpu.toml", "nydus"};
+static const kd_handler qemu = {"kata-qemu",
+				"qemu",
+				"/opt/kata/bin/containerd-shim-kata-v2",
+				"/opt/kata/runtimes/qemu/configuration-qemu.toml",
+				"",
+				false};
+static const kd_handler gpu = {"kata-nvidia-gpu-x",
+			       "nvidia-gpu",
+			       "/opt/kata/bin/containerd-shim-kata-v2",
+			       "/opt/kata/runtimes/nvidia-gpu/configuration-nvidia-gpu.toml",
+			       "nydus",
+			       false};
 
 static char *render(const char *text, int version, const kd_handler *h, size_t n,
 		    const char *inherit, bool debug, char ***tables, int *ret)
@@ -421,6 +432,19 @@ TEST(test_crio_dropin)
 	CHECK_STR(path, "etc/crio/crio.conf.d/99-kata-deploy-blue");
 }
 
+TEST(test_crio_guest_pull)
+{
+	_cleanup_strv_ char **t = calloc(1, sizeof(char *));
+	_cleanup_free_ char *out = NULL;
+	kd_error err = {0};
+	kd_handler gp = qemu;
+	gp.guest_pull = true;
+	CHECK_INT(kd_crio_render(&gp, 1, false, &out, &t, &err), 0);
+	CHECK(out && strstr(out, "allowed_annotations = [\"io.katacontainers.*\"]\n"
+				 "runtime_pull_image = true\n"));
+	CHECK(out && !strstr(out, "log_level"));
+}
+
 static const char pristine_qemu[] =
 	"[hypervisor.qemu]\npath = \"/opt/kata/bin/qemu-system-x86_64\"\n"
 	"kernel = \"/opt/kata/share/kata-containers/vmlinux.container\"\n"
@@ -540,6 +564,7 @@ int main(void)
 	RUN(test_render_v3_snapshotter_and_gpu);
 	RUN(test_render_refusals_and_debug);
 	RUN(test_crio_dropin);
+	RUN(test_crio_guest_pull);
 	RUN(test_kata_dropins);
 	RUN(test_plan_suffix_and_snapshotter);
 	int rootfd = open("/", O_RDONLY | O_DIRECTORY);
