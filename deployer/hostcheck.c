@@ -20,6 +20,7 @@
 #include "log.h"
 #include "qmp.h"
 #include "strv.h"
+#include "toml.h"
 
 #define KVM_API_VERSION_EXPECTED 12
 #define KVM_MISC_MINOR 232
@@ -885,41 +886,52 @@ static void check_runtime_version(struct run *R, const char **ret_runtime)
 /* Conservative line-based look at containerd's top-level disabled_plugins (the CRI plugin
  * switched off, as Docker's containerd.io package ships it). It stops at the first table
  * header; a multi-line array is followed to its closing bracket. lib/toml will replace this. */
-static bool cri_disabled(const char *text, char *which, size_t size)
-{
-	const char *p = text;
+/* The CRI plugin's ids: config v2 (and v1's short name), v3+ (runtime and images halves). */
+static const char *const cri_plugin_ids[] = {"cri", "io.containerd.grpc.v1.cri",
+					     "io.containerd.cri.v1.runtime",
+					     "io.containerd.cri.v1.images"};
 
-	while (p && *p) {
-		const char *l = p;
-		const char *nl = strchr(l, '\n');
-		p = nl ? nl + 1 : NULL;
-		while (*l == ' ' || *l == '\t')
-			l++;
-		if (*l == '[')
-			return false; /* tables start: top-level keys are over */
-		if (strncmp(l, "disabled_plugins", 16) != 0)
-			continue;
-		const char *eq = l + 16;
-		while (*eq == ' ' || *eq == '\t')
-			eq++;
-		if (*eq != '=')
-			continue;
-		const char *end = strchr(eq, ']');
-		size_t len = end ? (size_t)(end - eq) : strlen(eq);
-		static const char *const names[] = {"\"cri\"", "'cri'",
-						    "\"io.containerd.grpc.v1.cri\"",
-						    "'io.containerd.grpc.v1.cri'"};
-		for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-			const char *hit = strstr(eq, names[i]);
-			if (hit && (size_t)(hit - eq) < len) {
-				snprintf(which, size, "%.*s", (int)strlen(names[i]) - 2,
-					 names[i] + 1);
-				return true;
+/* Parse the config as containerd will (lib/toml) and report the first CRI plugin id listed in
+ * the top-level disabled_plugins. Returns 1 when one is, 0 when none, < 0 when the file is not
+ * a config containerd will load (err says why, with file:line:column). */
+static int cri_disabled(const char *text, size_t len, char *which, size_t size, kd_error *err)
+{
+	_cleanup_toml_ kd_toml_doc *doc = NULL;
+	int r = kd_toml_parse("/etc/containerd/config.toml", text, len, &doc, err);
+	if (r < 0)
+		return r;
+	const kd_toml_node *root = kd_toml_root(doc), *v = kd_toml_get(root, "version");
+	int64_t version = 1;
+	if (v && kd_toml_get_int(v, &version) < 0)
+		return kd_err(err, -EINVAL,
+			      "/etc/containerd/config.toml: 'version' is not an integer");
+	if (version < 1 || version > 4)
+		return kd_err(
+			err, -EINVAL,
+			"/etc/containerd/config.toml: config version %lld is not one containerd "
+			"1.6-2.x reads (1-4)",
+			(long long)version);
+	const kd_toml_node *dp = kd_toml_get(root, "disabled_plugins");
+	if (!dp)
+		return 0;
+	if (kd_toml_type_of(dp) != KD_TOML_ARRAY)
+		return kd_err(err, -EINVAL,
+			      "/etc/containerd/config.toml: disabled_plugins is not an array");
+	for (size_t i = 0; i < kd_toml_count(dp); i++) {
+		const char *s;
+		size_t n;
+		if (kd_toml_get_string(kd_toml_at(dp, i), &s, &n) < 0)
+			return kd_err(err, -EINVAL,
+				      "/etc/containerd/config.toml: disabled_plugins[%zu] is not a "
+				      "string",
+				      i);
+		for (size_t k = 0; k < ELEMENTSOF(cri_plugin_ids); k++)
+			if (strlen(cri_plugin_ids[k]) == n && !memcmp(s, cri_plugin_ids[k], n)) {
+				snprintf(which, size, "%s", cri_plugin_ids[k]);
+				return 1;
 			}
-		}
-		return false;
 	}
-	return false;
+	return 0;
 }
 
 static void check_runtime_config(struct run *R, const char *runtime)
@@ -946,7 +958,14 @@ static void check_runtime_config(struct run *R, const char *runtime)
 		add_check(R, "runtime.config", KD_CHECK_FAIL, "%s", kd_err_msg(&e));
 		return;
 	}
-	if (cri_disabled(text, which, sizeof(which))) {
+	r = cri_disabled(text, strlen(text), which, sizeof(which), &e);
+	if (r < 0) {
+		set_fix(add_check(R, "runtime.config", KD_CHECK_FAIL, "%s", kd_err_msg(&e)),
+			"fix /etc/containerd/config.toml: containerd refuses to start with it "
+			"(check with 'containerd config dump')");
+		return;
+	}
+	if (r > 0) {
 		set_fix(add_check(
 				R, "runtime.config", KD_CHECK_FAIL,
 				"/etc/containerd/config.toml disables the CRI plugin "

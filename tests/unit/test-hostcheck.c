@@ -196,6 +196,11 @@ TEST(cri_disabled)
 		{"disabled_plugins = []\n[plugins.x]\n  disabled_plugins = [\"cri\"]\n", false},
 		{"# disabled_plugins = [\"cri\"]\nversion = 2\n", false},
 		{"disabled_plugins = [\"criu\"]\n", false},
+		{"version = 3\ndisabled_plugins = [\"io.containerd.cri.v1.runtime\"]\n", true},
+		/* Not a config containerd will load: reported, with file:line:column. */
+		{"version = 2\n[plugins\n", true},
+		{"version = 9\n", true},
+		{"disabled_plugins = \"cri\"\n", true},
 	};
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		const char *root = mkhost("cri", "GenuineIntel", INTEL_FLAGS);
@@ -208,7 +213,8 @@ TEST(cri_disabled)
 			  cases[i].disabled ? KD_CHECK_FAIL : KD_CHECK_PASS);
 		CHECK_INT(shim_ok(r, "fc"), !cases[i].disabled);
 		if (cases[i].disabled)
-			CHECK(strstr(fix(r, "runtime.config"), "remove") != NULL);
+			CHECK(strstr(fix(r, "runtime.config"), "remove") != NULL ||
+			      strstr(fix(r, "runtime.config"), "refuses to start") != NULL);
 	}
 }
 
