@@ -315,6 +315,8 @@ static int set_labels(agent *a, label_op op, kd_error *err)
 	sync_metrics(a);
 	if (r < 0)
 		return kd_err_wrap(err, r, "%s node %s", what[op], a->s->node_name);
+	if (op == LABELS_CLAIM)
+		kd_info("node %s claimed (%s, %s)", a->s->node_name, KD_AGENT_LABEL, a->owner);
 	return 0;
 }
 

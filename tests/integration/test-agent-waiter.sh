@@ -37,7 +37,12 @@ check "a silent client is dropped within the I/O timeout" test $(( ($(date +%s%N
 kill $SILENT 2>/dev/null || true
 rss=$(awk '/VmRSS/ {print $2}' /proc/$PID/status)
 echo "# waiter RSS: ${rss} KiB"
-check "waiter RSS is at most 4 MiB (${rss} KiB)" test "$rss" -le 4096
+if [ -n "${KD_ASAN:-}" ]; then
+	# The sanitizer runtime alone is several MiB: the size target is checked by the normal build.
+	check "waiter RSS under ASan is bounded (${rss} KiB <= 16 MiB)" test "$rss" -le 16384
+else
+	check "waiter RSS is at most 4 MiB (${rss} KiB)" test "$rss" -le 4096
+fi
 kill -TERM $PID
 wait $PID || true
 check "SIGTERM hands over to the agent's cleanup" grep -q "args=cleanup on_term=1 fd=[0-9]* metrics=state=2,ready=1" "$T/agent.out"
