@@ -129,14 +129,6 @@ static int load_version(struct json_object *o, const char *where, kd_version *v,
 	return 0;
 }
 
-static struct json_object *strv_json(char *const *v)
-{
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; v && v[i]; i++)
-		json_object_array_add(a, json_object_new_string(v[i]));
-	return a;
-}
-
 static struct json_object *version_json(const kd_version *v)
 {
 	struct json_object *o = json_object_new_object();
@@ -145,8 +137,8 @@ static struct json_object *version_json(const kd_version *v)
 	json_object_object_add(o, "version", json_object_new_string(v->version ? v->version : ""));
 	if (v->installed_at)
 		json_object_object_add(o, "installed_at", json_object_new_string(v->installed_at));
-	json_object_object_add(o, "shims", strv_json(v->shims));
-	json_object_object_add(o, "components", strv_json(v->components));
+	json_object_object_add(o, "shims", kd_json_from_strv(v->shims));
+	json_object_object_add(o, "components", kd_json_from_strv(v->components));
 	return o;
 }
 
@@ -301,10 +293,10 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 		json_object_object_add(o, "current", version_json(&s->current));
 	if (s->has_previous)
 		json_object_object_add(o, "previous", version_json(&s->previous));
-	json_object_object_add(o, "created_dirs", strv_json(s->created_dirs));
-	json_object_object_add(o, "state_dirs", strv_json(s->state_dirs));
-	json_object_object_add(o, "links", strv_json(s->links));
-	json_object_object_add(o, "config_files", strv_json(s->config_files));
+	json_object_object_add(o, "created_dirs", kd_json_from_strv(s->created_dirs));
+	json_object_object_add(o, "state_dirs", kd_json_from_strv(s->state_dirs));
+	json_object_object_add(o, "links", kd_json_from_strv(s->links));
+	json_object_object_add(o, "config_files", kd_json_from_strv(s->config_files));
 	if (s->n_config) {
 		struct json_object *a = json_object_new_array();
 		for (size_t i = 0; i < s->n_config; i++) {
@@ -318,8 +310,8 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 					       json_object_new_string(f->result_sha));
 			if (f->base)
 				json_object_object_add(e, "base", json_object_new_string(f->base));
-			json_object_object_add(e, "tables", strv_json(f->tables));
-			json_object_object_add(e, "texts", strv_json(f->texts));
+			json_object_object_add(e, "tables", kd_json_from_strv(f->tables));
+			json_object_object_add(e, "texts", kd_json_from_strv(f->texts));
 			if (f->import)
 				json_object_object_add(e, "import",
 						       json_object_new_string(f->import));

@@ -10,22 +10,14 @@
 #include "json.h"
 #include "state.h"
 
-static struct json_object *strv_json(char *const *v)
-{
-	struct json_object *a = json_object_new_array();
-	for (size_t i = 0; v && v[i]; i++)
-		json_object_array_add(a, json_object_new_string(v[i]));
-	return a;
-}
-
 static struct json_object *version_json(const kd_version *v)
 {
 	struct json_object *o = json_object_new_object();
 	json_object_object_add(o, "id", json_object_new_string(v->id));
 	json_object_object_add(o, "version", json_object_new_string(v->version ? v->version : ""));
 	json_object_object_add(o, "payload_sha256", json_object_new_string(v->digest));
-	json_object_object_add(o, "shims", strv_json(v->shims));
-	json_object_object_add(o, "components", strv_json(v->components));
+	json_object_object_add(o, "shims", kd_json_from_strv(v->shims));
+	json_object_object_add(o, "components", kd_json_from_strv(v->components));
 	if (v->installed_at)
 		json_object_object_add(o, "installed_at", json_object_new_string(v->installed_at));
 	return o;
@@ -59,8 +51,8 @@ int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **r
 				       s.has_current ? version_json(&s.current) : NULL);
 		json_object_object_add(out, "previous",
 				       s.has_previous ? version_json(&s.previous) : NULL);
-		json_object_object_add(out, "links", strv_json(s.links));
-		json_object_object_add(out, "config_files", strv_json(s.config_files));
+		json_object_object_add(out, "links", kd_json_from_strv(s.links));
+		json_object_object_add(out, "config_files", kd_json_from_strv(s.config_files));
 	}
 	snprintf(path, sizeof(path), "%s/%s", c.state_dir, KD_JOURNAL_NAME);
 	bool pending = kd_lstat(rootfd, path, &st, NULL) == 0;

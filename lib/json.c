@@ -529,3 +529,11 @@ int kd_json_write_atomic(int rootfd, const char *path, struct json_object *v, in
 		return kd_err_wrap(err, r, "write %s", path);
 	return kd_write_atomic(rootfd, path, s, len, file_mode, err);
 }
+
+struct json_object *kd_json_from_strv(char *const *v)
+{
+	struct json_object *a = json_object_new_array();
+	for (size_t i = 0; a && v && v[i]; i++)
+		json_object_array_add(a, json_object_new_string(v[i]));
+	return a;
+}

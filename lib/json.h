@@ -53,6 +53,9 @@ int kd_json_as_object(struct json_object *v, const char *where, kd_error *err);
 const char *kd_json_path_key(char *buf, size_t size, const char *parent, const char *key);
 const char *kd_json_path_index(char *buf, size_t size, const char *parent, size_t index);
 
+/* A new JSON array of the strings of a NULL-terminated vector (NULL gives an empty array). */
+struct json_object *kd_json_from_strv(char *const *v);
+
 /* Name of a value's type for messages: "object", "array", "string", "int", "double", "bool",
  * "null". */
 const char *kd_json_type_name(struct json_object *v);
