@@ -1,7 +1,9 @@
 /* The engine's runtime-config step: the glue between a transaction (install, rollback) and
  * runtime.c, and the restart that follows a commit. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -10,6 +12,7 @@
 #include "log.h"
 #include "restart.h"
 #include "state.h"
+#include "strv.h"
 
 bool kd_root_is_host(int rootfd)
 {
@@ -64,11 +67,46 @@ int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id,
 	return 0;
 }
 
-int kd_engine_restart_pending(kd_ctx *c, kd_state *s, const char *restart, kd_error *err)
+int kd_engine_prune_dirs(kd_ctx *c, kd_state *s, kd_error *err)
 {
+	char top[KD_PATH_MAX];
+	int n = snprintf(top, sizeof(top), "%s/%s/", c->prefix, KD_KATA_RUNTIMES_DIR);
+	bool pruned = false;
+	for (size_t i = kd_strv_length(s->created_dirs); i-- > 0;) {
+		const char *d = s->created_dirs[i];
+		size_t dl = strlen(d);
+		bool used = false;
+		if (strncmp(d, top, (size_t)n) != 0)
+			continue;
+		for (char **f = s->config_files; f && *f && !used; f++)
+			used = !strncmp(*f, d, dl) && (*f)[dl] == '/';
+		if (used)
+			continue;
+		kd_error e2 = {0};
+		int r = kd_rmdir(c->rootfd, d, &e2);
+		if (r == -ENOTEMPTY) {
+			kd_debug("keeping '/%s': it holds files that are not ours", d);
+			continue;
+		}
+		if (r < 0 && r != -ENOENT)
+			return kd_err(err, r, "%s", e2.msg);
+		kd_debug("removed '/%s': no handler uses it any more", d);
+		free(s->created_dirs[i]);
+		memmove(&s->created_dirs[i], &s->created_dirs[i + 1],
+			(kd_strv_length(s->created_dirs) - i) * sizeof(char *));
+		pruned = true;
+	}
+	return pruned ? kd_state_save(c->rootfd, c->state_dir, s, err) : 0;
+}
+
+int kd_engine_after_commit(kd_ctx *c, kd_state *s, const char *restart, kd_error *err)
+{
+	int r = kd_engine_prune_dirs(c, s, err);
+	if (r < 0)
+		return r;
 	if (!s->restart_pending)
 		return 0;
-	int r = kd_restart_from_state(c->rootfd, s, restart, kd_root_is_host(c->rootfd), err);
+	r = kd_restart_from_state(c->rootfd, s, restart, kd_root_is_host(c->rootfd), err);
 	if (r < 0)
 		return r;
 	s->restart_pending = false;

@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "flavour.h"
+#include "kataconfig.h"
 #include "toml.h"
 
 #define KD_CONTAINERD_MAX_VERSION 4 /* newest config schema we know (containerd 2.3) */
@@ -33,12 +34,13 @@ typedef struct kd_ctd_plan {
 
 /* One runtime handler = one RuntimeClass handler. */
 typedef struct kd_handler {
-	char name[KD_HANDLER_NAME_MAX]; /* kata-qemu[-suffix] */
+	char name[KD_HANDLER_NAME_MAX]; /* kata-qemu[-suffix][-debug|-devkit] */
 	char shim[64];
 	char runtime_path[KD_FLAVOUR_PATH_MAX]; /* absolute shim binary */
 	char config_path[KD_FLAVOUR_PATH_MAX];	/* absolute Kata configuration */
 	char snapshotter[64];			/* "" = containerd's default */
 	bool guest_pull;			/* CRI-O: the runtime pulls images in the guest */
+	kd_variant variant;
 } kd_handler;
 
 /* Choose the strategy for flavour f (containerd flavours only); reads the root config and, for

@@ -145,12 +145,15 @@ int kd_ctx_recover(kd_ctx *c, kd_error *err)
 	if (r < 0)
 		return kd_err(err, r, "%s", e2.msg);
 	bool uninstalling = s.phase && strcmp(s.phase, "uninstalling") == 0;
-	kd_state_done(&s);
 	if (uninstalling) {
+		kd_state_done(&s);
 		kd_debug("finishing an interrupted uninstall");
 		return kd_engine_uninstall_locked(c, NULL, NULL, err);
 	}
-	return 0;
+	/* A run killed after its commit may have left empty directories to remove. */
+	r = kd_engine_prune_dirs(c, &s, err);
+	kd_state_done(&s);
+	return r;
 }
 
 int kd_engine_recover(int rootfd, const kd_engine_opts *o, kd_error *err)

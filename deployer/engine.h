@@ -81,8 +81,14 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id, char *const *shims,
 			  const kd_runtime_opts *o, char ***created_dirs, bool *ret_changed,
 			  kd_error *err);
-/* After the commit: restart the runtime if s says one is pending, then clear the flag. */
-int kd_engine_restart_pending(kd_ctx *c, kd_state *s, const char *restart, kd_error *err);
+/* After the commit: remove the now empty Kata configuration directories of handlers no longer
+ * configured, then restart the runtime if s says one is pending and clear the flag. */
+int kd_engine_after_commit(kd_ctx *c, kd_state *s, const char *restart, kd_error *err);
+/* Directories made for the files of a handler no longer configured (a debug variant turned
+ * off): removed once empty, and dropped from s (saved). Only the Kata configuration directories
+ * under <prefix>/runtimes/ are considered. After a commit, and by recover (a run killed between
+ * its commit and this). */
+int kd_engine_prune_dirs(kd_ctx *c, kd_state *s, kd_error *err);
 bool kd_root_is_host(int rootfd);
 /* Whether a config change makes kd_restart do something (a unit, a mode other than none). */
 bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool root_is_host);

@@ -379,7 +379,7 @@ static int config_only(kd_ctx *c, const kd_install_opts *o, kd_state *s, kd_inst
 		if (r < 0)
 			return kd_err_wrap(err, r, "runtime config");
 		if (!ch)
-			return kd_engine_restart_pending(c, s, o->rt.restart, err);
+			return kd_engine_after_commit(c, s, o->rt.restart, err);
 	}
 	if ((r = kd_journal_begin(&j, c->rootfd, c->state_dir, "config", err)) < 0)
 		return r;
@@ -397,7 +397,7 @@ static int config_only(kd_ctx *c, const kd_install_opts *o, kd_state *s, kd_inst
 	if ((r = kd_journal_commit(&j, err)) < 0)
 		return r;
 	res->config_changed = changed;
-	return kd_engine_restart_pending(c, s, o->rt.restart, err);
+	return kd_engine_after_commit(c, s, o->rt.restart, err);
 abort:;
 	kd_error e3 = {0};
 	if (kd_journal_abort(&j, &e3) < 0)
@@ -647,7 +647,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		goto out_p;
 	res->changed = true;
 	gc_versions(c, &s);
-	r = kd_engine_restart_pending(c, &s, o->rt.restart, err);
+	r = kd_engine_after_commit(c, &s, o->rt.restart, err);
 	goto out_p;
 
 abort:;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "fsroot.h"
 #include "strv.h"
@@ -35,13 +36,18 @@ const char *kd_shim_hypervisor(const char *shim)
 	return shim; /* dragonball, remote, stratovirt */
 }
 
-void kd_kata_paths(const char *prefix, const char *shim, char *runtime_path, size_t rsize,
-		   char *config_path, size_t csize)
+const char *kd_variant_suffix(kd_variant v)
+{
+	return v == KD_VARIANT_DEBUG ? "-debug" : v == KD_VARIANT_DEVKIT ? "-devkit" : "";
+}
+
+void kd_kata_paths(const char *prefix, const char *shim, kd_variant v, char *runtime_path,
+		   size_t rsize, char *config_path, size_t csize)
 {
 	snprintf(runtime_path, rsize, "%s%s/bin/containerd-shim-kata-v2", prefix,
 		 kd_shim_is_rust(shim) ? "/runtime-rs" : "");
-	snprintf(config_path, csize, "%s/%s/%s/configuration-%s.toml", prefix, KD_KATA_RUNTIMES_DIR,
-		 shim, shim);
+	snprintf(config_path, csize, "%s/%s/%s%s/configuration-%s.toml", prefix,
+		 KD_KATA_RUNTIMES_DIR, shim, kd_variant_suffix(v), shim);
 }
 
 /* "URL" or "shim=URL;shim=URL" -> the value for shim, "" if none. */
@@ -112,8 +118,147 @@ static int add_text(kd_kata_file *f, size_t *n, const char *dir, const char *nam
 	return 0;
 }
 
-int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts *o,
-		   kd_kata_file *ret, size_t *ret_n, kd_error *err)
+static int tree_read(const kd_tree_src *tree, const char *path, char **data, size_t *len,
+		     kd_error *err)
+{
+	return tree->read ? tree->read(tree->userdata, path, KATA_CONFIG_MAX, data, len, err)
+			  : kd_read_file(tree->fd, path, KATA_CONFIG_MAX, data, len, err);
+}
+
+static bool tree_has(const kd_tree_src *tree, const char *path)
+{
+	if (tree->read && tree->exists)
+		return tree->exists(tree->userdata, path);
+	if (tree->read) {
+		_cleanup_free_ char *data = NULL;
+		size_t len;
+		kd_error e = {0};
+		int r = tree_read(tree, path, &data, &len, &e);
+		return r == 0 || r == -EFBIG;
+	}
+	struct stat st;
+	return fstatat(tree->fd, path, &st, 0) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A string value from the payload, with /opt/kata/ moved under the install prefix. */
+static char *prefixed_quote(const char *s, const char *prefix)
+{
+	char buf[VALUE_MAX];
+	if (strcmp(prefix, "/opt/kata") != 0 && !strncmp(s, "/opt/kata/", 10)) {
+		snprintf(buf, sizeof(buf), "%s/%s", prefix, s + 10);
+		s = buf;
+	}
+	return kd_toml_quote(s);
+}
+
+/* Append "{ k = v, ... }" for one guest extension image table of the pristine file. */
+static int append_image(char *out, size_t size, size_t *k, const kd_toml_doc *doc,
+			const kd_toml_node *t, const char *prefix)
+{
+	const char *text = kd_toml_text(doc, NULL);
+	*k += (size_t)snprintf(out + *k, size - *k, "%s{ ", *k > 1 ? ", " : "");
+	for (const kd_toml_node *e = kd_toml_first(t); e && *k < size; e = kd_toml_next(e)) {
+		size_t kl, vs, ve;
+		const char *key = kd_toml_key(e, &kl), *sv;
+		_cleanup_free_ char *qk = strndup(key, kl), *qv = NULL;
+		_cleanup_free_ char *quoted = qk ? kd_toml_quote(qk) : NULL;
+		if (!quoted)
+			return -ENOMEM;
+		if (kd_toml_get_string(e, &sv, NULL) == 0)
+			qv = prefixed_quote(sv, prefix);
+		else if (kd_toml_value_range(e, &vs, &ve) == 0)
+			qv = strndup(text + vs, ve - vs);
+		else
+			return -EINVAL; /* a nested table: not a guest extension image */
+		if (!qv)
+			return -ENOMEM;
+		*k += (size_t)snprintf(out + *k, size - *k, "%s%s = %s",
+				       e == kd_toml_first(t) ? "" : ", ", quoted, qv);
+	}
+	if (*k < size)
+		*k += (size_t)snprintf(out + *k, size - *k, " }");
+	return *k < size ? 0 : -E2BIG;
+}
+
+/* 25-devkit.toml: the debug console, and the devkit image appended to the payload's guest
+ * extension images (a drop-in replaces an array, so the base entries are repeated). */
+static int devkit_dropin(const kd_tree_src *tree, const kd_toml_doc *pristine, const char *shim,
+			 const kd_kata_opts *o, kd_toml_doc **ret, kd_error *err)
+{
+	const char *hv = kd_shim_hypervisor(shim);
+	const char *hp[] = {"hypervisor", hv}, *ap[] = {"agent", "kata"};
+	if (!tree_has(tree, KD_DEVKIT_IMAGE))
+		return kd_err(err, -ENOENT,
+			      "devkit handlers need the devkit guest extension image, but the "
+			      "payload has no %s",
+			      KD_DEVKIT_IMAGE);
+	_cleanup_free_ char *hash = NULL;
+	size_t hl = 0;
+	kd_error e2 = {0};
+	int r = tree_read(tree, KD_DEVKIT_ROOT_HASH, &hash, &hl, &e2);
+	if (r < 0 && r != -ENOENT)
+		return kd_err(err, r, "%s", e2.msg);
+	char verity[VALUE_MAX] = "";
+	if (hash) {
+		/* One non-empty line: the dm-verity parameters. */
+		_cleanup_strv_ char **lines = kd_strv_split(hash, '\n');
+		size_t nonempty = 0;
+		for (size_t i = 0; lines && lines[i]; i++) {
+			char *l = lines[i], *end = l + strlen(l);
+			while (*l == ' ' || *l == '\t' || *l == '\r')
+				l++;
+			while (end > l && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+				*--end = '\0';
+			if (*l && nonempty++ == 0)
+				snprintf(verity, sizeof(verity), "%s", l);
+		}
+		if (nonempty != 1)
+			return kd_err(err, -EINVAL,
+				      "%s: expected one line of dm-verity parameters, "
+				      "found %zu",
+				      KD_DEVKIT_ROOT_HASH, nonempty);
+	}
+	_cleanup_free_ char *list = malloc(KATA_CONFIG_MAX);
+	_cleanup_free_ char *path = NULL, *qv = NULL;
+	char abs[VALUE_MAX];
+	size_t k = 0;
+	if (!list)
+		return -ENOMEM;
+	k += (size_t)snprintf(list, KATA_CONFIG_MAX, "[");
+	const kd_toml_node *old =
+		kd_toml_get(kd_toml_table(pristine, hp, 2), "guest_extension_images");
+	for (size_t i = 0; old && i < kd_toml_count(old); i++) {
+		const kd_toml_node *t = kd_toml_at(old, i);
+		const char *name = NULL;
+		kd_toml_get_string(kd_toml_get(t, "name"), &name, NULL);
+		if (name && !strcmp(name, "devkit"))
+			continue; /* ours replaces it */
+		if ((r = append_image(list, KATA_CONFIG_MAX, &k, pristine, t, o->prefix)) < 0)
+			return kd_err(err, r,
+				      "guest_extension_images of shim '%s' cannot be copied", shim);
+	}
+	snprintf(abs, sizeof(abs), "%s/%s", o->prefix, KD_DEVKIT_IMAGE);
+	path = kd_toml_quote(abs);
+	qv = kd_toml_quote(verity);
+	if (!path || !qv)
+		return -ENOMEM;
+	k += (size_t)snprintf(list + k, KATA_CONFIG_MAX - k,
+			      "%s{ name = \"devkit\", path = %s%s%s }]", k > 1 ? ", " : "", path,
+			      verity[0] ? ", verity_params = " : "", verity[0] ? qv : "");
+	if (k >= KATA_CONFIG_MAX)
+		return kd_err(err, -E2BIG, "guest_extension_images of shim '%s' too long", shim);
+	_cleanup_toml_ kd_toml_doc *d = NULL;
+	if ((r = kd_toml_parse("25", "", 0, &d, err)) < 0 || (r = ensure(d, ap, 2, err)) < 0 ||
+	    (r = kd_toml_set_bool(d, ap, 2, "debug_console_enabled", true, err)) < 0 ||
+	    (r = ensure(d, hp, 2, err)) < 0 ||
+	    (r = kd_toml_set_raw(d, hp, 2, "guest_extension_images", list, err)) < 0)
+		return r;
+	*ret = TAKE_PTR(d);
+	return 0;
+}
+
+int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant variant,
+		   const kd_kata_opts *o, kd_kata_file *ret, size_t *ret_n, kd_error *err)
 {
 	char src[KD_PATH_MAX], dir[KD_PATH_MAX], v[VALUE_MAX];
 	_cleanup_free_ char *data = NULL;
@@ -122,14 +267,14 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts
 	const char *pfx = o->prefix[0] == '/' ? o->prefix + 1 : o->prefix;
 	snprintf(src, sizeof(src), "share/defaults/kata-containers/%sconfiguration-%s.toml",
 		 kd_shim_is_rust(shim) ? "runtime-rs/" : "", shim);
-	int r = tree->read ? tree->read(tree->userdata, src, KATA_CONFIG_MAX, &data, &len, err)
-			   : kd_read_file(tree->fd, src, KATA_CONFIG_MAX, &data, &len, err);
+	int r = tree_read(tree, src, &data, &len, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "the payload has no configuration for shim '%s'", shim);
 	_cleanup_toml_ kd_toml_doc *pristine = NULL;
 	if ((r = kd_toml_parse(src, data, len, &pristine, err)) < 0)
 		return r;
-	snprintf(dir, sizeof(dir), "%s/%s/%s", pfx, KD_KATA_RUNTIMES_DIR, shim);
+	snprintf(dir, sizeof(dir), "%s/%s/%s%s", pfx, KD_KATA_RUNTIMES_DIR, shim,
+		 kd_variant_suffix(variant));
 
 	/* The managed copy. */
 	size_t bl = strlen(banner);
@@ -162,7 +307,7 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts
 		if ((r = add_text(ret, &n, dir, "10-installation-prefix.toml", d, err)) < 0)
 			goto fail;
 	}
-	if (o->debug) {
+	if (variant == KD_VARIANT_DEBUG) {
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		const char *rp[] = {"runtime"}, *ap[] = {"agent", "kata"};
 		if ((r = kd_toml_parse("20", "", 0, &d, err)) < 0 ||
@@ -177,21 +322,42 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts
 		    (r = add_text(ret, &n, dir, "20-debug.toml", d, err)) < 0)
 			goto fail;
 	}
+	if (variant == KD_VARIANT_DEVKIT) {
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		if ((r = devkit_dropin(tree, pristine, shim, o, &d, err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "25-devkit.toml", d, err)) < 0)
+			goto fail;
+	}
 	char https[1024], noproxy[1024];
 	per_shim(o->https_proxy, shim, https, sizeof(https));
 	per_shim(o->no_proxy, shim, noproxy, sizeof(noproxy));
-	if (https[0] || noproxy[0]) {
+	bool guest_debug = variant == KD_VARIANT_DEBUG;
+	if (https[0] || noproxy[0] || guest_debug) {
 		/* One file: a drop-in replaces the whole kernel_params string. */
 		const char *base = "";
 		kd_toml_get_string(kd_toml_get(kd_toml_table(pristine, hp, 2), "kernel_params"),
 				   &base, NULL);
-		int k = snprintf(v, sizeof(v), "%s", base);
-		if (https[0])
-			k += snprintf(v + k, sizeof(v) - (size_t)k, "%sagent.https_proxy=%s",
-				      k ? " " : "", https);
-		if (noproxy[0])
-			snprintf(v + k, sizeof(v) - (size_t)k, "%sagent.no_proxy=%s", k ? " " : "",
-				 noproxy);
+		char *extra[3] = {NULL, NULL, NULL};
+		if (https[0] && asprintf(&extra[0], "agent.https_proxy=%s", https) < 0)
+			extra[0] = NULL;
+		if (noproxy[0] && asprintf(&extra[1], "agent.no_proxy=%s", noproxy) < 0)
+			extra[1] = NULL;
+		size_t k = (size_t)snprintf(v, sizeof(v), "%s", base);
+		for (size_t i = 0; i < 3 && k < sizeof(v); i++) {
+			const char *x =
+				i == 2 ? (guest_debug ? "agent.log=debug initcall_debug" : NULL)
+				       : extra[i];
+			if (x)
+				k += (size_t)snprintf(v + k, sizeof(v) - k, "%s%s", k ? " " : "",
+						      x);
+		}
+		free(extra[0]);
+		free(extra[1]);
+		if (k >= sizeof(v)) {
+			r = kd_err(err, -E2BIG, "kernel_params of shim '%s' longer than %d bytes",
+				   shim, VALUE_MAX - 1);
+			goto fail;
+		}
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		if ((r = kd_toml_parse("30", "", 0, &d, err)) < 0 ||
 		    (r = ensure(d, hp, 2, err)) < 0 ||

@@ -1,8 +1,14 @@
 /* Kata's own configuration per shim. The CRI points each handler at a copy of the payload's
  * configuration-<shim>.toml in <prefix>/runtimes/<shim>/ (a managed copy, as upstream does), and
  * our settings go into drop-ins next to it in config.d/, which Kata merges in name order:
- * 10-installation-prefix, 20-debug, 30-kernel-params (agent proxy), 40-annotations. The copies
- * live outside the versioned tree, which stays exactly as the payload made it. */
+ * 10-installation-prefix, 20-debug, 25-devkit, 30-kernel-params (agent proxy, guest debug
+ * logging), 40-annotations. The copies live outside the versioned tree, which stays exactly as
+ * the payload made it.
+ *
+ * Each shim may have up to three handlers, each with a directory of its own: the plain one
+ * (runtimes/<shim>/), a debug variant (runtimes/<shim>-debug/: Kata and guest debug, the debug
+ * console) and a devkit variant (runtimes/<shim>-devkit/: the debug console and the devkit
+ * guest extension image). The plain handler never carries debug settings. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,10 +18,18 @@
 
 #define KD_KATA_RUNTIMES_DIR "runtimes"
 #define KD_KATA_MAX_FILES 8
+/* The devkit guest extension image and its dm-verity parameters, in the payload tree. */
+#define KD_DEVKIT_IMAGE "share/kata-containers/kata-containers-devkit-extension.img"
+#define KD_DEVKIT_ROOT_HASH "share/kata-containers/root_hash_devkit-extension.txt"
+
+typedef enum kd_variant {
+	KD_VARIANT_PLAIN = 0,
+	KD_VARIANT_DEBUG,  /* kata-<shim>[-suffix]-debug */
+	KD_VARIANT_DEVKIT, /* kata-<shim>[-suffix]-devkit */
+} kd_variant;
 
 typedef struct kd_kata_opts {
-	const char *prefix; /* absolute install prefix, "/opt/kata" */
-	bool debug;
+	const char *prefix;	 /* absolute install prefix, "/opt/kata" */
 	const char *https_proxy; /* URL for every shim, or "shim=URL;shim=URL" */
 	const char *no_proxy;	 /* the same forms */
 	const char *annotations; /* "a b shim:c,d": bare words for all shims, shim: for one */
@@ -29,22 +43,27 @@ typedef struct kd_kata_file {
 bool kd_shim_is_rust(const char *shim);
 /* The [hypervisor.X] section name of a shim: qemu, clh, firecracker, dragonball, ... */
 const char *kd_shim_hypervisor(const char *shim);
-/* Absolute shim binary and configuration path for a handler of this shim. */
-void kd_kata_paths(const char *prefix, const char *shim, char *runtime_path, size_t rsize,
-		   char *config_path, size_t csize);
+/* "", "-debug" or "-devkit": appended to the handler name and the shim's directory name. */
+const char *kd_variant_suffix(kd_variant v);
+/* Absolute shim binary and configuration path for a handler of this shim and variant. */
+void kd_kata_paths(const char *prefix, const char *shim, kd_variant v, char *runtime_path,
+		   size_t rsize, char *config_path, size_t csize);
 /* Where the payload's pristine files are read from: the version tree (fd, paths relative to it,
  * holding share/defaults/), or, when read is set, a callback (plan reads the payload itself and
  * has no tree on disk). */
 typedef int (*kd_tree_read_fn)(void *userdata, const char *path, size_t max, char **ret_data,
 			       size_t *ret_len, kd_error *err);
+typedef bool (*kd_tree_exists_fn)(void *userdata, const char *path);
 typedef struct kd_tree_src {
 	int fd;
 	kd_tree_read_fn read;
 	void *userdata;
+	kd_tree_exists_fn exists; /* with read; NULL: a file exists if read finds it */
 } kd_tree_src;
 
-/* The files for one shim, read from the version tree. */
-int kd_kata_render(const kd_tree_src *tree, const char *shim, const kd_kata_opts *o,
+/* The files for one handler (shim + variant), read from the version tree. The devkit variant
+ * needs KD_DEVKIT_IMAGE in the tree. */
+int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
 		   kd_kata_file *ret, size_t *ret_n, kd_error *err);
 void kd_kata_files_free(kd_kata_file *f, size_t n);
 /* Check the per-shim option syntax against the enabled shims. */

@@ -133,7 +133,10 @@ static const char install_help[] =
 	"  --config PATH         main runtime config file inside the root\n"
 	"  --restart systemd|none|command:CMD  (default systemd on /, none on another root)\n"
 	"  --suffix S            multi-install: handlers kata-<shim>-S, files *-S\n"
-	"  --debug               Kata debug drop-ins, runtime debug logging\n"
+	"  --debug               runtime debug logging + kata-<shim>-debug handlers (Kata, guest\n"
+	"                        and agent debug, debug console)\n"
+	"  --devkit              + kata-<shim>-devkit handlers (needs --debug and the devkit\n"
+	"                        guest extension image in the payload)\n"
 	"  --agent-https-proxy V URL, or shim=URL;shim=URL\n"
 	"  --agent-no-proxy V    list, or shim=list;shim=list\n"
 	"  --allowed-hypervisor-annotations 'a b shim:c,d'\n"
@@ -151,6 +154,7 @@ enum {
 	O_RT_RESTART,
 	O_RT_SUFFIX,
 	O_RT_DEBUG,
+	O_RT_DEVKIT,
 	O_RT_HTTPS,
 	O_RT_NOPROXY,
 	O_RT_ANN,
@@ -167,6 +171,7 @@ enum {
 		{"restart", required_argument, NULL, O_RT_RESTART},                                \
 		{"suffix", required_argument, NULL, O_RT_SUFFIX},                                  \
 		{"debug", no_argument, NULL, O_RT_DEBUG},                                          \
+		{"devkit", no_argument, NULL, O_RT_DEVKIT},                                        \
 		{"agent-https-proxy", required_argument, NULL, O_RT_HTTPS},                        \
 		{"agent-no-proxy", required_argument, NULL, O_RT_NOPROXY},                         \
 		{"allowed-hypervisor-annotations", required_argument, NULL, O_RT_ANN},             \
@@ -202,6 +207,9 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 		return 1;
 	case O_RT_DEBUG:
 		rt->debug = true;
+		return 1;
+	case O_RT_DEVKIT:
+		rt->devkit = true;
 		return 1;
 	case O_RT_HTTPS:
 		rt->agent_https_proxy = arg;

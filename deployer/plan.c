@@ -82,10 +82,13 @@ static int read_entry(kd_tar_reader *tr, const kd_pfile *f, char **ret, kd_error
 	return 0;
 }
 
-static int pristine_load(int fd, const kd_manifest *m, const bool *mask, pristine *p, kd_error *err)
+/* devkit: also the devkit image's dm-verity parameters (further on in the sorted payload). */
+static int pristine_load(int fd, const kd_manifest *m, const bool *mask, bool devkit, pristine *p,
+			 kd_error *err)
 {
 	_cleanup_(kd_tar_reader_freep) kd_tar_reader *tr = NULL;
 	const size_t pl = strlen(KD_PAYLOAD_TREE_PREFIX), dl = strlen(PLAN_CONFIG_DIR);
+	const char *last = devkit ? KD_DEVKIT_ROOT_HASH : PLAN_CONFIG_DIR "\x7f";
 	bool inside = false;
 	kd_tar_entry e;
 	int r = kd_tar_open(fd, NULL, &tr, err);
@@ -93,9 +96,11 @@ static int pristine_load(int fd, const kd_manifest *m, const bool *mask, pristin
 	while (r >= 0 && (r = kd_tar_next(tr, &e, err)) > 0) {
 		const char *rel =
 			strncmp(e.path, KD_PAYLOAD_TREE_PREFIX, pl) == 0 ? e.path + pl : NULL;
-		if (!rel || strncmp(rel, PLAN_CONFIG_DIR, dl) != 0 || e.type != KD_ENTRY_FILE) {
-			/* Entries are sorted: once past the directory, nothing more is needed. */
-			if (inside && (!rel || strncmp(rel, PLAN_CONFIG_DIR, dl) != 0))
+		bool wanted = rel && (strncmp(rel, PLAN_CONFIG_DIR, dl) == 0 ||
+				      (devkit && strcmp(rel, KD_DEVKIT_ROOT_HASH) == 0));
+		if (!wanted || e.type != KD_ENTRY_FILE) {
+			/* Entries are sorted: past the last wanted name, nothing more is needed. */
+			if (inside && (!rel || strcmp(rel, last) > 0))
 				break;
 			r = kd_tar_skip(tr, err);
 			continue;
@@ -175,6 +180,12 @@ static int pristine_read(void *userdata, const char *path, size_t max, char **re
 		return kd_err(err, -ENOENT, "'/%s': not in the selected components", path);
 	}
 	return kd_err(err, -ELOOP, "'%s': too many levels of links", path);
+}
+
+static bool pristine_exists(void *userdata, const char *path)
+{
+	const pristine *p = userdata;
+	return kd_manifest_find(p->m, path) != NULL;
 }
 
 static void human_bytes(uint64_t b, char *out, size_t size)
@@ -279,6 +290,7 @@ static int plan_config(kd_ctx *c, FILE *f, const kd_install_opts *o, kd_state *s
 			       .treefd = -1,
 			       .read_tree = pristine_read,
 			       .read_tree_userdata = pr,
+			       .tree_exists = pristine_exists,
 			       .shims = shims,
 			       .root_is_host = host,
 			       .prev = s};
@@ -413,7 +425,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	fprintf(f, "plan: install of %s (payload sha256 %.16s…) on this root; nothing is written\n",
 		m->version, kd_payload_digest(p));
 	if ((r = plan_payload(c, f, &s, fresh, m, mask, id, &pay_changes, err)) < 0 ||
-	    (r = pristine_load(fd, m, mask, &pr, err)) < 0 ||
+	    (r = pristine_load(fd, m, mask, o->rt.devkit, &pr, err)) < 0 ||
 	    (r = plan_config(c, f, o, &s, shims, &pr, pay_changes, &cfg_changes, err)) < 0)
 		goto out;
 	*ret_changes = pay_changes || cfg_changes;

@@ -65,7 +65,7 @@ static int do_rollback(kd_ctx *c, const char *restart, kd_error *err)
 	kd_fault_point("rollback-state-saved");
 	if ((r = kd_journal_commit(&j, err)) < 0)
 		goto out;
-	r = kd_engine_restart_pending(c, &s, restart, err);
+	r = kd_engine_after_commit(c, &s, restart, err);
 	goto out;
 abort:;
 	kd_error e2 = {0};

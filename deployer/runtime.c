@@ -51,6 +51,8 @@ static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 	OPT_FIELDS(ADD)
 #undef ADD
 	json_object_object_add(j, "debug", json_object_new_boolean(o->debug));
+	if (o->devkit)
+		json_object_object_add(j, "devkit", json_object_new_boolean(true));
 	json_object_object_add(j, "flavour", json_object_new_string(f->name));
 	json_object_object_add(j, "unit", json_object_new_string(f->unit));
 	json_object_object_add(j, "crio", json_object_new_boolean(f->crio));
@@ -84,6 +86,7 @@ int kd_runtime_opts_from_json(const char *json, kd_runtime_opts *ret, char ***re
 	OPT_FIELDS(GET)
 #undef GET
 	o.debug = j && json_object_get_boolean(json_object_object_get(j, "debug"));
+	o.devkit = j && json_object_get_boolean(json_object_object_get(j, "devkit"));
 	json_object_put(j);
 	*ret = o;
 	*ret_storage = store;
@@ -439,55 +442,63 @@ static int parse_pull_type(const char *spec, const char *shim, bool *out, char *
 	return 0;
 }
 
+/* One handler per shim, and its debug and devkit variants when asked for: the variants share
+ * the shim's binary and mappings, each has a Kata configuration directory of its own. */
 static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
 			  kd_handler **ret, size_t *ret_n, kd_error *err)
 {
-	size_t n = kd_strv_length(in->shims);
-	kd_handler *h = calloc(n ? n : 1, sizeof(*h));
+	kd_variant variants[3] = {KD_VARIANT_PLAIN};
+	size_t nv = 1;
+	if (o->debug)
+		variants[nv++] = KD_VARIANT_DEBUG;
+	if (o->devkit)
+		variants[nv++] = KD_VARIANT_DEVKIT;
+	size_t nshims = kd_strv_length(in->shims), n = 0;
+	_cleanup_free_ kd_handler *h = calloc(nshims * nv + 1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	char prefix[KD_PATH_MAX];
 	snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < nshims; i++) {
 		const char *shim = in->shims[i];
-		snprintf(h[i].shim, sizeof(h[i].shim), "%s", shim);
-		if (o->suffix && *o->suffix)
-			snprintf(h[i].name, sizeof(h[i].name), "kata-%s-%s", shim, o->suffix);
-		else
-			snprintf(h[i].name, sizeof(h[i].name), "kata-%s", shim);
-		kd_kata_paths(prefix, shim, h[i].runtime_path, sizeof(h[i].runtime_path),
-			      h[i].config_path, sizeof(h[i].config_path));
-		int r = parse_snapshotters(o->snapshotter_handler_mapping, shim, h[i].snapshotter,
-					   sizeof(h[i].snapshotter), in->shims, err);
-		if (r < 0) {
-			free(h);
+		char snap[64];
+		bool guest_pull;
+		int r = parse_snapshotters(o->snapshotter_handler_mapping, shim, snap, sizeof(snap),
+					   in->shims, err);
+		if (r < 0 || (r = parse_pull_type(o->pull_type_mapping, shim, &guest_pull,
+						  in->shims, err)) < 0)
 			return r;
-		}
-		if ((r = parse_pull_type(o->pull_type_mapping, shim, &h[i].guest_pull, in->shims,
-					 err)) < 0) {
-			free(h);
-			return r;
-		}
-		if (h[i].guest_pull && !f->crio) {
+		if (guest_pull && !f->crio) {
 			kd_warn("the pull-type mapping applies to CRI-O only; on containerd guest pull "
 				"is set up through the snapshotter mapping (shim '%s')",
 				shim);
-			h[i].guest_pull = false;
+			guest_pull = false;
 		}
-		if (h[i].snapshotter[0] && f->crio) {
+		if (snap[0] && f->crio) {
 			kd_warn("CRI-O has no per-handler snapshotter; ignoring the mapping of '%s'",
 				shim);
-			h[i].snapshotter[0] = '\0';
+			snap[0] = '\0';
 		}
-		if (h[i].snapshotter[0] && f->major == 1 && f->minor < 7) {
-			free(h);
+		if (snap[0] && f->major == 1 && f->minor < 7)
 			return kd_err(err, -EINVAL,
 				      "a snapshotter per runtime handler needs containerd 1.7 or "
 				      "newer (this is %d.%d)",
 				      f->major, f->minor);
+		for (size_t v = 0; v < nv; v++, n++) {
+			kd_handler *x = &h[n];
+			x->variant = variants[v];
+			snprintf(x->shim, sizeof(x->shim), "%s", shim);
+			snprintf(x->name, sizeof(x->name), "kata-%s%s%s%s", shim,
+				 o->suffix && *o->suffix ? "-" : "", o->suffix ? o->suffix : "",
+				 kd_variant_suffix(x->variant));
+			kd_kata_paths(prefix, shim, x->variant, x->runtime_path,
+				      sizeof(x->runtime_path), x->config_path,
+				      sizeof(x->config_path));
+			snprintf(x->snapshotter, sizeof(x->snapshotter), "%s", snap);
+			x->guest_pull = guest_pull;
 		}
 	}
-	*ret = h;
+	*ret = TAKE_PTR(h);
 	*ret_n = n;
 	return 0;
 }
@@ -734,8 +745,13 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 	if (p.flavour.id == KD_FLAVOUR_NONE) {
 		kd_info("no container runtime found on this root: runtime configuration skipped");
 	} else {
-		kd_kata_opts ko = {.debug = o->debug,
-				   .https_proxy = o->agent_https_proxy,
+		if (o->devkit && !o->debug) {
+			r = kd_err(err, -EINVAL,
+				   "--devkit needs --debug (devkit handlers are debug "
+				   "handlers with the devkit guest image)");
+			goto fail;
+		}
+		kd_kata_opts ko = {.https_proxy = o->agent_https_proxy,
 				   .no_proxy = o->agent_no_proxy,
 				   .annotations = o->allowed_hypervisor_annotations};
 		char prefix[KD_PATH_MAX];
@@ -745,11 +761,13 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		    (r = build_handlers(in, o, &p.flavour, &h, &n, err)) < 0)
 			goto fail;
 		/* Kata's per-shim configuration first: the CRI points at it. */
-		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata};
+		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata,
+				    in->tree_exists};
 		for (size_t i = 0; i < n; i++) {
 			kd_kata_file files[KD_KATA_MAX_FILES];
 			size_t nf = 0;
-			if ((r = kd_kata_render(&tree, in->shims[i], &ko, files, &nf, err)) < 0)
+			if ((r = kd_kata_render(&tree, h[i].shim, h[i].variant, &ko, files, &nf,
+						err)) < 0)
 				goto fail;
 			for (size_t k = 0; k < nf && r >= 0; k++)
 				r = whole_file(&p, in->rootfd, in->prev, files[k].path,

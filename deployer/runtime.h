@@ -24,7 +24,8 @@ typedef struct kd_runtime_opts {
 	const char *config_path;     /* main config override, inside the root */
 	const char *restart; /* systemd|none|command:CMD (NULL: systemd on "/", else none) */
 	const char *suffix;  /* multi-install: handlers kata-<shim>-<suffix> */
-	bool debug;
+	bool debug;	     /* runtime debug logging + kata-<shim>[-suffix]-debug handlers */
+	bool devkit;	     /* + kata-<shim>[-suffix]-devkit handlers (needs debug) */
 	const char *agent_https_proxy, *agent_no_proxy;
 	const char *allowed_hypervisor_annotations;
 	const char *snapshotter_handler_mapping; /* shim:snapshotter,... */
@@ -59,6 +60,7 @@ typedef struct kd_runtime_input {
 	int treefd;		   /* the version tree (holds share/defaults/kata-containers) */
 	kd_tree_read_fn read_tree; /* instead of treefd when set (plan: no tree on disk) */
 	void *read_tree_userdata;
+	kd_tree_exists_fn tree_exists; /* with read_tree */
 	char *const *shims;
 	bool root_is_host;
 	const kd_state *prev; /* the state before this run (records of earlier runs), or NULL */

@@ -644,6 +644,17 @@ static int set_sb(kd_toml_doc *doc, const char *const *path, size_t n, const cha
 	return r;
 }
 
+char *kd_toml_quote(const char *s)
+{
+	sb b = {0};
+	sb_string(&b, s, strlen(s));
+	if (b.oom) {
+		free(b.s);
+		return NULL;
+	}
+	return b.s;
+}
+
 int kd_toml_set_string(kd_toml_doc *doc, const char *const *path, size_t n, const char *key,
 		       const char *value, kd_error *err)
 {

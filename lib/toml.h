@@ -106,6 +106,8 @@ int kd_toml_set_int(kd_toml_doc *doc, const char *const *path, size_t n, const c
 		    int64_t value, kd_error *err);
 int kd_toml_set_strings(kd_toml_doc *doc, const char *const *path, size_t n, const char *key,
 			const char *const *values, size_t nvalues, kd_error *err);
+/* s as a TOML basic string with its quotes (malloc'ed; NULL when out of memory). */
+char *kd_toml_quote(const char *s);
 /* value is TOML value syntax, e.g. "[1, 2]" or "{ a = 1 }"; it is checked by the re-parse. */
 int kd_toml_set_raw(kd_toml_doc *doc, const char *const *path, size_t n, const char *key,
 		    const char *value, kd_error *err);

@@ -550,6 +550,7 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.restart = s->runtime_restart,
 		.suffix = nonempty(s->multi_install_suffix),
 		.debug = s->debug,
+		.devkit = s->devkit,
 		.agent_https_proxy = nonempty(s->agent_https_proxy),
 		.agent_no_proxy = nonempty(s->agent_no_proxy),
 		.allowed_hypervisor_annotations = nonempty(a->annotations),

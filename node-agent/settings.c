@@ -36,7 +36,10 @@ static const setting table[] = {
 	 "events and DaemonSet namespace; empty: the service account's"},
 	{"DAEMONSET_NAME", T_STRING, OFF(daemonset_name), "kata-deploy", 0, 0, NULL,
 	 "own DaemonSet, to tell a rolling restart from an uninstall"},
-	{"DEBUG", T_BOOL, OFF(debug), "false", 0, 0, NULL, "debug logs and Kata debug"},
+	{"DEBUG", T_BOOL, OFF(debug), "false", 0, 0, NULL,
+	 "debug logs, runtime debug, kata-<shim>-debug handlers"},
+	{"DEVKIT", T_BOOL, OFF(devkit), "false", 0, 0, NULL,
+	 "kata-<shim>-devkit handlers (needs DEBUG)"},
 	{"K8S_DISTRIBUTION", T_STRING, OFF(k8s_distribution), "", 0, 0,
 	 "|k8s|k3s|rke2|k0s|microk8s", "declared distribution, cross-checked"},
 	{"HEALTH_PORT", T_INT, OFF(health_port), "8090", 0, 65535, NULL,
@@ -258,6 +261,10 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 			      "MULTI_INSTALL_SUFFIX=%s: use 1-%d lowercase letters, digits or '-' "
 			      "(not first or last)",
 			      s->multi_install_suffix, KD_AGENT_SUFFIX_MAX);
+	if (s->devkit && !s->debug)
+		return kd_err(err, -EINVAL,
+			      "DEVKIT=true needs DEBUG=true (devkit handlers are debug handlers "
+			      "with the devkit guest image)");
 	snprintf(var, sizeof(var), "SHIMS_%s", s->arch);
 	if (!s->shims || !s->shims[0])
 		return kd_err(err, -EINVAL, "%s is empty: enable at least one shim", var);
@@ -387,12 +394,17 @@ char **kd_agent_handlers(const kd_agent_settings *s)
 	_cleanup_strv_ char **v = NULL;
 	char h[256];
 
-	for (char **i = s->shims; *i; i++) {
-		snprintf(h, sizeof(h), "kata-%s%s%s", *i, *s->multi_install_suffix ? "-" : "",
-			 s->multi_install_suffix);
-		if (kd_strv_push(&v, h) < 0)
-			return NULL;
-	}
+	const char *variants[] = {"", s->debug ? "-debug" : NULL, s->devkit ? "-devkit" : NULL};
+	for (char **i = s->shims; *i; i++)
+		for (size_t k = 0; k < ELEMENTSOF(variants); k++) {
+			if (!variants[k])
+				continue;
+			snprintf(h, sizeof(h), "kata-%s%s%s%s", *i,
+				 *s->multi_install_suffix ? "-" : "", s->multi_install_suffix,
+				 variants[k]);
+			if (kd_strv_push(&v, h) < 0)
+				return NULL;
+		}
 	return TAKE_PTR(v);
 }
 

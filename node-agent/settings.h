@@ -17,7 +17,8 @@ typedef struct kd_agent_settings {
 	char *node_name;
 	char *pod_namespace; /* "" = the service account's namespace */
 	char *daemonset_name;
-	bool debug;
+	bool debug;		/* runtime debug logging + kata-<shim>-debug handlers */
+	bool devkit;		/* + kata-<shim>-devkit handlers (needs debug) */
 	char *k8s_distribution; /* "" = not declared */
 	int health_port;	/* 0 = no health server */
 	char *health_address;

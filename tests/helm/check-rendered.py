@@ -32,7 +32,7 @@ for s in ("qemu-nvidia-gpu qemu-nvidia-gpu-runtime-rs qemu-nvidia-gpu-snp qemu-n
 OVERHEAD["remote"] = ("120Mi", "250m")
 
 ARCHS = ("X86_64", "AARCH64", "S390X", "PPC64LE")
-ENV_NAMES = {"NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "DEBUG", "K8S_DISTRIBUTION", "HEALTH_PORT",
+ENV_NAMES = {"NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "DEBUG", "DEVKIT", "K8S_DISTRIBUTION", "HEALTH_PORT",
              "INSTALLATION_PREFIX", "MULTI_INSTALL_SUFFIX", "STARTUP_TAINTS", "AGENT_HTTPS_PROXY",
              "AGENT_NO_PROXY"}
 for a in ARCHS:
@@ -55,7 +55,7 @@ DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
 # Per values file: what the render must contain.
 BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc/containerd", "/etc/crio"},
             install_dir="/opt", shims={a: ["qemu"] for a in ARCHS}, default={a: "qemu" for a in ARCHS},
-            default_rc=None, debug="false", taints="", max_unavailable=1, grace=600,
+            default_rc=None, debug="false", devkit="false", taints="", max_unavailable=1, grace=600,
             image="ghcr.io/kata-deploy-c/kata-deploy:0.1.0", https="", noproxy="",
             ann={}, snap={}, pull={}, extra_selector={}, pod_annotations={}, hook=True)
 
@@ -97,6 +97,8 @@ CASES = {
         https="qemu-tdx=http://proxy.example:3128", noproxy="qemu-tdx=localhost",
         extra_selector={"node-role.kubernetes.io/worker": ""},
         pod_annotations={"example.com/team": "platform"}),
+    # debug + devkit (set on the command line by test-helm.sh): three RuntimeClasses per shim.
+    "debug-devkit": case(debug="true", devkit="true"),
     # manifests/ = chart defaults without the Helm-only pre-delete hook.
     "manifests": case(hook=False),
 }
@@ -210,6 +212,7 @@ def main():
     eq(val["MULTI_INSTALL_SUFFIX"], c["sfx"], "MULTI_INSTALL_SUFFIX")
     eq(val["K8S_DISTRIBUTION"], c["distro"], "K8S_DISTRIBUTION")
     eq(val["DEBUG"], c["debug"], "DEBUG")
+    eq(val["DEVKIT"], c["devkit"], "DEVKIT")
     eq(val["STARTUP_TAINTS"], c["taints"], "STARTUP_TAINTS")
     eq(val["INSTALLATION_PREFIX"], "" if c["install_dir"] == "/opt" else c["install_dir"], "INSTALLATION_PREFIX")
     eq(val["AGENT_HTTPS_PROXY"], c["https"], "AGENT_HTTPS_PROXY")
@@ -266,26 +269,30 @@ def main():
 
     # --- RuntimeClasses
     rcs = {d["metadata"]["name"]: d for d in by.get("RuntimeClass", [])}
-    want_rc = {f"kata-{s}{sfx}" for s in enabled}
+    # debug adds kata-<shim>[-sfx]-debug, devkit kata-<shim>[-sfx]-devkit, shaped like kata-<shim>.
+    variants = [""] + (["-debug"] if c["debug"] == "true" else []) + (["-devkit"] if c["devkit"] == "true" else [])
+    want_rc = {f"kata-{s}{sfx}{v}" for s in enabled for v in variants}
     if c["default_rc"]:
         want_rc.add(c["default_rc"][0])
     eq(set(rcs), want_rc, "RuntimeClass names")
     for s in sorted(enabled):
-        rc = rcs.get(f"kata-{s}{sfx}")
-        if not check(rc is not None, f"RuntimeClass kata-{s}{sfx} exists"):
-            continue
-        eq(rc["handler"], f"kata-{s}{sfx}", f"kata-{s}{sfx} handler = name")
-        mem, cpu = OVERHEAD[s]
-        eq(rc.get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"kata-{s}{sfx} overhead")
-        sel = rc["scheduling"]["nodeSelector"]
-        check(sel.get("katacontainers.io/kata-runtime") == "true", f"kata-{s}{sfx} selects kata-runtime=true")
-        if c["sfx"]:
-            check(sel.get(f"kata-deploy.katacontainers.io/{c['sfx']}") == "true",
-                  f"kata-{s}{sfx} selects the per-install label")
-        else:
-            check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
-                  f"kata-{s} has no per-install label (single install)")
-        check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
+        for v in variants:
+            n = f"kata-{s}{sfx}{v}"
+            rc = rcs.get(n)
+            if not check(rc is not None, f"RuntimeClass {n} exists"):
+                continue
+            eq(rc["handler"], n, f"{n} handler = name")
+            mem, cpu = OVERHEAD[s]
+            eq(rc.get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"{n} overhead")
+            sel = rc["scheduling"]["nodeSelector"]
+            check(sel.get("katacontainers.io/kata-runtime") == "true", f"{n} selects kata-runtime=true")
+            if c["sfx"]:
+                check(sel.get(f"kata-deploy.katacontainers.io/{c['sfx']}") == "true",
+                      f"{n} selects the per-install label")
+            else:
+                check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
+                      f"{n} has no per-install label (single install)")
+            check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
     if c["default_rc"]:
         n, handler, shim = c["default_rc"]
         eq(rcs[n]["handler"], handler, f"default RuntimeClass {n} handler")

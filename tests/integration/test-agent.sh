@@ -290,12 +290,14 @@ for i in $(seq 1 240); do
 	sleep 0.25
 done
 check "outage: agent still running through the outage" kill -0 "$(agent_pid outage)"
-node_status '[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]'
+node_status '[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}},{"name":"kata-qemu-debug","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]'
 if wait_ready outage 90; then ok "outage: agent retried and finished"; else not_ok "outage: not ready"; show outage; fi
 check "outage: label true" [ "$(label katacontainers.io/kata-runtime)" = true ]
 # The agent's runtime settings reached the engine (Kata's per-shim drop-ins on the host root).
 KC=$R5/opt/kata/runtimes/qemu/config.d
-check "settings to engine: DEBUG -> 20-debug.toml" [ -f "$KC/20-debug.toml" ]
+check "settings to engine: DEBUG -> kata-qemu-debug handler with 20-debug.toml" [ -f "$R5/opt/kata/runtimes/qemu-debug/config.d/20-debug.toml" ]
+check "settings to engine: DEBUG leaves kata-qemu without debug" [ ! -e "$KC/20-debug.toml" ]
+check "DEBUG: the agent waited for kata-qemu-debug too (no handler reported missing)" bash -c "! grep -q 'runtime handlers missing' '$T/agent-outage.log'"
 check "settings to engine: AGENT_HTTPS_PROXY -> kernel_params" grep -q 'agent.https_proxy=http://proxy.example:3128' "$KC/30-kernel-params.toml"
 check "settings to engine: ALLOWED_HYPERVISOR_ANNOTATIONS -> enable_annotations" grep -q '"default_vcpus"' "$KC/40-annotations.toml"
 check "settings to engine: containerd handler kata-qemu" grep -q 'kata-qemu' "$R5/etc/containerd/config.toml"

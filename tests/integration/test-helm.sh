@@ -77,11 +77,11 @@ expect_warning() { # CASEFILE TEXT
 }
 expect_warning "$W/upstream-style.yaml" "snapshotter.setup (nydus) is ignored"
 expect_warning "$W/multi-install.yaml" "runtimeClasses.createDefault is ignored with env.multiInstallSuffix"
-render "$W/warn.yaml" --set devkit=true --set logLevel=debug --set containerd.configDir=/x \
+render "$W/warn.yaml" --set logLevel=debug --set containerd.configDir=/x \
 	--set shims.qemu.dropIn=x --set shims.qemu.containerd.forceGuestPull=true \
 	--set customRuntimes.enabled=true --set monitor.enabled=true --set node-feature-discovery.enabled=true \
 	--set verification.pod=x --set env.hostOS=cbl-mariner
-for w in "devkit is ignored" "logLevel is ignored" "containerd.configDir is ignored" \
+for w in "logLevel is ignored" "containerd.configDir is ignored" \
 	"shims.qemu.dropIn is ignored" "shims.qemu.containerd.forceGuestPull is ignored" \
 	"customRuntimes is ignored" "monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
 	"verification.pod is ignored" "env.hostOS is ignored"; do
@@ -100,6 +100,7 @@ reject() { # TEXT helm-args...
 	fi
 }
 reject "debug: Invalid type. Expected: boolean, given: string" --set debug=yes
+reject "devkit: true needs debug: true" --set devkit=true
 reject "health.port: Invalid type. Expected: integer, given: string" --set-string health.port=8090
 reject "shims.qemu.enabled: Invalid type. Expected: [boolean,null], given: string" --set shims.qemu.enabled=yes
 reject "shims.qemu.supportedArches: Invalid type. Expected: array, given: string" --set shims.qemu.supportedArches=amd64
@@ -147,6 +148,13 @@ grep -qF 'mountPath: /host/usr/local' "$W/v.yaml" && ! grep -qF 'mountPath: /hos
 	ok "installationPrefix: mounts the prefix instead of /opt" || bad "installationPrefix mount"
 render "$W/up.yaml" --is-upgrade --set env.multiInstallSuffix=x &&
 	ok "upgrade render (lookup finds nothing without a cluster)" || bad "upgrade render"
+# debug + devkit: three RuntimeClasses per shim, DEVKIT for the agent; devkit alone is refused.
+if render "$W/dd.yaml" --set debug=true --set devkit=true &&
+	"$PY" tests/helm/check-rendered.py debug-devkit <"$W/dd.yaml" >"$W/check.out"; then
+	ok "debug + devkit: $(grep -c '^handler: kata-qemu' "$W/dd.yaml") qemu RuntimeClasses (kata-qemu, -debug, -devkit); $(grep -c '^ok' "$W/check.out") checks"
+else
+	bad "debug + devkit render"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/dd.yaml.err"
+fi
 render "$W/rc.yaml" --set runtimeClasses.enabled=false
 grep -q '^kind: RuntimeClass' "$W/rc.yaml" && bad "runtimeClasses.enabled=false still renders RuntimeClasses" ||
 	ok "runtimeClasses.enabled=false: no RuntimeClass"

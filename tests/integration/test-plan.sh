@@ -70,7 +70,7 @@ check "no-op: summary" grep -qx 'plan: install would change nothing' "$T/noop.pl
 # An option change: only Kata's drop-in and no payload change; restart named (command mode).
 plan_case debug --shims qemu --runtime-version 1.6.20 --debug --restart 'command:true'
 check "debug: the Kata debug drop-in is created" \
-	grep -qx -- '+++ b/opt/kata/runtimes/qemu/config.d/20-debug.toml' "$T/debug.plan"
+	grep -qx -- '+++ b/opt/kata/runtimes/qemu-debug/config.d/20-debug.toml' "$T/debug.plan"
 check "debug: the restart it would run" grep -qx "restart: run 'true' (KD_UNIT=containerd.service)" "$T/debug.plan"
 check "debug: containerd gets [debug] level" grep -qx '+  level = "debug"' "$T/debug.plan"
 

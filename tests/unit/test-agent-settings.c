@@ -133,15 +133,31 @@ TEST(values)
 	CHECK_STR(s.startup_taints[1], "b.example/y");
 	CHECK_INT(kd_strv_length(s.snapshotter_mapping), 2);
 	CHECK_INT(kd_strv_length(s.allowed_hypervisor_annotations), 2);
+	/* DEBUG adds a -debug handler after each shim's own. */
 	h = kd_agent_handlers(&s);
-	CHECK(h && kd_strv_length(h) == 3);
-	if (h)
-		CHECK_STR(h[1], "kata-clh-blue-2");
+	CHECK(h && kd_strv_length(h) == 6);
+	if (h && kd_strv_length(h) == 6) {
+		CHECK_STR(h[1], "kata-qemu-blue-2-debug");
+		CHECK_STR(h[2], "kata-clh-blue-2");
+	}
 	kd_agent_owner_label(&s, owner, sizeof(owner));
 	CHECK_STR(owner, "kata-deploy.katacontainers.io/blue-2");
 	kd_agent_settings_free(&s);
 
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "DEBUG=true", "DEVKIT=true", NULL), 0);
+	CHECK(s.devkit);
+	kd_strv_free(h);
+	h = kd_agent_handlers(&s);
+	CHECK(h && kd_strv_length(h) == 3);
+	if (h && kd_strv_length(h) == 3) {
+		CHECK_STR(h[0], "kata-qemu");
+		CHECK_STR(h[1], "kata-qemu-debug");
+		CHECK_STR(h[2], "kata-qemu-devkit");
+	}
+	kd_agent_settings_free(&s);
+
 	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", NULL), 0);
+	CHECK(!s.devkit);
 	kd_agent_owner_label(&s, owner, sizeof(owner));
 	CHECK_STR(owner, "kata-deploy.katacontainers.io/default");
 	kd_agent_settings_free(&s);
@@ -169,6 +185,7 @@ TEST(refusals)
 	refused("HEALTH_PORT=70000: not an integer in 0..65535", "HEALTH_PORT=70000", NULL);
 	refused("POLL_INTERVAL_MS=5x: not an integer in 10..600000", "POLL_INTERVAL_MS=5x", NULL);
 	refused("DEBUG=maybe: not a boolean; use true or false", "DEBUG=maybe", NULL);
+	refused("DEVKIT=true needs DEBUG=true", "DEVKIT=true", NULL);
 	refused("K8S_DISTRIBUTION=k9s: not allowed; use one of: (empty)|k8s|k3s|rke2|k0s|microk8s",
 		"K8S_DISTRIBUTION=k9s", NULL);
 	refused("MULTI_INSTALL_SUFFIX=Blue: use 1-16 lowercase letters",

@@ -120,6 +120,9 @@ Checks the schema cannot express. Fails the render with a message naming the key
 {{- fail (printf "kata-deploy: env.installationPrefix %q must not contain \".\" or \"..\" path components" .) -}}
 {{- end -}}
 {{- end -}}
+{{- if and $root.Values.devkit (not $root.Values.debug) -}}
+{{- fail "kata-deploy: devkit: true needs debug: true (devkit handlers are debug handlers with the devkit guest image)" -}}
+{{- end -}}
 {{- if and (ne $root.Values.k8sDistribution "k8s") (ne $root.Values.containerRuntime "auto") (ne $root.Values.containerRuntime "containerd") -}}
 {{- fail (printf "kata-deploy: containerRuntime %q needs k8sDistribution k8s (%s always runs containerd)" $root.Values.containerRuntime $root.Values.k8sDistribution) -}}
 {{- end -}}
@@ -134,9 +137,6 @@ Warnings for accepted upstream keys that have no effect here, one per line.
 {{- if get $v.containerd $k }}
 containerd.{{ $k }} is ignored: the agent finds the runtime configuration from k8sDistribution and the node.
 {{- end -}}
-{{- end -}}
-{{- if $v.devkit }}
-devkit is ignored: devkit handlers are not supported.
 {{- end -}}
 {{- if $v.logLevel }}
 logLevel is ignored: use debug: true for verbose agent logs.

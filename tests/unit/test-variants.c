@@ -1,0 +1,273 @@
+/* Debug and devkit handler variants (runtime.c build_handlers, kataconfig.c): the handler names
+ * kata-<shim>[-suffix][-debug|-devkit], one Kata configuration directory per variant, debug
+ * settings only in the debug variant, the devkit guest extension image appended to the
+ * payload's own images, and the refusals (devkit without debug, no devkit image, bad dm-verity
+ * parameters). Host roots are temp dirs; the payload tree is a callback. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deployer/containerd.h"
+#include "deployer/crio.h"
+#include "deployer/kataconfig.h"
+#include "deployer/runtime.h"
+#include "fsroot.h"
+#include "strv.h"
+#include "tap.h"
+
+static char base[] = "/tmp/kd-test-variants-XXXXXX";
+static int ncase;
+
+static const char pristine_qemu[] =
+	"[hypervisor.qemu]\n"
+	"path = \"/opt/kata/bin/qemu-system-x86_64\"\n"
+	"kernel_params = \"cgroup_no_v1=all\"\n"
+	"\n"
+	"[[hypervisor.qemu.guest_extension_images]]\n"
+	"name = \"coco\"\n"
+	"path = \"/opt/kata/share/kata-containers/kata-containers-coco-extension.img\"\n"
+	"verity_params = \"root_hash=aa,salt=bb\"\n"
+	"read_only = true\n";
+
+/* The payload tree: which optional files it has. */
+typedef struct tree {
+	bool devkit_image;
+	const char *root_hash; /* NULL: no root_hash_devkit-extension.txt */
+} tree;
+
+static int read_tree(void *ud, const char *path, size_t max, char **ret, size_t *ret_len,
+		     kd_error *err)
+{
+	const tree *t = ud;
+	const char *text = NULL;
+	(void)max;
+	if (!strcmp(path, "share/defaults/kata-containers/configuration-qemu.toml"))
+		text = pristine_qemu;
+	else if (!strcmp(path, KD_DEVKIT_ROOT_HASH))
+		text = t->root_hash;
+	else if (!strcmp(path, KD_DEVKIT_IMAGE) && t->devkit_image)
+		text = "an image";
+	if (!text)
+		return kd_err(err, -ENOENT, "no %s", path);
+	*ret = strdup(text);
+	*ret_len = strlen(text);
+	return 0;
+}
+
+static int make_root(const char *path, const char *text)
+{
+	char dir[512], d[512];
+	snprintf(dir, sizeof(dir), "%s/%d", base, ++ncase);
+	mkdir(dir, 0755);
+	int rootfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	snprintf(d, sizeof(d), "%s", path);
+	*strrchr(d, '/') = '\0';
+	kd_mkdir_p(rootfd, d, 0755, NULL, NULL, NULL);
+	kd_write_atomic(rootfd, path, text, strlen(text), 0644, NULL);
+	return rootfd;
+}
+
+static const kd_change *find(const kd_config_plan *p, const char *path)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (!strcmp(p->changes[i].path, path))
+			return &p->changes[i];
+	return NULL;
+}
+
+static const char *text_of(const kd_config_plan *p, const char *path)
+{
+	const kd_change *c = find(p, path);
+	return c && c->new_text ? c->new_text : "";
+}
+
+TEST(test_names_and_dirs)
+{
+	char rp[256], cp[256];
+	CHECK_STR(kd_variant_suffix(KD_VARIANT_PLAIN), "");
+	CHECK_STR(kd_variant_suffix(KD_VARIANT_DEBUG), "-debug");
+	CHECK_STR(kd_variant_suffix(KD_VARIANT_DEVKIT), "-devkit");
+	kd_kata_paths("/opt/kata", "qemu-runtime-rs", KD_VARIANT_DEBUG, rp, sizeof(rp), cp,
+		      sizeof(cp));
+	CHECK_STR(rp, "/opt/kata/runtime-rs/bin/containerd-shim-kata-v2");
+	CHECK_STR(cp, "/opt/kata/runtimes/qemu-runtime-rs-debug/"
+		      "configuration-qemu-runtime-rs.toml");
+}
+
+/* containerd 2.x with debug + devkit: three handlers per shim, each with its own directory. */
+TEST(test_plan_containerd_variants)
+{
+	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
+	char *shims[] = {"qemu", NULL};
+	tree t = {.devkit_image = true, .root_hash = "\n  root_hash=cc,salt=dd \n\n"};
+	kd_runtime_input in = {.rootfd = rootfd,
+			       .prefix = "opt/kata",
+			       .treefd = -1,
+			       .read_tree = read_tree,
+			       .read_tree_userdata = &t,
+			       .shims = shims};
+	kd_runtime_opts o = {.runtime_version = "2.2.9",
+			     .debug = true,
+			     .devkit = true,
+			     .snapshotter_handler_mapping = "qemu:nydus"};
+	kd_config_plan p = {0};
+	kd_error err = {0};
+	CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+	const char *d = text_of(&p, "etc/containerd/conf.d/kata-deploy.toml");
+	const char *names[] = {"kata-qemu", "kata-qemu-debug", "kata-qemu-devkit"};
+	const char *dirs[] = {"qemu", "qemu-debug", "qemu-devkit"};
+	for (size_t i = 0; i < 3; i++) {
+		char want[512];
+		snprintf(want, sizeof(want),
+			 "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.%s]\n",
+			 names[i]);
+		CHECK(strstr(d, want) != NULL);
+		snprintf(want, sizeof(want), "runtime_type = \"io.containerd.%s.v2\"", names[i]);
+		CHECK(strstr(d, want) != NULL);
+		snprintf(want, sizeof(want),
+			 "ConfigPath = \"/opt/kata/runtimes/%s/configuration-qemu.toml\"", dirs[i]);
+		CHECK(strstr(d, want) != NULL);
+		/* The variants share the shim's snapshotter mapping. */
+		snprintf(want, sizeof(want), "runtime_platforms.%s]\nsnapshotter = \"nydus\"\n",
+			 names[i]);
+		CHECK(strstr(d, want) != NULL);
+		snprintf(want, sizeof(want), "opt/kata/runtimes/%s/configuration-qemu.toml",
+			 dirs[i]);
+		CHECK(find(&p, want) != NULL);
+	}
+	/* containerd's own debug logging is on. */
+	CHECK(strstr(d, "[debug]\nlevel = \"debug\"\n") != NULL);
+	/* Debug settings only in the debug variant. */
+	CHECK(!find(&p, "opt/kata/runtimes/qemu/config.d/20-debug.toml"));
+	CHECK(!find(&p, "opt/kata/runtimes/qemu/config.d/30-kernel-params.toml"));
+	CHECK(!find(&p, "opt/kata/runtimes/qemu-devkit/config.d/20-debug.toml"));
+	CHECK(strstr(text_of(&p, "opt/kata/runtimes/qemu-debug/config.d/20-debug.toml"),
+		     "[runtime]\nenable_debug = true\n") != NULL);
+	CHECK_STR(text_of(&p, "opt/kata/runtimes/qemu-debug/config.d/30-kernel-params.toml"),
+		  "# Written by kata-deploy.\n[hypervisor.qemu]\n"
+		  "kernel_params = \"cgroup_no_v1=all agent.log=debug initcall_debug\"\n");
+	/* devkit: the console and the payload's images repeated, then devkit's. */
+	CHECK_STR(text_of(&p, "opt/kata/runtimes/qemu-devkit/config.d/25-devkit.toml"),
+		  "# Written by kata-deploy.\n[agent.kata]\ndebug_console_enabled = true\n\n"
+		  "[hypervisor.qemu]\nguest_extension_images = [{ \"name\" = \"coco\", \"path\" = "
+		  "\"/opt/kata/share/kata-containers/kata-containers-coco-extension.img\", "
+		  "\"verity_params\" = \"root_hash=aa,salt=bb\", \"read_only\" = true }, "
+		  "{ name = \"devkit\", path = \"/opt/kata/share/kata-containers/"
+		  "kata-containers-devkit-extension.img\", verity_params = "
+		  "\"root_hash=cc,salt=dd\" }]\n");
+	CHECK(!find(&p, "opt/kata/runtimes/qemu/config.d/25-devkit.toml"));
+	kd_config_plan_done(&p);
+
+	/* Debug off again: one handler, no variant directory. */
+	o.debug = o.devkit = false;
+	CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+	d = text_of(&p, "etc/containerd/conf.d/kata-deploy.toml");
+	CHECK(strstr(d, "kata-qemu-debug") == NULL && strstr(d, "[debug]") == NULL);
+	CHECK(!find(&p, "opt/kata/runtimes/qemu-debug/configuration-qemu.toml"));
+	kd_config_plan_done(&p);
+	close(rootfd);
+}
+
+/* CRI-O and a suffix: kata-<shim>-<suffix>-debug, in the suffixed drop-in. */
+TEST(test_plan_crio_suffix_debug)
+{
+	int rootfd = make_root("etc/crio/crio.conf", "[crio]\n");
+	char *shims[] = {"qemu", NULL};
+	tree t = {0};
+	kd_runtime_input in = {.rootfd = rootfd,
+			       .prefix = "opt/kata-blue",
+			       .treefd = -1,
+			       .read_tree = read_tree,
+			       .read_tree_userdata = &t,
+			       .shims = shims};
+	kd_runtime_opts o = {
+		.runtime = "crio", .runtime_version = "1.34.0", .debug = true, .suffix = "blue"};
+	kd_config_plan p = {0};
+	kd_error err = {0};
+	CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+	const char *d = text_of(&p, "etc/crio/crio.conf.d/99-kata-deploy-blue");
+	CHECK(strstr(d, "[crio.runtime.runtimes.kata-qemu-blue]\n") != NULL);
+	CHECK(strstr(d, "[crio.runtime.runtimes.kata-qemu-blue-debug]\n") != NULL);
+	CHECK(strstr(d, "runtime_config_path = "
+			"\"/opt/kata-blue/runtimes/qemu-debug/configuration-qemu.toml\"") != NULL);
+	CHECK(strstr(d, "log_level = \"debug\"") != NULL);
+	CHECK(find(&p, "opt/kata-blue/runtimes/qemu-debug/config.d/20-debug.toml") != NULL);
+	kd_config_plan_done(&p);
+	close(rootfd);
+}
+
+static void refused(kd_runtime_opts *o, tree *t, const char *want)
+{
+	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
+	char *shims[] = {"qemu", NULL};
+	kd_runtime_input in = {.rootfd = rootfd,
+			       .prefix = "opt/kata",
+			       .treefd = -1,
+			       .read_tree = read_tree,
+			       .read_tree_userdata = t,
+			       .shims = shims};
+	kd_config_plan p = {0};
+	kd_error err = {0};
+	o->runtime_version = "2.2.9";
+	CHECK(kd_runtime_plan(&in, o, &p, &err) < 0);
+	if (!strstr(err.msg, want))
+		printf("#   error was: %s\n", err.msg);
+	CHECK(strstr(err.msg, want) != NULL);
+	close(rootfd);
+}
+
+TEST(test_refusals)
+{
+	tree with = {.devkit_image = true}, without = {0};
+	kd_runtime_opts o = {.devkit = true};
+	refused(&o, &with, "--devkit needs --debug");
+	o = (kd_runtime_opts){.debug = true, .devkit = true};
+	refused(&o, &without, "the payload has no " KD_DEVKIT_IMAGE);
+	tree two = {.devkit_image = true, .root_hash = "root_hash=a\nsalt=b\n"};
+	o = (kd_runtime_opts){.debug = true, .devkit = true};
+	refused(&o, &two, "expected one line of dm-verity parameters, found 2");
+	tree none = {.devkit_image = true, .root_hash = "\n \n"};
+	o = (kd_runtime_opts){.debug = true, .devkit = true};
+	refused(&o, &none, "found 0");
+}
+
+/* Without a root hash file the devkit image goes in without dm-verity parameters. */
+TEST(test_devkit_without_root_hash)
+{
+	kd_tree_src src = {-1, read_tree, &(tree){.devkit_image = true}, NULL};
+	kd_kata_opts ko = {.prefix = "/usr/local/kata"};
+	kd_kata_file f[KD_KATA_MAX_FILES];
+	size_t n = 0;
+	kd_error err = {0};
+	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_DEVKIT, &ko, f, &n, &err), 0);
+	const char *devkit = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strstr(f[i].path, "/config.d/25-devkit.toml"))
+			devkit = f[i].text;
+	CHECK(devkit &&
+	      strstr(devkit, "{ name = \"devkit\", path = \"/usr/local/kata/share/"
+			     "kata-containers/kata-containers-devkit-extension.img\" }]"));
+	/* The payload's image paths follow the prefix too. */
+	CHECK(devkit && strstr(devkit, "\"/usr/local/kata/share/kata-containers/"
+				       "kata-containers-coco-extension.img\""));
+	kd_kata_files_free(f, n);
+}
+
+int main(void)
+{
+	if (!mkdtemp(base))
+		return 1;
+	RUN(test_names_and_dirs);
+	RUN(test_plan_containerd_variants);
+	RUN(test_plan_crio_suffix_debug);
+	RUN(test_refusals);
+	RUN(test_devkit_without_root_hash);
+	int rootfd = open("/", O_RDONLY | O_DIRECTORY);
+	kd_remove_tree(rootfd, base + 1, NULL);
+	close(rootfd);
+	TAP_END();
+}
