@@ -71,7 +71,8 @@ static const kd_handler qemu_h = {"kata-qemu",
 				  "/opt/kata/bin/containerd-shim-kata-v2",
 				  "/opt/kata/runtimes/qemu/configuration-qemu.toml",
 				  "",
-				  false};
+				  false,
+				  KD_VARIANT_PLAIN};
 
 TEST(test_plugin_ids)
 {
@@ -270,13 +271,15 @@ static const kd_handler qemu = {"kata-qemu",
 				"/opt/kata/bin/containerd-shim-kata-v2",
 				"/opt/kata/runtimes/qemu/configuration-qemu.toml",
 				"",
-				false};
+				false,
+				KD_VARIANT_PLAIN};
 static const kd_handler gpu = {"kata-nvidia-gpu-x",
 			       "nvidia-gpu",
 			       "/opt/kata/bin/containerd-shim-kata-v2",
 			       "/opt/kata/runtimes/nvidia-gpu/configuration-nvidia-gpu.toml",
 			       "nydus",
-			       false};
+			       false,
+			       KD_VARIANT_PLAIN};
 
 static char *render(const char *text, int version, const kd_handler *h, size_t n,
 		    const char *inherit, bool debug, char ***tables, int *ret)
@@ -463,42 +466,42 @@ static int read_pristine(void *ud, const char *path, size_t max, char **ret, siz
 
 TEST(test_kata_dropins)
 {
-	kd_tree_src src = {-1, read_pristine, NULL};
+	kd_tree_src src = {-1, read_pristine, NULL, NULL};
 	kd_kata_opts ko = {.prefix = "/usr/local/kata",
-			   .debug = true,
 			   .https_proxy = "http://p:3128",
 			   .no_proxy = "qemu=localhost;clh=x",
 			   .annotations = "a b qemu:c,d clh:e"};
 	kd_kata_file f[KD_KATA_MAX_FILES];
 	size_t n = 0;
 	kd_error err = {0};
-	CHECK_INT(kd_kata_render(&src, "qemu", &ko, f, &n, &err), 0);
+	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_DEBUG, &ko, f, &n, &err), 0);
 	CHECK_INT(n, 5);
 	if (n != 5)
 		return;
-	CHECK_STR(f[0].path, "usr/local/kata/runtimes/qemu/configuration-qemu.toml");
+	CHECK_STR(f[0].path, "usr/local/kata/runtimes/qemu-debug/configuration-qemu.toml");
 	CHECK(strstr(f[0].text, pristine_qemu) != NULL); /* a copy, behind a banner */
-	CHECK_STR(f[1].path, "usr/local/kata/runtimes/qemu/config.d/10-installation-prefix.toml");
+	CHECK_STR(f[1].path,
+		  "usr/local/kata/runtimes/qemu-debug/config.d/10-installation-prefix.toml");
 	CHECK_STR(f[1].text,
 		  "# Written by kata-deploy.\n[hypervisor.qemu]\n"
 		  "path = \"/usr/local/kata/bin/qemu-system-x86_64\"\n"
 		  "kernel = \"/usr/local/kata/share/kata-containers/vmlinux.container\"\n");
-	CHECK_STR(f[2].path, "usr/local/kata/runtimes/qemu/config.d/20-debug.toml");
+	CHECK_STR(f[2].path, "usr/local/kata/runtimes/qemu-debug/config.d/20-debug.toml");
 	CHECK_STR(f[2].text, "# Written by kata-deploy.\n[hypervisor.qemu]\nenable_debug = true\n\n"
 			     "[runtime]\nenable_debug = true\n\n[agent.kata]\nenable_debug = true\n"
 			     "debug_console_enabled = true\n");
-	CHECK_STR(f[3].path, "usr/local/kata/runtimes/qemu/config.d/30-kernel-params.toml");
+	CHECK_STR(f[3].path, "usr/local/kata/runtimes/qemu-debug/config.d/30-kernel-params.toml");
 	CHECK_STR(f[3].text, "# Written by kata-deploy.\n[hypervisor.qemu]\n"
 			     "kernel_params = \"cgroup_no_v1=all agent.https_proxy=http://p:3128 "
-			     "agent.no_proxy=localhost\"\n");
-	CHECK_STR(f[4].path, "usr/local/kata/runtimes/qemu/config.d/40-annotations.toml");
+			     "agent.no_proxy=localhost agent.log=debug initcall_debug\"\n");
+	CHECK_STR(f[4].path, "usr/local/kata/runtimes/qemu-debug/config.d/40-annotations.toml");
 	CHECK_STR(f[4].text,
 		  "# Written by kata-deploy.\n[hypervisor.qemu]\n"
 		  "enable_annotations = [\"a\", \"b\", \"c\", \"d\", \"enable_iommu\"]\n");
 	kd_kata_files_free(f, n);
 	/* The default prefix and no options: the copy only. */
 	kd_kata_opts plain = {.prefix = "/opt/kata"};
-	CHECK_INT(kd_kata_render(&src, "qemu", &plain, f, &n, &err), 0);
+	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_PLAIN, &plain, f, &n, &err), 0);
 	CHECK_INT(n, 1);
 	kd_kata_files_free(f, n);
 }
