@@ -113,6 +113,56 @@ static bool imports_cover(char **imports, const char *dir, const char *abs)
 	return false;
 }
 
+/* Does node hold only the chain keys[0].keys[1]... down to a table whose entries are all named
+ * kata-*? Their number, or -1. */
+static int kata_only(const kd_toml_node *node, const char *const *keys, size_t n)
+{
+	if (kd_toml_type_of(node) != KD_TOML_TABLE)
+		return -1;
+	if (n > 0)
+		return kd_toml_count(node) == 1 && kd_toml_get(node, keys[0])
+			       ? kata_only(kd_toml_get(node, keys[0]), keys + 1, n - 1)
+			       : -1;
+	int c = 0;
+	for (const kd_toml_node *e = kd_toml_first(node); e; e = kd_toml_next(e), c++)
+		if (strncmp(kd_toml_key(e, NULL), "kata-", 5) != 0)
+			return -1;
+	return c;
+}
+
+/* A k3s/rke2 template we wrote: the base line, then only kata-* handler tables (and their
+ * runtime_platforms). An admin's template may well start with the same line. */
+static bool k3s_template_is_ours(int rootfd, const char *path)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len, bl = strlen(KD_K3S_TEMPLATE_BASE);
+	_cleanup_toml_ kd_toml_doc *d = NULL;
+	if (kd_read_file(rootfd, path, CONFIG_MAX_SIZE, &text, &len, NULL) < 0 || len < bl ||
+	    strncmp(text, KD_K3S_TEMPLATE_BASE, bl) != 0 ||
+	    kd_toml_parse(path, text + bl, len - bl, &d, NULL) < 0)
+		return false;
+	static const char *const plugins[] = {"plugins"};
+	static const char *const runtimes[] = {"containerd", "runtimes"};
+	static const char *const platforms[] = {"runtime_platforms"};
+	const kd_toml_node *t = kd_toml_table(d, plugins, 1);
+	if (!t || kd_toml_count(kd_toml_root(d)) != 1)
+		return false;
+	int handlers = 0;
+	for (const kd_toml_node *pl = kd_toml_first(t); pl; pl = kd_toml_next(pl)) {
+		const char *id = kd_toml_key(pl, NULL);
+		int c = -1;
+		if (!strcmp(id, "io.containerd.cri.v1.images"))
+			c = kata_only(pl, platforms, 1);
+		else if (!strcmp(id, "cri") || !strcmp(id, "io.containerd.grpc.v1.cri") ||
+			 !strcmp(id, "io.containerd.cri.v1.runtime"))
+			c = kata_only(pl, runtimes, 2);
+		if (c < 0)
+			return false;
+		handlers += c;
+	}
+	return handlers > 0;
+}
+
 /* containerd 1.x: the last imported file that names the CRI plugin replaces the main file's
  * whole CRI table (containerd#5837), so that is the file our handlers must go into. Imports are
  * globbed inside the root through /proc/self/fd (read only, detection only). */
@@ -206,20 +256,38 @@ int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, 
 			 sfx);
 		snprintf(abs, sizeof(abs), "/%s", p.target);
 		p.version = version;
-		if (imports_cover(imports, f->config_dir, abs)) {
+		/* A drop-in only adds to the CRI table where the daemon deep-merges imports:
+		 * containerd 2.x (a v3 file, or a v2 file read by a known 2.x). 1.x and unknown
+		 * versions replace the whole CRI table from an imported file (containerd#5837):
+		 * the rendered file's runc, cni, registry and sandbox image would be lost. */
+		bool covered = imports_cover(imports, f->config_dir, abs);
+		char no_dropin[160] = "";
+		if (covered && (v3 || kd_flavour_at_least(f, 2, 0))) {
 			p.strategy = KD_CTD_DROPIN;
 			snprintf(p.why, sizeof(p.why), "%s: drop-in in %s (imported by /%s)",
 				 f->name, d, f->config);
 			*ret = p;
 			return 0;
 		}
+		if (covered && f->major >= 0)
+			snprintf(no_dropin, sizeof(no_dropin),
+				 "; no drop-in in %s: containerd %d.%d replaces the CRI table from "
+				 "imports (containerd#5837)",
+				 d, f->major, f->minor);
+		else if (covered)
+			snprintf(
+				no_dropin, sizeof(no_dropin),
+				"; no drop-in in %s: 1.x (the version is unknown) replaces the CRI "
+				"table from imports (containerd#5837)",
+				d);
 		if (v3) {
 			/* containerd 2.x merges drop-ins, but k3s only imports the directory when
 			 * its template says so: we do not rewrite the admin's template. */
 			char tp[KD_PATH_MAX];
 			snprintf(tp, sizeof(tp), "%s/%s", f->config_dir, tmpl);
 			struct stat st;
-			if (kd_lstat(rootfd, tp, &st, NULL) == 0)
+			if (kd_lstat(rootfd, tp, &st, NULL) == 0 &&
+			    !k3s_template_is_ours(rootfd, tp))
 				return kd_err(
 					err, -EINVAL,
 					"%s: /%s does not import /%s/%s/*.toml and /%s is not "
@@ -243,19 +311,25 @@ int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, 
 				return kd_err(
 					err, -EINVAL,
 					"%s: /%s exists and is a Go template we cannot edit "
-					"safely; add the Kata handlers there by hand or remove it",
-					f->name, p.target);
+					"safely; add the Kata handlers there by hand or remove it%s%s",
+					f->name, p.target, no_dropin,
+					covered && f->major < 0
+						? "; give --runtime-version if it is 2.x"
+						: "");
 			p.strategy = KD_CTD_INPLACE;
-			snprintf(
-				p.why, sizeof(p.why),
-				"%s: in-place edit of the TOML template /%s (containerd 1.x replaces "
-				"whole plugin tables from imports)",
-				f->name, p.target);
+			/* k3s renders a template without Go actions as itself: it is the config
+			 * containerd gets, and the one its loader must accept with our tables. */
+			snprintf(p.main, sizeof(p.main), "%s", p.target);
+			snprintf(p.why, sizeof(p.why),
+				 "%s: in-place edit of the TOML template /%s%s", f->name, p.target,
+				 covered ? no_dropin
+					 : " (containerd 1.x replaces whole plugin tables from "
+					   "imports)");
 		} else {
 			snprintf(p.why, sizeof(p.why),
 				 "%s: template /%s = base template + our tables (removed on "
-				 "uninstall)",
-				 f->name, p.target);
+				 "uninstall)%s",
+				 f->name, p.target, no_dropin);
 		}
 		*ret = p;
 		return 0;

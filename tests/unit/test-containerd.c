@@ -197,6 +197,98 @@ TEST(test_strategy_distributions)
 	CHECK_STR(p.target, "var/snap/microk8s/current/args/containerd-template.toml");
 }
 
+TEST(test_strategy_k3s_1x_imports)
+{
+	/* A rendered v2 config importing config.toml.d (an admin template that adds the line):
+	 * containerd 1.x would replace rke2's whole CRI table from our drop-in (containerd#5837),
+	 * so only a known 2.x gets the drop-in; 1.x and unknown versions get the template. */
+	kd_ctd_plan p;
+	kd_error err = {0};
+	const char *unit = "etc/systemd/system/rke2-server.service";
+	const char *cfg = "var/lib/rancher/rke2/agent/etc/containerd/config.toml";
+	const char *tmpl = "var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl";
+	const char *v2_imports =
+		"version = 2\nimports = [\"/var/lib/rancher/rke2/agent/etc/containerd/"
+		"config.toml.d/*.toml\"]\n"
+		"[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n"
+		"  SystemdCgroup = true\n";
+	CHECK_INT(strategy(make_root(unit, "", cfg, v2_imports, NULL), "1.7.27", NULL, &p, &err),
+		  KD_CTD_TEMPLATE);
+	CHECK_STR(p.target, tmpl);
+	CHECK(strstr(p.why, "no drop-in in config.toml.d: containerd 1.7 replaces the CRI table "
+			    "from imports (containerd#5837)") != NULL);
+	CHECK_INT(strategy(make_root(unit, "", cfg, v2_imports, NULL), NULL, NULL, &p, &err),
+		  KD_CTD_TEMPLATE);
+	CHECK_INT(strategy(make_root(unit, "", cfg, v2_imports, NULL), "2.1.5", NULL, &p, &err),
+		  KD_CTD_DROPIN);
+	CHECK_STR(p.target,
+		  "var/lib/rancher/rke2/agent/etc/containerd/config.toml.d/kata-deploy.toml");
+	CHECK_INT(p.version, 2);
+	/* The admin's Go template that adds the import: 1.x cannot take ours safely. */
+	CHECK_INT(strategy(make_root(unit, "", cfg, v2_imports, tmpl,
+				     "imports = [\"/var/lib/rancher/rke2/agent/etc/containerd/"
+				     "config.toml.d/*.toml\"]\n{{ template \"base\" . }}\n",
+				     NULL),
+			   NULL, NULL, &p, &err),
+		  -EINVAL);
+	CHECK(strstr(err.msg, "is a Go template we cannot edit safely") != NULL);
+	CHECK(strstr(err.msg, "give --runtime-version if it is 2.x") != NULL);
+	/* The admin's TOML template (renders as itself): edited in place, and it is the file
+	 * containerd's loader gets (the rendered config.toml only follows at rke2's restart). */
+	kd_err_clear(&err);
+	CHECK_INT(strategy(make_root(unit, "", cfg, v2_imports, tmpl, v2_imports, NULL), "1.7.27",
+			   NULL, &p, &err),
+		  KD_CTD_INPLACE);
+	CHECK_STR(p.target, tmpl);
+	CHECK_STR(p.main, tmpl);
+}
+
+TEST(test_strategy_k3s_own_v3_template)
+{
+	/* containerd 2.x without the config-v3.toml.d import: our template. Reinstalling finds it
+	 * and keeps it; an admin's template (even one that starts with the base line) is refused
+	 * with the imports line to add. */
+	kd_ctd_plan p;
+	kd_error err = {0};
+	const char *unit = "etc/systemd/system/rke2-server.service";
+	const char *cfg = "var/lib/rancher/rke2/agent/etc/containerd/config.toml";
+	const char *tmpl = "var/lib/rancher/rke2/agent/etc/containerd/config-v3.toml.tmpl";
+	const char *ours = KD_K3S_TEMPLATE_BASE
+		"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata-qemu]\n"
+		"runtime_type = \"io.containerd.kata-qemu.v2\"\n\n"
+		"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata-qemu.options]\n"
+		"ConfigPath = \"/opt/kata/runtimes/qemu/configuration-qemu.toml\"\n\n"
+		"[plugins.\"io.containerd.cri.v1.images\".runtime_platforms.kata-qemu]\n"
+		"snapshotter = \"nydus\"\n";
+	CHECK_INT(strategy(make_root(unit, "", cfg, v3_plain, NULL), "2.1.5", NULL, &p, &err),
+		  KD_CTD_TEMPLATE);
+	CHECK_STR(p.target, tmpl);
+	CHECK_INT(strategy(make_root(unit, "", cfg, v3_plain, tmpl, ours, NULL), "2.1.5", NULL, &p,
+			   &err),
+		  KD_CTD_TEMPLATE);
+	CHECK_STR(p.target, tmpl);
+	const char *admin[] = {
+		KD_K3S_TEMPLATE_BASE
+		"[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]\n"
+		"  cgroup_writable = true\n",
+		KD_K3S_TEMPLATE_BASE
+		"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata-qemu]\n"
+		"[debug]\nlevel = \"info\"\n",
+		KD_K3S_TEMPLATE_BASE,
+		"{{ template \"base\" . }}\n{{ if .NodeConfig.AgentConfig.Snapshotter }}\n"
+		"[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.kata-qemu]\n{{ end }}\n",
+	};
+	for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
+		kd_err_clear(&err);
+		CHECK_INT(strategy(make_root(unit, "", cfg, v3_plain, tmpl, admin[i], NULL),
+				   "2.1.5", NULL, &p, &err),
+			  -EINVAL);
+		CHECK(strstr(err.msg,
+			     "add 'imports = [\"/var/lib/rancher/rke2/agent/etc/"
+			     "containerd/config-v3.toml.d/*.toml\"]' to the template") != NULL);
+	}
+}
+
 TEST(test_strategy_refusals)
 {
 	kd_ctd_plan p;
@@ -560,6 +652,8 @@ int main(void)
 	RUN(test_strategy_containerd_versions);
 	RUN(test_strategy_1x_imports);
 	RUN(test_strategy_distributions);
+	RUN(test_strategy_k3s_1x_imports);
+	RUN(test_strategy_k3s_own_v3_template);
 	RUN(test_strategy_refusals);
 	RUN(test_runc_source_2x_imports);
 	RUN(test_render_v2_inherits_systemd_cgroup);
