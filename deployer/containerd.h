@@ -40,7 +40,7 @@ typedef struct kd_handler {
 	char config_path[KD_FLAVOUR_PATH_MAX];	/* absolute Kata configuration */
 	char snapshotter[64];			/* "" = containerd's default */
 	bool guest_pull;			/* CRI-O: the runtime pulls images in the guest */
-	kd_variant variant;
+	kd_variant variant; /* KD_VARIANT_CUSTOM: a custom runtime, name is its handler */
 } kd_handler;
 
 /* Choose the strategy for flavour f (containerd flavours only); reads the root config and, for

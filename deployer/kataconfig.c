@@ -41,13 +41,32 @@ const char *kd_variant_suffix(kd_variant v)
 	return v == KD_VARIANT_DEBUG ? "-debug" : v == KD_VARIANT_DEVKIT ? "-devkit" : "";
 }
 
+/* The target's directory, relative to the prefix. */
+static void target_dir(const kd_kata_target *t, char *buf, size_t size)
+{
+	if (t->custom)
+		snprintf(buf, size, "%s/%s/%s", KD_KATA_RUNTIMES_DIR, KD_KATA_CUSTOM_DIR,
+			 t->custom);
+	else
+		snprintf(buf, size, "%s/%s%s", KD_KATA_RUNTIMES_DIR, t->shim,
+			 kd_variant_suffix(t->variant));
+}
+
+void kd_kata_target_paths(const char *prefix, const kd_kata_target *t, char *runtime_path,
+			  size_t rsize, char *config_path, size_t csize)
+{
+	char dir[KD_PATH_MAX];
+	target_dir(t, dir, sizeof(dir));
+	snprintf(runtime_path, rsize, "%s%s/bin/containerd-shim-kata-v2", prefix,
+		 kd_shim_is_rust(t->shim) ? "/runtime-rs" : "");
+	snprintf(config_path, csize, "%s/%s/configuration-%s.toml", prefix, dir, t->shim);
+}
+
 void kd_kata_paths(const char *prefix, const char *shim, kd_variant v, char *runtime_path,
 		   size_t rsize, char *config_path, size_t csize)
 {
-	snprintf(runtime_path, rsize, "%s%s/bin/containerd-shim-kata-v2", prefix,
-		 kd_shim_is_rust(shim) ? "/runtime-rs" : "");
-	snprintf(config_path, csize, "%s/%s/%s%s/configuration-%s.toml", prefix,
-		 KD_KATA_RUNTIMES_DIR, shim, kd_variant_suffix(v), shim);
+	kd_kata_target t = {.shim = shim, .variant = v};
+	kd_kata_target_paths(prefix, &t, runtime_path, rsize, config_path, csize);
 }
 
 /* "URL" or "shim=URL;shim=URL" -> the value for shim, "" if none. */
@@ -257,10 +276,19 @@ static int devkit_dropin(const kd_tree_src *tree, const kd_toml_doc *pristine, c
 	return 0;
 }
 
-int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant variant,
-		   const kd_kata_opts *o, kd_kata_file *ret, size_t *ret_n, kd_error *err)
+int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
+		   kd_kata_file *ret, size_t *ret_n, kd_error *err)
 {
-	char src[KD_PATH_MAX], dir[KD_PATH_MAX], v[VALUE_MAX];
+	kd_kata_target t = {.shim = shim, .variant = v};
+	return kd_kata_render_target(tree, &t, o, ret, ret_n, err);
+}
+
+int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, const kd_kata_opts *o,
+			  kd_kata_file *ret, size_t *ret_n, kd_error *err)
+{
+	char src[KD_PATH_MAX], dir[KD_PATH_MAX], sub[KD_PATH_MAX], v[VALUE_MAX];
+	const char *shim = t->shim;
+	kd_variant variant = t->variant;
 	_cleanup_free_ char *data = NULL;
 	size_t len, n = 0;
 	const char *hv = kd_shim_hypervisor(shim);
@@ -273,8 +301,8 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant variant
 	_cleanup_toml_ kd_toml_doc *pristine = NULL;
 	if ((r = kd_toml_parse(src, data, len, &pristine, err)) < 0)
 		return r;
-	snprintf(dir, sizeof(dir), "%s/%s/%s%s", pfx, KD_KATA_RUNTIMES_DIR, shim,
-		 kd_variant_suffix(variant));
+	target_dir(t, sub, sizeof(sub));
+	snprintf(dir, sizeof(dir), "%s/%s", pfx, sub);
 
 	/* The managed copy. */
 	size_t bl = strlen(banner);
@@ -293,10 +321,10 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant variant
 			goto fail;
 		const char *keys[] = {"path",	"kernel",   "image",
 				      "initrd", "firmware", "jailer_path"};
-		const kd_toml_node *t = kd_toml_table(pristine, hp, 2);
-		for (size_t i = 0; t && i < ELEMENTSOF(keys); i++) {
+		const kd_toml_node *hv_table = kd_toml_table(pristine, hp, 2);
+		for (size_t i = 0; hv_table && i < ELEMENTSOF(keys); i++) {
 			const char *s;
-			if (kd_toml_get_string(kd_toml_get(t, keys[i]), &s, NULL) < 0 ||
+			if (kd_toml_get_string(kd_toml_get(hv_table, keys[i]), &s, NULL) < 0 ||
 			    strncmp(s, "/opt/kata/", 10) != 0)
 				continue;
 			snprintf(v, sizeof(v), "%s/%s", o->prefix, s + 10);
@@ -401,6 +429,25 @@ int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant variant
 					     err)) < 0 ||
 		    (r = add_text(ret, &n, dir, "40-annotations.toml", d, err)) < 0)
 			goto fail;
+	}
+	if (t->user_dropin) {
+		static const char user_banner[] = "# Written by kata-deploy from the user drop-in "
+						  "(dropin-<name>.toml); edit that instead.\n";
+		size_t ul = strlen(t->user_dropin), bl2 = strlen(user_banner);
+		if (n >= KD_KATA_MAX_FILES) {
+			r = kd_err(err, -E2BIG, "too many Kata drop-ins");
+			goto fail;
+		}
+		ret[n].text = malloc(bl2 + ul + 1);
+		if (!ret[n].text) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memcpy(ret[n].text, user_banner, bl2);
+		memcpy(ret[n].text + bl2, t->user_dropin, ul + 1);
+		snprintf(ret[n].path, sizeof(ret[n].path), "%s/config.d/50-user-overrides.toml",
+			 dir);
+		n++;
 	}
 	*ret_n = n;
 	return 0;

@@ -17,6 +17,7 @@
 #include "err.h"
 
 #define KD_KATA_RUNTIMES_DIR "runtimes"
+#define KD_KATA_CUSTOM_DIR "custom" /* runtimes/custom/<handler>/ */
 #define KD_KATA_MAX_FILES 8
 /* The devkit guest extension image and its dm-verity parameters, in the payload tree. */
 #define KD_DEVKIT_IMAGE "share/kata-containers/kata-containers-devkit-extension.img"
@@ -26,6 +27,7 @@ typedef enum kd_variant {
 	KD_VARIANT_PLAIN = 0,
 	KD_VARIANT_DEBUG,  /* kata-<shim>[-suffix]-debug */
 	KD_VARIANT_DEVKIT, /* kata-<shim>[-suffix]-devkit */
+	KD_VARIANT_CUSTOM, /* a custom runtime based on the shim (custom.h) */
 } kd_variant;
 
 typedef struct kd_kata_opts {
@@ -61,8 +63,22 @@ typedef struct kd_tree_src {
 	kd_tree_exists_fn exists; /* with read; NULL: a file exists if read finds it */
 } kd_tree_src;
 
-/* The files for one handler (shim + variant), read from the version tree. The devkit variant
- * needs KD_DEVKIT_IMAGE in the tree. */
+/* What one handler's Kata configuration is made of. */
+typedef struct kd_kata_target {
+	const char *shim; /* whose pristine configuration and binary */
+	kd_variant variant;
+	const char *custom;	 /* a custom runtime's handler: runtimes/custom/<handler>/ */
+	const char *user_dropin; /* TOML for config.d/50-user-overrides.toml, or NULL */
+} kd_kata_target;
+
+/* Absolute shim binary and configuration path for a target's handler. */
+void kd_kata_target_paths(const char *prefix, const kd_kata_target *t, char *runtime_path,
+			  size_t rsize, char *config_path, size_t csize);
+/* The files for one handler, read from the version tree. The devkit variant needs
+ * KD_DEVKIT_IMAGE in the tree. */
+int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, const kd_kata_opts *o,
+			  kd_kata_file *ret, size_t *ret_n, kd_error *err);
+/* The same for a shim's own handler or variant, without a user drop-in. */
 int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
 		   kd_kata_file *ret, size_t *ret_n, kd_error *err);
 void kd_kata_files_free(kd_kata_file *f, size_t n);

@@ -142,7 +142,10 @@ static const char install_help[] =
 	"  --allowed-hypervisor-annotations 'a b shim:c,d'\n"
 	"  --snapshotter-handler-mapping shim:snapshotter,...\n"
 	"  --pull-type-mapping shim:guest-pull|default,...  (CRI-O: runtime_pull_image)\n"
-	"  --default-shim SHIM   the shim of the default 'kata' RuntimeClass (must be enabled)\n";
+	"  --default-shim SHIM   the shim of the default 'kata' RuntimeClass (must be enabled)\n"
+	"  --custom-configs DIR  user drop-ins DIR/dropin-<shim|handler>.toml (50-user-overrides)\n"
+	"  --custom-runtimes     + the handlers of DIR/custom-runtimes.list, one\n"
+	"                        handler:baseShim:snapshotter:pullType per line\n";
 
 /* Runtime options shared by install and plan. Returns 1 if handled. */
 enum {
@@ -161,6 +164,8 @@ enum {
 	O_RT_SNAP,
 	O_RT_PULL,
 	O_RT_DEFSHIM,
+	O_RT_CUSTOM_DIR,
+	O_RT_CUSTOM,
 };
 #define RUNTIME_LONGOPTS                                                                           \
 	{"runtime", required_argument, NULL, O_RT_RUNTIME},                                        \
@@ -177,6 +182,8 @@ enum {
 		{"allowed-hypervisor-annotations", required_argument, NULL, O_RT_ANN},             \
 		{"snapshotter-handler-mapping", required_argument, NULL, O_RT_SNAP},               \
 		{"pull-type-mapping", required_argument, NULL, O_RT_PULL},                         \
+		{"custom-configs", required_argument, NULL, O_RT_CUSTOM_DIR},                      \
+		{"custom-runtimes", no_argument, NULL, O_RT_CUSTOM},                               \
 	{                                                                                          \
 		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
 	}
@@ -210,6 +217,12 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 		return 1;
 	case O_RT_DEVKIT:
 		rt->devkit = true;
+		return 1;
+	case O_RT_CUSTOM_DIR:
+		rt->custom_configs = arg;
+		return 1;
+	case O_RT_CUSTOM:
+		rt->custom_runtimes = true;
 		return 1;
 	case O_RT_HTTPS:
 		rt->agent_https_proxy = arg;

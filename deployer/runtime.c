@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "crio.h"
+#include "custom.h"
 #include "digest.h"
 #include "fsroot.h"
 #include "kataconfig.h"
@@ -40,7 +41,8 @@
 	X(allowed_hypervisor_annotations)                                                          \
 	X(snapshotter_handler_mapping)                                                             \
 	X(pull_type_mapping)                                                                       \
-	X(default_shim)
+	X(default_shim)                                                                            \
+	X(custom_configs)
 
 static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 {
@@ -53,6 +55,8 @@ static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 	json_object_object_add(j, "debug", json_object_new_boolean(o->debug));
 	if (o->devkit)
 		json_object_object_add(j, "devkit", json_object_new_boolean(true));
+	if (o->custom_runtimes)
+		json_object_object_add(j, "custom_runtimes", json_object_new_boolean(true));
 	json_object_object_add(j, "flavour", json_object_new_string(f->name));
 	json_object_object_add(j, "unit", json_object_new_string(f->unit));
 	json_object_object_add(j, "crio", json_object_new_boolean(f->crio));
@@ -87,6 +91,8 @@ int kd_runtime_opts_from_json(const char *json, kd_runtime_opts *ret, char ***re
 #undef GET
 	o.debug = j && json_object_get_boolean(json_object_object_get(j, "debug"));
 	o.devkit = j && json_object_get_boolean(json_object_object_get(j, "devkit"));
+	o.custom_runtimes =
+		j && json_object_get_boolean(json_object_object_get(j, "custom_runtimes"));
 	json_object_put(j);
 	*ret = o;
 	*ret_storage = store;
@@ -442,8 +448,70 @@ static int parse_pull_type(const char *spec, const char *shim, bool *out, char *
 	return 0;
 }
 
+/* A handler's snapshotter / guest pull against what the runtime supports. */
+static int check_mapping(const kd_flavour *f, const char *what, char *snap, bool *guest_pull,
+			 kd_error *err)
+{
+	if (*guest_pull && !f->crio) {
+		kd_warn("the pull-type mapping applies to CRI-O only; on containerd guest pull "
+			"is set up through the snapshotter mapping (%s)",
+			what);
+		*guest_pull = false;
+	}
+	if (snap[0] && f->crio) {
+		kd_warn("CRI-O has no per-handler snapshotter; ignoring the snapshotter of %s",
+			what);
+		snap[0] = '\0';
+	}
+	if (snap[0] && f->major == 1 && f->minor < 7)
+		return kd_err(
+			err, -EINVAL,
+			"a snapshotter per runtime handler needs containerd 1.7 or newer (this "
+			"is %d.%d)",
+			f->major, f->minor);
+	return 0;
+}
+
+/* The custom runtimes of the list in o->custom_configs, appended to h. */
+static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
+		      const char *prefix, kd_handler *h, size_t *n, kd_error *err)
+{
+	_cleanup_free_ kd_custom_runtime *c = NULL;
+	size_t nc = 0;
+	int r = kd_custom_load(o->custom_configs, &c, &nc, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "custom runtimes");
+	for (size_t i = 0; i < nc; i++) {
+		char what[128];
+		if (!kd_strv_find(in->shims, c[i].base))
+			return kd_err(err, -EINVAL,
+				      "custom runtime '%s': its base shim '%s' is not enabled (its "
+				      "binary and configuration come from that shim)",
+				      c[i].handler, c[i].base);
+		for (size_t k = 0; k < *n; k++)
+			if (!strcmp(h[k].name, c[i].handler))
+				return kd_err(err, -EINVAL,
+					      "custom runtime '%s': a shim's handler has that name",
+					      c[i].handler);
+		snprintf(what, sizeof(what), "custom runtime '%s'", c[i].handler);
+		if ((r = check_mapping(f, what, c[i].snapshotter, &c[i].guest_pull, err)) < 0)
+			return r;
+		kd_handler *x = &h[(*n)++];
+		snprintf(x->name, sizeof(x->name), "%s", c[i].handler);
+		snprintf(x->shim, sizeof(x->shim), "%s", c[i].base);
+		snprintf(x->snapshotter, sizeof(x->snapshotter), "%s", c[i].snapshotter);
+		x->guest_pull = c[i].guest_pull;
+		x->variant = KD_VARIANT_CUSTOM;
+		kd_kata_target t = {.shim = x->shim, .variant = x->variant, .custom = x->name};
+		kd_kata_target_paths(prefix, &t, x->runtime_path, sizeof(x->runtime_path),
+				     x->config_path, sizeof(x->config_path));
+	}
+	return 0;
+}
+
 /* One handler per shim, and its debug and devkit variants when asked for: the variants share
- * the shim's binary and mappings, each has a Kata configuration directory of its own. */
+ * the shim's binary and mappings, each has a Kata configuration directory of its own. Then the
+ * custom runtimes. */
 static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
 			  kd_handler **ret, size_t *ret_n, kd_error *err)
 {
@@ -454,36 +522,23 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 	if (o->devkit)
 		variants[nv++] = KD_VARIANT_DEVKIT;
 	size_t nshims = kd_strv_length(in->shims), n = 0;
-	_cleanup_free_ kd_handler *h = calloc(nshims * nv + 1, sizeof(*h));
+	_cleanup_free_ kd_handler *h = calloc(nshims * nv + KD_CUSTOM_MAX + 1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	char prefix[KD_PATH_MAX];
 	snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
 	for (size_t i = 0; i < nshims; i++) {
 		const char *shim = in->shims[i];
-		char snap[64];
+		char snap[64], what[128];
 		bool guest_pull;
 		int r = parse_snapshotters(o->snapshotter_handler_mapping, shim, snap, sizeof(snap),
 					   in->shims, err);
 		if (r < 0 || (r = parse_pull_type(o->pull_type_mapping, shim, &guest_pull,
 						  in->shims, err)) < 0)
 			return r;
-		if (guest_pull && !f->crio) {
-			kd_warn("the pull-type mapping applies to CRI-O only; on containerd guest pull "
-				"is set up through the snapshotter mapping (shim '%s')",
-				shim);
-			guest_pull = false;
-		}
-		if (snap[0] && f->crio) {
-			kd_warn("CRI-O has no per-handler snapshotter; ignoring the mapping of '%s'",
-				shim);
-			snap[0] = '\0';
-		}
-		if (snap[0] && f->major == 1 && f->minor < 7)
-			return kd_err(err, -EINVAL,
-				      "a snapshotter per runtime handler needs containerd 1.7 or "
-				      "newer (this is %d.%d)",
-				      f->major, f->minor);
+		snprintf(what, sizeof(what), "shim '%s'", shim);
+		if ((r = check_mapping(f, what, snap, &guest_pull, err)) < 0)
+			return r;
 		for (size_t v = 0; v < nv; v++, n++) {
 			kd_handler *x = &h[n];
 			x->variant = variants[v];
@@ -497,6 +552,15 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 			snprintf(x->snapshotter, sizeof(x->snapshotter), "%s", snap);
 			x->guest_pull = guest_pull;
 		}
+	}
+	if (o->custom_runtimes) {
+		if (!o->custom_configs)
+			return kd_err(err, -EINVAL,
+				      "--custom-runtimes needs --custom-configs DIR (where "
+				      "custom-runtimes.list is)");
+		int r = add_custom(in, o, f, prefix, h, &n, err);
+		if (r < 0)
+			return r;
 	}
 	*ret = TAKE_PTR(h);
 	*ret_n = n;
@@ -766,8 +830,16 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		for (size_t i = 0; i < n; i++) {
 			kd_kata_file files[KD_KATA_MAX_FILES];
 			size_t nf = 0;
-			if ((r = kd_kata_render(&tree, h[i].shim, h[i].variant, &ko, files, &nf,
-						err)) < 0)
+			_cleanup_free_ char *user = NULL;
+			bool custom = h[i].variant == KD_VARIANT_CUSTOM;
+			if ((r = kd_custom_dropin(o->custom_configs, custom ? h[i].name : h[i].shim,
+						  &user, err)) < 0)
+				goto fail;
+			kd_kata_target t = {.shim = h[i].shim,
+					    .variant = h[i].variant,
+					    .custom = custom ? h[i].name : NULL,
+					    .user_dropin = user};
+			if ((r = kd_kata_render_target(&tree, &t, &ko, files, &nf, err)) < 0)
 				goto fail;
 			for (size_t k = 0; k < nf && r >= 0; k++)
 				r = whole_file(&p, in->rootfd, in->prev, files[k].path,

@@ -31,6 +31,8 @@ typedef struct kd_runtime_opts {
 	const char *snapshotter_handler_mapping; /* shim:snapshotter,... */
 	const char *pull_type_mapping;		 /* shim:guest-pull|default,... (CRI-O) */
 	const char *default_shim;
+	const char *custom_configs; /* host dir: dropin-<shim|handler>.toml, custom-runtimes.list */
+	bool custom_runtimes;	    /* add the handlers of custom_configs/custom-runtimes.list */
 } kd_runtime_opts;
 
 typedef struct kd_change {

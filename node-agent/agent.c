@@ -529,6 +529,17 @@ static const char *nonempty(const char *v)
 	return v && *v ? v : NULL;
 }
 
+/* The user drop-ins and custom runtimes directory, when it is there (an optional ConfigMap). */
+static const char *custom_dir(const kd_agent_settings *s)
+{
+	struct stat st;
+	if (!*s->custom_configs)
+		return NULL;
+	return s->custom_runtimes || (stat(s->custom_configs, &st) == 0 && S_ISDIR(st.st_mode))
+		       ? s->custom_configs
+		       : NULL;
+}
+
 /* The engine's runtime options from the settings and what the Node says it runs: the version
  * comes from containerRuntimeVersion, since the host's binary cannot be run from the pod. */
 static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
@@ -551,6 +562,8 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.suffix = nonempty(s->multi_install_suffix),
 		.debug = s->debug,
 		.devkit = s->devkit,
+		.custom_configs = custom_dir(s),
+		.custom_runtimes = s->custom_runtimes,
 		.agent_https_proxy = nonempty(s->agent_https_proxy),
 		.agent_no_proxy = nonempty(s->agent_no_proxy),
 		.allowed_hypervisor_annotations = nonempty(a->annotations),

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 
+#include "deployer/custom.h"
 #include "deployer/hostcheck.h"
 #include "log.h"
 #include "strv.h"
@@ -40,6 +41,10 @@ static const setting table[] = {
 	 "debug logs, runtime debug, kata-<shim>-debug handlers"},
 	{"DEVKIT", T_BOOL, OFF(devkit), "false", 0, 0, NULL,
 	 "kata-<shim>-devkit handlers (needs DEBUG)"},
+	{"CUSTOM_RUNTIMES_ENABLED", T_BOOL, OFF(custom_runtimes), "false", 0, 0, NULL,
+	 "handlers of CUSTOM_CONFIGS_DIR/custom-runtimes.list"},
+	{"CUSTOM_CONFIGS_DIR", T_STRING, OFF(custom_configs), "/custom-configs", 0, 0, NULL,
+	 "dropin-<shim|handler>.toml, custom-runtimes.list (chart ConfigMap)"},
 	{"K8S_DISTRIBUTION", T_STRING, OFF(k8s_distribution), "", 0, 0,
 	 "|k8s|k3s|rke2|k0s|microk8s", "declared distribution, cross-checked"},
 	{"HEALTH_PORT", T_INT, OFF(health_port), "8090", 0, 65535, NULL,
@@ -237,6 +242,32 @@ static int check_proxy(const kd_agent_settings *s, const char *var, const char *
 	return 0;
 }
 
+/* CUSTOM_RUNTIMES_ENABLED: the list is read (and checked) now, so that a bad one stops the
+ * agent before it touches the host, and the handlers are known to wait for. */
+static int load_custom(kd_agent_settings *s, kd_error *err)
+{
+	_cleanup_free_ kd_custom_runtime *c = NULL;
+	size_t n = 0;
+	int r = kd_custom_load(s->custom_configs, &c, &n, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "CUSTOM_RUNTIMES_ENABLED=true");
+	kd_strv_free(s->custom_handlers);
+	s->custom_handlers = calloc(1, sizeof(char *));
+	if (!s->custom_handlers)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (s->shims && !kd_strv_find(s->shims, c[i].base))
+			return kd_err(err, -EINVAL,
+				      "custom runtime '%s' in %s/%s: base shim '%s' is not in "
+				      "SHIMS_%s",
+				      c[i].handler, s->custom_configs, KD_CUSTOM_LIST, c[i].base,
+				      s->arch);
+		if (kd_strv_push(&s->custom_handlers, c[i].handler) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 {
 	char var[96];
@@ -265,6 +296,8 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 		return kd_err(err, -EINVAL,
 			      "DEVKIT=true needs DEBUG=true (devkit handlers are debug handlers "
 			      "with the devkit guest image)");
+	if (s->custom_runtimes && (r = load_custom(s, err)) < 0)
+		return r;
 	snprintf(var, sizeof(var), "SHIMS_%s", s->arch);
 	if (!s->shims || !s->shims[0])
 		return kd_err(err, -EINVAL, "%s is empty: enable at least one shim", var);
@@ -356,6 +389,7 @@ void kd_agent_settings_free(kd_agent_settings *s)
 		else if (table[i].type == T_WORDS || table[i].type == T_LIST)
 			kd_strv_free(*(char ***)dst);
 	}
+	kd_strv_free(s->custom_handlers);
 	*s = (kd_agent_settings){0};
 }
 
@@ -405,6 +439,9 @@ char **kd_agent_handlers(const kd_agent_settings *s)
 			if (kd_strv_push(&v, h) < 0)
 				return NULL;
 		}
+	for (char **i = s->custom_handlers; i && *i; i++)
+		if (kd_strv_push(&v, *i) < 0)
+			return NULL;
 	return TAKE_PTR(v);
 }
 

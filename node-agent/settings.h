@@ -19,6 +19,9 @@ typedef struct kd_agent_settings {
 	char *daemonset_name;
 	bool debug;		/* runtime debug logging + kata-<shim>-debug handlers */
 	bool devkit;		/* + kata-<shim>-devkit handlers (needs debug) */
+	bool custom_runtimes;	/* CUSTOM_RUNTIMES_ENABLED */
+	char *custom_configs;	/* dir: dropin-<name>.toml, custom-runtimes.list */
+	char **custom_handlers; /* from the list when custom_runtimes */
 	char *k8s_distribution; /* "" = not declared */
 	int health_port;	/* 0 = no health server */
 	char *health_address;

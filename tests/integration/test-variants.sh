@@ -155,4 +155,34 @@ if [ $kills -ge 3 ] && [ $bad = 0 ]; then
 elif [ $bad = 0 ]; then
 	not_ok "only $kills fault points reached"
 fi
+
+# --- custom runtimes and user drop-ins, from a directory shaped like a mounted ConfigMap
+# (every file a link into ..data/).
+CC=$T/custom-configs
+mkdir -p "$CC/..2026_11_23/"
+ln -s ..2026_11_23 "$CC/..data"
+printf '# handler:baseShim:snapshotter:pullType\nkata-mine:qemu:native:\n' >"$CC/..data/custom-runtimes.list"
+printf '[hypervisor.qemu]\ndefault_vcpus = 2\n' >"$CC/..data/dropin-qemu.toml"
+printf '[hypervisor.qemu]\ndefault_memory = 4096\n' >"$CC/..data/dropin-kata-mine.toml"
+for f in custom-runtimes.list dropin-qemu.toml dropin-kata-mine.toml; do ln -s "..data/$f" "$CC/$f"; done
+fresh
+"${INST[@]}" --custom-configs "$CC" --custom-runtimes >"$T/out-c" 2>&1 || not_ok "install --custom-runtimes: $(tail -3 "$T/out-c")"
+dump "$R" >"$T/dump-c" 2>"$T/dump-c.err" || not_ok "containerd 2.x refuses the custom runtime config: $(head -3 "$T/dump-c.err")"
+check "custom runtime: kata-mine in containerd's dump with its runtime_type" bash -c "block '$T/dump-c' 'runtimes.kata-mine]' | grep -q \"runtime_type = 'io.containerd.kata-mine.v2'\""
+check "custom runtime: kata-mine's ConfigPath in runtimes/custom/" bash -c "block '$T/dump-c' 'runtimes.kata-mine.options]' | grep -q \"ConfigPath = '/opt/kata/runtimes/custom/kata-mine/configuration-qemu.toml'\""
+check "custom runtime: kata-mine's snapshotter" bash -c "block '$T/dump-c' 'runtimes.kata-mine]' | grep -q \"snapshotter = 'native'\""
+check "custom runtime: merged kata-mine has its drop-in, not qemu's" \
+	test "$(merged "$RT/custom/kata-mine" qemu '[c["hypervisor"]["qemu"].get("default_memory"), c["hypervisor"]["qemu"].get("default_vcpus")]')" = "[4096, 1]"
+check "user drop-in: merged kata-qemu has default_vcpus = 2" \
+	test "$(merged "$RT/qemu" qemu 'c["hypervisor"]["qemu"].get("default_vcpus")')" = 2
+printf 'kata-mine:qemu:native:\nkata-Bad:qemu\n' >"$CC/..data/custom-runtimes.list"
+snapshot "$R" >"$T/c.snap"
+expect_fail "a bad list line is refused with file:line" "custom-runtimes.list:2: handler 'kata-Bad'" \
+	"${INST[@]}" --custom-configs "$CC" --custom-runtimes
+check "the refused list wrote nothing" cmp -s "$T/c.snap" <(snapshot "$R")
+"${INST[@]}" --custom-configs "$CC" >/dev/null 2>&1 || not_ok "install without --custom-runtimes"
+check "custom runtimes off: runtimes/custom/ is gone" test ! -e "$RT/custom"
+check "custom runtimes off: the user drop-in of qemu stays" test -f "$RT/qemu/config.d/50-user-overrides.toml"
+"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "uninstall (custom)"
+check "custom: uninstall restored every file byte for byte" cmp -s "$T/orig.snap" <(snapshot "$R")
 finish

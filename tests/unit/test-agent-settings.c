@@ -163,6 +163,51 @@ TEST(values)
 	kd_agent_settings_free(&s);
 }
 
+/* CUSTOM_RUNTIMES_ENABLED: the list is read at load; its handlers are waited for. */
+TEST(custom_runtimes)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+	char dir[] = "/tmp/kd-agent-cc-XXXXXX", path[64], env[96];
+	_cleanup_strv_ char **h = NULL;
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/custom-runtimes.list", dir);
+	FILE *f = fopen(path, "w");
+	if (f) {
+		fputs("kata-mine:qemu:nydus:\n", f);
+		fclose(f);
+	}
+	snprintf(env, sizeof(env), "CUSTOM_CONFIGS_DIR=%s", dir);
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env,
+		       NULL),
+		  0);
+	h = kd_agent_handlers(&s);
+	CHECK(h && kd_strv_length(h) == 2);
+	if (h && kd_strv_length(h) == 2)
+		CHECK_STR(h[1], "kata-mine");
+	kd_agent_settings_free(&s);
+	/* The list is not read when disabled. */
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", env, NULL), 0);
+	kd_strv_free(h);
+	h = kd_agent_handlers(&s);
+	CHECK(h && kd_strv_length(h) == 1);
+	kd_agent_settings_free(&s);
+	/* A base shim that is not enabled, a bad line: refused before anything happens. */
+	CHECK(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env,
+		   "SHIMS_<ARCH>=clh", NULL) < 0);
+	CHECK(strstr(kd_err_msg(&err), "base shim 'qemu' is not in SHIMS_") != NULL);
+	f = fopen(path, "w");
+	if (f) {
+		fputs("kata mine:qemu\n", f);
+		fclose(f);
+	}
+	CHECK(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env, NULL) <
+	      0);
+	CHECK(strstr(kd_err_msg(&err), "custom-runtimes.list:1: handler 'kata mine'") != NULL);
+	unlink(path);
+	rmdir(dir);
+}
+
 TEST(node_name_required_except_for_wait)
 {
 	kd_agent_settings s;
@@ -373,6 +418,7 @@ int main(void)
 	RUN(defaults);
 	RUN(empty_values);
 	RUN(values);
+	RUN(custom_runtimes);
 	RUN(node_name_required_except_for_wait);
 	RUN(refusals);
 	RUN(value_limit);

@@ -2,7 +2,8 @@
  * kata-<shim>[-suffix][-debug|-devkit], one Kata configuration directory per variant, debug
  * settings only in the debug variant, the devkit guest extension image appended to the
  * payload's own images, and the refusals (devkit without debug, no devkit image, bad dm-verity
- * parameters). Host roots are temp dirs; the payload tree is a callback. */
+ * parameters). Custom runtimes (custom.c): the list format and its refusals, their handlers and
+ * directories, user drop-ins. Host roots are temp dirs; the payload tree is a callback. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 
 #include "deployer/containerd.h"
 #include "deployer/crio.h"
+#include "deployer/custom.h"
 #include "deployer/kataconfig.h"
 #include "deployer/runtime.h"
 #include "fsroot.h"
@@ -257,6 +259,133 @@ TEST(test_devkit_without_root_hash)
 	kd_kata_files_free(f, n);
 }
 
+static void write_file(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	if (f) {
+		fputs(text, f);
+		fclose(f);
+	}
+}
+
+TEST(test_custom_list)
+{
+	_cleanup_free_ kd_custom_runtime *c = NULL;
+	size_t n = 0;
+	kd_error err = {0};
+	CHECK_INT(kd_custom_parse("l",
+				  "# mine\n\nkata-a:qemu:nydus:guest-pull\n kata-b : clh \n"
+				  "kata-c:qemu::default # comment\n",
+				  &c, &n, &err),
+		  0);
+	CHECK_INT(n, 3);
+	if (n == 3) {
+		CHECK_STR(c[0].handler, "kata-a");
+		CHECK_STR(c[0].snapshotter, "nydus");
+		CHECK(c[0].guest_pull);
+		CHECK_STR(c[1].handler, "kata-b");
+		CHECK_STR(c[1].base, "clh");
+		CHECK_STR(c[1].snapshotter, "");
+		CHECK(!c[2].guest_pull);
+	}
+	struct {
+		const char *text, *want;
+	} bad[] = {
+		{"\nKata-A:qemu\n", "l:2: handler 'Kata-A' must be 1-63 lowercase"},
+		{"kata-a\n", "l:1: custom runtime 'kata-a' has no base shim"},
+		{"kata-a:qemuu\n", "l:1: unknown base shim 'qemuu'"},
+		{"kata-a:qemu::fast\n", "l:1: pull type 'fast' of 'kata-a' is not guest-pull"},
+		{"kata-a:qemu\nkata-a:clh\n", "l:2: handler 'kata-a' is listed twice"},
+		{"kata-a:qemu:x:default:y\n", "l:1: more than 4 fields"},
+	};
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+		_cleanup_free_ kd_custom_runtime *x = NULL;
+		kd_err_clear(&err);
+		CHECK(kd_custom_parse("l", bad[i].text, &x, &n, &err) < 0);
+		if (!strstr(err.msg, bad[i].want))
+			printf("#   '%s': %s\n", bad[i].want, err.msg);
+		CHECK(strstr(err.msg, bad[i].want) != NULL);
+	}
+}
+
+/* A custom configs dir: one custom runtime with its drop-in, and a drop-in for qemu (which the
+ * debug variant shares). */
+TEST(test_plan_custom)
+{
+	char dir[512];
+	snprintf(dir, sizeof(dir), "%s/cc", base);
+	mkdir(dir, 0755);
+	write_file(dir, KD_CUSTOM_LIST, "kata-mine:qemu:nydus:\n");
+	write_file(dir, "dropin-qemu.toml", "[hypervisor.qemu]\ndefault_vcpus = 2\n");
+	write_file(dir, "dropin-kata-mine.toml", "[hypervisor.qemu]\ndefault_memory = 4096\n");
+	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
+	char *shims[] = {"qemu", NULL};
+	tree t = {0};
+	kd_runtime_input in = {.rootfd = rootfd,
+			       .prefix = "opt/kata",
+			       .treefd = -1,
+			       .read_tree = read_tree,
+			       .read_tree_userdata = &t,
+			       .shims = shims};
+	kd_runtime_opts o = {.runtime_version = "2.2.9",
+			     .debug = true,
+			     .custom_configs = dir,
+			     .custom_runtimes = true};
+	kd_config_plan p = {0};
+	kd_error err = {0};
+	CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+	if (err.msg[0])
+		printf("#   %s\n", err.msg);
+	const char *d = text_of(&p, "etc/containerd/conf.d/kata-deploy.toml");
+	CHECK(strstr(d, "containerd.runtimes.kata-mine]\n") != NULL);
+	CHECK(strstr(d, "runtime_type = \"io.containerd.kata-mine.v2\"") != NULL);
+	CHECK(strstr(d,
+		     "ConfigPath = \"/opt/kata/runtimes/custom/kata-mine/configuration-qemu.toml\"") !=
+	      NULL);
+	CHECK(strstr(d, "runtime_platforms.kata-mine]\nsnapshotter = \"nydus\"\n") != NULL);
+	CHECK(find(&p, "opt/kata/runtimes/custom/kata-mine/configuration-qemu.toml") != NULL);
+	CHECK(strstr(text_of(&p,
+			     "opt/kata/runtimes/custom/kata-mine/config.d/50-user-overrides.toml"),
+		     "\n[hypervisor.qemu]\ndefault_memory = 4096\n") != NULL);
+	CHECK(strstr(text_of(&p, "opt/kata/runtimes/qemu/config.d/50-user-overrides.toml"),
+		     "default_vcpus = 2") != NULL);
+	CHECK(strstr(text_of(&p, "opt/kata/runtimes/qemu-debug/config.d/50-user-overrides.toml"),
+		     "default_vcpus = 2") != NULL);
+	/* A custom runtime is not a debug variant. */
+	CHECK(!find(&p, "opt/kata/runtimes/custom/kata-mine/config.d/20-debug.toml"));
+	kd_config_plan_done(&p);
+
+	/* Without --custom-runtimes the list is not read; drop-ins still are. */
+	o.custom_runtimes = false;
+	CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+	CHECK(strstr(text_of(&p, "etc/containerd/conf.d/kata-deploy.toml"), "kata-mine") == NULL);
+	CHECK(find(&p, "opt/kata/runtimes/qemu/config.d/50-user-overrides.toml") != NULL);
+	kd_config_plan_done(&p);
+
+	/* Refusals: base shim not enabled, a name taken by a shim, a drop-in that is not TOML. */
+	o.custom_runtimes = true;
+	write_file(dir, KD_CUSTOM_LIST, "kata-mine:clh\n");
+	kd_err_clear(&err);
+	CHECK(kd_runtime_plan(&in, &o, &p, &err) < 0);
+	CHECK(strstr(err.msg, "custom runtime 'kata-mine': its base shim 'clh' is not enabled"));
+	write_file(dir, KD_CUSTOM_LIST, "kata-qemu-debug:qemu\n");
+	kd_err_clear(&err);
+	CHECK(kd_runtime_plan(&in, &o, &p, &err) < 0);
+	CHECK(strstr(err.msg, "custom runtime 'kata-qemu-debug': a shim's handler has that name"));
+	write_file(dir, KD_CUSTOM_LIST, "kata-mine:qemu\n");
+	write_file(dir, "dropin-kata-mine.toml", "[hypervisor.qemu\n");
+	kd_err_clear(&err);
+	CHECK(kd_runtime_plan(&in, &o, &p, &err) < 0);
+	CHECK(strstr(err.msg, "dropin-kata-mine.toml:1:") != NULL);
+	o.custom_configs = NULL;
+	kd_err_clear(&err);
+	CHECK(kd_runtime_plan(&in, &o, &p, &err) < 0);
+	CHECK(strstr(err.msg, "--custom-runtimes needs --custom-configs DIR"));
+	close(rootfd);
+}
+
 int main(void)
 {
 	if (!mkdtemp(base))
@@ -266,6 +395,8 @@ int main(void)
 	RUN(test_plan_crio_suffix_debug);
 	RUN(test_refusals);
 	RUN(test_devkit_without_root_hash);
+	RUN(test_custom_list);
+	RUN(test_plan_custom);
 	int rootfd = open("/", O_RDONLY | O_DIRECTORY);
 	kd_remove_tree(rootfd, base + 1, NULL);
 	close(rootfd);
