@@ -1,5 +1,5 @@
-/* Private to the payload module (lib/manifest.c, lib/payload-pack.c, lib/payload.c): shared
- * constants and helpers. Nothing outside these files includes it. */
+/* Private to the payload module (lib/manifest.c, lib/manifest-read.c, lib/payload-pack.c,
+ * lib/payload.c): shared constants and helpers. Nothing outside these files includes it. */
 #pragma once
 
 #include <json-c/json.h>
