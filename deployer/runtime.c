@@ -1059,6 +1059,49 @@ static int run_capture(char *const argv[], char **ret_out, kd_error *err)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
+/* The config k3s/rke2 rendered from our previous template holds that template's tables: drop
+ * them (they are what the new template replaces) before appending the new one. *ret stays NULL
+ * when the template on disk is not ours. */
+static int strip_rendered(const char *main, const char *base, size_t blen, const kd_change *c,
+			  char **ret, kd_error *err)
+{
+	size_t tl = strlen(KD_K3S_TEMPLATE_BASE);
+	_cleanup_toml_ kd_toml_doc *old = NULL, *doc = NULL;
+	*ret = NULL;
+	if (!c->old || c->old_len < tl || strncmp(c->old, KD_K3S_TEMPLATE_BASE, tl) != 0 ||
+	    kd_toml_parse(c->path, c->old + tl, c->old_len - tl, &old, NULL) < 0)
+		return 0;
+	int r = parse_named(main, base, blen, &doc, err);
+	if (r < 0)
+		return r;
+	static const char *const plugins[] = {"plugins"};
+	const kd_toml_node *pl = kd_toml_table(old, plugins, 1);
+	for (const kd_toml_node *id = kd_toml_first(pl); id; id = kd_toml_next(id)) {
+		const char *idk = kd_toml_key(id, NULL);
+		const char *sub[2] = {"containerd", "runtimes"};
+		size_t ns = 2;
+		if (!strcmp(idk, "io.containerd.cri.v1.images")) {
+			sub[0] = "runtime_platforms";
+			ns = 1;
+		}
+		const kd_toml_node *t = id;
+		for (size_t k = 0; k < ns && t; k++)
+			t = kd_toml_get(t, sub[k]);
+		for (const kd_toml_node *h = kd_toml_first(t); h; h = kd_toml_next(h)) {
+			const char *path[5] = {"plugins", idk, sub[0], sub[1], NULL};
+			path[2 + ns] = kd_toml_key(h, NULL);
+			kd_error e2 = {0};
+			r = kd_toml_remove_table(doc, path, 3 + ns, &e2);
+			if (r < 0 && r != -ENOENT)
+				return kd_err(err, r, "%s", e2.msg);
+		}
+	}
+	size_t len;
+	const char *text = kd_toml_text(doc, &len);
+	*ret = strndup(text, len);
+	return *ret ? 0 : -ENOMEM;
+}
+
 static int validate_containerd(int rootfd, const kd_config_plan *p, const char *bin, kd_error *err)
 {
 	char tmpl[] = "/tmp/kd-validate.XXXXXX";
@@ -1073,10 +1116,16 @@ static int validate_containerd(int rootfd, const kd_config_plan *p, const char *
 	if (p->ctd.strategy == KD_CTD_TEMPLATE) {
 		/* What k3s renders: its base config followed by our part of the template. */
 		const kd_change *c = change_for(p, p->ctd.target);
-		_cleanup_free_ char *base = NULL;
+		_cleanup_free_ char *base = NULL, *clean = NULL;
 		size_t bl;
-		if ((r = read_opt(rootfd, main, &base, &bl, err)) >= 0 && c && c->new_text &&
-		    asprintf(&rendered, "%s\n%s", base ? base : "",
+		if ((r = read_opt(rootfd, main, &base, &bl, err)) >= 0 && base && c &&
+		    (r = strip_rendered(main, base, bl, c, &clean, err)) < 0)
+			return r;
+		if (r >= 0 && c && c->new_text &&
+		    asprintf(&rendered, "%s\n%s",
+			     clean  ? clean
+			     : base ? base
+				    : "",
 			     c->new_text + strlen(KD_K3S_TEMPLATE_BASE)) < 0)
 			r = -ENOMEM;
 	}

@@ -9,8 +9,9 @@
 # writes), install writes exactly the expected file, the dump lists every handler with its
 # options and keeps every original setting, the restart is the distribution's (none for k0s),
 # a no-op reinstall restarts nothing, uninstall gives back every byte and the original dump.
-# Then bad inputs per distribution: refused with the file (and line), nothing written. One check
-# is a known bug marked TODO (an option change after rke2 rendered our template; see below).
+# Then bad inputs per distribution: refused with the file (and line), nothing written. Also an
+# option change after rke2 rendered our template (the loader check must not count our old
+# tables twice).
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 
@@ -441,19 +442,8 @@ check "microk8s: the template's placeholders survive the edit" \
 
 # rke2 renders config.toml from the template at its restart, so the next install whose runtime
 # config changes (here: fewer shims) finds our handlers in the rendered file. rke2 renders
-# base + the new template, which containerd accepts; kata-deploy's own loader check must too.
-# Known bug, outside the files this test may fix: validate_containerd() (deployer/runtime.c)
-# renders "the rendered config.toml on disk" + the new template, so our old tables are there
-# twice ("table 'kata-qemu' is defined twice") and the install is refused.
-known_bug() { # known_bug DESC WHY COMMAND...: TAP TODO; counted as a failure once it passes
-	local d=$1 why=$2
-	shift 2
-	if "$@"; then
-		not_ok "$d: passes now, make it a plain check (was: $why)"
-	else
-		echo "not ok - $d # TODO $why"
-	fi
-}
+# base + the new template, which containerd accepts; kata-deploy's own loader check must too
+# (it drops the old template's tables from the rendered file before appending the new ones).
 upgrade_after_render() {
 	local args=(--payload "$P" --distribution rke2 --runtime-version 1.6.20 --runtime-binary "$CTD1" --restart none)
 	"$KD" install --root "$R" "${args[@]}" >"$T/rerender.out1" 2>&1 || return 1
@@ -467,8 +457,7 @@ upgrade_after_render() {
 }
 CASE=rke2-rerender; rke2_root usr/local/lib/systemd/system rke2-server.service "$RKE2_V2"
 cp "$R/$RKE2/config.toml" "$T/rerender.base"
-known_bug "rke2 1.x: an option change after rke2 rendered our template is accepted" \
-	"deployer/runtime.c validate_containerd() counts the rendered file's old kata tables twice" upgrade_after_render
+check "rke2 1.x: an option change after rke2 rendered our template is accepted and renders right" upgrade_after_render
 
 # ---- bad inputs: a clear error naming the file (and line), nothing written -----------------
 
