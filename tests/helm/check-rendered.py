@@ -4,7 +4,7 @@
     check-rendered.py CASE < rendered.yaml
 
 Every render must satisfy the contract with the node agent (command, env names, probes,
-host mounts, RBAC verbs, RuntimeClasses). CASE adds the expectations of one values file
+host mounts, RBAC verbs, RuntimeClasses, the custom-configs ConfigMap). CASE adds the expectations of one values file
 (see CASES). The expected overheads and RBAC rules are written out here on purpose instead
 of being read from the chart, so that the test is an independent oracle.
 Prints one "ok - ..." line per check and exits 1 on the first failed case.
@@ -34,7 +34,7 @@ OVERHEAD["remote"] = ("120Mi", "250m")
 ARCHS = ("X86_64", "AARCH64", "S390X", "PPC64LE")
 ENV_NAMES = {"NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "DEBUG", "DEVKIT", "K8S_DISTRIBUTION", "HEALTH_PORT",
              "INSTALLATION_PREFIX", "MULTI_INSTALL_SUFFIX", "STARTUP_TAINTS", "AGENT_HTTPS_PROXY",
-             "AGENT_NO_PROXY"}
+             "AGENT_NO_PROXY", "CUSTOM_RUNTIMES_ENABLED", "CUSTOM_CONFIGS_DIR"}
 for a in ARCHS:
     ENV_NAMES |= {f"{v}_{a}" for v in ("SHIMS", "DEFAULT_SHIM", "ALLOWED_HYPERVISOR_ANNOTATIONS",
                                        "SNAPSHOTTER_HANDLER_MAPPING", "PULL_TYPE_MAPPING")}
@@ -48,6 +48,8 @@ NS_RULES = {("apps", "daemonsets"): {"get", "list"},
 SYSTEMD_MOUNTS = {"/run/systemd": False, "/var/run/dbus": False,
                   "/etc/systemd/system": True, "/usr/lib/systemd/system": True}
 STATE = "/var/lib/kata-deploy"
+CUSTOM_DIR = "/custom-configs"
+KATA_RUNTIME = {"katacontainers.io/kata-runtime": "true"}
 DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
               "rke2": "/var/lib/rancher/rke2/agent/etc/containerd",
               "k0s": "/etc/k0s", "microk8s": "/var/snap/microk8s/current/args"}
@@ -57,7 +59,11 @@ BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc/containe
             install_dir="/opt", shims={a: ["qemu"] for a in ARCHS}, default={a: "qemu" for a in ARCHS},
             default_rc=None, debug="false", devkit="false", taints="", max_unavailable=1, grace=600,
             image="ghcr.io/kata-deploy-c/kata-deploy:0.1.0", https="", noproxy="",
-            ann={}, snap={}, pull={}, extra_selector={}, pod_annotations={}, hook=True)
+            ann={}, snap={}, pull={}, extra_selector={}, pod_annotations={}, hook=True,
+            # custom_data: the <daemonset>-custom-configs ConfigMap's data, exactly (None: no
+            # ConfigMap); custom_rc: RuntimeClass name -> (handler, (memory, cpu) or None,
+            # scheduling.nodeSelector) of the custom runtimes.
+            custom_enabled="false", custom_data=None, custom_rc={})
 
 
 def case(**kw):
@@ -99,6 +105,37 @@ CASES = {
         pod_annotations={"example.com/team": "platform"}),
     # debug + devkit (set on the command line by test-helm.sh): three RuntimeClasses per shim.
     "debug-devkit": case(debug="true", devkit="true"),
+    # Two custom runtimes (a generated RuntimeClass inheriting qemu's overhead, one written in
+    # full) and a drop-in for qemu.
+    "custom-runtimes": case(
+        shims={"X86_64": ["qemu", "qemu-coco-dev"], "AARCH64": ["qemu"], "S390X": ["qemu", "qemu-coco-dev"],
+               "PPC64LE": ["qemu"]},
+        pull={a: "qemu-coco-dev:guest-pull" for a in ("X86_64", "S390X")},
+        custom_enabled="true",
+        custom_data={
+            "custom-runtimes.list": "kata-coco-guest-pull:qemu-coco-dev::guest-pull\n"
+                                    "kata-qemu-nydus-big:qemu:nydus:\n",
+            "dropin-kata-qemu-nydus-big.toml": "[hypervisor.qemu]\ndefault_vcpus = 4\ndefault_memory = 8192\n",
+            "dropin-qemu.toml": "[hypervisor.qemu]\ndefault_memory = 3072\n",
+        },
+        custom_rc={"kata-qemu-nydus-big": ("kata-qemu-nydus-big", OVERHEAD["qemu"], KATA_RUNTIME),
+                   "kata-coco": ("kata-coco-guest-pull", ("640Mi", "500m"),
+                                 dict(KATA_RUNTIME, **{"example.com/tee": "true"}))}),
+    # test-helm.sh --set: suffix "next", qemu-nvidia-gpu enabled, a custom runtime on it without
+    # inherited overhead (the base shim's nodeSelector is
+    # kept), a runtimeClass map whose handler is replaced, pullType default, and a drop-in of
+    # a disabled shim (clh), which is left out.
+    "custom-set": case(
+        sfx="next", custom_enabled="true",
+        shims={"X86_64": ["qemu", "qemu-nvidia-gpu"], "AARCH64": ["qemu", "qemu-nvidia-gpu"], "S390X": ["qemu"],
+               "PPC64LE": ["qemu"]},
+        custom_data={"custom-runtimes.list": "kata-gpu-lean:qemu-nvidia-gpu::default\nkata-y:qemu::\n"},
+        custom_rc={"kata-gpu-lean": ("kata-gpu-lean", None,
+                                     dict(KATA_RUNTIME, **{"kata-deploy.katacontainers.io/next": "true",
+                                                           "nvidia.com/cc.ready.state": "false"})),
+                   "kata-y-rc": ("kata-y", None, {})}),
+    # test-helm.sh --set: qemu's drop-in only; custom runtimes listed but not enabled.
+    "dropin-only": case(custom_data={"dropin-qemu.toml": "[runtime]\nenable_debug = true\n"}),
     # manifests/ = chart defaults without the Helm-only pre-delete hook.
     "manifests": case(hook=False),
 }
@@ -147,13 +184,17 @@ def main():
         by.setdefault(d["kind"], []).append(d)
 
     # --- object set and names (suffix everywhere)
+    has_cm = c["custom_data"] is not None
     eq(sorted((k, len(v)) for k, v in by.items() if k != "RuntimeClass"),
-       [("ClusterRole", 1), ("ClusterRoleBinding", 1), ("DaemonSet", 1), ("Role", 1), ("RoleBinding", 1),
-        ("ServiceAccount", 1)], "object kinds")
+       sorted([("ClusterRole", 1), ("ClusterRoleBinding", 1), ("DaemonSet", 1), ("Role", 1), ("RoleBinding", 1),
+               ("ServiceAccount", 1)] + ([("ConfigMap", 1)] if has_cm else [])), "object kinds")
     names = {k: v[0]["metadata"]["name"] for k, v in by.items() if k != "RuntimeClass"}
-    eq(names, {"ServiceAccount": f"kata-deploy-sa{sfx}", "ClusterRole": f"kata-deploy-role{sfx}",
-               "ClusterRoleBinding": f"kata-deploy-rb{sfx}", "Role": f"kata-deploy-role{sfx}",
-               "RoleBinding": f"kata-deploy-rb{sfx}", "DaemonSet": f"kata-deploy{sfx}"}, "object names carry the suffix")
+    want_names = {"ServiceAccount": f"kata-deploy-sa{sfx}", "ClusterRole": f"kata-deploy-role{sfx}",
+                  "ClusterRoleBinding": f"kata-deploy-rb{sfx}", "Role": f"kata-deploy-role{sfx}",
+                  "RoleBinding": f"kata-deploy-rb{sfx}", "DaemonSet": f"kata-deploy{sfx}"}
+    if has_cm:
+        want_names["ConfigMap"] = f"kata-deploy{sfx}-custom-configs"
+    eq(names, want_names, "object names carry the suffix")
     for d in main_objs + hooks:
         md = d["metadata"]
         if d["kind"] not in ("ClusterRole", "ClusterRoleBinding", "RuntimeClass"):
@@ -189,8 +230,14 @@ def main():
     for k in ("hostPID", "hostNetwork", "hostIPC"):
         check(not pod.get(k), f"no {k}")
     eq(pod.get("nodeSelector", {}), c["extra_selector"], "nodeSelector")
-    ann = spec["template"]["metadata"].get("annotations", {})
+    ann = dict(spec["template"]["metadata"].get("annotations", {}))
+    checksum = ann.pop("checksum/custom-configs", None)
     eq(ann, c["pod_annotations"], "pod annotations")
+    if has_cm:
+        check(isinstance(checksum, str) and len(checksum) == 64 and all(ch in "0123456789abcdef" for ch in checksum),
+              "checksum/custom-configs pod annotation (a ConfigMap change rolls the agents)")
+    else:
+        eq(checksum, None, "no checksum/custom-configs annotation without the ConfigMap")
     eq(len(pod["containers"]), 1, "one container")
     ctr = pod["containers"][0]
     eq(ctr["image"], c["image"], "image")
@@ -217,6 +264,8 @@ def main():
     eq(val["INSTALLATION_PREFIX"], "" if c["install_dir"] == "/opt" else c["install_dir"], "INSTALLATION_PREFIX")
     eq(val["AGENT_HTTPS_PROXY"], c["https"], "AGENT_HTTPS_PROXY")
     eq(val["AGENT_NO_PROXY"], c["noproxy"], "AGENT_NO_PROXY")
+    eq(val.get("CUSTOM_RUNTIMES_ENABLED"), c["custom_enabled"], "CUSTOM_RUNTIMES_ENABLED")
+    eq(val.get("CUSTOM_CONFIGS_DIR"), CUSTOM_DIR, "CUSTOM_CONFIGS_DIR")
     enabled = set()
     for a in ARCHS:
         shims = val[f"SHIMS_{a}"].split()
@@ -256,6 +305,10 @@ def main():
             host[hp] = mounts[n]
             eq(mounts[n]["mountPath"], "/host" + hp, f"host {hp} mounted at /host{hp}")
             check(v["hostPath"].get("type") in ("Directory", "DirectoryOrCreate"), f"host {hp} has a directory type")
+        elif "configMap" in v:
+            eq((n, v["configMap"].get("name"), mounts[n]["mountPath"], mounts[n].get("readOnly")),
+               ("custom-configs", f"kata-deploy{sfx}-custom-configs", CUSTOM_DIR, True),
+               f"ConfigMap volume {n} read-only at {CUSTOM_DIR}")
         else:
             check("emptyDir" in v, f"volume {n} is an emptyDir")
     want = set(c["runtime_dirs"]) | {c["install_dir"], STATE} | set(SYSTEMD_MOUNTS)
@@ -266,6 +319,18 @@ def main():
     for hp in set(c["runtime_dirs"]) | {c["install_dir"], STATE}:
         check(hp in host and not host[hp].get("readOnly"), f"{hp} mounted writable")
     check(any(m["mountPath"] == "/tmp" for m in ctr["volumeMounts"]), "/tmp is writable (read-only root)")
+    eq("custom-configs" in vols, has_cm, f"{CUSTOM_DIR} mounted exactly when the ConfigMap exists")
+
+    # --- custom-configs ConfigMap: exactly the expected files
+    if has_cm:
+        cm = by["ConfigMap"][0]
+        eq(cm.get("data"), c["custom_data"], "custom-configs ConfigMap data")
+        check(not cm.get("binaryData"), "custom-configs has no binaryData")
+        listed = [ln.split(":") for ln in cm["data"].get("custom-runtimes.list", "").splitlines()]
+        check(all(len(f) == 4 for f in listed), "custom-runtimes.list lines are handler:baseConfig:snapshotter:pullType")
+        eq([f[0] for f in listed], sorted(f[0] for f in listed), "custom-runtimes.list sorted by handler")
+        eq(sorted(f[0] for f in listed), sorted(h for h, _, _ in c["custom_rc"].values()),
+           "custom runtime handlers = custom RuntimeClass handlers")
 
     # --- RuntimeClasses
     rcs = {d["metadata"]["name"]: d for d in by.get("RuntimeClass", [])}
@@ -274,6 +339,7 @@ def main():
     want_rc = {f"kata-{s}{sfx}{v}" for s in enabled for v in variants}
     if c["default_rc"]:
         want_rc.add(c["default_rc"][0])
+    want_rc |= set(c["custom_rc"])
     eq(set(rcs), want_rc, "RuntimeClass names")
     for s in sorted(enabled):
         for v in variants:
@@ -293,6 +359,17 @@ def main():
                 check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
                       f"{n} has no per-install label (single install)")
             check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
+    for n, (handler, overhead, selector) in sorted(c["custom_rc"].items()):
+        rc = rcs.get(n)
+        if not check(rc is not None, f"custom RuntimeClass {n} exists"):
+            continue
+        eq((rc["apiVersion"], rc["kind"]), ("node.k8s.io/v1", "RuntimeClass"), f"custom RuntimeClass {n} type")
+        eq(rc["handler"], handler, f"custom RuntimeClass {n} handler")
+        eq(rc.get("overhead"), {"podFixed": {"memory": overhead[0], "cpu": overhead[1]}} if overhead else None,
+           f"custom RuntimeClass {n} overhead")
+        eq((rc.get("scheduling") or {}).get("nodeSelector") or {}, selector, f"custom RuntimeClass {n} nodeSelector")
+        eq((rc["metadata"].get("annotations") or {}).get("katacontainers.io/kata-version"), "0.1.0",
+           f"custom RuntimeClass {n} kata-version annotation")
     if c["default_rc"]:
         n, handler, shim = c["default_rc"]
         eq(rcs[n]["handler"], handler, f"default RuntimeClass {n} handler")

@@ -2,7 +2,8 @@
 # The Helm chart and manifests/, with real Helm (v3.17.3, scripts/peers/helm.sh):
 #   - helm lint --strict of the defaults and of every example values file
 #   - helm template of each, checked by tests/helm/check-rendered.py (contract with the agent:
-#     command, env, probes, mounts, RBAC verbs, RuntimeClasses, overheads, suffixes, hook)
+#     command, env, probes, mounts, RBAC verbs, RuntimeClasses, overheads, suffixes, hook,
+#     the custom-configs ConfigMap of custom runtimes and drop-ins)
 #   - bad values are refused with a readable message (schema and template checks)
 #   - accepted-but-unsupported upstream keys produce warnings
 #   - manifests/ equals what scripts/render-manifests.sh renders (drift check)
@@ -35,7 +36,7 @@ render() { # render OUT [helm args...]
 }
 
 # --- the schema knows exactly the shims values.yaml lists
-"$PY" - "$CHART" <<'PYEOF' && ok "schema shims and defaultShim enum = values.yaml shims" || bad "schema and values.yaml disagree on shims"
+"$PY" - "$CHART" <<'PYEOF' && ok "schema shims, defaultShim and customRuntimes baseConfig enums = values.yaml shims" || bad "schema and values.yaml disagree on shims"
 import json, sys, yaml
 chart = sys.argv[1]
 schema = json.load(open(f"{chart}/values.schema.json"))
@@ -43,13 +44,14 @@ vals = yaml.safe_load(open(f"{chart}/values.yaml"))
 shims = set(vals["shims"]) - {"disableAll"}
 props = set(schema["properties"]["shims"]["properties"]) - {"disableAll"}
 enum = set(schema["properties"]["defaultShim"]["properties"]["amd64"]["enum"])
-sys.exit(0 if shims == props == enum and len(shims) == 27 else 1)
+base = set(schema["definitions"]["customRuntime"]["properties"]["baseConfig"]["enum"])
+sys.exit(0 if shims == props == enum == base and len(shims) == 27 else 1)
 PYEOF
 
 # --- lint + template + rendered-output checks: defaults and every example
 cases=(default)
 for f in "$CHART"/examples/*.yaml; do cases+=("$(basename "$f" .yaml)"); done
-want_examples="crio k0s k3s microk8s multi-install rke2 upstream-style"
+want_examples="crio custom-runtimes k0s k3s microk8s multi-install rke2 upstream-style"
 [ "${cases[*]:1}" = "$want_examples" ] && ok "examples: $want_examples" || bad "examples are '${cases[*]:1}', want '$want_examples'"
 for c in "${cases[@]}"; do
 	args=()
@@ -82,11 +84,16 @@ render "$W/warn.yaml" --set logLevel=debug --set containerd.configDir=/x \
 	--set customRuntimes.enabled=true --set monitor.enabled=true --set node-feature-discovery.enabled=true \
 	--set verification.pod=x --set env.hostOS=cbl-mariner
 for w in "logLevel is ignored" "containerd.configDir is ignored" \
-	"shims.qemu.dropIn is ignored" "shims.qemu.containerd.forceGuestPull is ignored" \
-	"customRuntimes is ignored" "monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
+	"shims.qemu.containerd.forceGuestPull is ignored" \
+	"customRuntimes.enabled has no effect: customRuntimes.runtimes is empty" \
+	"monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
 	"verification.pod is ignored" "env.hostOS is ignored"; do
 	expect_warning "$W/warn.yaml" "$w"
 done
+# shims.<s>.dropIn and customRuntimes are supported now: no "is ignored" for them.
+grep -E '^# WARNING: (shims\.qemu\.dropIn|customRuntimes is)' "$W/warn.yaml" &&
+	bad "shims.<s>.dropIn or customRuntimes still reported as ignored" ||
+	ok "no warning for shims.<s>.dropIn and enabled customRuntimes"
 
 # --- bad values are refused, with a message that names the problem
 reject() { # TEXT helm-args...
@@ -133,6 +140,40 @@ reject "is upstream's image, which does not contain this chart's agent" \
 	--set image.reference=quay.io/kata-containers/kata-deploy
 reject "runtimeClasses.createDefault needs defaultShim.amd64" --set runtimeClasses.createDefault=true \
 	--set shims.disableAll=true --set shims.qemu-se.enabled=true --set defaultShim.s390x=qemu-se
+# custom runtimes
+CR=(--set customRuntimes.enabled=true)
+reject "customRuntimes.runtimes.Kata_Big: the name is the runtime handler and must be a DNS label" \
+	"${CR[@]}" --set customRuntimes.runtimes.Kata_Big.baseConfig=qemu
+reject "customRuntimes.runtimes.kata-$(printf 'x%.0s' {1..59}): the name is the runtime handler and must be a DNS label" \
+	"${CR[@]}" --set "customRuntimes.runtimes.kata-$(printf 'x%.0s' {1..59}).baseConfig=qemu"
+reject 'customRuntimes.runtimes.kata-qemu: "kata-qemu" is a handler of the enabled shim qemu' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-qemu.baseConfig=qemu-runtime-rs
+reject 'customRuntimes.runtimes.kata-qemu-next-debug: "kata-qemu-next-debug" is a handler of the enabled shim qemu' \
+	"${CR[@]}" --set env.multiInstallSuffix=next --set customRuntimes.runtimes.kata-qemu-next-debug.baseConfig=qemu
+reject 'customRuntimes.runtimes.qemu-tdx: "qemu-tdx" is a shim name' \
+	"${CR[@]}" --set customRuntimes.runtimes.qemu-tdx.baseConfig=qemu
+reject 'customRuntimes.runtimes.kata-x.baseConfig: customRuntimes.runtimes.kata-x.baseConfig must be one of the following: "clh"' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu-foo
+reject 'customRuntimes.runtimes.kata-x.baseConfig "qemu-tdx" is not an enabled shim (enabled: qemu)' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu-tdx
+reject "customRuntimes.runtimes.kata-x: baseConfig is required" "${CR[@]}" --set customRuntimes.runtimes.kata-x.dropIn=x
+reject 'customRuntimes.runtimes.kata-x.crio.pullType: customRuntimes.runtimes.kata-x.crio.pullType must be one of the following: "", "default", "guest-pull"' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.crio.pullType=always
+reject "customRuntimes.runtimes.kata-x.containerd.snapshotter: Does not match pattern" \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.containerd.snapshotter=a:b
+reject "customRuntimes.runtimes.kata-x.runtimeClass has no metadata.name" \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.runtimeClass.handler=kata-x
+reject "customRuntimes.runtimes.kata-x.runtimeClass is not a YAML mapping" \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set-string 'customRuntimes.runtimes.kata-x.runtimeClass=- a'
+reject 'customRuntimes.runtimes.kata-x.runtimeClass has kind "Pod", want RuntimeClass' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.runtimeClass.kind=Pod \
+	--set customRuntimes.runtimes.kata-x.runtimeClass.metadata.name=x
+reject 'customRuntimes.runtimes.kata-x: RuntimeClass "kata-qemu" is already created for shim qemu' \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.runtimeClass.metadata.name=kata-qemu
+reject 'customRuntimes.runtimes.kata: RuntimeClass "kata" is already created for runtimeClasses.defaultName' \
+	"${CR[@]}" --set runtimeClasses.createDefault=true --set customRuntimes.runtimes.kata.baseConfig=qemu
+reject "customRuntimes.runtimes.kata-x: Additional property snapshotter is not allowed" \
+	"${CR[@]}" --set customRuntimes.runtimes.kata-x.baseConfig=qemu --set customRuntimes.runtimes.kata-x.snapshotter=nydus
 
 # --- a few value paths the examples do not cover
 render "$W/v.yaml" --set runtimeClasses.overheadEnabled=false --set 'startupTaints[0]=a.example/b' \
@@ -155,6 +196,27 @@ if render "$W/dd.yaml" --set debug=true --set devkit=true &&
 else
 	bad "debug + devkit render"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/dd.yaml.err"
 fi
+# custom runtimes set on the command line (case custom-set) and a shim drop-in alone (dropin-only)
+CS=(--set env.multiInstallSuffix=next --set customRuntimes.enabled=true --set shims.qemu-nvidia-gpu.enabled=true
+	--set customRuntimes.runtimes.kata-gpu-lean.baseConfig=qemu-nvidia-gpu
+	--set customRuntimes.runtimes.kata-gpu-lean.inheritBaseOverhead=false
+	--set customRuntimes.runtimes.kata-gpu-lean.crio.pullType=default
+	--set customRuntimes.runtimes.kata-y.baseConfig=qemu
+	--set customRuntimes.runtimes.kata-y.runtimeClass.metadata.name=kata-y-rc
+	--set customRuntimes.runtimes.kata-y.runtimeClass.handler=wrong --set shims.clh.dropIn=x)
+DO=(--set-string 'shims.qemu.dropIn=[runtime]
+enable_debug = true
+' --set customRuntimes.runtimes.kata-x.baseConfig=qemu)
+for c in custom-set dropin-only; do
+	if [ "$c" = custom-set ]; then args=("${CS[@]}"); else args=("${DO[@]}"); fi
+	if render "$W/$c.yaml" "${args[@]}" && "$PY" tests/helm/check-rendered.py "$c" <"$W/$c.yaml" >"$W/check.out"; then
+		ok "custom runtimes ($c): $(grep -c '^ok' "$W/check.out") checks"
+	else
+		bad "custom runtimes ($c)"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/$c.yaml.err"
+	fi
+done
+expect_warning "$W/custom-set.yaml" 'customRuntimes.runtimes.kata-y.runtimeClass.handler (wrong) is replaced by "kata-y"'
+expect_warning "$W/dropin-only.yaml" "customRuntimes.runtimes is ignored: customRuntimes.enabled is false"
 render "$W/rc.yaml" --set runtimeClasses.enabled=false
 grep -q '^kind: RuntimeClass' "$W/rc.yaml" && bad "runtimeClasses.enabled=false still renders RuntimeClasses" ||
 	ok "runtimeClasses.enabled=false: no RuntimeClass"

@@ -82,6 +82,162 @@ Call with (dict "root" $ "arch" "amd64").
 {{- end -}}
 
 {{/*
+Custom runtimes (customRuntimes.*): extra handlers whose Kata configuration and binary come
+from an enabled shim's (baseConfig), plus an optional drop-in. The handler is the key under
+customRuntimes.runtimes, without any suffix. Nothing of it is used unless
+customRuntimes.enabled. Returns "true" or "".
+*/}}
+{{- define "kd.customOn" -}}
+{{- $c := .Values.customRuntimes -}}
+{{- if and (kindIs "map" $c) $c.enabled (kindIs "map" $c.runtimes) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The runtimeClass a custom runtime gives in full (a YAML string, as upstream, or a map), as
+JSON; "" when it gives none (a missing, empty string or empty map runtimeClass).
+Call with (dict "name" NAME "rt" RUNTIME).
+*/}}
+{{- define "kd.customRC" -}}
+{{- $rc := .rt.runtimeClass -}}
+{{- if and (kindIs "string" $rc) (trim $rc) -}}
+{{- $m := fromYaml $rc -}}
+{{- if hasKey $m "Error" -}}
+{{- fail (printf "kata-deploy: customRuntimes.runtimes.%s.runtimeClass is not a YAML mapping (a RuntimeClass object): %s" .name (get $m "Error")) -}}
+{{- end -}}
+{{- toJson $m -}}
+{{- else if and (kindIs "map" $rc) $rc -}}
+{{- toJson $rc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a custom runtime's RuntimeClass: runtimeClass.metadata.name, else the handler. */}}
+{{- define "kd.customRCName" -}}
+{{- $user := include "kd.customRC" . -}}
+{{- if $user -}}
+{{- (fromJson $user).metadata.name -}}
+{{- else -}}
+{{- .name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Data of the <daemonset>-custom-configs ConfigMap the agent reads at /custom-configs, as JSON
+({} when there is nothing to put in it):
+  custom-runtimes.list   handler:baseConfig:snapshotter:pullType per line, sorted by handler
+                         (customRuntimes.enabled with at least one runtime)
+  dropin-<handler>.toml  customRuntimes.runtimes.<handler>.dropIn, verbatim
+  dropin-<shim>.toml     shims.<shim>.dropIn of an enabled shim, verbatim
+*/}}
+{{- define "kd.customData" -}}
+{{- $root := . -}}
+{{- $data := dict -}}
+{{- if include "kd.customOn" $root -}}
+{{- $lines := list -}}
+{{- range $name, $rt := $root.Values.customRuntimes.runtimes -}}
+{{- $ctd := $rt.containerd | default dict -}}
+{{- $crio := $rt.crio | default dict -}}
+{{- $lines = append $lines (printf "%s:%s:%s:%s" $name (toString $rt.baseConfig) ($ctd.snapshotter | default "" | toString) ($crio.pullType | default "" | toString)) -}}
+{{- with $rt.dropIn -}}
+{{- $_ := set $data (printf "dropin-%s.toml" $name) . -}}
+{{- end -}}
+{{- end -}}
+{{- if $lines -}}
+{{- $_ := set $data "custom-runtimes.list" (printf "%s\n" (join "\n" $lines)) -}}
+{{- end -}}
+{{- end -}}
+{{- range $s := compact (splitList " " (include "kd.shimsAny" $root)) -}}
+{{- with (get $root.Values.shims $s).dropIn -}}
+{{- $_ := set $data (printf "dropin-%s.toml" $s) . -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $data -}}
+{{- end -}}
+
+{{/*
+Custom runtime checks (with customRuntimes.enabled): names are DNS labels, neither a shim name
+(dropin-<name>.toml would be ambiguous) nor the handler of an enabled shim (kata-<shim>, with
+the suffix or without, plain, -debug or -devkit); baseConfig is an enabled shim; pullType
+is "", default or guest-pull; a full runtimeClass is a RuntimeClass with a metadata.name that no
+other RuntimeClass of the release uses.
+*/}}
+{{- define "kd.validateCustom" -}}
+{{- $root := . -}}
+{{- $known := without (keys $root.Values.shims | sortAlpha) "disableAll" -}}
+{{- $enabled := compact (splitList " " (include "kd.shimsAny" $root)) -}}
+{{- $sfx := include "kd.sfx" $root -}}
+{{- $handlers := dict -}}
+{{- $rcNames := dict -}}
+{{- $variants := list "" -}}
+{{- if $root.Values.debug }}{{ $variants = append $variants "-debug" }}{{ end -}}
+{{- if $root.Values.devkit }}{{ $variants = append $variants "-devkit" }}{{ end -}}
+{{- range $s := compact (splitList " " (include "kd.shimsAny" $root)) -}}
+{{- range $x := list "" $sfx -}}
+{{- range $v := list "" "-debug" "-devkit" -}}
+{{- $_ := set $handlers (printf "kata-%s%s%s" $s $x $v) $s -}}
+{{- end -}}
+{{- end -}}
+{{- if $root.Values.runtimeClasses.enabled -}}
+{{- range $v := $variants -}}
+{{- $_ := set $rcNames (printf "kata-%s%s%s" $s $sfx $v) (printf "shim %s" $s) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $root.Values.runtimeClasses.enabled $root.Values.runtimeClasses.createDefault (not $root.Values.env.multiInstallSuffix) -}}
+{{- $_ := set $rcNames $root.Values.runtimeClasses.defaultName "runtimeClasses.defaultName" -}}
+{{- end -}}
+{{- range $name, $rt := $root.Values.customRuntimes.runtimes -}}
+{{- $key := printf "customRuntimes.runtimes.%s" $name -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" $name) -}}
+{{- fail (printf "kata-deploy: %s: the name is the runtime handler and must be a DNS label (1-63 lowercase letters, digits or '-', starting and ending with a letter or digit)" $key) -}}
+{{- end -}}
+{{- if has $name $known -}}
+{{- fail (printf "kata-deploy: %s: %q is a shim name; a custom runtime needs a name of its own (e.g. kata-my-%s)" $key $name $name) -}}
+{{- end -}}
+{{- if hasKey $handlers $name -}}
+{{- fail (printf "kata-deploy: %s: %q is a handler of the enabled shim %s; choose another name" $key $name (get $handlers $name)) -}}
+{{- end -}}
+{{- if not (kindIs "map" $rt) -}}
+{{- fail (printf "kata-deploy: %s must be a map with at least baseConfig" $key) -}}
+{{- end -}}
+{{- if not (has (toString $rt.baseConfig) $known) -}}
+{{- fail (printf "kata-deploy: %s.baseConfig %q is not a shim of this chart (one of: %s)" $key (toString $rt.baseConfig) (join ", " $known)) -}}
+{{- end -}}
+{{- if not (has (toString $rt.baseConfig) $enabled) -}}
+{{- fail (printf "kata-deploy: %s.baseConfig %q is not an enabled shim (enabled: %s); the custom runtime uses its binary and configuration, set shims.%s.enabled: true" $key (toString $rt.baseConfig) (join " " $enabled) (toString $rt.baseConfig)) -}}
+{{- end -}}
+{{- $crio := $rt.crio | default dict -}}
+{{- $pull := $crio.pullType | default "" | toString -}}
+{{- if not (has $pull (list "" "default" "guest-pull")) -}}
+{{- fail (printf "kata-deploy: %s.crio.pullType %q must be \"\", \"default\" or \"guest-pull\"" $key $pull) -}}
+{{- end -}}
+{{- $user := include "kd.customRC" (dict "name" $name "rt" $rt) -}}
+{{- if $user -}}
+{{- $m := fromJson $user -}}
+{{- if and (hasKey $m "kind") (ne (toString $m.kind) "RuntimeClass") -}}
+{{- fail (printf "kata-deploy: %s.runtimeClass has kind %q, want RuntimeClass" $key (toString $m.kind)) -}}
+{{- end -}}
+{{- if and (hasKey $m "apiVersion") (ne (toString $m.apiVersion) "node.k8s.io/v1") -}}
+{{- fail (printf "kata-deploy: %s.runtimeClass has apiVersion %q, want node.k8s.io/v1" $key (toString $m.apiVersion)) -}}
+{{- end -}}
+{{- $md := $m.metadata -}}
+{{- if not (and (kindIs "map" $md) (kindIs "string" $md.name) $md.name) -}}
+{{- fail (printf "kata-deploy: %s.runtimeClass has no metadata.name (the RuntimeClass name pods refer to)" $key) -}}
+{{- end -}}
+{{- if not (and (le (len $md.name) 253) (regexMatch "^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$" $md.name)) -}}
+{{- fail (printf "kata-deploy: %s.runtimeClass.metadata.name %q is not a valid object name (lowercase letters, digits, '-' and '.')" $key $md.name) -}}
+{{- end -}}
+{{- end -}}
+{{- if $root.Values.runtimeClasses.enabled -}}
+{{- $rcName := include "kd.customRCName" (dict "name" $name "rt" $rt) -}}
+{{- if hasKey $rcNames $rcName -}}
+{{- fail (printf "kata-deploy: %s: RuntimeClass %q is already created for %s" $key $rcName (get $rcNames $rcName)) -}}
+{{- end -}}
+{{- $_ := set $rcNames $rcName $key -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Checks the schema cannot express. Fails the render with a message naming the key.
 */}}
 {{- define "kd.validate" -}}
@@ -120,6 +276,9 @@ Checks the schema cannot express. Fails the render with a message naming the key
 {{- fail (printf "kata-deploy: env.installationPrefix %q must not contain \".\" or \"..\" path components" .) -}}
 {{- end -}}
 {{- end -}}
+{{- if include "kd.customOn" $root -}}
+{{- include "kd.validateCustom" $root -}}
+{{- end -}}
 {{- if and $root.Values.devkit (not $root.Values.debug) -}}
 {{- fail "kata-deploy: devkit: true needs debug: true (devkit handlers are debug handlers with the devkit guest image)" -}}
 {{- end -}}
@@ -149,12 +308,22 @@ snapshotter.setup ({{ join ", " $v.snapshotter.setup }}) is ignored: snapshotter
 {{- if and $cfg.containerd $cfg.containerd.forceGuestPull }}
 shims.{{ $name }}.containerd.forceGuestPull is ignored: forced guest pull is not supported.
 {{- end -}}
-{{- if $cfg.dropIn }}
-shims.{{ $name }}.dropIn is ignored: per-shim configuration drop-ins are not supported.
+{{- end -}}
+{{- if include "kd.customOn" $ -}}
+{{- if not $v.customRuntimes.runtimes }}
+customRuntimes.enabled has no effect: customRuntimes.runtimes is empty.
+{{- end -}}
+{{- range $name, $rt := $v.customRuntimes.runtimes -}}
+{{- $user := include "kd.customRC" (dict "name" $name "rt" $rt) -}}
+{{- if $user -}}
+{{- $h := (fromJson $user).handler -}}
+{{- if and $h (ne (toString $h) $name) }}
+customRuntimes.runtimes.{{ $name }}.runtimeClass.handler ({{ $h }}) is replaced by "{{ $name }}": a custom runtime's handler is its name.
 {{- end -}}
 {{- end -}}
-{{- if and $v.customRuntimes $v.customRuntimes.enabled }}
-customRuntimes is ignored: custom runtimes are not supported.
+{{- end -}}
+{{- else if and (kindIs "map" $v.customRuntimes) $v.customRuntimes.runtimes }}
+customRuntimes.runtimes is ignored: customRuntimes.enabled is false.
 {{- end -}}
 {{- if and $v.monitor $v.monitor.enabled }}
 monitor.enabled is ignored: kata-monitor is not part of this chart.
@@ -227,4 +396,30 @@ run-systemd|/run/systemd|Directory|false
 run-dbus|/var/run/dbus|DirectoryOrCreate|false
 etc-systemd|/etc/systemd/system|Directory|true
 usr-systemd|/usr/lib/systemd/system|Directory|true
+{{- end -}}
+
+{{/*
+overhead and scheduling of a RuntimeClass, from shims.<shim>.runtimeClass: overhead unless
+disabled (globally, for the shim, or with overhead false), then the kata-runtime node label, the
+per-install label with a suffix, and the shim's nodeSelector.
+Call with (dict "root" $ "shim" NAME "overhead" BOOL).
+*/}}
+{{- define "kd.rcTail" -}}
+{{- $root := .root -}}
+{{- $rc := (get $root.Values.shims .shim).runtimeClass | default dict -}}
+{{- if and .overhead $root.Values.runtimeClasses.overheadEnabled (ne (toString $rc.overheadEnabled) "false") $rc.overhead }}
+overhead:
+  podFixed:
+    memory: {{ $rc.overhead.memory | quote }}
+    cpu: {{ $rc.overhead.cpu | quote }}
+{{- end }}
+scheduling:
+  nodeSelector:
+    katacontainers.io/kata-runtime: "true"
+    {{- with $root.Values.env.multiInstallSuffix }}
+    kata-deploy.katacontainers.io/{{ . }}: "true"
+    {{- end }}
+    {{- with $rc.nodeSelector }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
