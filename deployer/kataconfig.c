@@ -133,6 +133,7 @@ static int add_text(kd_kata_file *f, size_t *n, const char *dir, const char *nam
 	memcpy(f[*n].text + bl, t, len);
 	f[*n].text[bl + len] = '\0';
 	snprintf(f[*n].path, sizeof(f[*n].path), "%s/config.d/%s", dir, name);
+	f[*n].mode = 0;
 	(*n)++;
 	return 0;
 }
@@ -276,6 +277,113 @@ static int devkit_dropin(const kd_tree_src *tree, const kd_toml_doc *pristine, c
 	return 0;
 }
 
+/* A string of the payload under /opt/kata/, moved under prefix; NULL when it is not one. */
+static bool moved(const char *s, const char *prefix, char *out, size_t size)
+{
+	if (strncmp(s, "/opt/kata/", 10) != 0)
+		return false;
+	snprintf(out, size, "%s/%s", prefix, s + 10);
+	return true;
+}
+
+/* 10-installation-prefix.toml: every string and string list of [hypervisor.<hv>] that names a
+ * file under /opt/kata/ (path, kernel, image, firmware, valid_hypervisor_paths, ...) moved under
+ * the prefix. QEMU finds its firmware only under its build prefix, so its path becomes a
+ * wrapper runtimes/bin/<qemu>-installation-prefix that adds -L <prefix>/share/kata-qemu/qemu/;
+ * the wrapper is one more file in ret (mode 0755). */
+static int prefix_dropin(const kd_toml_doc *pristine, const char *hv, const char *pfx,
+			 const char *prefix, kd_toml_doc *d, kd_kata_file *ret, size_t *n,
+			 kd_error *err)
+{
+	const char *hp[] = {"hypervisor", hv};
+	const kd_toml_node *t = kd_toml_table(pristine, hp, 2);
+	char v[VALUE_MAX], wrapper[VALUE_MAX] = "";
+	const char *qemu;
+	int r;
+	if (!strcmp(hv, "qemu") && kd_toml_get_string(kd_toml_get(t, "path"), &qemu, NULL) == 0 &&
+	    !strncmp(qemu, "/opt/kata/bin/", 14) && !strchr(qemu + 14, '/')) {
+		if (*n >= KD_KATA_MAX_FILES)
+			return kd_err(err, -E2BIG, "too many Kata drop-ins");
+		snprintf(wrapper, sizeof(wrapper), "%s/%s/bin/%s-installation-prefix", prefix,
+			 KD_KATA_RUNTIMES_DIR, qemu + 14);
+		_cleanup_free_ char *bin = NULL, *fw = NULL;
+		snprintf(v, sizeof(v), "%s/bin/%s", prefix, qemu + 14);
+		bin = kd_toml_quote(v); /* TOML basic strings are valid sh words in '...' */
+		snprintf(v, sizeof(v), "%s/share/kata-qemu/qemu/", prefix);
+		fw = kd_toml_quote(v);
+		if (!bin || !fw)
+			return -ENOMEM;
+		if (asprintf(
+			    &ret[*n].text,
+			    "#!/bin/sh\n# Written by kata-deploy: QEMU looks for its firmware under "
+			    "its build prefix only;\n# Kata is installed in %s.\nexec %s -L %s "
+			    "\"$@\"\n",
+			    prefix, bin, fw) < 0)
+			return -ENOMEM;
+		snprintf(ret[*n].path, sizeof(ret[*n].path), "%s/%s/bin/%s-installation-prefix",
+			 pfx, KD_KATA_RUNTIMES_DIR, qemu + 14);
+		ret[*n].mode = 0755;
+		(*n)++;
+	}
+	for (const kd_toml_node *e = kd_toml_first(t); e; e = kd_toml_next(e)) {
+		const char *key = kd_toml_key(e, NULL), *s;
+		if (kd_toml_get_string(e, &s, NULL) == 0) {
+			if (!moved(s, prefix, v, sizeof(v)))
+				continue;
+			if ((r = ensure(d, hp, 2, err)) < 0 ||
+			    (r = kd_toml_set_string(
+				     d, hp, 2, key,
+				     wrapper[0] && !strcmp(key, "path") ? wrapper : v, err)) < 0)
+				return r;
+			continue;
+		}
+		if (kd_toml_type_of(e) != KD_TOML_ARRAY)
+			continue;
+		size_t cnt = kd_toml_count(e), any = 0;
+		if (cnt && kd_toml_type_of(kd_toml_at(e, 0)) == KD_TOML_TABLE) {
+			/* guest_extension_images: tables re-emitted with their paths moved */
+			_cleanup_free_ char *list = malloc(KATA_CONFIG_MAX);
+			size_t k = 0;
+			if (!list)
+				return -ENOMEM;
+			k += (size_t)snprintf(list, KATA_CONFIG_MAX, "[");
+			for (size_t i = 0; i < cnt; i++)
+				if ((r = append_image(list, KATA_CONFIG_MAX - 1, &k, pristine,
+						      kd_toml_at(e, i), prefix)) < 0)
+					return kd_err(err, r,
+						      "%s of [hypervisor.%s] cannot be copied", key,
+						      hv);
+			snprintf(list + k, KATA_CONFIG_MAX - k, "]");
+			if (strstr(list, prefix) &&
+			    ((r = ensure(d, hp, 2, err)) < 0 ||
+			     (r = kd_toml_set_raw(d, hp, 2, key, list, err)) < 0))
+				return r;
+			continue;
+		}
+		_cleanup_strv_ char **list = calloc(1, sizeof(char *));
+		if (!list)
+			return -ENOMEM;
+		for (size_t i = 0; i < cnt; i++) {
+			if (kd_toml_get_string(kd_toml_at(e, i), &s, NULL) < 0)
+				break;
+			bool m = moved(s, prefix, v, sizeof(v));
+			any += m;
+			if (kd_strv_push(&list, m ? v : s) < 0)
+				return -ENOMEM;
+		}
+		if (!any || kd_strv_length(list) != cnt)
+			continue; /* no path of ours, or not a list of strings */
+		if (wrapper[0] && !strcmp(key, "valid_hypervisor_paths") &&
+		    kd_strv_push(&list, wrapper) < 0)
+			return -ENOMEM;
+		if ((r = ensure(d, hp, 2, err)) < 0 ||
+		    (r = kd_toml_set_strings(d, hp, 2, key, (const char *const *)list,
+					     kd_strv_length(list), err)) < 0)
+			return r;
+	}
+	return 0;
+}
+
 int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
 		   kd_kata_file *ret, size_t *ret_n, kd_error *err)
 {
@@ -312,27 +420,15 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 	memcpy(ret[n].text, banner, bl);
 	memcpy(ret[n].text + bl, data, len + 1);
 	snprintf(ret[n].path, sizeof(ret[n].path), "%s/configuration-%s.toml", dir, shim);
+	ret[n].mode = 0;
 	n++;
 
 	const char *hp[] = {"hypervisor", hv};
 	if (strcmp(o->prefix, "/opt/kata") != 0) {
 		_cleanup_toml_ kd_toml_doc *d = NULL;
-		if ((r = kd_toml_parse("10", "", 0, &d, err)) < 0)
-			goto fail;
-		const char *keys[] = {"path",	"kernel",   "image",
-				      "initrd", "firmware", "jailer_path"};
-		const kd_toml_node *hv_table = kd_toml_table(pristine, hp, 2);
-		for (size_t i = 0; hv_table && i < ELEMENTSOF(keys); i++) {
-			const char *s;
-			if (kd_toml_get_string(kd_toml_get(hv_table, keys[i]), &s, NULL) < 0 ||
-			    strncmp(s, "/opt/kata/", 10) != 0)
-				continue;
-			snprintf(v, sizeof(v), "%s/%s", o->prefix, s + 10);
-			if ((r = ensure(d, hp, 2, err)) < 0 ||
-			    (r = kd_toml_set_string(d, hp, 2, keys[i], v, err)) < 0)
-				goto fail;
-		}
-		if ((r = add_text(ret, &n, dir, "10-installation-prefix.toml", d, err)) < 0)
+		if ((r = kd_toml_parse("10", "", 0, &d, err)) < 0 ||
+		    (r = prefix_dropin(pristine, hv, pfx, o->prefix, d, ret, &n, err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "10-installation-prefix.toml", d, err)) < 0)
 			goto fail;
 	}
 	if (variant == KD_VARIANT_DEBUG) {
@@ -447,6 +543,7 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 		memcpy(ret[n].text + bl2, t->user_dropin, ul + 1);
 		snprintf(ret[n].path, sizeof(ret[n].path), "%s/config.d/50-user-overrides.toml",
 			 dir);
+		ret[n].mode = 0;
 		n++;
 	}
 	*ret_n = n;

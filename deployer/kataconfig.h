@@ -18,7 +18,7 @@
 
 #define KD_KATA_RUNTIMES_DIR "runtimes"
 #define KD_KATA_CUSTOM_DIR "custom" /* runtimes/custom/<handler>/ */
-#define KD_KATA_MAX_FILES 8
+#define KD_KATA_MAX_FILES 9
 /* The devkit guest extension image and its dm-verity parameters, in the payload tree. */
 #define KD_DEVKIT_IMAGE "share/kata-containers/kata-containers-devkit-extension.img"
 #define KD_DEVKIT_ROOT_HASH "share/kata-containers/root_hash_devkit-extension.txt"
@@ -40,6 +40,7 @@ typedef struct kd_kata_opts {
 typedef struct kd_kata_file {
 	char path[512]; /* relative to the root */
 	char *text;	/* owned */
+	unsigned mode;	/* 0: 0644; 0755 for the QEMU wrapper (not TOML) */
 } kd_kata_file;
 
 bool kd_shim_is_rust(const char *shim);

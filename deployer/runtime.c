@@ -376,14 +376,23 @@ static int finish_record(kd_change *c, const char *base, kd_toml_doc *doc, char 
 
 /* A file that is ours from the first byte to the last. */
 static int whole_file(kd_config_plan *p, int rootfd, const kd_state *prev, const char *path,
-		      const char *text, kd_error *err)
+		      const char *text, unsigned mode, kd_error *err)
 {
 	kd_change *c;
 	_cleanup_free_ char *base = NULL;
 	size_t blen;
+	for (size_t i = 0; i < p->n; i++)
+		if (!strcmp(p->changes[i].path, path) && p->changes[i].new_text) {
+			if (strcmp(p->changes[i].new_text, text) != 0)
+				return kd_err(err, -EINVAL, "/%s: two different contents planned",
+					      path);
+			return 0; /* shared by several handlers (the QEMU wrapper) */
+		}
 	int r = load_base(p, rootfd, prev, path, true, &c, &base, &blen, err);
 	if (r < 0)
 		return r;
+	if (mode)
+		c->mode = mode;
 	c->new_text = strdup(text);
 	c->new_len = strlen(text);
 	c->has_record = true;
@@ -843,7 +852,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 				goto fail;
 			for (size_t k = 0; k < nf && r >= 0; k++)
 				r = whole_file(&p, in->rootfd, in->prev, files[k].path,
-					       files[k].text, err);
+					       files[k].text, files[k].mode, err);
 			kd_kata_files_free(files, nf);
 			if (r < 0)
 				goto fail;
@@ -858,7 +867,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 				goto fail;
 			}
 			if ((r = kd_crio_render(h, n, o->debug, &text, &tables, err)) < 0 ||
-			    (r = whole_file(&p, in->rootfd, in->prev, path, text, err)) < 0)
+			    (r = whole_file(&p, in->rootfd, in->prev, path, text, 0, err)) < 0)
 				goto fail;
 		} else if ((r = plan_containerd(&p, in, o, h, n, err)) < 0) {
 			goto fail;
@@ -1285,6 +1294,8 @@ int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_op
 			continue;
 		if (c->has_record && c->rec.whole && strstr(c->path, ".tmpl"))
 			continue; /* a Go template: checked through its rendering below */
+		if (c->mode & 0111)
+			continue; /* the QEMU wrapper script */
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		if ((r = parse_named(c->path, c->new_text, c->new_len, &d, err)) < 0)
 			return kd_err_wrap(err, r, "the new config is not valid TOML");

@@ -27,6 +27,7 @@ name = "coco"
 path = "/opt/kata/share/kata-containers/kata-containers-coco-extension.img"
 verity_params = "root_hash=aa"
 EOF
+printf '#!/bin/sh\necho "qemu args: $*"\n' >"$T/tree/opt/kata/bin/qemu-system-x86_64"
 sed 's|paths: \["share/kata-containers/kata-containers-demo.img", "share/kata-containers/kata-containers.img"\]|paths: ["share/kata-containers/kata-containers-demo.img", "share/kata-containers/kata-containers.img", "share/kata-containers/kata-containers-devkit-extension.img", "share/kata-containers/root_hash_devkit-extension.txt"]|' \
 	artifacts/demo/payload.yaml >"$T/spec.yaml"
 grep -q devkit "$T/spec.yaml" || { not_ok "the payload spec edit did not apply"; finish; }
@@ -185,4 +186,22 @@ check "custom runtimes off: runtimes/custom/ is gone" test ! -e "$RT/custom"
 check "custom runtimes off: the user drop-in of qemu stays" test -f "$RT/qemu/config.d/50-user-overrides.toml"
 "$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "uninstall (custom)"
 check "custom: uninstall restored every file byte for byte" cmp -s "$T/orig.snap" <(snapshot "$R")
+
+# --- another installation prefix: QEMU is started through a wrapper that names its firmware
+# directory; every /opt/kata path of the hypervisor table moves (valid_hypervisor_paths too).
+fresh
+"${INST[@]}" --prefix /srv/kata >"$T/out-p" 2>&1 || not_ok "install --prefix /srv/kata: $(tail -3 "$T/out-p")"
+W=/srv/kata/runtimes/bin/qemu-system-x86_64-installation-prefix
+check "prefix: the wrapper is executable" test -x "$R$W"
+out=$(unshare -m bash -c "mount --bind '$R/srv' /srv && exec $W -version" 2>&1 || true)
+check "prefix: the wrapper runs the payload's QEMU with -L <prefix>/share/kata-qemu/qemu/ (got: $out)" \
+	test "$out" = "qemu args: -L /srv/kata/share/kata-qemu/qemu/ -version"
+check "prefix: merged kata-qemu uses the wrapper, which valid_hypervisor_paths admits" \
+	test "$(merged "$R/srv/kata/runtimes/qemu" qemu '[c["hypervisor"]["qemu"]["path"] in c["hypervisor"]["qemu"].get("valid_hypervisor_paths", [c["hypervisor"]["qemu"]["path"]]), c["hypervisor"]["qemu"]["path"]]')" = "[True, '$W']"
+check "prefix: no /opt/kata path left in the merged hypervisor table" \
+	bash -c "! merged '$R/srv/kata/runtimes/qemu' qemu 'c[\"hypervisor\"][\"qemu\"]' | grep -q /opt/kata"
+dump "$R" >"$T/dump-p" 2>/dev/null
+check "prefix: containerd's dump points kata-qemu at /srv/kata" bash -c "block '$T/dump-p' 'runtimes.kata-qemu.options]' | grep -q \"ConfigPath = '/srv/kata/runtimes/qemu/configuration-qemu.toml'\""
+"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "uninstall (prefix)"
+check "prefix: uninstall restored every file byte for byte" cmp -s "$T/orig.snap" <(snapshot "$R")
 finish

@@ -567,27 +567,34 @@ TEST(test_kata_dropins)
 	size_t n = 0;
 	kd_error err = {0};
 	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_DEBUG, &ko, f, &n, &err), 0);
-	CHECK_INT(n, 5);
-	if (n != 5)
+	CHECK_INT(n, 6);
+	if (n != 6)
 		return;
 	CHECK_STR(f[0].path, "usr/local/kata/runtimes/qemu-debug/configuration-qemu.toml");
 	CHECK(strstr(f[0].text, pristine_qemu) != NULL); /* a copy, behind a banner */
-	CHECK_STR(f[1].path,
+	/* QEMU under another prefix: a wrapper that tells it where its firmware is. */
+	CHECK_STR(f[1].path, "usr/local/kata/runtimes/bin/qemu-system-x86_64-installation-prefix");
+	CHECK_INT(f[1].mode, 0755);
+	CHECK(strstr(f[1].text, "#!/bin/sh\n") == f[1].text);
+	CHECK(strstr(f[1].text, "\nexec \"/usr/local/kata/bin/qemu-system-x86_64\" -L "
+				"\"/usr/local/kata/share/kata-qemu/qemu/\" \"$@\"\n") != NULL);
+	CHECK_STR(f[2].path,
 		  "usr/local/kata/runtimes/qemu-debug/config.d/10-installation-prefix.toml");
-	CHECK_STR(f[1].text,
+	CHECK_STR(f[2].text,
 		  "# Written by kata-deploy.\n[hypervisor.qemu]\n"
-		  "path = \"/usr/local/kata/bin/qemu-system-x86_64\"\n"
+		  "path = \"/usr/local/kata/runtimes/bin/"
+		  "qemu-system-x86_64-installation-prefix\"\n"
 		  "kernel = \"/usr/local/kata/share/kata-containers/vmlinux.container\"\n");
-	CHECK_STR(f[2].path, "usr/local/kata/runtimes/qemu-debug/config.d/20-debug.toml");
-	CHECK_STR(f[2].text, "# Written by kata-deploy.\n[hypervisor.qemu]\nenable_debug = true\n\n"
+	CHECK_STR(f[3].path, "usr/local/kata/runtimes/qemu-debug/config.d/20-debug.toml");
+	CHECK_STR(f[3].text, "# Written by kata-deploy.\n[hypervisor.qemu]\nenable_debug = true\n\n"
 			     "[runtime]\nenable_debug = true\n\n[agent.kata]\nenable_debug = true\n"
 			     "debug_console_enabled = true\n");
-	CHECK_STR(f[3].path, "usr/local/kata/runtimes/qemu-debug/config.d/30-kernel-params.toml");
-	CHECK_STR(f[3].text, "# Written by kata-deploy.\n[hypervisor.qemu]\n"
+	CHECK_STR(f[4].path, "usr/local/kata/runtimes/qemu-debug/config.d/30-kernel-params.toml");
+	CHECK_STR(f[4].text, "# Written by kata-deploy.\n[hypervisor.qemu]\n"
 			     "kernel_params = \"cgroup_no_v1=all agent.https_proxy=http://p:3128 "
 			     "agent.no_proxy=localhost agent.log=debug initcall_debug\"\n");
-	CHECK_STR(f[4].path, "usr/local/kata/runtimes/qemu-debug/config.d/40-annotations.toml");
-	CHECK_STR(f[4].text,
+	CHECK_STR(f[5].path, "usr/local/kata/runtimes/qemu-debug/config.d/40-annotations.toml");
+	CHECK_STR(f[5].text,
 		  "# Written by kata-deploy.\n[hypervisor.qemu]\n"
 		  "enable_annotations = [\"a\", \"b\", \"c\", \"d\", \"enable_iommu\"]\n");
 	kd_kata_files_free(f, n);

@@ -259,6 +259,45 @@ TEST(test_devkit_without_root_hash)
 	kd_kata_files_free(f, n);
 }
 
+/* Another prefix: every /opt/kata/ string and list of the hypervisor table moves, and
+ * valid_hypervisor_paths admits the QEMU wrapper. */
+static const char pristine_paths[] =
+	"[hypervisor.qemu]\npath = \"/opt/kata/bin/qemu-system-x86_64\"\n"
+	"valid_hypervisor_paths = [\"/opt/kata/bin/qemu-system-x86_64\"]\n"
+	"virtio_fs_daemon = \"/opt/kata/libexec/virtiofsd\"\n"
+	"valid_file_mem_backends = [\"\"]\nmachine_type = \"q35\"\n";
+
+static int read_paths(void *ud, const char *path, size_t max, char **ret, size_t *ret_len,
+		      kd_error *err)
+{
+	(void)ud, (void)max;
+	if (strcmp(path, "share/defaults/kata-containers/configuration-qemu.toml") != 0)
+		return kd_err(err, -ENOENT, "no %s", path);
+	*ret = strdup(pristine_paths);
+	*ret_len = strlen(pristine_paths);
+	return 0;
+}
+
+TEST(test_installation_prefix)
+{
+	kd_tree_src src = {-1, read_paths, NULL, NULL};
+	kd_kata_opts ko = {.prefix = "/srv/kata"};
+	kd_kata_file f[KD_KATA_MAX_FILES];
+	size_t n = 0;
+	kd_error err = {0};
+	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_PLAIN, &ko, f, &n, &err), 0);
+	CHECK_INT(n, 3);
+	if (n == 3)
+		CHECK_STR(
+			f[2].text,
+			"# Written by kata-deploy.\n[hypervisor.qemu]\n"
+			"path = \"/srv/kata/runtimes/bin/qemu-system-x86_64-installation-prefix\"\n"
+			"valid_hypervisor_paths = [\"/srv/kata/bin/qemu-system-x86_64\", "
+			"\"/srv/kata/runtimes/bin/qemu-system-x86_64-installation-prefix\"]\n"
+			"virtio_fs_daemon = \"/srv/kata/libexec/virtiofsd\"\n");
+	kd_kata_files_free(f, n);
+}
+
 static void write_file(const char *dir, const char *name, const char *text)
 {
 	char p[512];
@@ -395,6 +434,7 @@ int main(void)
 	RUN(test_plan_crio_suffix_debug);
 	RUN(test_refusals);
 	RUN(test_devkit_without_root_hash);
+	RUN(test_installation_prefix);
 	RUN(test_custom_list);
 	RUN(test_plan_custom);
 	int rootfd = open("/", O_RDONLY | O_DIRECTORY);
