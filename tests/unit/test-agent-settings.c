@@ -196,6 +196,7 @@ TEST(custom_runtimes)
 	CHECK(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env,
 		   "SHIMS_<ARCH>=clh", NULL) < 0);
 	CHECK(strstr(kd_err_msg(&err), "base shim 'qemu' is not in SHIMS_") != NULL);
+	kd_agent_settings_free(&s);
 	f = fopen(path, "w");
 	if (f) {
 		fputs("kata mine:qemu\n", f);
@@ -204,6 +205,7 @@ TEST(custom_runtimes)
 	CHECK(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env, NULL) <
 	      0);
 	CHECK(strstr(kd_err_msg(&err), "custom-runtimes.list:1: handler 'kata mine'") != NULL);
+	kd_agent_settings_free(&s);
 	unlink(path);
 	rmdir(dir);
 }
