@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runtime config with the real containerd loaders: Debian's containerd 1.6 and containerd 2.x
-# (built by scripts/peers/containerd2.sh, cached). For each starting point: install, then
+# Runtime config with the real containerd loaders: Debian's containerd 1.6, containerd 2.2 and
+# 2.4 (config version 4; built by scripts/peers/containerd2.sh / containerd24.sh, cached).
+# For each starting point: install, then
 # `containerd config dump` (imports resolved inside the root: a private mount namespace binds
 # the root's /etc and /var over the host's) lists every handler with its options and still has
 # every original setting; uninstall gives back the files byte for byte and the same dump.
@@ -184,6 +185,19 @@ start_case c2-v3-confd
 { echo 'imports = ["/etc/containerd/conf.d/*.toml"]'; printf '%s' "$CUSTOM_V3"; } >"$R/etc/containerd/config.toml"
 EXPECT_SYSTEMD_CGROUP=1 run_case c2-v3-confd "$CTD2" 2.2 etc/containerd/config.toml
 check "c2-v3-confd: conf.d already imported: main file not edited" grep -q 'already imported' "$T/c2-v3-confd.out"
+
+# Config version 4 (containerd 2.3+) with containerd 2.4's own loader: its default config (which
+# imports conf.d) and a custom v4 config without imports.
+scripts/peers/containerd24.sh >&2
+CTD24=$PEERS/bin/containerd24
+start_case c24-v4-default
+"$CTD24" config default >"$R/etc/containerd/config.toml"
+check "c24: containerd 2.4's default config is version 4" grep -qx 'version = 4' "$R/etc/containerd/config.toml"
+run_case c24-v4-default "$CTD24" 2.4 etc/containerd/config.toml
+check "c24-v4-default: conf.d already imported: main file not edited" grep -q 'already imported' "$T/c24-v4-default.out"
+start_case c24-v4-custom
+printf '%s' "$CUSTOM_V3" | sed 's/^version = 3$/version = 4/' >"$R/etc/containerd/config.toml"
+EXPECT_SYSTEMD_CGROUP=1 run_case c24-v4-custom "$CTD24" 2.4 etc/containerd/config.toml
 
 # The 2.x daemon starts with our config (temp socket), and lists the CRI runtime plugin.
 start_case c2-daemon
