@@ -626,6 +626,17 @@ static int store_result(const kd_build_opts *o, const char *name, const char *ca
 	return 0;
 }
 
+/* A cached tarball that changed on disk was also linked into the output dir by an earlier
+ * hit: remove that name too when it is the same file. */
+static void drop_out_link(const kd_build_opts *o, const char *name, const struct stat *cached)
+{
+	_cleanup_free_ char *dst = NULL;
+	struct stat st;
+	if (asprintf(&dst, "%s/kata-static-%s.tar.zst", o->out_dir, name) >= 0 &&
+	    lstat(dst, &st) == 0 && st.st_dev == cached->st_dev && st.st_ino == cached->st_ino)
+		unlink(dst);
+}
+
 static int build_one(const kd_build_opts *o, const char *name, int depth, kd_build_result *ret,
 		     kd_error *err)
 {
@@ -661,6 +672,15 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 		return kd_err_errno(err, negative_errno(), "lock %s", lockp);
 
 	if (!o->force && access(ctar, F_OK) == 0) {
+		/* The stamp written with the tarball gives its sha256 unless the file changed. */
+		struct stat st;
+		bool have_st = stat(ctar, &st) == 0;
+		r = kd_cache_stamped_sha256(ctar, res.sha256, err);
+		if (r == -EBADMSG && have_st)
+			drop_out_link(o, name, &st);
+		if (r < 0)
+			return kd_err_wrap(err, r, "component %s (the next run builds it again)",
+					   name);
 		res.cached = true;
 	} else {
 		if (asprintf(&work, "%s/work/%s", cd, name) < 0 ||
@@ -699,6 +719,8 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 		r = pack_outputs(rc, outroot, tfd, o->versions->source_date_epoch, err);
 		if (r >= 0 && fsync(tfd) < 0)
 			r = kd_err_errno(err, negative_errno(), "fsync %s", tmptar);
+		if (r >= 0)
+			r = kd_cache_stamp(tmptar, res.sha256, err);
 		if (r >= 0 && o->force) {
 			_cleanup_close_ int cfd = kd_root_open(cd, err);
 			_cleanup_free_ char *rel = NULL;
@@ -708,6 +730,9 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 		if (r >= 0 && rename(tmpdir, cdir) < 0)
 			r = kd_err_errno(err, negative_errno(), "store %s", cdir);
 		if (r < 0) {
+			_cleanup_free_ char *stamp = NULL;
+			if (asprintf(&stamp, "%s.sha256", tmptar) >= 0)
+				unlink(stamp);
 			unlink(tmptar);
 			rmdir(tmpdir);
 			return kd_err_wrap(err, r, "component %s", name);
@@ -726,13 +751,6 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 	}
 	if ((r = store_result(o, name, ctar, err)) < 0)
 		return kd_err_wrap(err, r, "component %s", name);
-	_cleanup_close_ int fd = open(ctar, O_RDONLY | O_CLOEXEC);
-	uint8_t d[KD_SHA256_LEN];
-	if (fd < 0)
-		return kd_err_errno(err, negative_errno(), "open %s", ctar);
-	if ((r = kd_sha256_fd(fd, d, NULL, err)) < 0)
-		return r;
-	kd_hex(d, sizeof(d), res.sha256);
 	res.seconds = now_s() - t0;
 	*ret = res;
 	return 0;

@@ -1,12 +1,14 @@
 /* Source cache: sources/sha256/<hex> (verified content), partial/<hex> (a download in progress,
  * resumed by the next run), debs/<package>_<version> (the sha256 of an apt-fetched package).
- * A download is hashed before the rename that makes it visible; a mismatch deletes it. */
+ * A download is hashed before the rename that makes it visible; a mismatch deletes it. Digest
+ * stamps (<file>.sha256) let a component cache hit skip rehashing an unchanged tarball. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
@@ -116,6 +118,160 @@ int kd_cache_check(kd_cache *c, const char *sha256, kd_error *err)
 			      "cache: %s holds content with sha256 %s; removed it, fetch again",
 			      path, got);
 	}
+	return 0;
+}
+
+/* ---- digest stamps ---- */
+
+#define STAMP_SUFFIX ".sha256"
+#define STAMP_MAX 256 /* bytes of a stamp file */
+
+/* Every field on its own line; a stamp is trusted only when it is exactly this text for the
+ * file's current stat. hashed: CLOCK_REALTIME_COARSE (the clock of file timestamps) read before
+ * the hash started. */
+static void stamp_text(char buf[STAMP_MAX], const char *hex, const struct stat *st,
+		       const struct timespec *hashed)
+{
+	snprintf(buf, STAMP_MAX,
+		 "sha256 %s\nsize %lld\nmtime %lld.%09ld\ninode %llu\nhashed %lld.%09ld\n", hex,
+		 (long long)st->st_size, (long long)st->st_mtim.tv_sec, st->st_mtim.tv_nsec,
+		 (unsigned long long)st->st_ino, (long long)hashed->tv_sec, hashed->tv_nsec);
+}
+
+static bool ts_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Read the stamp at sp for a file with stat st. 1: trusted, ret_hex is the file's sha256; 0:
+ * stale (the file's stat moved on, or it was written in the tick its hash started), ret_hex is
+ * the sha256 the file had; -1: no stamp, or not one (ret_hex ""). */
+static int stamp_read(const char *sp, const struct stat *st, char ret_hex[65])
+{
+	_cleanup_close_ int fd = open(sp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	char buf[STAMP_MAX], want[STAMP_MAX];
+	struct timespec hashed;
+	long long sec;
+	long nsec;
+	ssize_t n;
+
+	ret_hex[0] = '\0';
+	if (fd < 0 || (n = read(fd, buf, sizeof(buf) - 1)) <= 0 || n == sizeof(buf) - 1)
+		return -1;
+	buf[n] = '\0';
+	if ((size_t)n < 7 + 64 + 1 || strncmp(buf, "sha256 ", 7) != 0 || buf[7 + 64] != '\n')
+		return -1;
+	memcpy(ret_hex, buf + 7, 64);
+	ret_hex[64] = '\0';
+	if (!kd_sha256_hex_valid(ret_hex)) {
+		ret_hex[0] = '\0';
+		return -1;
+	}
+	const char *h = strstr(buf, "\nhashed ");
+	if (!h || sscanf(h + 8, "%lld.%ld", &sec, &nsec) != 2 || nsec < 0 || nsec > 999999999)
+		return 0;
+	hashed = (struct timespec){.tv_sec = (time_t)sec, .tv_nsec = nsec};
+	stamp_text(want, ret_hex, st, &hashed);
+	return strcmp(buf, want) == 0 && ts_before(&st->st_mtim, &hashed) ? 1 : 0;
+}
+
+/* Hash fd from its start: ret_hashed is the clock before the hash, ret_st the stat after it. */
+static int hash_stat(const char *path, int fd, char ret_hex[65], struct stat *ret_st,
+		     struct timespec *ret_hashed, kd_error *err)
+{
+	uint8_t d[KD_SHA256_LEN];
+	int r;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, ret_hashed);
+	if (lseek(fd, 0, SEEK_SET) < 0)
+		return kd_err_errno(err, negative_errno(), "seek %s", path);
+	if ((r = kd_sha256_fd(fd, d, NULL, err)) < 0)
+		return kd_err_wrap(err, r, "hash %s", path);
+	if (fstat(fd, ret_st) < 0)
+		return kd_err_errno(err, negative_errno(), "stat %s", path);
+	kd_hex(d, sizeof(d), ret_hex);
+	return 0;
+}
+
+/* Write <path>.sha256 through a temp file and rename: a reader sees the old or the new one. */
+static int stamp_write(const char *path, const char *hex, const struct stat *st,
+		       const struct timespec *hashed, kd_error *err)
+{
+	_cleanup_free_ char *sp = NULL, *tmp = NULL;
+	_cleanup_close_ int fd = -1;
+	char text[STAMP_MAX];
+	size_t len;
+
+	if (asprintf(&sp, "%s" STAMP_SUFFIX, path) < 0 ||
+	    asprintf(&tmp, "%s" STAMP_SUFFIX ".XXXXXX", path) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	stamp_text(text, hex, st, hashed);
+	len = strlen(text);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "create %s", tmp);
+	errno = EIO; /* a short write sets none */
+	if (write(fd, text, len) != (ssize_t)len || fchmod(fd, 0444) < 0 || fsync(fd) < 0 ||
+	    rename(tmp, sp) < 0) {
+		int r = kd_err_errno(err, negative_errno(), "write %s", sp);
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+int kd_cache_stamp(const char *path, char ret_sha256[65], kd_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct timespec hashed;
+	struct stat st;
+	char hex[65];
+	int r;
+
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "open %s", path);
+	if ((r = hash_stat(path, fd, hex, &st, &hashed, err)) < 0 ||
+	    (r = stamp_write(path, hex, &st, &hashed, err)) < 0)
+		return r;
+	memcpy(ret_sha256, hex, 65);
+	return 0;
+}
+
+int kd_cache_stamped_sha256(const char *path, char ret_sha256[65], kd_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	_cleanup_free_ char *sp = NULL;
+	char stored[65], got[65];
+	struct timespec hashed;
+	struct stat st;
+	kd_error e = {0};
+	int r, s;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return kd_err_errno(err, negative_errno(), "open %s", path);
+	if (asprintf(&sp, "%s" STAMP_SUFFIX, path) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	s = stamp_read(sp, &st, stored);
+	if (s == 1) {
+		kd_debug("%s: sha256 from its stamp", path);
+		memcpy(ret_sha256, stored, 65);
+		return 1;
+	}
+	if ((r = hash_stat(path, fd, got, &st, &hashed, err)) < 0)
+		return r;
+	if (s == 0 && strcmp(stored, got) != 0) {
+		unlink(path);
+		unlink(sp);
+		return kd_err(err, -EBADMSG,
+			      "cache: %s changed since it was stored (sha256 %s, stored %s); "
+			      "removed it",
+			      path, got, stored);
+	}
+	/* Only an optimisation: a stamp that cannot be written costs a rehash next time. */
+	if (stamp_write(path, got, &st, &hashed, &e) < 0)
+		kd_debug("%s: stamp not rewritten: %s", path, kd_err_msg(&e));
+	kd_debug("%s: rehashed (%s stamp)", path, s == 0 ? "stale" : "no");
+	memcpy(ret_sha256, got, 65);
 	return 0;
 }
 

@@ -1,8 +1,8 @@
 /* The content-addressed source cache under ${KD_BUILD_CACHE:-$HOME/.cache/kata-build}: sources
- * are stored as sources/sha256/<hex> and only after their sha256 was checked, so a bad download
- * never lands (it is deleted, not kept). URL downloads go through lib/http into a partial file
- * that a later run resumes; Debian packages come from `apt-get download` and are indexed by
- * name and version. Component results are stored by build.c under components/<key>/. */
+ * are stored as sources/sha256/<hex> only after their sha256 was checked (a bad download is
+ * deleted, not kept). URL downloads go through lib/http into a partial file a later run resumes;
+ * Debian packages come from `apt-get download`, indexed by name and version. build.c stores
+ * component results under components/<key>/, each with a digest stamp (below). */
 #pragma once
 
 #include <stdbool.h>
@@ -38,6 +38,19 @@ int kd_cache_source_digest(kd_cache *c, const kd_source *s, char ret_sha256[65],
 
 /* Re-hash a cached file and compare with its name: a cache corrupted on disk is not used. */
 int kd_cache_check(kd_cache *c, const char *sha256, kd_error *err);
+
+/* Digest stamps: <file>.sha256 beside a cached file holds its sha256 with the size, mtime (ns)
+ * and inode the file had when it was hashed, and the time the hash started, so that a cache hit
+ * need not read the file again. Hash the file at path (complete, no longer written) and store
+ * its stamp atomically; ret_sha256 gets the digest. */
+int kd_cache_stamp(const char *path, char ret_sha256[65], kd_error *err);
+
+/* The sha256 of a cached file: its stamp's when the size, mtime and inode still match it and the
+ * mtime is older than the hash (a write in the same clock tick would not move the mtime), else a
+ * rehash. A rehash that differs from the stamp is -EBADMSG: the file changed since it was stored,
+ * so it and its stamp are removed and the caller must not use it. A missing, unreadable or stale
+ * stamp is rewritten after a rehash. Returns 1 when the stamp was used, 0 after a rehash. */
+int kd_cache_stamped_sha256(const char *path, char ret_sha256[65], kd_error *err);
 
 DEFINE_CLEANUP(kd_cache *, kd_cache_free)
 #define _cleanup_cache_ _cleanup_(kd_cache_freep)

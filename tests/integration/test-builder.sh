@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # kata-build end to end: two builds from clean caches give the same bytes (every component, the
-# payload, the image manifest); a cache hit is fast; verify names a differing entry; the image
-# goes to a real registry (Debian's docker-registry) and comes back by digest, and its payload
-# installs with kata-deploy; bad sources, recipes and registries fail with clear errors.
+# payload, the image manifest); a cache hit is fast and takes the sha256 from the stamp stored
+# with the tarball, a cached tarball changed on disk is refused; verify names a differing entry;
+# the image goes to a real registry (Debian's docker-registry) and comes back by digest, and its
+# payload installs with kata-deploy; bad sources, recipes and registries fail with clear errors.
 # The guest kernel (a real build, ~9 min on 2 idle cores), by KD_TEST_KERNEL:
 #   ref (default): built once from a clean cache; its sha256 must equal the one recorded in
 #                  artifacts/kernel/reference (a reproducibility check across machines and runs),
@@ -79,6 +80,38 @@ echo "# changed template" >>"$ART/config/configuration-qemu.toml.in"
 $KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1x" component kata-config >"$T/chg.out" 2>&1
 check "a changed recipe file rebuilds the component" grep -q ' built ' "$T/chg.out"
 sed -i '$d' "$ART/config/configuration-qemu.toml.in"
+
+# ---- digest stamps: a hit takes the sha256 stored beside the tarball unless the file changed ----
+KBC="$KB --artifacts $ART --cache $T/c1 --out $T/o1"
+ckey=$(awk '$1 == "kata-config" {sub("key=", "", $5); print $5}' "$T/hit.out")
+csum=$(awk '$1 == "kata-config" {print $2}' "$T/hit.out")
+ctar=$T/c1/components/$ckey/kata-static-kata-config.tar.zst
+stamps_match() {
+	local f
+	for f in "$T"/c1/components/*/kata-static-*.tar.zst; do
+		[ "$(head -1 "$f.sha256")" = "sha256 $(sha256sum <"$f" | cut -d' ' -f1)" ] || return 1
+	done
+}
+check "every cached component has a stamp holding its sha256" stamps_match
+$KBC -v component kata-config >"$T/stamp.out" 2>&1
+check "a cache hit takes the sha256 from the stamp, not a rehash" sh -c \
+	"grep -q 'kata-static-kata-config.tar.zst: sha256 from its stamp' '$T/stamp.out' &&
+	 grep -q '^kata-config $csum cached ' '$T/stamp.out'"
+touch "$ctar"
+$KBC -v component kata-config >"$T/stamp.out" 2>&1
+check "a touched cached tarball is rehashed: same sha256, still a hit" sh -c \
+	"grep -q 'kata-static-kata-config.tar.zst: rehashed (stale stamp)' '$T/stamp.out' &&
+	 grep -q '^kata-config $csum cached ' '$T/stamp.out'"
+size=$(stat -c %s "$ctar")
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 0xff]))' "$ctar"
+check "tampered: same size, new mtime" test "$(stat -c %s "$ctar")" = "$size"
+expect_fail "a cached tarball changed on disk is refused" \
+	"component kata-config (the next run builds it again): cache: $ctar changed since it was stored" \
+	$KBC component kata-config
+check "the changed tarball is gone from the cache and from the output dir" \
+	test ! -e "$ctar" -a ! -e "$ctar.sha256" -a ! -e "$T/o1/kata-static-kata-config.tar.zst"
+check "the next run builds it again, to the same sha256" sh -c \
+	"$KBC component kata-config | grep -q '^kata-config $csum built '"
 
 # ---- verify ----
 check "verify: rebuild of kata-config and qemu identical" \
