@@ -161,14 +161,19 @@ static bool tree_has(const kd_tree_src *tree, const char *path)
 }
 
 /* A string value from the payload, with /opt/kata/ moved under the install prefix. */
+/* A string of the payload under /opt/kata/, moved under prefix; false when it is not one. */
+static bool moved(const char *s, const char *prefix, char *out, size_t size)
+{
+	if (strncmp(s, "/opt/kata/", 10) != 0)
+		return false;
+	snprintf(out, size, "%s/%s", prefix, s + 10);
+	return true;
+}
+
 static char *prefixed_quote(const char *s, const char *prefix)
 {
 	char buf[VALUE_MAX];
-	if (strcmp(prefix, "/opt/kata") != 0 && !strncmp(s, "/opt/kata/", 10)) {
-		snprintf(buf, sizeof(buf), "%s/%s", prefix, s + 10);
-		s = buf;
-	}
-	return kd_toml_quote(s);
+	return kd_toml_quote(moved(s, prefix, buf, sizeof(buf)) ? buf : s);
 }
 
 /* Append "{ k = v, ... }" for one guest extension image table of the pristine file. */
@@ -275,15 +280,6 @@ static int devkit_dropin(const kd_tree_src *tree, const kd_toml_doc *pristine, c
 		return r;
 	*ret = TAKE_PTR(d);
 	return 0;
-}
-
-/* A string of the payload under /opt/kata/, moved under prefix; NULL when it is not one. */
-static bool moved(const char *s, const char *prefix, char *out, size_t size)
-{
-	if (strncmp(s, "/opt/kata/", 10) != 0)
-		return false;
-	snprintf(out, size, "%s/%s", prefix, s + 10);
-	return true;
 }
 
 /* 10-installation-prefix.toml: every string and string list of [hypervisor.<hv>] that names a

@@ -87,6 +87,17 @@ static const char *text_of(const kd_config_plan *p, const char *path)
 	return c && c->new_text ? c->new_text : "";
 }
 
+/* A plan's input: root, prefix, the qemu shim, the payload tree t. */
+static kd_runtime_input input(int rootfd, const char *prefix, char **shims, tree *t)
+{
+	return (kd_runtime_input){.rootfd = rootfd,
+				  .prefix = prefix,
+				  .treefd = -1,
+				  .read_tree = read_tree,
+				  .read_tree_userdata = t,
+				  .shims = shims};
+}
+
 TEST(test_names_and_dirs)
 {
 	char rp[256], cp[256];
@@ -106,12 +117,7 @@ TEST(test_plan_containerd_variants)
 	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
 	char *shims[] = {"qemu", NULL};
 	tree t = {.devkit_image = true, .root_hash = "\n  root_hash=cc,salt=dd \n\n"};
-	kd_runtime_input in = {.rootfd = rootfd,
-			       .prefix = "opt/kata",
-			       .treefd = -1,
-			       .read_tree = read_tree,
-			       .read_tree_userdata = &t,
-			       .shims = shims};
+	kd_runtime_input in = input(rootfd, "opt/kata", shims, &t);
 	kd_runtime_opts o = {.runtime_version = "2.2.9",
 			     .debug = true,
 			     .devkit = true,
@@ -180,12 +186,7 @@ TEST(test_plan_crio_suffix_debug)
 	int rootfd = make_root("etc/crio/crio.conf", "[crio]\n");
 	char *shims[] = {"qemu", NULL};
 	tree t = {0};
-	kd_runtime_input in = {.rootfd = rootfd,
-			       .prefix = "opt/kata-blue",
-			       .treefd = -1,
-			       .read_tree = read_tree,
-			       .read_tree_userdata = &t,
-			       .shims = shims};
+	kd_runtime_input in = input(rootfd, "opt/kata-blue", shims, &t);
 	kd_runtime_opts o = {
 		.runtime = "crio", .runtime_version = "1.34.0", .debug = true, .suffix = "blue"};
 	kd_config_plan p = {0};
@@ -206,12 +207,7 @@ static void refused(kd_runtime_opts *o, tree *t, const char *want)
 {
 	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
 	char *shims[] = {"qemu", NULL};
-	kd_runtime_input in = {.rootfd = rootfd,
-			       .prefix = "opt/kata",
-			       .treefd = -1,
-			       .read_tree = read_tree,
-			       .read_tree_userdata = t,
-			       .shims = shims};
+	kd_runtime_input in = input(rootfd, "opt/kata", shims, t);
 	kd_config_plan p = {0};
 	kd_error err = {0};
 	o->runtime_version = "2.2.9";
@@ -362,12 +358,7 @@ TEST(test_plan_custom)
 	int rootfd = make_root("etc/containerd/config.toml", "version = 3\n");
 	char *shims[] = {"qemu", NULL};
 	tree t = {0};
-	kd_runtime_input in = {.rootfd = rootfd,
-			       .prefix = "opt/kata",
-			       .treefd = -1,
-			       .read_tree = read_tree,
-			       .read_tree_userdata = &t,
-			       .shims = shims};
+	kd_runtime_input in = input(rootfd, "opt/kata", shims, &t);
 	kd_runtime_opts o = {.runtime_version = "2.2.9",
 			     .debug = true,
 			     .custom_configs = dir,
