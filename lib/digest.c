@@ -141,3 +141,59 @@ bool kd_sha256_equal(const uint8_t a[KD_SHA256_LEN], const uint8_t b[KD_SHA256_L
 {
 	return CRYPTO_memcmp(a, b, KD_SHA256_LEN) == 0;
 }
+
+int kd_sha1_init(kd_sha1 *h, kd_error *err)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	h->ctx = NULL;
+	if (!ctx)
+		return kd_err(err, -ENOMEM, "sha1: out of memory");
+	if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return kd_err(err, -EIO, "sha1: cannot initialise digest");
+	}
+	h->ctx = ctx;
+	return 0;
+}
+
+void kd_sha1_update(kd_sha1 *h, const void *data, size_t len)
+{
+	if (!h->ctx || len == 0)
+		return;
+	if (EVP_DigestUpdate(h->ctx, data, len) != 1)
+		kd_sha1_free(h);
+}
+
+int kd_sha1_final(kd_sha1 *h, uint8_t out[KD_SHA1_LEN], kd_error *err)
+{
+	unsigned n = 0;
+	int r = 0;
+
+	if (!h->ctx)
+		return kd_err(err, -EINVAL, "sha1: digest not initialised or update failed");
+	if (EVP_DigestFinal_ex(h->ctx, out, &n) != 1 || n != KD_SHA1_LEN)
+		r = kd_err(err, -EIO, "sha1: cannot finalise digest");
+	kd_sha1_free(h);
+	return r;
+}
+
+void kd_sha1_free(kd_sha1 *h)
+{
+	if (h && h->ctx) {
+		EVP_MD_CTX_free(h->ctx);
+		h->ctx = NULL;
+	}
+}
+
+bool kd_sha1_hex_valid(const char *s)
+{
+	if (!s)
+		return false;
+	for (size_t i = 0; i < KD_SHA1_HEX_LEN; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return s[KD_SHA1_HEX_LEN] == '\0';
+}

@@ -39,6 +39,29 @@ bool kd_sha256_hex_valid(const char *s);
 /* Constant-time comparison of two digests. */
 bool kd_sha256_equal(const uint8_t a[KD_SHA256_LEN], const uint8_t b[KD_SHA256_LEN]);
 
+/* SHA-1, only for naming git objects (lib/gittree): git's tree ids are SHA-1 and a pin by tree
+ * id must be checked the way git computes it. Never used to trust content on its own. */
+#define KD_SHA1_LEN 20
+#define KD_SHA1_HEX_LEN 40
+
+typedef struct kd_sha1 {
+	void *ctx; /* opaque EVP_MD_CTX *, as for kd_sha256 */
+} kd_sha1;
+
+int kd_sha1_init(kd_sha1 *h, kd_error *err);
+void kd_sha1_update(kd_sha1 *h, const void *data, size_t len);
+int kd_sha1_final(kd_sha1 *h, uint8_t out[KD_SHA1_LEN], kd_error *err);
+void kd_sha1_free(kd_sha1 *h);
+
+/* Exactly 40 lowercase hex digits. */
+bool kd_sha1_hex_valid(const char *s);
+
+static inline void kd_sha1_freep(kd_sha1 *h)
+{
+	kd_sha1_free(h);
+}
+#define _cleanup_sha1_ _cleanup_(kd_sha1_freep)
+
 static inline void kd_sha256_freep(kd_sha256 *h)
 {
 	kd_sha256_free(h);
