@@ -1,6 +1,7 @@
 #include "flavour.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,29 @@ static bool exists(int rootfd, const char *path)
 {
 	struct stat st;
 	return kd_lstat(rootfd, path, &st, NULL) == 0;
+}
+
+/* A runtime's config directory tells it is installed only when something is in it: an empty
+ * one is what a DaemonSet's DirectoryOrCreate hostPath leaves on a node without that runtime. */
+static bool config_dir_used(int rootfd, const char *path)
+{
+	struct stat st;
+	if (kd_lstat(rootfd, path, &st, NULL) < 0)
+		return false;
+	if (!S_ISDIR(st.st_mode))
+		return true;
+	int fd = kd_openat(rootfd, path, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	if (!d) {
+		if (fd >= 0)
+			close(fd);
+		return true; /* unreadable: assume it is used */
+	}
+	bool used = false;
+	for (struct dirent *de; !used && (de = readdir(d));)
+		used = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0;
+	closedir(d);
+	return used;
 }
 
 static bool has_unit(int rootfd, const char *unit)
@@ -203,10 +227,11 @@ int kd_flavour_detect(int rootfd, const kd_flavour_opts *o, kd_flavour *ret, kd_
 				found = fi->id;
 		}
 	}
-	bool ctd = has_unit(rootfd, "containerd.service") || exists(rootfd, "etc/containerd") ||
+	bool ctd = has_unit(rootfd, "containerd.service") ||
+		   config_dir_used(rootfd, "etc/containerd") ||
 		   exists(rootfd, "usr/bin/containerd") ||
 		   exists(rootfd, "usr/local/bin/containerd");
-	bool crio = has_unit(rootfd, "crio.service") || exists(rootfd, "etc/crio") ||
+	bool crio = has_unit(rootfd, "crio.service") || config_dir_used(rootfd, "etc/crio") ||
 		    exists(rootfd, "usr/bin/crio") || exists(rootfd, "usr/local/bin/crio");
 	if (!found) {
 		if (!strcmp(rt, "crio"))

@@ -85,8 +85,20 @@ rm "$W/broken/lib/modules/$REL"/*.bin
 expect 1 "text-only modules tree (no .bin)" -- "$CHECK" --root "$W/broken" $RT --shims fc
 has "$W/out" "modules.dep.bin (run depmod): No such file or directory" "missing index named"
 mkhost "$W/gone" GenuineIntel "$FLAGS"
-expect 1 "--modules-dir pointing nowhere" -- "$CHECK" --root "$W/gone" $RT --shims fc --modules-dir /nonexistent/mods
+# No tree: a module that is not loaded but has its device node is loaded on first use (a
+# warning, not refused); without the node it fails. A loaded one is still seen in sysfs.
+mkdir -p "$W/gone/sys/module/kvm_intel" && echo live >"$W/gone/sys/module/kvm_intel/initstate"
+: >"$W/gone/dev/vhost-vsock"; : >"$W/gone/dev/vhost-net"
+expect 0 "--modules-dir pointing nowhere, device nodes present: not refused" -- "$CHECK" --root "$W/gone" $RT --shims fc --modules-dir /nonexistent/mods
 has "$W/out" "no modules tree at /nonexistent/mods" "missing modules dir named"
+grep -E '^module.vhost_vsock +warn +not loaded; /dev/vhost-vsock exists: loaded on first use' "$W/out" >/dev/null && ok "no tree: vhost_vsock loaded on first use" || bad "no tree: vhost_vsock loaded on first use"
+grep -E '^module.kvm_intel +pass +loaded$' "$W/out" >/dev/null && ok "no tree: kvm_intel loaded per sysfs" || bad "no tree: kvm_intel loaded per sysfs"
+rm "$W/gone/dev/vhost-vsock"
+expect 1 "--modules-dir pointing nowhere, no /dev/vhost-vsock" -- "$CHECK" --root "$W/gone" $RT --shims fc --modules-dir /nonexistent/mods
+has "$W/out" "CANNOT RUN: module.vhost_vsock" "no tree, no device node: vhost_vsock refused"
+# A tree with the module not loaded: loaded on first use, not refused.
+expect 0 "available modules: not refused" -- "$CHECK" --root "$W/gone" $RT --shims fc
+grep -E '^module.vhost_vsock +warn +not loaded, loadable: loaded on first use \(' "$W/out" >/dev/null && ok "available: loaded on first use" || bad "available: loaded on first use"
 
 # 5. Loaded per the fake sysfs, built in per modules.builtin.
 mkdir -p "$W/good/sys/module/vhost_vsock" && echo live >"$W/good/sys/module/vhost_vsock/initstate"
@@ -137,6 +149,22 @@ expect 2 "unknown option" -- "$CHECK" --frobnicate
 expect 2 "missing root" -- "$CHECK" --root "$W/does-not-exist" $RT
 expect 0 "--help" -- "$CHECK" --help
 has "$W/out" "Exit status: 0 every requested shim can run" "help documents exit codes"
+
+# 9b. Runtime detection (kata-deploy plan): an empty /etc/crio, what a DaemonSet's
+#     DirectoryOrCreate hostPath leaves on a containerd node, is not CRI-O (and the reverse).
+KD=$B/kata-deploy
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$W/p.tar.zst" >/dev/null
+R=$W/flavour
+mkdir -p "$R/etc/containerd" "$R/etc/crio"
+printf 'version = 2\n' >"$R/etc/containerd/config.toml"
+expect 0 "containerd + empty /etc/crio: planned" -- "$KD" plan --root "$R" --payload "$W/p.tar.zst" --runtime-version 1.6
+has "$W/out" "runtime: containerd (1.6.0)" "containerd + empty /etc/crio: containerd detected"
+mkdir -p "$R/etc/crio/crio.conf.d" && printf '[crio.runtime]\n' >"$R/etc/crio/crio.conf.d/10-crio.conf"
+expect 1 "containerd + a used /etc/crio: refused" -- "$KD" plan --root "$R" --payload "$W/p.tar.zst" --runtime-version 1.6
+has "$W/err" "both containerd and CRI-O are on this host" "both runtimes named"
+rm -r "$R/etc/containerd/config.toml"
+expect 0 "CRI-O + empty /etc/containerd: planned" -- "$KD" plan --root "$R" --payload "$W/p.tar.zst" --runtime-version 1.29
+has "$W/out" "runtime: crio" "CRI-O + empty /etc/containerd: CRI-O detected"
 
 # 10. The real host. It has no vhost modules here (and, per machine, maybe no /dev/kvm): assert
 #     the verdict agrees with what the host shows, and that each failure has a fix.

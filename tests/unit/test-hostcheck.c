@@ -123,6 +123,10 @@ TEST(intel_host_modules_available)
 	CHECK(kd_hostcheck_find(r, "module.kvm_amd") == NULL);
 	CHECK_STR(fix(r, "module.vhost_vsock"),
 		  "modprobe vhost_vsock (or kata-deploy check --fix)");
+	CHECK_INT(st(r, "module.vhost_vsock"), KD_CHECK_WARN);
+	CHECK(strstr(detail(r, "module.vhost_vsock"),
+		     "not loaded, loadable: loaded on first use (") ==
+	      detail(r, "module.vhost_vsock"));
 	CHECK_INT(st(r, "kvm.device"), KD_CHECK_PASS);
 	CHECK_INT(st(r, "kvm.create_vm"), KD_CHECK_SKIP);
 	CHECK_INT(st(r, "cgroup"), KD_CHECK_PASS);
@@ -229,7 +233,43 @@ TEST(broken_modules_index)
 	CHECK_INT(st(r, "modules"), KD_CHECK_FAIL);
 	CHECK(strstr(detail(r, "modules"), "modules.dep.bin is corrupt") != NULL);
 	CHECK(strstr(fix(r, "modules"), "depmod " REL) != NULL);
+	CHECK_INT(st(r, "module.vhost_vsock"), KD_CHECK_FAIL); /* and no /dev/vhost-vsock */
+	CHECK_INT(shim_ok(r, "qemu"), 0);
+	CHECK(strstr(kd_hostcheck_verdict(r, "qemu")->failed, "modules") != NULL);
+}
+
+/* A pod that does not mount /lib/modules: a module that is not loaded but has its device node
+ * (made at boot from modules.devname) is loaded on first use, a warning; without the node
+ * nothing says it exists, and the shim is refused. A loaded one passes from sysfs. */
+TEST(no_modules_tree)
+{
+	const char *root = mkhost("notree", "GenuineIntel", INTEL_FLAGS);
+	sh("rm -rf '%s/lib/modules'", root);
+	put(root, "sys/module/kvm_intel/initstate", "live\n");
+	put(root, "dev/vhost-vsock", "");
+	put(root, "dev/vhost-net", "");
+	_cleanup_hostcheck_report_ kd_hostcheck_report *r = run(root, "qemu", NULL, false);
+
+	if (!r)
+		return;
+	CHECK_INT(st(r, "modules"), KD_CHECK_WARN);
+	CHECK_INT(st(r, "module.kvm_intel"), KD_CHECK_PASS);
+	CHECK_INT(st(r, "module.vhost_vsock"), KD_CHECK_WARN);
+	CHECK(strstr(detail(r, "module.vhost_vsock"),
+		     "not loaded; /dev/vhost-vsock exists: loaded on first use (no modules tree") ==
+	      detail(r, "module.vhost_vsock"));
+	CHECK_INT(st(r, "module.vhost"), KD_CHECK_WARN);
+	CHECK_INT(st(r, "module.kvm"), KD_CHECK_WARN);
+	CHECK_INT(shim_ok(r, "qemu"), 1);
+	kd_hostcheck_report_free(TAKE_PTR(r));
+
+	sh("rm -f '%s/dev/vhost-vsock'", root);
+	r = run(root, "qemu", NULL, false);
+	if (!r)
+		return;
 	CHECK_INT(st(r, "module.vhost_vsock"), KD_CHECK_FAIL);
+	CHECK(strstr(fix(r, "module.vhost_vsock"), "mount /lib/modules") != NULL);
+	CHECK_INT(st(r, "module.vhost"), KD_CHECK_WARN); /* through /dev/vhost-net */
 	CHECK_INT(shim_ok(r, "qemu"), 0);
 }
 
@@ -367,6 +407,7 @@ int main(void)
 	RUN(amd_vm_without_nested);
 	RUN(cri_disabled);
 	RUN(broken_modules_index);
+	RUN(no_modules_tree);
 	RUN(tee_flags);
 	RUN(payload_real_qemu_and_hanging_qemu);
 	RUN(runtime_versions);
