@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,31 +32,110 @@ static int normalize(const char *in, char *out, size_t size, const char *what, k
 	return 0;
 }
 
-/* flock on the root directory itself: it creates nothing on the host, and it is released when
- * the process dies, so a killed run never leaves a stale lock. */
+/* The node-wide lock: <root>/run/kata-deploy/lock, one file for every run on this host (every
+ * MULTI_INSTALL_SUFFIX, the node agent and the host CLI), since they share the state directory's
+ * parent, /opt and the runtime's config. Only its owner (root) can open it: the directory is
+ * ours and not writable by others, the file 0600, both opened without following symlinks, so no
+ * other local user can hold it and make an install wait or fail. flock is released when the
+ * process dies, so a killed run never leaves a stale lock. A root without a run/ directory is
+ * not a host (a test or image tree): its directory itself is locked. */
+static int open_lock_file(kd_ctx *c, kd_error *err)
+{
+	struct stat st;
+	if (fstatat(c->rootfd, "run", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+		c->lockfd = openat(c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (c->lockfd < 0)
+			return kd_err_errno(err, negative_errno(), "open root for locking");
+		return 0;
+	}
+	_cleanup_close_ int run =
+		kd_openat(c->rootfd, "run", O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, err);
+	if (run < 0)
+		return kd_err_wrap(err, run, "lock: /run");
+	if (mkdirat(run, KD_LOCK_DIR_NAME, 0700) < 0 && errno != EEXIST)
+		return kd_err_errno(err, negative_errno(), "lock: create /run/%s",
+				    KD_LOCK_DIR_NAME);
+	_cleanup_close_ int dir =
+		openat(run, KD_LOCK_DIR_NAME, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dir < 0 || fstat(dir, &st) < 0)
+		return kd_err_errno(err, negative_errno(), "lock: open /run/%s", KD_LOCK_DIR_NAME);
+	if (st.st_uid != geteuid() || (st.st_mode & 022))
+		return kd_err(err, -EPERM,
+			      "lock: /run/%s is owned by uid %u with mode %04o; it must be ours "
+			      "(uid %u) and writable by nobody else: remove it",
+			      KD_LOCK_DIR_NAME, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+			      (unsigned)geteuid());
+	for (int tries = 0;; tries++) {
+		int fd = openat(dir, KD_LOCK_FILE_NAME,
+				O_RDWR | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return kd_err_errno(err, negative_errno(), "lock: open /run/%s/%s",
+					    KD_LOCK_DIR_NAME, KD_LOCK_FILE_NAME);
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+		    !(st.st_mode & 077) && st.st_nlink == 1) {
+			c->lockfd = fd;
+			c->lockdir = TAKE_FD(dir);
+			return 0;
+		}
+		/* Not a file only we could have opened (made by another tool, or hard-linked):
+		 * anyone may hold a descriptor of it. Replace it. */
+		close(fd);
+		if (tries >= 3 || unlinkat(dir, KD_LOCK_FILE_NAME, 0) < 0)
+			return kd_err(err, -EPERM,
+				      "lock: /run/%s/%s is not a 0600 file of uid %u and cannot be "
+				      "replaced",
+				      KD_LOCK_DIR_NAME, KD_LOCK_FILE_NAME, (unsigned)geteuid());
+	}
+}
+
+/* Whether the locked file is still the one at the path: a run that replaced a bad lock file
+ * may have unlinked the one we waited on. */
+static bool lock_is_current(kd_ctx *c)
+{
+	struct stat a, b;
+	if (c->lockdir < 0)
+		return true;
+	return fstat(c->lockfd, &a) == 0 &&
+	       fstatat(c->lockdir, KD_LOCK_FILE_NAME, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+static void lock_close(kd_ctx *c)
+{
+	if (c->lockfd >= 0)
+		close(c->lockfd);
+	if (c->lockdir >= 0)
+		close(c->lockdir);
+	c->lockfd = c->lockdir = -1;
+}
+
 static int lock_root(kd_ctx *c, int timeout_s, int how, kd_error *err)
 {
-	c->lockfd = openat(c->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (c->lockfd < 0)
-		return kd_err_errno(err, negative_errno(), "open root for locking");
+	int r;
 	if (timeout_s == 0)
 		timeout_s = KD_DEFAULT_LOCK_TIMEOUT_S;
 	struct timespec start, now;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	bool told = false;
 	for (;;) {
-		if (flock(c->lockfd, how | LOCK_NB) == 0)
-			return 0;
+		if (c->lockfd < 0 && (r = open_lock_file(c, err)) < 0)
+			return r;
+		if (flock(c->lockfd, how | LOCK_NB) == 0) {
+			if (lock_is_current(c))
+				return 0;
+			lock_close(c);
+			continue;
+		}
 		if (errno != EWOULDBLOCK)
-			return kd_err_errno(err, negative_errno(), "lock root");
+			return kd_err_errno(err, negative_errno(), "lock");
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (timeout_s < 0 || now.tv_sec - start.tv_sec >= timeout_s)
 			return kd_err(
 				err, -EBUSY,
-				"another kata-deploy run holds the lock on this root (waited %d s)",
+				"another kata-deploy run holds the lock on this host (waited %d s)",
 				timeout_s < 0 ? 0 : timeout_s);
 		if (!told) {
-			kd_debug("waiting for another kata-deploy run to finish");
+			kd_info("waiting for another kata-deploy run to finish (the host lock)");
 			told = true;
 		}
 		usleep(100 * 1000);
@@ -67,7 +147,7 @@ static int ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, int how, kd_
 	int r;
 	memset(c, 0, sizeof(*c));
 	c->rootfd = rootfd;
-	c->lockfd = -1;
+	c->lockfd = c->lockdir = -1;
 	r = normalize(o && o->prefix ? o->prefix : KD_DEFAULT_PREFIX, c->prefix, sizeof(c->prefix),
 		      "prefix", err);
 	if (r < 0)
@@ -95,9 +175,7 @@ int kd_ctx_open_shared(kd_ctx *c, int rootfd, const kd_engine_opts *o, kd_error 
 
 void kd_ctx_close(kd_ctx *c)
 {
-	if (c->lockfd >= 0)
-		close(c->lockfd);
-	c->lockfd = -1;
+	lock_close(c);
 }
 
 /* Debris (KD_TMP_PREFIX names) can only appear where we write: the ancestors of the state dir,

@@ -17,6 +17,9 @@
 #define KD_DEFAULT_LOCK_TIMEOUT_S 60
 #define KD_VERSIONS_DIR ".versions"
 #define KD_CURRENT_LINK "current"
+/* The host lock <root>/run/KD_LOCK_DIR_NAME/KD_LOCK_FILE_NAME (engine.c). */
+#define KD_LOCK_DIR_NAME "kata-deploy"
+#define KD_LOCK_FILE_NAME "lock"
 
 typedef struct kd_engine_opts {
 	const char *prefix;    /* NULL = KD_DEFAULT_PREFIX */
@@ -63,7 +66,8 @@ int kd_engine_plan(int rootfd, const kd_install_opts *o, char **ret_text, bool *
 /* Shared by the engine's files (not for callers outside deployer/). */
 typedef struct kd_ctx {
 	int rootfd;
-	int lockfd;
+	int lockfd;	     /* the locked file (or the root itself, see engine.c) */
+	int lockdir;	     /* <root>/run/kata-deploy, -1 when the root is locked */
 	char prefix[512];    /* relative to the root, no leading '/' */
 	char state_dir[512]; /* relative to the root */
 } kd_ctx;
