@@ -18,6 +18,7 @@
 #include "log.h"
 #include "strv.h"
 #include "tarball.h"
+#include "toolchain.h"
 
 DEFINE_CLEANUP(DIR *, closedir)
 
@@ -76,6 +77,8 @@ static int hash_file(const char *path, char hex[65], kd_error *err)
 	return 0;
 }
 
+static int fetch_steps(const kd_build_opts *o, const kd_recipe *rc, kd_error *err);
+
 int kd_component_fetch(const kd_build_opts *o, const char *name, kd_error *err)
 {
 	_cleanup_recipe_ kd_recipe *rc = NULL;
@@ -88,14 +91,14 @@ int kd_component_fetch(const kd_build_opts *o, const char *name, kd_error *err)
 	for (size_t i = 0; i < rc->n_sources; i++) {
 		_cleanup_free_ char *path = NULL;
 		char d[65];
-		kd_fetch_opts fo = {.progress = o->progress};
+		kd_fetch_opts fo = {.progress = o->progress, .mirror = o->mirror};
 		r = kd_cache_fetch(o->cache, &rc->sources[i], &fo, &path, d, err);
 		if (r < 0)
 			return kd_err_wrap(err, r, "component %s", name);
 		kd_debug("%s: source %s %s (%s)", name, rc->sources[i].name, d,
 			 r ? "cached" : "fetched");
 	}
-	return 0;
+	return rc->fetch ? fetch_steps(o, rc, err) : 0;
 }
 
 /* The key text: every byte a build reads, by digest. Changing any of them changes the key. */
@@ -121,16 +124,31 @@ static int key_of(const kd_build_opts *o, const kd_recipe *rc, int depth, char r
 		kd_sha256_buf(*s, strlen(*s), d);
 		fprintf(f, "step %s\n", d);
 	}
+	for (char **s = rc->fetch; s && *s; s++) {
+		kd_sha256_buf(*s, strlen(*s), d);
+		fprintf(f, "fetch %s\n", d);
+	}
 	for (char **s = rc->outputs; *s; s++)
 		fprintf(f, "output %s\n", *s);
+	if (rc->toolchains) {
+		_cleanup_(kd_toolchains_done) kd_toolchains tc = {0};
+		r = kd_toolchains_resolve(o->versions, rc->toolchains, &tc, err);
+		if (r >= 0)
+			fputs(tc.key_text, f);
+	}
 	fprintf(f, "network %d\nsource_date_epoch %lld\n", rc->network,
 		(long long)o->versions->source_date_epoch);
 	for (size_t i = 0; r >= 0 && i < rc->n_sources; i++) {
 		const kd_source *s = &rc->sources[i];
+		if (s->kind == KD_SOURCE_GIT) { /* the tree, not the archive's bytes: a mirror's
+						 * archive of the same tree builds the same */
+			fprintf(f, "source %s git %s\n", s->name, s->tree);
+			continue;
+		}
 		r = kd_cache_source_digest(o->cache, s, d, err);
 		if (r == 0) { /* a deb never fetched: its digest is known once apt verified it */
 			_cleanup_free_ char *path = NULL;
-			kd_fetch_opts fo = {.progress = o->progress};
+			kd_fetch_opts fo = {.progress = o->progress, .mirror = o->mirror};
 			r = kd_cache_fetch(o->cache, s, &fo, &path, d, err);
 		}
 		if (r >= 0)
@@ -477,9 +495,14 @@ static int copy_file(const char *from, const char *to, kd_error *err)
 	return n < 0 ? kd_err_errno(err, negative_errno(), "read %s", from) : 0;
 }
 
-static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *work, size_t idx,
-		    int logfd, kd_error *err)
+/* One script of a recipe: a fetch step (with the network, language dependencies into the
+ * shared caches) or a build step (without it unless the recipe says network: true). */
+static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *work,
+		    const char *script, bool fetching, size_t idx, int logfd, kd_error *err)
 {
+	_cleanup_(kd_toolchains_done) kd_toolchains tc = {0};
+	const char *cd = kd_cache_dir(o->cache);
+	bool net = fetching || rc->network;
 	char **env = NULL;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int jobs = o->jobs > 0 ? o->jobs : ncpu > 0 ? (int)ncpu : 1;
@@ -493,7 +516,10 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 			r = -ENOMEM;                                                               \
 		free(_s);                                                                          \
 	} while (0)
-	ENV("PATH=%s", KD_BUILD_PATH);
+	if (rc->toolchains &&
+	    (r = kd_toolchains_resolve(o->versions, rc->toolchains, &tc, err)) < 0)
+		return r;
+	ENV("PATH=%s%s%s", tc.path ? tc.path : "", tc.path && *tc.path ? ":" : "", KD_BUILD_PATH);
 	ENV("HOME=%s/home", work);
 	ENV("TMPDIR=%s/tmp", work);
 	ENV("SOURCE_DATE_EPOCH=%lld", (long long)o->versions->source_date_epoch);
@@ -508,12 +534,35 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 	ENV("KB_INPUTS=%s/inputs", work);
 	ENV("KB_OUT=%s/out", work);
 	ENV("KB_JOBS=%d", jobs);
+	/* Shared language caches (docs/RECIPES.md): filled by fetch steps, verified by the lock
+	 * files (Cargo.lock checksums, go.sum); the build caches are content-addressed by cargo
+	 * and go themselves, so sharing them changes no output. */
+	ENV("KB_SHARED=%s/shared", cd);
+	for (char **t = rc->toolchains; t && *t; t++) {
+		if (strcmp(*t, "rust") == 0) {
+			ENV("CARGO_HOME=%s/cargo-home", cd);
+			ENV("CARGO_TARGET_DIR=%s/cargo-target", cd);
+			ENV("CARGO_NET_OFFLINE=%s", net ? "false" : "true");
+			ENV("CARGO_TERM_COLOR=never");
+		} else {
+			ENV("GOMODCACHE=%s/go/mod", cd);
+			ENV("GOCACHE=%s/go/build", cd);
+			ENV("GOPATH=%s/home/go", work);
+			ENV("GOTOOLCHAIN=local");
+			ENV("GOTELEMETRY=off");
+			ENV("GOFLAGS=-modcacherw");
+			const char *proxy = getenv("GOPROXY");
+			ENV("GOPROXY=%s", !net	  ? "off"
+					  : proxy ? proxy
+						  : "https://proxy.golang.org");
+		}
+	}
 #undef ENV
 	if (r < 0 || asprintf(&bdir, "%s/build", work) < 0) {
 		kd_strv_free(env);
 		return kd_err(err, -ENOMEM, "out of memory");
 	}
-	dprintf(logfd, "==> step %zu\n", idx + 1);
+	dprintf(logfd, "==> %s %zu\n", fetching ? "fetch" : "step", idx + 1);
 	pid_t pid = fork();
 	if (pid < 0) {
 		kd_strv_free(env);
@@ -521,7 +570,7 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 	}
 	if (pid == 0) {
 		umask(022);
-		if (!rc->network && unshare(CLONE_NEWNET) < 0)
+		if (!net && unshare(CLONE_NEWNET) < 0)
 			dprintf(logfd, "kata-build: warning: cannot drop the network (%m); "
 				       "the step runs with it\n");
 		if (chdir(bdir) < 0)
@@ -531,7 +580,7 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 			dup2(devnull, STDIN_FILENO);
 		dup2(logfd, STDOUT_FILENO);
 		dup2(logfd, STDERR_FILENO);
-		char *argv[] = {"bash", "-eo", "pipefail", "-c", rc->steps[idx], NULL};
+		char *argv[] = {"bash", "-eo", "pipefail", "-c", (char *)script, NULL};
 		execve("/bin/bash", argv, env);
 		_exit(127);
 	}
@@ -549,7 +598,8 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 	ssize_t n = pread(logfd, tail, KD_BUILD_LOG_TAIL, from);
 	tail[n > 0 ? n : 0] = '\0';
 	char *start = from > 0 ? strchr(tail, '\n') : NULL;
-	return kd_err(err, -EIO, "step %zu %s %d; log %s/build.log ends with:\n%s", idx + 1,
+	return kd_err(err, -EIO, "%s %zu %s %d; log %s/build.log ends with:\n%s",
+		      fetching ? "fetch" : "step", idx + 1,
 		      WIFEXITED(status) ? "exited with status" : "killed by signal",
 		      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), work,
 		      start ? start + 1 : tail);
@@ -579,7 +629,7 @@ static int prepare_work(const kd_build_opts *o, const kd_recipe *rc, const char 
 	for (size_t i = 0; i < rc->n_sources; i++) {
 		_cleanup_free_ char *path = NULL, *dst = NULL;
 		char d[65];
-		kd_fetch_opts fo = {.progress = o->progress};
+		kd_fetch_opts fo = {.progress = o->progress, .mirror = o->mirror};
 		if ((r = kd_cache_fetch(o->cache, &rc->sources[i], &fo, &path, d, err)) < 0)
 			return r;
 		/* Verified before use: a cache file changed on disk since it was stored fails. */
@@ -602,6 +652,32 @@ static int prepare_work(const kd_build_opts *o, const kd_recipe *rc, const char 
 		if (r < 0 || (r = copy_file(from, to, err)) < 0)
 			return r;
 	}
+	return 0;
+}
+
+/* `kata-build fetch` of a recipe with fetch steps: run them in a fresh work dir, so that a
+ * later build finds every language dependency without the network. */
+static int fetch_steps(const kd_build_opts *o, const kd_recipe *rc, kd_error *err)
+{
+	_cleanup_free_ char *work = NULL, *log = NULL;
+	const char *cd = kd_cache_dir(o->cache);
+	int r;
+	if (asprintf(&work, "%s/work/%s", cd, rc->name) < 0 ||
+	    asprintf(&log, "%s/fetch.log", work) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = prepare_work(o, rc, work, err)) < 0)
+		return kd_err_wrap(err, r, "component %s", rc->name);
+	_cleanup_close_ int logfd =
+		open(log, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd < 0)
+		return kd_err_errno(err, negative_errno(), "open %s", log);
+	for (size_t i = 0; rc->fetch[i]; i++)
+		if ((r = run_step(o, rc, work, rc->fetch[i], true, i, logfd, err)) < 0)
+			return kd_err_wrap(err, r, "component %s", rc->name);
+	_cleanup_close_ int cfd = kd_root_open(cd, err);
+	_cleanup_free_ char *rel = NULL;
+	if (cfd >= 0 && asprintf(&rel, "work/%s/build", rc->name) >= 0)
+		kd_remove_tree(cfd, rel, NULL);
 	return 0;
 }
 
@@ -700,8 +776,13 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 			open(log, O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
 		if (logfd < 0)
 			return kd_err_errno(err, negative_errno(), "open %s", log);
+		/* Fetch steps first, with the network: on a warm cache they find everything and
+		 * download nothing; the build steps then run without it. */
+		for (size_t i = 0; rc->fetch && rc->fetch[i]; i++)
+			if ((r = run_step(o, rc, work, rc->fetch[i], true, i, logfd, err)) < 0)
+				return kd_err_wrap(err, r, "component %s", name);
 		for (size_t i = 0; rc->steps[i]; i++)
-			if ((r = run_step(o, rc, work, i, logfd, err)) < 0)
+			if ((r = run_step(o, rc, work, rc->steps[i], false, i, logfd, err)) < 0)
 				return kd_err_wrap(err, r, "component %s", name);
 		/* Pack into a temp dir, then rename: a killed build leaves no half result. */
 		if (asprintf(&tmpdir, "%s/components/.#kd.%s.%d", cd, res.key, (int)getpid()) < 0 ||

@@ -29,6 +29,7 @@ typedef struct kd_build_opts {
 	bool verbose; /* copy step output to stderr too */
 	bool force;   /* rebuild even when cached */
 	bool progress;
+	const char *mirror; /* local directory of source files tried before the network */
 } kd_build_opts;
 
 typedef struct kd_build_result {

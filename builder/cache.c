@@ -1,5 +1,6 @@
 /* Source cache: sources/sha256/<hex> (verified content), partial/<hex> (a download in progress,
- * resumed by the next run), debs/<package>_<version> (the sha256 of an apt-fetched package).
+ * resumed by the next run), debs/<package>_<version> (the sha256 of an apt-fetched package),
+ * git/<tree id> (the sha256 of an archive whose contents have that git tree id).
  * A download is hashed before the rename that makes it visible; a mismatch deletes it. Digest
  * stamps (<file>.sha256) let a component cache hit skip rehashing an unchanged tarball. */
 #include <dirent.h>
@@ -13,6 +14,7 @@
 
 #include "cache.h"
 #include "digest.h"
+#include "gittree.h"
 #include "http.h"
 #include "log.h"
 
@@ -22,8 +24,8 @@ struct kd_cache {
 	char *dir;
 };
 
-static const char *const layout[] = {"sources", "sources/sha256", "partial",
-				     "debs",	"components",	  "work"};
+static const char *const layout[] = {"sources", "sources/sha256", "partial", "debs",
+				     "git",	"components",	  "work"};
 
 const char *kd_cache_dir(const kd_cache *c)
 {
@@ -287,6 +289,21 @@ static int deb_index_path(const kd_cache *c, const kd_source *s, char **ret)
 	return asprintf(ret, "%s/debs/%s_%s", c->dir, s->deb, v) < 0 ? -ENOMEM : 0;
 }
 
+static int index_path(const kd_cache *c, const kd_source *s, char **ret)
+{
+	if (s->kind == KD_SOURCE_GIT)
+		return asprintf(ret, "%s/git/%s", c->dir, s->tree) < 0 ? -ENOMEM : 0;
+	return deb_index_path(c, s, ret);
+}
+
+static int write_index(const char *idx, const char *sha256, kd_error *err)
+{
+	FILE *f = fopen(idx, "we");
+	if (!f || fprintf(f, "%s\n", sha256) < 0 || fclose(f) != 0)
+		return kd_err_errno(err, -EIO, "write %s", idx);
+	return 0;
+}
+
 int kd_cache_source_digest(kd_cache *c, const kd_source *s, char ret_sha256[65], kd_error *err)
 {
 	if (s->kind == KD_SOURCE_URL) {
@@ -295,7 +312,7 @@ int kd_cache_source_digest(kd_cache *c, const kd_source *s, char ret_sha256[65],
 	}
 	_cleanup_free_ char *idx = NULL, *path = NULL;
 	char buf[80] = "";
-	if (deb_index_path(c, s, &idx) < 0)
+	if (index_path(c, s, &idx) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
 	_cleanup_fclose_ FILE *f = fopen(idx, "re");
 	if (!f)
@@ -310,6 +327,47 @@ int kd_cache_source_digest(kd_cache *c, const kd_source *s, char ret_sha256[65],
 	if (access(path, F_OK) < 0)
 		return 0;
 	memcpy(ret_sha256, buf, 65);
+	return 1;
+}
+
+/* Copy <mirror>/<name> into fd (a regular file only). 1 when copied, 0 when the mirror has no
+ * such file. */
+static int copy_from_mirror(const char *mirror, const char *name, int fd, kd_error *err)
+{
+	_cleanup_free_ char *path = NULL;
+	struct stat st;
+	if (!mirror)
+		return 0;
+	if (asprintf(&path, "%s/%s", mirror, name) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	/* O_NONBLOCK: a FIFO in the mirror must not hang the fetch; it is refused below. */
+	_cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (in < 0)
+		return errno == ENOENT ? 0 : kd_err_errno(err, negative_errno(), "open %s", path);
+	if (fstat(in, &st) < 0)
+		return kd_err_errno(err, negative_errno(), "stat %s", path);
+	if (!S_ISREG(st.st_mode))
+		return kd_err(err, -EINVAL, "mirror file %s is not a regular file", path);
+	if ((uint64_t)st.st_size > KD_CACHE_MAX_SOURCE)
+		return kd_err(err, -EFBIG, "mirror file %s: larger than %llu bytes", path,
+			      (unsigned long long)KD_CACHE_MAX_SOURCE);
+	if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+		return kd_err_errno(err, negative_errno(), "truncate");
+	for (off_t off = 0; off < st.st_size;) {
+		ssize_t n = copy_file_range(in, NULL, fd, NULL, (size_t)(st.st_size - off), 0);
+		if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL)) {
+			char buf[65536];
+			n = pread(in, buf, sizeof(buf), off);
+			if (n > 0 && write(fd, buf, (size_t)n) != n)
+				n = -1;
+		}
+		if (n < 0)
+			return kd_err_errno(err, negative_errno(), "copy %s", path);
+		if (n == 0)
+			return kd_err(err, -EIO, "copy %s: file shrank", path);
+		off += n;
+	}
+	kd_debug("%s: from the mirror %s", name, path);
 	return 1;
 }
 
@@ -361,7 +419,19 @@ static int fetch_url(kd_cache *c, const kd_source *s, const kd_fetch_opts *o, co
 		return 1;
 
 	bool done = false;
-	if (st.st_size > 0 && resume_partial(s->url, fd, (uint64_t)st.st_size, o) == 1) {
+	r = copy_from_mirror(o ? o->mirror : NULL, s->name, fd, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "fetch %s", s->name);
+	if (r > 0) { /* verified like a download; a mismatch falls through to the network */
+		uint8_t d[KD_SHA256_LEN];
+		if (lseek(fd, 0, SEEK_SET) == 0 && kd_sha256_fd(fd, d, NULL, NULL) == 0) {
+			kd_hex(d, sizeof(d), got);
+			done = strcmp(got, s->sha256) == 0;
+		}
+		if (!done && (ftruncate(fd, 0) < 0 || fstat(fd, &st) < 0))
+			return kd_err_errno(err, negative_errno(), "truncate %s", part);
+	}
+	if (!done && st.st_size > 0 && resume_partial(s->url, fd, (uint64_t)st.st_size, o) == 1) {
 		uint8_t d[KD_SHA256_LEN];
 		if (lseek(fd, 0, SEEK_SET) == 0 && kd_sha256_fd(fd, d, NULL, NULL) == 0) {
 			kd_hex(d, sizeof(d), got);
@@ -397,6 +467,68 @@ static int fetch_url(kd_cache *c, const kd_source *s, const kd_fetch_opts *o, co
 	if (fsync(fd) < 0 || fchmod(fd, 0444) < 0 || rename(part, final) < 0)
 		return kd_err_errno(err, negative_errno(), "store %s", final);
 	return 0;
+}
+
+static int fetch_git(kd_cache *c, const kd_source *s, const kd_fetch_opts *o, char got[65],
+		     kd_error *err)
+{
+	_cleanup_free_ char *part = NULL, *url = NULL, *final = NULL, *idx = NULL;
+	_cleanup_close_ int fd = -1;
+	char tree[KD_SHA1_HEX_LEN + 1];
+	uint8_t d[KD_SHA256_LEN];
+	int r;
+
+	if (asprintf(&part, "%s/partial/git-%s", c->dir, s->tree) < 0 || index_path(c, s, &idx) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if (s->tag)
+		r = asprintf(&url, "%s/archive/refs/tags/%s.tar.gz", s->git, s->tag);
+	else
+		r = asprintf(&url, "%s/archive/%s.tar.gz", s->git, s->commit);
+	if (r < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "open %s", part);
+	if (flock(fd, LOCK_EX) < 0)
+		return kd_err_errno(err, negative_errno(), "lock %s", part);
+	r = copy_from_mirror(o ? o->mirror : NULL, s->name, fd, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "fetch %s", s->name);
+	const char *from = r > 0 ? "the mirror" : url;
+	if (r == 0) {
+		kd_http_opts ho = {.max_bytes = KD_CACHE_MAX_SOURCE,
+				   .progress = o && o->progress,
+				   .retries = o ? o->retries : 0};
+		if (ftruncate(fd, 0) < 0)
+			return kd_err_errno(err, negative_errno(), "truncate %s", part);
+		r = kd_http_download_fd(url, fd, &ho, NULL, err);
+		if (r < 0) {
+			unlink(part);
+			return kd_err_wrap(err, r, "fetch %s", s->name);
+		}
+	}
+	r = kd_git_tree_id(fd, 1, tree, err);
+	if (r < 0) {
+		unlink(part);
+		return kd_err_wrap(err, r, "fetch %s from %s", s->name, from);
+	}
+	if (strcmp(tree, s->tree) != 0) {
+		unlink(part);
+		return kd_err(err, -EBADMSG,
+			      "fetch %s from %s: its git tree is %s, the recipe pins %s; the "
+			      "archive was discarded",
+			      s->name, from, tree, s->tree);
+	}
+	if (lseek(fd, 0, SEEK_SET) < 0 || (r = kd_sha256_fd(fd, d, NULL, err)) < 0) {
+		unlink(part);
+		return kd_err_wrap(err, r < 0 ? r : -EIO, "fetch %s", s->name);
+	}
+	kd_hex(d, sizeof(d), got);
+	if (asprintf(&final, "%s/sources/sha256/%s", c->dir, got) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if (fsync(fd) < 0 || fchmod(fd, 0444) < 0 || rename(part, final) < 0)
+		return kd_err_errno(err, negative_errno(), "store %s", final);
+	return write_index(idx, got, err);
 }
 
 static int run_apt_download(const char *dir, const char *spec, kd_error *err)
@@ -456,11 +588,8 @@ static int fetch_deb(kd_cache *c, const kd_source *s, char got[65], kd_error *er
 			r = kd_err(err, -ENOMEM, "out of memory");
 		else if (chmod(file, 0444) < 0 || rename(file, final) < 0)
 			r = kd_err_errno(err, negative_errno(), "store %s", final);
-		else {
-			FILE *f = fopen(idx, "we");
-			if (!f || fprintf(f, "%s\n", got) < 0 || fclose(f) != 0)
-				r = kd_err_errno(err, -EIO, "write %s", idx);
-		}
+		else
+			r = write_index(idx, got, err);
 	}
 	if (file)
 		unlink(file);
@@ -486,6 +615,8 @@ int kd_cache_fetch(kd_cache *c, const kd_source *s, const kd_fetch_opts *o, char
 	if (!cached) {
 		if (s->kind == KD_SOURCE_URL)
 			r = fetch_url(c, s, o, final, err);
+		else if (s->kind == KD_SOURCE_GIT)
+			r = fetch_git(c, s, o, d, err);
 		else
 			r = fetch_deb(c, s, d, err);
 		if (r < 0)

@@ -1,7 +1,8 @@
 /* The content-addressed source cache under ${KD_BUILD_CACHE:-$HOME/.cache/kata-build}: sources
  * are stored as sources/sha256/<hex> only after their sha256 was checked (a bad download is
  * deleted, not kept). URL downloads go through lib/http into a partial file a later run resumes;
- * Debian packages come from `apt-get download`, indexed by name and version. build.c stores
+ * Debian packages come from `apt-get download`, indexed by name and version; git archives by
+ * the tree id they were verified against (git/<tree>). build.c stores
  * component results under components/<key>/, each with a digest stamp (below). */
 #pragma once
 
@@ -22,8 +23,10 @@ void kd_cache_free(kd_cache *c);
 const char *kd_cache_dir(const kd_cache *c);
 
 typedef struct kd_fetch_opts {
-	bool progress; /* progress bar on a TTY */
-	int retries;   /* lib/http retries; 0 = its default */
+	bool progress;	    /* progress bar on a TTY */
+	const char *mirror; /* a local directory of source files by name, tried before the
+			     * network (URL and git sources; still verified) */
+	int retries;	    /* lib/http retries; 0 = its default */
 } kd_fetch_opts;
 
 /* Make a source present in the cache, verified. ret_path (malloc'ed) is the cached file and

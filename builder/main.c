@@ -26,7 +26,7 @@ typedef struct cli {
 	const char *artifacts, *cache_dir, *out;
 	const char *output, *sign_key, *sign_pubkey;
 	const char *payload, *agent, *layout, *tag, *registry, *mount_from, *ca_file;
-	const char *pr, *sha, *keep;
+	const char *pr, *sha, *keep, *mirror;
 	bool verbose, force, plain_http, no_libs, no_push, with_payload;
 	int jobs;
 	char **names;
@@ -53,6 +53,8 @@ static void usage(FILE *f)
 	      "  --out DIR         component tarballs and payload (default build/kata-static)\n"
 	      "  --jobs N          KB_JOBS for build steps (default: CPUs)\n"
 	      "  --force           rebuild even when cached\n"
+	      "  --mirror DIR      source files by name, tried before the network (verified\n"
+	      "                    as downloads are; default $KATA_BUILD_MIRROR)\n"
 	      "  --output FILE     payload: file (default OUT/payload.tar.zst)\n"
 	      "  --sign-key PEM --sign-pubkey PEM   payload: sign it\n"
 	      "  --payload FILE    image, verify: the payload\n"
@@ -122,9 +124,11 @@ static int load_common(cli *c, kd_error *err)
 				.jobs = c->jobs,
 				.verbose = c->verbose,
 				.force = c->force,
-				.progress = true};
-	kd_info("artifacts %s, cache %s, out %s, SOURCE_DATE_EPOCH %lld, version %s, builder %s",
-		c->artifacts, kd_cache_dir(c->cache), c->out,
+				.progress = true,
+				.mirror = c->mirror};
+	kd_info("artifacts %s, cache %s, out %s, mirror %s, SOURCE_DATE_EPOCH %lld, version %s, "
+		"builder %s",
+		c->artifacts, kd_cache_dir(c->cache), c->out, c->mirror ? c->mirror : "none",
 		(long long)c->versions->source_date_epoch, c->versions->version,
 		KD_BUILDER_VERSION);
 	report_unused_recipes(c);
@@ -336,6 +340,7 @@ enum {
 	O_SHA,
 	O_NO_PUSH,
 	O_KEEP,
+	O_MIRROR,
 	O_WITH_PAYLOAD,
 };
 
@@ -409,6 +414,9 @@ static bool apply_opt(cli *c, int o, const char *arg)
 	case O_KEEP:
 		c->keep = arg;
 		break;
+	case O_MIRROR:
+		c->mirror = arg;
+		break;
 	case 'v':
 		c->verbose = true;
 		break;
@@ -443,11 +451,14 @@ int main(int argc, char **argv)
 		{"sha", required_argument, NULL, O_SHA},
 		{"no-push", no_argument, NULL, O_NO_PUSH},
 		{"keep", required_argument, NULL, O_KEEP},
+		{"mirror", required_argument, NULL, O_MIRROR},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
-	cli c = {.artifacts = DEFAULT_ARTIFACTS, .out = DEFAULT_OUT};
+	cli c = {.artifacts = DEFAULT_ARTIFACTS,
+		 .out = DEFAULT_OUT,
+		 .mirror = getenv("KATA_BUILD_MIRROR")};
 	kd_error err = {0};
 	int o, r;
 

@@ -12,6 +12,7 @@
 #include "merge.h"
 #include "payload.h"
 #include "strv.h"
+#include "toml.h"
 
 typedef struct claims {
 	char **files; /* files and symlinks */
@@ -39,6 +40,74 @@ static bool has_child(claims *all, size_t n, const char *dir)
 				return true;
 	}
 	return false;
+}
+
+#define MERGE_MAX_CONFIG (1u << 20) /* bytes of one Kata configuration read here */
+
+/* Does opt/kata/<rel> (an absolute /opt/kata/... path from a configuration) exist in the tree
+ * as a file, or a symlink to one inside the tree? */
+static bool tree_has(int treefd, const char *abs)
+{
+	static const char prefix[] = "/opt/kata/";
+	if (strncmp(abs, prefix, sizeof(prefix) - 1) != 0)
+		return false;
+	_cleanup_close_ int fd = kd_openat(treefd, abs, O_PATH, 0, KD_IN_ROOT, NULL);
+	struct stat st;
+	return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A shim goes into the payload only when it can run: its runtime binary, its configuration,
+ * and every file that configuration starts a VM with (hypervisor, kernel, guest image or
+ * initrd) are in the tree. Upstream's layout: Go runtime shims under bin/ and
+ * share/defaults/kata-containers/, runtime-rs shims under runtime-rs/. */
+static int check_shim(int treefd, const char *shim, kd_error *err)
+{
+	size_t len = strlen(shim);
+	bool rs = len > 11 && strcmp(shim + len - 11, "-runtime-rs") == 0;
+	const char *bin = rs ? "/opt/kata/runtime-rs/bin/containerd-shim-kata-v2"
+			     : "/opt/kata/bin/containerd-shim-kata-v2";
+	_cleanup_free_ char *cfg = NULL, *text = NULL;
+	_cleanup_toml_ kd_toml_doc *doc = NULL;
+	size_t tlen = 0;
+	int r;
+
+	if (!tree_has(treefd, bin))
+		return kd_err(err, -ENOENT, "shim %s: no runtime binary %s", shim, bin);
+	if (asprintf(&cfg, "/opt/kata/share/defaults/kata-containers/%sconfiguration-%s.toml",
+		     rs ? "runtime-rs/" : "", shim) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if (!tree_has(treefd, cfg))
+		return kd_err(err, -ENOENT, "shim %s: no configuration %s", shim, cfg);
+	if ((r = kd_read_file(treefd, cfg, MERGE_MAX_CONFIG, &text, &tlen, err)) < 0)
+		return kd_err_wrap(err, r, "shim %s", shim);
+	if ((r = kd_toml_parse(cfg, text, tlen, &doc, err)) < 0)
+		return kd_err_wrap(err, r, "shim %s", shim);
+	const kd_toml_node *hvs = kd_toml_get(kd_toml_root(doc), "hypervisor");
+	if (!hvs || kd_toml_count(hvs) != 1)
+		return kd_err(err, -EINVAL, "shim %s: %s has no single [hypervisor.*] table", shim,
+			      cfg);
+	const kd_toml_node *hv = kd_toml_first(hvs);
+	static const char *const keys[] = {"path", "kernel", "image", "initrd"};
+	bool guest = false;
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+		const char *v = NULL;
+		const kd_toml_node *n = kd_toml_get(hv, keys[i]);
+		if (!n || kd_toml_get_string(n, &v, NULL) < 0 || !*v) {
+			if (i < 2)
+				return kd_err(err, -EINVAL, "shim %s: %s sets no hypervisor %s",
+					      shim, cfg, keys[i]);
+			continue;
+		}
+		if (!tree_has(treefd, v))
+			return kd_err(err, -ENOENT,
+				      "shim %s: its configuration's %s %s is not in the payload",
+				      shim, keys[i], v);
+		guest = guest || i >= 2;
+	}
+	if (!guest)
+		return kd_err(err, -EINVAL, "shim %s: %s names no guest image or initrd", shim,
+			      cfg);
+	return 0;
 }
 
 int kd_build_payload(const kd_build_opts *o, const kd_shims *shims, const kd_payload_build_opts *po,
@@ -124,6 +193,21 @@ int kd_build_payload(const kd_build_opts *o, const kd_shims *shims, const kd_pay
 	if (json_object_object_length(sh) == 0) {
 		r = kd_err(err, -EINVAL, "payload: no shim has all its components in this payload");
 		goto out;
+	}
+	{
+		_cleanup_close_ int treefd = kd_root_open(tree, err);
+		if (treefd < 0) {
+			r = treefd;
+			goto out;
+		}
+		json_object_object_foreach(sh, shim, _comps)
+		{
+			(void)_comps;
+			if ((r = check_shim(treefd, shim, err)) < 0) {
+				r = kd_err_wrap(err, r, "payload");
+				goto out;
+			}
+		}
 	}
 	if ((r = kd_json_format(spec, KD_JSON_PRETTY, &spec_text, NULL, err)) < 0)
 		goto out;

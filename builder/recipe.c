@@ -223,10 +223,14 @@ static void source_free(kd_source *s)
 	free(s->sha256);
 	free(s->deb);
 	free(s->version);
+	free(s->git);
+	free(s->tag);
+	free(s->commit);
+	free(s->tree);
 }
 
 typedef struct source_raw {
-	char *url, *sha256, *file, *deb, *version;
+	char *url, *sha256, *file, *deb, *version, *git, *tag, *commit, *tree;
 } source_raw;
 
 static const field source_fields[] = {
@@ -235,7 +239,85 @@ static const field source_fields[] = {
 	{"file", F_STRING, offsetof(source_raw, file), false},
 	{"deb", F_STRING, offsetof(source_raw, deb), false},
 	{"version", F_STRING, offsetof(source_raw, version), false},
+	{"git", F_STRING, offsetof(source_raw, git), false},
+	{"tag", F_STRING, offsetof(source_raw, tag), false},
+	{"commit", F_STRING, offsetof(source_raw, commit), false},
+	{"tree", F_STRING, offsetof(source_raw, tree), false},
 };
+
+/* Debian policy §5.6.1: lowercase alphanumerics, '+', '-', '.'; at least two characters,
+ * starting with an alphanumeric (so never an option to apt-get). */
+static bool deb_name_valid(const char *s)
+{
+	if (strlen(s) < 2 || strlen(s) > 128 ||
+	    !((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+		return false;
+	return s[strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789+-.")] == '\0';
+}
+
+/* Debian policy §5.6.12: [epoch:]upstream[-revision], alphanumerics and . + ~ - :, starting
+ * with a digit. */
+static bool deb_version_valid(const char *s)
+{
+	if (!*s || strlen(s) > 128 || !(*s >= '0' && *s <= '9'))
+		return false;
+	return s[strspn(s,
+			"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+~-:")] ==
+	       '\0';
+}
+
+static bool hex40(const char *s)
+{
+	return kd_sha1_hex_valid(s);
+}
+
+/* A tag: git's ref rules, kept simple: printable, no space, no "..", no leading '-'. */
+static bool tag_valid(const char *s)
+{
+	if (!*s || *s == '-' || strlen(s) > 128 || strstr(s, ".."))
+		return false;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("~^:?*[\\", *p))
+			return false;
+	return true;
+}
+
+static int parse_git_source(const ctx *c, const char *where, source_raw *s, kd_source *out)
+{
+	size_t line = text_line(c, s->git);
+	if (s->url || s->deb || s->sha256 || s->version)
+		return fail_at(c, line, -EINVAL,
+			       "%s: a git source takes git, tag or commit, tree and file only",
+			       where);
+	/* http:// too: the tree id, not the transport, is what verifies the archive. */
+	if ((strncmp(s->git, "https://", 8) != 0 && strncmp(s->git, "http://", 7) != 0) ||
+	    strchr(s->git, '?') || strchr(s->git, '#'))
+		return fail_at(c, line, -EINVAL, "%s: git: an http(s):// repository URL", where);
+	if (!!s->tag == !!s->commit)
+		return fail_at(c, line, -EINVAL, "%s: git needs exactly one of tag, commit", where);
+	if (s->tag && !tag_valid(s->tag))
+		return fail_at(c, text_line(c, s->tag), -EINVAL, "%s: tag '%s' is not a valid tag",
+			       where, s->tag);
+	if (s->commit && !hex40(s->commit))
+		return fail_at(c, text_line(c, s->commit), -EINVAL,
+			       "%s: commit: 40 lowercase hex digits", where);
+	if (!s->tree || !hex40(s->tree))
+		return fail_at(c, s->tree ? text_line(c, s->tree) : line, -EINVAL,
+			       "%s: git needs tree: the 40-hex git tree id of that %s", where,
+			       s->tag ? "tag" : "commit");
+	if (!s->file)
+		return fail_at(
+			c, line, -EINVAL,
+			"%s: git needs file: the archive's name in the cache and in a mirror",
+			where);
+	out->kind = KD_SOURCE_GIT;
+	out->git = TAKE_PTR(s->git);
+	out->tag = TAKE_PTR(s->tag);
+	out->commit = TAKE_PTR(s->commit);
+	out->tree = TAKE_PTR(s->tree);
+	out->name = TAKE_PTR(s->file);
+	return 0;
+}
 
 static int parse_source(const ctx *c, struct json_object *v, size_t idx, kd_source *out)
 {
@@ -247,6 +329,33 @@ static int parse_source(const ctx *c, struct json_object *v, size_t idx, kd_sour
 	if (!json_object_is_type(v, json_type_object))
 		return fail_at(c, key_line(c, "sources"), -EINVAL, "%s: expected a mapping", where);
 	r = parse_object(c, v, where, source_fields, ELEMENTSOF(source_fields), &s);
+	if (r >= 0 && s.git) {
+		r = parse_git_source(c, where, &s, out);
+		free(s.git);
+		free(s.tag);
+		free(s.commit);
+		free(s.tree);
+		free(s.file);
+		*out = (kd_source){.kind = out->kind,
+				   .name = out->name,
+				   .git = out->git,
+				   .tag = out->tag,
+				   .commit = out->commit,
+				   .tree = out->tree,
+				   .url = s.url,
+				   .sha256 = s.sha256,
+				   .deb = s.deb,
+				   .version = s.version};
+		if (r < 0)
+			return r;
+		if (!kd_recipe_path_safe(out->name, false) || strchr(out->name, '/'))
+			return fail_at(c, text_line(c, out->name), -EINVAL,
+				       "%s: bad file name '%s'", where, out->name);
+		return 0;
+	}
+	free(s.tag);
+	free(s.commit);
+	free(s.tree);
 	*out = (kd_source){.url = s.url, .sha256 = s.sha256, .deb = s.deb, .version = s.version};
 	if (r < 0) {
 		free(s.file);
@@ -255,7 +364,7 @@ static int parse_source(const ctx *c, struct json_object *v, size_t idx, kd_sour
 	if (!!s.url == !!s.deb) {
 		free(s.file);
 		return fail_at(c, key_line(c, "sources"), -EINVAL,
-			       "%s: needs exactly one of url, deb", where);
+			       "%s: needs exactly one of url, deb, git", where);
 	}
 	if (s.url) {
 		if (s.sha256 && strcmp(s.sha256, KD_RECIPE_UNPINNED) == 0) {
@@ -290,6 +399,13 @@ static int parse_source(const ctx *c, struct json_object *v, size_t idx, kd_sour
 				       "%s: deb needs an exact version and no sha256 (apt verifies "
 				       "packages against the signed archive index)",
 				       where);
+		}
+		if (!deb_name_valid(s.deb) || !deb_version_valid(s.version)) {
+			free(s.file);
+			return fail_at(c, text_line(c, s.deb), -EINVAL,
+				       "%s: '%s=%s' is not a Debian package name and version "
+				       "(policy 5.6.1, 5.6.12)",
+				       where, s.deb, s.version);
 		}
 		if (s.file)
 			out->name = strdup(s.file);
@@ -568,6 +684,8 @@ void kd_recipe_free(kd_recipe *r)
 	kd_strv_free(r->files);
 	kd_strv_free(r->steps);
 	kd_strv_free(r->outputs);
+	kd_strv_free(r->fetch);
+	kd_strv_free(r->toolchains);
 	free(r->path);
 	free(r->name);
 	free(r->version);
@@ -583,6 +701,8 @@ static const field recipe_fields[] = {
 	{"inputs", F_STRV, offsetof(kd_recipe, inputs), false},
 	{"files", F_STRV, offsetof(kd_recipe, files), false},
 	{"sources", F_SOURCES, 0, false},
+	{"fetch", F_STRV, offsetof(kd_recipe, fetch), false},
+	{"toolchains", F_STRV, offsetof(kd_recipe, toolchains), false},
 	{"steps", F_STRV, offsetof(kd_recipe, steps), true},
 	{"outputs", F_STRV, offsetof(kd_recipe, outputs), true},
 	{"network", F_BOOL, offsetof(kd_recipe, network), false},
@@ -624,6 +744,13 @@ static int recipe_validate(const ctx *c, kd_recipe *rc)
 			return fail_at(c, text_line(c, *i), -EINVAL,
 				       "inputs: a component cannot be its own input");
 	}
+	for (char **t = rc->toolchains; t && *t; t++)
+		if (strcmp(*t, "rust") != 0 && strcmp(*t, "go") != 0)
+			return fail_at(c, text_line(c, *t), -EINVAL,
+				       "toolchains: '%s' is not one of rust, go", *t);
+	if (rc->fetch && rc->network)
+		return fail_at(c, key_line(c, "fetch"), -EINVAL,
+			       "fetch: only for recipes whose steps run without the network");
 	return 0;
 }
 

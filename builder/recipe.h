@@ -19,6 +19,7 @@
 typedef enum kd_source_kind {
 	KD_SOURCE_URL, /* url + sha256, fetched into the content-addressed cache */
 	KD_SOURCE_DEB, /* Debian package + exact version, fetched with apt-get download */
+	KD_SOURCE_GIT, /* a forge's archive of a tag or commit, verified by its git tree id */
 } kd_source_kind;
 
 typedef struct kd_source {
@@ -28,6 +29,10 @@ typedef struct kd_source {
 	char *sha256;  /* KD_SOURCE_URL: pinned lowercase hex */
 	char *deb;     /* KD_SOURCE_DEB: package name */
 	char *version; /* KD_SOURCE_DEB: exact Debian version */
+	char *git;     /* KD_SOURCE_GIT: repository URL (https://github.com/org/repo) */
+	char *tag;     /* KD_SOURCE_GIT: tag, or */
+	char *commit;  /* KD_SOURCE_GIT: full commit id (40 hex) */
+	char *tree;    /* KD_SOURCE_GIT: the git tree id its archive must have (40 hex) */
 } kd_source;
 
 typedef struct kd_recipe {
@@ -39,10 +44,13 @@ typedef struct kd_recipe {
 	char **files;  /* artifacts/ files copied into the build (NULL-terminated) */
 	kd_source *sources;
 	size_t n_sources;
-	char **steps;	/* shell scripts, run in order (NULL-terminated) */
-	char **outputs; /* "opt/kata/..." paths; a trailing '/' means a whole directory */
-	bool network;	/* steps may use the network (default false: unshare -n) */
-	char *bytes;	/* the recipe file as read: part of the component's cache key */
+	char **fetch;	   /* shell scripts run with the network in the fetch phase: language
+			    * dependencies pinned by lock files (NULL-terminated, may be NULL) */
+	char **toolchains; /* "rust", "go": put on PATH, their versions in the key */
+	char **steps;	   /* shell scripts, run in order (NULL-terminated) */
+	char **outputs;	   /* "opt/kata/..." paths; a trailing '/' means a whole directory */
+	bool network;	   /* steps may use the network (default false: unshare -n) */
+	char *bytes;	   /* the recipe file as read: part of the component's cache key */
 	size_t len;
 } kd_recipe;
 

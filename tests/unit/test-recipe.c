@@ -112,9 +112,66 @@ TEST(sources)
 	expect("name: a\nversion: '1'\nsources:\n  - deb: p\n    url: http://x\n    version: '1'\n"
 	       "steps: [x]\noutputs: [opt/kata/a]\n",
 	       "needs exactly one of url, deb");
-	expect("name: a\nversion: '1'\nsources:\n  - deb: p\n    version: '1'\n"
-	       "  - deb: p\n    version: '2'\nsteps: [x]\noutputs: [opt/kata/a]\n",
-	       "two sources named 'p.deb'");
+	expect("name: a\nversion: '1'\nsources:\n  - deb: pk\n    version: '1'\n"
+	       "  - deb: pk\n    version: '2'\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "two sources named 'pk.deb'");
+	/* apt option injection: a name or version that is not Debian's is refused */
+	expect("name: a\nversion: '1'\nsources:\n  - deb: '-oAPT::Get::x=1'\n    version: '1'\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "is not a Debian package name and version");
+	expect("name: a\nversion: '1'\nsources:\n  - deb: qemu\n    version: '1 -o x'\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "is not a Debian package name and version");
+}
+
+#define GIT_OK                                                                                     \
+	"  - git: https://github.com/o/r\n    tag: '4.1.0'\n    tree: "                            \
+	"8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: r-4.1.0.tar.gz\n"
+
+TEST(git_sources)
+{
+	kd_recipe *r = NULL;
+	kd_error err = {0};
+	CHECK_INT(parse("name: a\nversion: '1'\nsources:\n" GIT_OK
+			"steps: [x]\noutputs: [opt/kata/a]\n",
+			&r, &err),
+		  0);
+	if (r) {
+		CHECK_INT(r->sources[0].kind, KD_SOURCE_GIT);
+		CHECK_STR(r->sources[0].name, "r-4.1.0.tar.gz");
+		CHECK_STR(r->sources[0].tag, "4.1.0");
+		CHECK_STR(r->sources[0].tree, "8836c9c8192b14a3ecebf3df69aa2863dce15cc1");
+		CHECK(r->sources[0].commit == NULL);
+	}
+	kd_recipe_free(r);
+	expect("name: a\nversion: '1'\nsources:\n  - git: https://github.com/o/r\n    tag: v1\n"
+	       "    file: f.tar.gz\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "git needs tree: the 40-hex git tree id");
+	expect("name: a\nversion: '1'\nsources:\n  - git: https://github.com/o/r\n    tree: "
+	       "8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: f.tar.gz\nsteps: [x]\n"
+	       "outputs: [opt/kata/a]\n",
+	       "git needs exactly one of tag, commit");
+	expect("name: a\nversion: '1'\nsources:\n  - git: https://github.com/o/r\n    commit: abc\n"
+	       "    tree: 8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: f.tar.gz\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "commit: 40 lowercase hex digits");
+	expect("name: a\nversion: '1'\nsources:\n  - git: ftp://x/r\n    tag: v1\n    tree: "
+	       "8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: f.tar.gz\nsteps: [x]\n"
+	       "outputs: [opt/kata/a]\n",
+	       "git: an http(s):// repository URL");
+	expect("name: a\nversion: '1'\nsources:\n  - git: https://x/r\n    tag: '--upload-pack=x'\n"
+	       "    tree: 8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: f.tar.gz\n"
+	       "steps: [x]\noutputs: [opt/kata/a]\n",
+	       "is not a valid tag");
+	expect("name: a\nversion: '1'\nsources:\n" GIT_OK "    sha256: abc\nsteps: [x]\n"
+	       "outputs: [opt/kata/a]\n",
+	       "a git source takes git, tag or commit, tree and file only");
+	expect("name: a\nversion: '1'\nsources:\n  - git: https://x/r\n    tag: v1\n    tree: "
+	       "8836c9c8192b14a3ecebf3df69aa2863dce15cc1\n    file: ../f.tar.gz\nsteps: [x]\n"
+	       "outputs: [opt/kata/a]\n",
+	       "bad file name");
+	expect("name: a\nversion: '1'\ntoolchains: [rust, cobol]\nsteps: [x]\noutputs: [opt/kata/a]\n",
+	       "toolchains: 'cobol' is not one of rust, go");
 }
 
 TEST(variables)
@@ -149,6 +206,7 @@ int main(void)
 	RUN(outputs_under_opt_kata);
 	RUN(required_and_types);
 	RUN(sources);
+	RUN(git_sources);
 	RUN(variables);
 	RUN(path_safe);
 	TAP_END();
