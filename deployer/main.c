@@ -1,5 +1,6 @@
 /* kata-deploy: the host CLI. One function per verb; each parses its options into the engine's
  * option structs, calls the engine once and prints the error chain once. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "cmd-check.h"
 #include "engine.h"
 #include "fsroot.h"
+#include "import.h"
 #include "json.h"
 #include "log.h"
 #include "payload.h"
@@ -119,7 +121,8 @@ static const char install_help[] =
 	"Verify the payload, extract the components the chosen shims need into a new version\n"
 	"directory, verify every file, then switch to it atomically. The previous version is kept\n"
 	"for 'rollback'. Installing the same payload and shims again changes nothing.\n\n"
-	"  --payload PATH|URL    payload file (.tar.zst made by 'payload pack' or kata-build)\n"
+	"  --payload PATH|URL    payload file (.tar.zst made by 'payload pack', 'payload import' or\n"
+	"                        kata-build; upstream's kata-static-*.tar.* need 'payload import')\n"
 	"  --sha256 HEX          expected sha256 of the payload file\n"
 	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
 	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
@@ -323,6 +326,19 @@ static int cmd_install(int argc, char **argv, bool plan)
 	o.e = c.e;
 	o.shims = shims;
 	o.progress = isatty(STDERR_FILENO);
+	if (!strstr(o.payload, "://")) {
+		/* Upstream's release tarball is not a payload: say what to do with it. */
+		_cleanup_close_ int pfd = open(o.payload, O_RDONLY | O_CLOEXEC);
+		if (pfd >= 0 && kd_import_sniff(pfd) == KD_IMPORT_UPSTREAM) {
+			kd_error_log(
+				"%s: '%s' is an upstream Kata release tarball (an opt/kata/ tree "
+				"without a kata-deploy manifest), not a payload: convert it "
+				"first with 'kata-deploy payload import %s -o payload.tar.zst "
+				"--sha256 <its published sha256>', then install payload.tar.zst",
+				verb, o.payload, o.payload);
+			return EXIT_FAILURE;
+		}
+	}
 
 	kd_error err = {0};
 	_cleanup_close_ int rootfd = open_root(&c, &err);
@@ -509,8 +525,127 @@ static const char pack_help[] =
 	"so installs then require that public key and a valid signature; --sign-pubkey PUB also\n"
 	"checks the new signature against PUB (a key pair that does not match is refused).\n"
 	"--mtime defaults to $SOURCE_DATE_EPOCH or 0.\n"
+	"Without --spec there is one component 'kata' and a shim per configuration-<shim>.toml in\n"
+	"share/defaults/kata-containers/ (Go runtime) and its runtime-rs/ (runtime-rs shims).\n"
+	"       kata-deploy payload import TARBALL -o FILE [--sha256 HEX] [--shims LIST]\n"
+	"                                  [--version V] [--arch A] [--sign KEY [--sign-pubkey PUB]]\n"
+	"                                  [--level N] [--mtime EPOCH]\n"
+	"Turn upstream's release tarball (kata-static-<version>-<arch>.tar.zst or .tar.xz) into a\n"
+	"payload: every entry is checked (paths below opt/kata/, no devices, setuid bits or links\n"
+	"out of the tree, the payload size limits), the tree is split into upstream's components\n"
+	"(kata-static-<component>) and each shim of the Go runtime and of runtime-rs gets the\n"
+	"components its configuration names (docs/PAYLOAD.md). --sha256 pins the tarball (without\n"
+	"it the digest is printed with a warning); --shims imports only those shims, each of which\n"
+	"must work (otherwise a shim whose configuration names a file the tarball lacks is left\n"
+	"out with a warning). Version and architecture come from opt/kata/VERSION and the file name.\n"
 	"       kata-deploy payload keygen PRIVATE.pem PUBLIC.pem\n"
 	"Make an Ed25519 key pair for signing payloads.\n";
+
+static int cmd_payload_import(int argc, char **argv)
+{
+	kd_import_opts o = {.zstd_level = 10};
+	_cleanup_strv_ char **shims = NULL;
+	const char *out = NULL;
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	if (sde)
+		o.mtime = strtoll(sde, NULL, 10);
+	enum { I_SHA = 1, I_SHIMS, I_VERSION, I_ARCH, I_SIGN, I_PUB, I_LEVEL, I_MTIME };
+	static const struct option longopts[] = {{"output", required_argument, NULL, 'o'},
+						 {"sha256", required_argument, NULL, I_SHA},
+						 {"shims", required_argument, NULL, I_SHIMS},
+						 {"version", required_argument, NULL, I_VERSION},
+						 {"arch", required_argument, NULL, I_ARCH},
+						 {"sign", required_argument, NULL, I_SIGN},
+						 {"sign-pubkey", required_argument, NULL, I_PUB},
+						 {"level", required_argument, NULL, I_LEVEL},
+						 {"mtime", required_argument, NULL, I_MTIME},
+						 {"help", no_argument, NULL, 'h'},
+						 {}};
+	int opt;
+	optind = 2;
+	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'o':
+			out = optarg;
+			break;
+		case I_SHA:
+			o.sha256 = optarg;
+			break;
+		case I_SHIMS:
+			kd_strv_free(shims);
+			shims = kd_strv_split(optarg, ',');
+			if (!shims || !shims[0])
+				return usage_error("payload", "--shims: empty list");
+			break;
+		case I_VERSION:
+			o.version = optarg;
+			break;
+		case I_ARCH:
+			o.arch = optarg;
+			break;
+		case I_SIGN:
+			o.sign_key = optarg;
+			break;
+		case I_PUB:
+			o.sign_pubkey = optarg;
+			break;
+		case I_LEVEL:
+			o.zstd_level = atoi(optarg);
+			if (o.zstd_level < 1 || o.zstd_level > 19)
+				return usage_error("payload", "--level must be 1..19");
+			break;
+		case I_MTIME:
+			o.mtime = strtoll(optarg, NULL, 10);
+			break;
+		case 'h':
+			printf("%s", pack_help);
+			return 0;
+		default:
+			return usage_error("payload", "unknown option");
+		}
+	}
+	if (optind + 1 != argc || !out)
+		return usage_error("payload", "import needs TARBALL and -o FILE");
+	if (o.sign_pubkey && !o.sign_key)
+		return usage_error("payload", "--sign-pubkey needs --sign");
+	if (o.sha256 && !kd_sha256_hex_valid(o.sha256))
+		return usage_error("payload", "--sha256 must be 64 lowercase hex digits");
+	o.shims = shims;
+	kd_info("payload import: %s -> %s sha256=%s shims=%s version=%s arch=%s sign=%s",
+		argv[optind], out, o.sha256 ? o.sha256 : "(not pinned)", shims ? "listed" : "all",
+		o.version ? o.version : "(from the tarball)", o.arch ? o.arch : "(from the name)",
+		o.sign_key ? o.sign_key : "no");
+	kd_error err = {0};
+	kd_import_result res = {0};
+	int r = kd_import(argv[optind], out, &o, &res, &err);
+	if (!o.sha256 && res.sha256[0])
+		kd_warn("payload import: no --sha256 given: '%s' has sha256 %s; compare it with "
+			"upstream's published checksum and pin it with --sha256",
+			argv[optind], res.sha256);
+	if (r < 0)
+		return fail(&err);
+	for (size_t i = 0; res.left_out && res.left_out[i]; i++)
+		kd_warn("payload import: left out %s", res.left_out[i]);
+	printf("wrote %s%s: Kata %s for %s, %llu files, %llu bytes (configurations: %zu Go "
+	       "runtime, %zu runtime-rs)\n",
+	       out, o.sign_key ? " and its .sig" : "", res.version, res.arch,
+	       (unsigned long long)res.files, (unsigned long long)res.bytes, res.go_configs,
+	       res.rs_configs);
+	printf("components:\n");
+	for (size_t i = 0; res.components && res.components[i]; i++)
+		printf("  %s\n", res.components[i]);
+	printf("shims:\n");
+	for (size_t i = 0; i < res.n_shims; i++) {
+		printf("  %s (%s, %llu bytes):", res.shims[i].name,
+		       res.shims[i].rust ? "runtime-rs" : "Go runtime",
+		       (unsigned long long)res.shims[i].bytes);
+		for (size_t j = 0; res.shims[i].components[j]; j++)
+			printf(" %s", res.shims[i].components[j]);
+		printf("\n");
+	}
+	kd_import_result_done(&res);
+	return 0;
+}
 
 static int cmd_payload(int argc, char **argv)
 {
@@ -528,8 +663,10 @@ static int cmd_payload(int argc, char **argv)
 		printf("wrote %s and %s\n", argv[2], argv[3]);
 		return 0;
 	}
+	if (!strcmp(argv[1], "import"))
+		return cmd_payload_import(argc, argv);
 	if (strcmp(argv[1], "pack"))
-		return usage_error("payload", "unknown subcommand (pack, keygen)");
+		return usage_error("payload", "unknown subcommand (pack, import, keygen)");
 	kd_pack_opts o = {.zstd_level = 10};
 	const char *out = NULL;
 	const char *sde = getenv("SOURCE_DATE_EPOCH");
@@ -586,7 +723,20 @@ static int cmd_payload(int argc, char **argv)
 		return usage_error("payload", "pack needs DIR and -o FILE");
 	if (o.sign_pubkey && !o.sign_key)
 		return usage_error("payload", "--sign-pubkey needs --sign");
-	if (kd_payload_pack(argv[optind], out, &o, &err) < 0)
+	_cleanup_free_ char *inferred = NULL;
+	if (!o.spec_path) {
+		/* Shims of both runtimes, runtime-rs's included (deployer/import.c). */
+		_cleanup_strv_ char **left_out = NULL;
+		if (kd_import_pack_spec(argv[optind], &inferred, &left_out, &err) < 0)
+			return fail(&err);
+		for (size_t i = 0; left_out && left_out[i]; i++)
+			kd_warn("payload pack: not a shim: %s", left_out[i]);
+		o.spec_path = inferred;
+	}
+	int r = kd_payload_pack(argv[optind], out, &o, &err);
+	if (inferred)
+		unlink(inferred);
+	if (r < 0)
 		return fail(&err);
 	printf("wrote %s%s\n", out, o.sign_key ? " and its .sig" : "");
 	return 0;
@@ -603,7 +753,8 @@ static const char main_help[] =
 	"  status       show what is installed\n"
 	"  recover      finish or undo an interrupted run, nothing else\n"
 	"  check        can this host run Kata? (CPU, /dev/kvm, modules, runtime, hypervisor)\n"
-	"  payload      pack a payload from a directory, make signing keys\n"
+	"  payload      pack a payload from a directory, import upstream's release tarball,\n"
+	"               make signing keys\n"
 	"  version      print the version\n\n"
 	"Run 'kata-deploy COMMAND --help' for a command's options.\n"
 	"Exit status: 0 success, 1 failure (the error is printed once), 2 usage error,\n"
