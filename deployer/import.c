@@ -1414,7 +1414,9 @@ int kd_import_pack_spec(const char *srcdir, char **ret_spec_path, char ***ret_le
 			return r;
 	for (size_t d = 0; d < ELEMENTSOF(dirs); d++) {
 		_cleanup_strv_ char **names = NULL;
-		if ((r = list_dir(katafd, dirs[d], &names, false, err)) < 0)
+		char dir[128];
+		snprintf(dir, sizeof(dir), "%.*s", (int)strlen(dirs[d]) - 1, dirs[d]);
+		if ((r = list_dir(katafd, dir, &names, false, err)) < 0)
 			return kd_err_wrap(err, r, "pack '%s'", srcdir);
 		for (size_t i = 0; names && names[i]; i++) {
 			char rel[KD_PATH_MAX + 1], shim[64];

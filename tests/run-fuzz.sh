@@ -9,7 +9,8 @@ mkdir -p "$B"
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -Ilib -I. $(pkg-config --cflags libcurl yaml-0.1 json-c libarchive libzstd openssl libkmod)"
 LIBS="$(pkg-config --libs yaml-0.1 json-c libarchive libzstd openssl libkmod) -lpthread"
 objs=()
-for src in lib/*.c; do
+# The engine's modules too (not its CLI): fuzz-import drives deployer/import.c.
+for src in lib/*.c $(ls deployer/*.c | grep -v '/main\.c$'); do
 	o=$B/$(basename "${src%.c}").o
 	[ "$o" -nt "$src" ] || clang $CFLAGS -c "$src" -o "$o"
 	objs+=("$o")
