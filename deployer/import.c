@@ -667,7 +667,8 @@ int kd_import_shim_components(const kd_imp_tree *t, const char *shim, bool rust,
 	if (component_present(t, KD_IMPORT_COMMON) &&
 	    (r = add_unique(&set, KD_IMPORT_COMMON, err)) < 0)
 		return r;
-	kd_strv_sort(set);
+	if (set)
+		kd_strv_sort(set);
 	*ret = TAKE_PTR(set);
 	return 0;
 }
@@ -1138,7 +1139,8 @@ static int component_stats(const kd_imp_tree *t, kd_import_result *res, kd_error
 	for (size_t i = 0; i < t->n; i++)
 		if (t->e[i].component && (r = add_unique(&names, t->e[i].component, err)) < 0)
 			return r;
-	kd_strv_sort(names);
+	if (names)
+		kd_strv_sort(names);
 	for (size_t i = 0; names && names[i]; i++) {
 		uint64_t files = 0, bytes = 0;
 		for (size_t j = 0; j < t->n; j++)
@@ -1371,7 +1373,7 @@ static int list_dir(int rootfd, const char *path, char ***ret, bool mark_dirs, k
 			break;
 	}
 	closedir(d);
-	if (r >= 0)
+	if (r >= 0 && *ret)
 		kd_strv_sort(*ret);
 	return r;
 }

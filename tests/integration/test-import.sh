@@ -35,7 +35,7 @@ for s, c in sorted(m["shims"].items()):
 
 # --- 4.x, pinned ---
 P4=$T/out/p4.tar.zst
-out=$("$KD" payload import "$U4" --sha256 "$SHA4" -o "$P4" 2>&1)
+out=$("$KD" payload import "$U4" --sha256 "$SHA4" -o "$P4" 2>&1) || not_ok "failed: $out"
 check "4.x import succeeds" test -s "$P4"
 check "4.x: no warning about the digest when pinned" lacks 'no --sha256' "$out"
 check "4.x: both runtimes' configurations are counted" grep -q "configurations: 6 Go runtime, 6 runtime-rs" <<<"$out"
@@ -83,13 +83,13 @@ libexec/nydusd nydus
 VERSION common
 EOF
 check "4.x: files go to upstream's kata-static-<component> sets" diff -u "$T/wantc" <(echo "$comps")
-"$KD" payload import "$U4" --sha256 "$SHA4" -o "$T/out/again.tar.zst" >/dev/null 2>&1
+"$KD" payload import "$U4" --sha256 "$SHA4" -o "$T/out/again.tar.zst" >/dev/null 2>&1 || not_ok "import again failed"
 check "import is reproducible (same tarball → same payload bytes)" cmp -s "$P4" "$T/out/again.tar.zst"
 check "no staging directory is left next to the output" test -z "$(ls -A "$T/out" | grep -v '\.tar\.zst$')"
 
 # --- 3.x (.tar.xz), not pinned ---
 P3=$T/out/p3.tar.zst
-out=$("$KD" payload import "$U3" -o "$P3" 2>&1)
+out=$("$KD" payload import "$U3" -o "$P3" 2>&1) || not_ok "failed: $out"
 check "3.x (xz) import succeeds" test -s "$P3"
 check "3.x: without --sha256 the digest is printed with a warning" \
 	grep -q "warning: payload import: no --sha256 given: .* has sha256 $SHA3" <<<"$out"
@@ -105,7 +105,7 @@ expect_fail "--sha256 that is not hex is a usage error" "64 lowercase hex" \
 	"$KD" payload import "$U4" --sha256 xyz -o "$T/out/wrong.tar.zst"
 
 # --- --shims, names, versions ---
-"$KD" payload import "$U4" --sha256 "$SHA4" --shims qemu-runtime-rs,qemu -o "$T/out/two.tar.zst" >/dev/null 2>&1
+"$KD" payload import "$U4" --sha256 "$SHA4" --shims qemu-runtime-rs,qemu -o "$T/out/two.tar.zst" >/dev/null 2>&1 || not_ok "import --shims failed"
 check "--shims imports only those" test "$(shims_of "$T/out/two.tar.zst" | cut -d: -f1 | tr '\n' ' ')" = "qemu qemu-runtime-rs "
 expect_fail "--shims with a shim that cannot work fails, naming the file" "shim 'stratovirt': hypervisor.stratovirt.path" \
 	"$KD" payload import "$U4" --shims stratovirt -o "$T/out/x.tar.zst"
@@ -208,17 +208,17 @@ rm -rf "$T/rs" && mkdir -p "$T/rs/opt/kata"
 cp -a "$T/t4/opt/kata/runtime-rs" "$T/rs/opt/kata/"
 mkdir -p "$T/rs/opt/kata/share/defaults/kata-containers"
 cp -a "$T/t4/opt/kata/share/defaults/kata-containers/runtime-rs" "$T/rs/opt/kata/share/defaults/kata-containers/"
-out=$("$KD" payload pack "$T/rs" --version 4.1.0 -o "$T/rs.tar.zst" 2>&1)
+out=$("$KD" payload pack "$T/rs" --version 4.1.0 -o "$T/rs.tar.zst" 2>&1) || not_ok "failed: $out"
 check "pack of a runtime-rs-only tree has its shims" \
 	test "$(shims_of "$T/rs.tar.zst" | tr '\n' ' ')" = "clh-runtime-rs: kata dragonball: kata qemu-coco-dev-runtime-rs: kata qemu-runtime-rs: kata "
 check "pack names the runtime-rs configurations that are not shims" grep -q "not a shim: opt/kata/share/defaults/kata-containers/runtime-rs/configuration-rs-fc.toml" <<<"$out"
-out=$("$KD" payload pack "$T/t4" --version 4.1.0 -o "$T/all.tar.zst" 2>&1)
+out=$("$KD" payload pack "$T/t4" --version 4.1.0 -o "$T/all.tar.zst" 2>&1) || not_ok "failed: $out"
 check "pack of a whole 4.x tree: Go and runtime-rs shims" \
 	test "$(shims_of "$T/all.tar.zst" | cut -d: -f1 | tr '\n' ' ')" = "clh clh-runtime-rs dragonball fc qemu qemu-coco-dev-runtime-rs qemu-runtime-rs qemu-snp remote stratovirt "
 
 # --- signed import ---
 "$KD" payload keygen "$T/key.pem" "$T/pub.pem" >/dev/null
-"$KD" payload import "$U4" --sha256 "$SHA4" --shims qemu --sign "$T/key.pem" --sign-pubkey "$T/pub.pem" -o "$T/out/signed.tar.zst" >/dev/null 2>&1
+"$KD" payload import "$U4" --sha256 "$SHA4" --shims qemu --sign "$T/key.pem" --sign-pubkey "$T/pub.pem" -o "$T/out/signed.tar.zst" >/dev/null 2>&1 || not_ok "signed import failed"
 check "a signed import writes the signature" test -s "$T/out/signed.tar.zst.sig"
 R3=$T/root3
 make_host_root "$R3"
