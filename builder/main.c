@@ -20,13 +20,14 @@
 #define DEFAULT_OUT "build/kata-static"
 #define DEFAULT_AGENT "build/kata-deploy-agent"
 #define FALLBACK_AGENT "build/kata-deploy"
+#define DEFAULT_CA_BUNDLE "/" KD_OCI_CA_BUNDLE
 #define REGISTRY_ENV "KATA_BUILD_REGISTRY"
 
 typedef struct cli {
 	const char *artifacts, *cache_dir, *out;
 	const char *output, *sign_key, *sign_pubkey;
 	const char *payload, *agent, *layout, *tag, *registry, *mount_from, *ca_file;
-	const char *pr, *sha, *keep, *mirror;
+	const char *pr, *sha, *keep, *mirror, *waiter, *ca_bundle;
 	bool verbose, force, plain_http, no_libs, no_push, with_payload;
 	int jobs;
 	char **names;
@@ -62,6 +63,10 @@ static void usage(FILE *f)
 	      "  --layout DIR      image, push: OCI layout (default OUT/image)\n"
 	      "  --tag T           image, push: tag\n"
 	      "  --no-libs         image: do not bundle the agent's shared libraries\n"
+	      "  --waiter BIN      image: the agent's idle waiter (default AGENT-wait;\n"
+	      "                    'none': without it)\n"
+	      "  --ca-bundle PEM   image: CA certificates for TLS downloads (default\n"
+	      "                    " DEFAULT_CA_BUNDLE "; 'none': without)\n"
 	      "  --registry HOST/REPO  push, ci (ci default $KATA_BUILD_REGISTRY)\n"
 	      "  --plain-http      push over http (loopback registries)\n"
 	      "  --mount-from REPO push: mount blobs from this repository\n"
@@ -203,17 +208,40 @@ static const char *pick_agent(cli *c)
 	return FALLBACK_AGENT;
 }
 
+/* --waiter / --ca-bundle: the value, NULL for "none"; without the option the default when it
+ * exists (a warning otherwise: the image still works, less well). */
+static const char *pick_optional(const char *opt, const char *dflt, const char *what)
+{
+	if (opt)
+		return strcmp(opt, "none") == 0 ? NULL : opt;
+	if (access(dflt, R_OK) == 0)
+		return dflt;
+	kd_warn("image: no %s at %s: the image goes without it", what, dflt);
+	return NULL;
+}
+
 static int do_image(cli *c, const char *payload, const char *layout, const char *tag,
 		    char digest[KD_OCI_DIGEST_MAX], kd_error *err)
 {
+	_cleanup_free_ char *waiter = NULL;
+	const char *agent = pick_agent(c);
+	if (asprintf(&waiter, "%s-wait", agent) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
 	kd_oci_opts oo = {.layout = layout,
-			  .agent = pick_agent(c),
+			  .agent = agent,
+			  .waiter =
+				  pick_optional(c->waiter, waiter,
+						"waiter (the agent idles as itself, ~10 MiB more)"),
+			  .ca_bundle = pick_optional(c->ca_bundle, DEFAULT_CA_BUNDLE,
+						     "CA bundle (https downloads will fail)"),
 			  .payload = payload,
 			  .tag = tag,
 			  .version = c->versions->version,
 			  .created = c->versions->source_date_epoch,
 			  .bundle_libs = !c->no_libs};
-	kd_info("image: agent %s, payload %s, layout %s, tag %s", oo.agent, payload, layout, tag);
+	kd_info("image: agent %s, waiter %s, CA bundle %s, payload %s, layout %s, tag %s", oo.agent,
+		oo.waiter ? oo.waiter : "none", oo.ca_bundle ? oo.ca_bundle : "none", payload,
+		layout, tag);
 	return kd_oci_build(&oo, digest, err);
 }
 
@@ -342,6 +370,8 @@ enum {
 	O_KEEP,
 	O_MIRROR,
 	O_WITH_PAYLOAD,
+	O_WAITER,
+	O_CA_BUNDLE,
 };
 
 /* Apply one option; false for an unknown one. */
@@ -389,6 +419,12 @@ static bool apply_opt(cli *c, int o, const char *arg)
 		break;
 	case O_NO_LIBS:
 		c->no_libs = true;
+		break;
+	case O_WAITER:
+		c->waiter = arg;
+		break;
+	case O_CA_BUNDLE:
+		c->ca_bundle = arg;
 		break;
 	case O_REGISTRY:
 		c->registry = arg;
@@ -443,6 +479,8 @@ int main(int argc, char **argv)
 		{"layout", required_argument, NULL, O_LAYOUT},
 		{"tag", required_argument, NULL, O_TAG},
 		{"no-libs", no_argument, NULL, O_NO_LIBS},
+		{"waiter", required_argument, NULL, O_WAITER},
+		{"ca-bundle", required_argument, NULL, O_CA_BUNDLE},
 		{"registry", required_argument, NULL, O_REGISTRY},
 		{"plain-http", no_argument, NULL, O_PLAIN},
 		{"mount-from", required_argument, NULL, O_MOUNT},

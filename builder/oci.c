@@ -1,7 +1,9 @@
 /* OCI layout writer and reader. Layers are written with lib/tarball: the agent layer twice
  * (plain, for its diff_id, and gzip, the blob), the payload layer once, uncompressed: the
  * payload is already zstd, so gzip would only cost time. */
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <link.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -11,6 +13,7 @@
 #include "digest.h"
 #include "fsroot.h"
 #include "json.h"
+#include "log.h"
 #include "oci.h"
 #include "strv.h"
 #include "tarball.h"
@@ -128,14 +131,13 @@ static int store_json(const char *layout, struct json_object *v, char ret[KD_OCI
 	return store_blob(layout, tmp, ret, ret_size, err);
 }
 
-/* The libraries the dynamic loader maps for bin, as ldd lists them. */
-static int agent_libs(const char *bin, char ***ret, kd_error *err)
+/* Adds the libraries the dynamic loader maps for bin, as ldd lists them, to *libs. */
+static int ldd_libs(const char *bin, char ***libs, kd_error *err)
 {
 	_cleanup_free_ char *cmd = NULL;
-	_cleanup_strv_ char **libs = NULL;
 	char line[4096];
 	if (strchr(bin, '\''))
-		return kd_err(err, -EINVAL, "agent path '%s' has a quote", bin);
+		return kd_err(err, -EINVAL, "path '%s' has a quote", bin);
 	if (asprintf(&cmd, "ldd '%s' 2>&1", bin) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
 	FILE *p = popen(cmd, "re");
@@ -145,23 +147,76 @@ static int agent_libs(const char *bin, char ***ret, kd_error *err)
 		/* "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or
 		 * "\t/lib64/ld-linux-x86-64.so.2 (0x...)"; vdso lines have no path. */
 		char *path = strstr(line, "=> ");
+		if (path && strncmp(path + 3, "not found", 9) == 0) {
+			pclose(p);
+			line[strcspn(line, "\n")] = '\0';
+			return kd_err(err, -ENOENT, "%s needs a library this machine lacks:%s", bin,
+				      line);
+		}
 		path = path ? path + 3 : line + strspn(line, " \t");
 		if (path[0] != '/')
 			continue;
 		path[strcspn(path, " \n")] = '\0';
-		if (kd_strv_length(libs) >= KD_OCI_MAX_LIBS) {
+		if (kd_strv_find(*libs, path))
+			continue;
+		if (kd_strv_length(*libs) >= KD_OCI_MAX_LIBS) {
 			pclose(p);
-			return kd_err(err, -E2BIG, "%s loads more than %u libraries", bin,
+			return kd_err(err, -E2BIG, "the image would hold more than %u libraries",
 				      KD_OCI_MAX_LIBS);
 		}
-		if (!kd_strv_find(libs, path) && kd_strv_push(&libs, path) < 0) {
+		if (kd_strv_push(libs, path) < 0) {
 			pclose(p);
 			return kd_err(err, -ENOMEM, "out of memory");
 		}
 	}
-	int st = pclose(p);
-	if (st != 0 && !libs) /* a static binary: "not a dynamic executable" */
-		return 0;
+	(void)pclose(p); /* a static binary: "not a dynamic executable", exit 1 */
+	return 0;
+}
+
+/* Where this machine's loader finds a soname (the path dlopen would map), in ret. */
+static int resolve_soname(const char *soname, char *ret, size_t size, kd_error *err)
+{
+	void *h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
+	if (!h) {
+		const char *e = dlerror();
+		return kd_err(
+			err, -ENOENT,
+			"the agent dlopens %s, which this machine does not have (%s): install "
+			"it, or build with --no-libs",
+			soname, e ? e : "not found");
+	}
+	struct link_map *lm = NULL;
+	int r = 0;
+	if (dlinfo(h, RTLD_DI_LINKMAP, &lm) < 0 || !lm || !lm->l_name || lm->l_name[0] != '/')
+		r = kd_err(err, -ENOENT, "cannot tell where %s was loaded from", soname);
+	else
+		snprintf(ret, size, "%s", lm->l_name);
+	dlclose(h);
+	return r;
+}
+
+/* Every library the agent maps or opens at run time: ldd of the agent and of its waiter, and
+ * each KD_OCI_DLOPEN_LIBS soname (at the path the loader finds it under) with its own ldd. */
+static int runtime_libs(const kd_oci_opts *o, char ***ret, kd_error *err)
+{
+	static const char *const dl[] = KD_OCI_DLOPEN_LIBS;
+	_cleanup_strv_ char **libs = calloc(1, sizeof(char *));
+	char path[4096];
+	int r;
+	if (!libs)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = ldd_libs(o->agent, &libs, err)) < 0 ||
+	    (o->waiter && (r = ldd_libs(o->waiter, &libs, err)) < 0))
+		return r;
+	for (size_t i = 0; i < ELEMENTSOF(dl); i++) {
+		if ((r = resolve_soname(dl[i], path, sizeof(path), err)) < 0)
+			return r;
+		if (!kd_strv_find(libs, path) && kd_strv_push(&libs, path) < 0)
+			return kd_err(err, -ENOMEM, "out of memory");
+		if ((r = ldd_libs(path, &libs, err)) < 0)
+			return r;
+		kd_debug("image: %s from %s", dl[i], path);
+	}
 	*ret = TAKE_PTR(libs);
 	return 0;
 }
@@ -345,6 +400,10 @@ int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_er
 		return kd_err_errno(err, negative_errno(), "image: agent %s", o->agent);
 	if (access(o->payload, R_OK) < 0)
 		return kd_err_errno(err, negative_errno(), "image: payload %s", o->payload);
+	if (o->waiter && access(o->waiter, R_OK) < 0)
+		return kd_err_errno(err, negative_errno(), "image: waiter %s", o->waiter);
+	if (o->ca_bundle && access(o->ca_bundle, R_OK) < 0)
+		return kd_err_errno(err, negative_errno(), "image: CA bundle %s", o->ca_bundle);
 	{
 		_cleanup_close_ int root = -1;
 		char *slash = strrchr(o->layout, '/');
@@ -369,9 +428,19 @@ int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_er
 	}
 
 	r = 0;
-	if (o->bundle_libs && (r = agent_libs(o->agent, &libs, err)) < 0)
+	if (o->bundle_libs && (r = runtime_libs(o, &libs, err)) < 0)
 		goto out;
-	if ((r = add_with_parents(&agent, &n_agent, KD_OCI_AGENT_PATH, o->agent, 0755)) < 0)
+	if ((r = add_with_parents(&agent, &n_agent, KD_OCI_AGENT_PATH, o->agent, 0755)) < 0 ||
+	    (o->waiter &&
+	     (r = add_with_parents(&agent, &n_agent, KD_OCI_WAITER_PATH, o->waiter, 0755)) < 0) ||
+	    (o->ca_bundle &&
+	     (r = add_with_parents(&agent, &n_agent, KD_OCI_CA_BUNDLE, o->ca_bundle, 0644)) < 0))
+		goto nomem;
+	/* Scratch space: downloads go to $TMPDIR or /var/tmp, validation to /tmp (the chart
+	 * mounts volumes there; a plain `docker run` gets these). */
+	if ((r = add_entry(&agent, &n_agent, "tmp", NULL, 01777)) < 0 ||
+	    (r = add_entry(&agent, &n_agent, "var", NULL, 0755)) < 0 ||
+	    (r = add_entry(&agent, &n_agent, "var/tmp", NULL, 01777)) < 0)
 		goto nomem;
 	for (char **l = libs; l && *l; l++)
 		if ((r = add_with_parents(&agent, &n_agent, *l + 1, *l, 0755)) < 0)

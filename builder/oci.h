@@ -1,8 +1,10 @@
 /* OCI image layout (image-spec v1.1 "oci-layout", index.json, blobs/sha256/) of the node agent
- * image: layer 1 the agent binary at /usr/bin/ with the shared libraries it loads (so the
- * image runs FROM scratch), layer 2 the payload at /opt/kata-artifacts/payload.tar.zst. Every
- * byte is a function of the inputs: sorted tar entries, fixed mtime, gzip without a name or
- * time, canonical JSON, created = SOURCE_DATE_EPOCH. */
+ * image: layer 1 everything the agent uses at run time, so the image runs FROM scratch: the
+ * agent and its waiter at /usr/bin/, the shared libraries they link and the ones the engine
+ * dlopens (KD_OCI_DLOPEN_LIBS) with theirs, the CA bundle libcurl reads, /tmp and /var/tmp;
+ * layer 2 the payload at /opt/kata-artifacts/payload.tar.zst. Every byte is a function of the
+ * inputs: sorted tar entries, fixed mtime, gzip without a name or time, canonical JSON,
+ * created = SOURCE_DATE_EPOCH. */
 #pragma once
 
 #include <stdbool.h>
@@ -11,6 +13,17 @@
 #include "err.h"
 
 #define KD_OCI_AGENT_PATH "usr/bin/kata-deploy-agent"
+/* Where the agent looks for its waiter: next to itself (node-agent/main.c). */
+#define KD_OCI_WAITER_PATH "usr/bin/kata-deploy-agent-wait"
+/* Where Debian's libcurl looks for CA certificates (its built-in CURLOPT_CAINFO). */
+#define KD_OCI_CA_BUNDLE "etc/ssl/certs/ca-certificates.crt"
+/* Libraries the agent opens with dlopen, by soname: the systemd restart over D-Bus
+ * (deployer/restart.c) and URL payloads and the API client (lib/http.c).
+ * tests/integration/test-image.sh checks this list against the dlopen calls in the sources. */
+#define KD_OCI_DLOPEN_LIBS                                                                         \
+	{                                                                                          \
+		"libsystemd.so.0", "libcurl.so.4"                                                  \
+	}
 #define KD_OCI_PAYLOAD_PATH "opt/kata-artifacts/payload.tar.zst"
 #define KD_OCI_MT_INDEX "application/vnd.oci.image.index.v1+json"
 #define KD_OCI_MT_MANIFEST "application/vnd.oci.image.manifest.v1+json"
@@ -22,13 +35,15 @@
 #define KD_OCI_DIGEST_MAX 72	   /* "sha256:" + 64 hex + NUL */
 
 typedef struct kd_oci_opts {
-	const char *layout;  /* output directory (created; replaced if it exists) */
-	const char *agent;   /* node agent binary */
-	const char *payload; /* payload file */
-	const char *tag;     /* org.opencontainers.image.ref.name in index.json */
-	const char *version; /* org.opencontainers.image.version */
-	int64_t created;     /* SOURCE_DATE_EPOCH */
-	bool bundle_libs;    /* add the agent's shared libraries (ldd) */
+	const char *layout;    /* output directory (created; replaced if it exists) */
+	const char *agent;     /* node agent binary */
+	const char *waiter;    /* its idle waiter binary; NULL: none (the agent idles as itself) */
+	const char *ca_bundle; /* CA certificates (PEM) for TLS downloads; NULL: none */
+	const char *payload;   /* payload file */
+	const char *tag;       /* org.opencontainers.image.ref.name in index.json */
+	const char *version;   /* org.opencontainers.image.version */
+	int64_t created;       /* SOURCE_DATE_EPOCH */
+	bool bundle_libs;      /* add the shared libraries (ldd, KD_OCI_DLOPEN_LIBS) */
 } kd_oci_opts;
 
 int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_error *err);

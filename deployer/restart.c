@@ -26,6 +26,10 @@ static const char *effective(const char *restart, bool root_is_host)
 
 int kd_restart_validate(const char *restart, kd_error *err)
 {
+	if (restart && !strncmp(restart, "command:", 8) &&
+	    strlen(restart + 8) >= KD_RESTART_COMMAND_MAX)
+		return kd_err(err, -E2BIG, "--restart command: longer than %d bytes",
+			      KD_RESTART_COMMAND_MAX - 1);
 	if (!restart || !strcmp(restart, "systemd") || !strcmp(restart, "none") ||
 	    (!strncmp(restart, "command:", 8) && restart[8]))
 		return 0;
@@ -69,12 +73,31 @@ static int run_command(const char *cmd, const kd_flavour *f, kd_error *err)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		setenv("KD_UNIT", f->unit, 1);
 		setenv("KD_FLAVOUR", f->name, 1);
-		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		if (access("/bin/sh", X_OK) == 0) {
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		/* No shell (the agent's image is FROM scratch): words split at blanks, the first
+		 * an absolute path, no quoting or expansion. */
+		char buf[KD_RESTART_COMMAND_MAX], *argv[KD_RESTART_COMMAND_WORDS + 1] = {NULL};
+		size_t n = 0;
+		snprintf(buf, sizeof(buf), "%s", cmd);
+		for (char *save = NULL, *w = strtok_r(buf, " \t", &save);
+		     w && n < KD_RESTART_COMMAND_WORDS; w = strtok_r(NULL, " \t", &save))
+			argv[n++] = w;
+		if (n > 0 && argv[0][0] == '/')
+			execv(argv[0], argv);
 		_exit(127);
 	}
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && access("/bin/sh", X_OK) != 0)
+		return kd_err(err, -EIO,
+			      "restart command '%s' could not be run: there is no /bin/sh here, so "
+			      "it must be an absolute path to a program, with arguments separated "
+			      "by blanks",
+			      cmd);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		return kd_err(err, -EIO, "restart command '%s' failed (status %d)", cmd,
 			      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
@@ -125,6 +148,15 @@ static int sdbus_load(sdbus_api *a, kd_error *err)
 	SYM(error_free, "sd_bus_error_free")
 #undef SYM
 	return 0;
+}
+
+int kd_restart_load_systemd(kd_error *err)
+{
+	sdbus_api a = {0};
+	int r = sdbus_load(&a, err);
+	if (a.dl)
+		dlclose(a.dl);
+	return r;
 }
 
 /* The host's systemd: the system bus when we run on the host, else its private socket inside

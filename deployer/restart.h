@@ -12,11 +12,18 @@
 #include "state.h"
 
 #define KD_RESTART_TIMEOUT_S 300
+/* command:CMD without /bin/sh (the agent's image): at most this many bytes and words. */
+#define KD_RESTART_COMMAND_MAX 4096
+#define KD_RESTART_COMMAND_WORDS 64
 
-/* "systemd", "none" or "command:CMD"; NULL means systemd when the root is "/", else none. */
+/* "systemd", "none" or "command:CMD"; NULL means systemd when the root is "/", else none.
+ * CMD runs with /bin/sh -c; where there is no /bin/sh it is split at blanks and its first
+ * word must be an absolute path. */
 int kd_restart_validate(const char *restart, kd_error *err);
 int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
 	       kd_error *err);
+/* Load libsystemd the way the systemd restart does (and unload it): 0, or why it cannot. */
+int kd_restart_load_systemd(kd_error *err);
 /* What kd_restart would do, in words. */
 void kd_restart_describe(const char *restart, const kd_flavour *f, bool root_is_host, char *out,
 			 size_t size);

@@ -90,6 +90,14 @@ static void slist_free_allp(struct curl_slist **l)
 		cu.slist_free_all(*l);
 }
 
+int kd_http_load(kd_error *err)
+{
+	pthread_once(&global_once, global_init);
+	if (global_msg[0])
+		return kd_err(err, -ENOPKG, "%s", global_msg);
+	return 0;
+}
+
 bool kd_is_url(const char *s)
 {
 	return s && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0);

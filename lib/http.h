@@ -47,6 +47,9 @@ int kd_http_download_fd(const char *url, int fd, const kd_http_opts *opts, long 
 int kd_http_get_buf(const char *url, const kd_http_opts *opts, char **ret_data, size_t *ret_len,
 		    long *ret_status, kd_error *err);
 
+/* Load libcurl now (it is otherwise loaded on first use): 0, or why it cannot be loaded. */
+int kd_http_load(kd_error *err);
+
 /* True for "http://..." and "https://..." (case-insensitive scheme). */
 bool kd_is_url(const char *s);
 

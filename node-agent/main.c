@@ -1,7 +1,7 @@
 /* kata-deploy-agent: the DaemonSet's process. See docs/AGENT.md.
  *
  *   kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] [install|cleanup
- * [--force]|reset]
+ * [--force]|reset|self-check]
  *
  * install (default) stays running afterwards as a small waiter (this binary
  * re-executed with the internal action "wait", keeping the health socket) until
@@ -17,7 +17,12 @@
 #include "agent.h"
 #include "health.h"
 #include "log.h"
+#include "selfcheck.h"
 #include "settings.h"
+
+#ifndef KD_VERSION
+#define KD_VERSION "0.1.0"
+#endif
 
 #define HEALTH_FD_ENV "KD_AGENT_HEALTH_FD"
 #define METRICS_ENV "KD_AGENT_METRICS"
@@ -29,9 +34,13 @@
 static void usage(FILE *f)
 {
 	fputs("usage: kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] "
-	      "[install | cleanup [--force] | reset]\n"
+	      "[install | cleanup [--force] | reset | self-check]\n"
+	      "       kata-deploy-agent --version | --help\n"
 	      "Settings come from the environment (NODE_NAME, SHIMS_<ARCH>, ...); see "
-	      "docs/AGENT.md.\n",
+	      "docs/AGENT.md.\n"
+	      "self-check opens what the agent uses at run time (libsystemd, libcurl, CA "
+	      "certificates,\nthe waiter, scratch space, the payload) and exits 1 when "
+	      "something is missing.\n",
 	      f);
 }
 
@@ -122,6 +131,7 @@ int main(int argc, char **argv)
 		{"host-root", required_argument, NULL, 'r'},
 		{"force", no_argument, NULL, 'f'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	kd_agent_settings s;
@@ -145,6 +155,9 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("kata-deploy-agent %s\n", KD_VERSION);
+			return 0;
 		default:
 			usage(stderr);
 			return 2;
@@ -152,6 +165,8 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc)
 		action = argv[optind++];
+	if (strcmp(action, "self-check") == 0 && optind == argc)
+		return kd_agent_self_check(stdout) == 0 ? 0 : 1;
 	if (optind < argc || (strcmp(action, "install") != 0 && strcmp(action, "cleanup") != 0 &&
 			      strcmp(action, "reset") != 0 && strcmp(action, "wait") != 0)) {
 		usage(stderr);
