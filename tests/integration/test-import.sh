@@ -126,6 +126,9 @@ dump() { unshare -m bash -c "mount --bind '$1/etc' /etc && exec '$CTD' --config 
 R=$T/root
 make_host_root "$R"
 snapshot "$R" >"$T/before"
+out=$("$KD" plan --root "$R" --payload "$P4" --shims qemu-runtime-rs --runtime-version 1.6 2>&1) || not_ok "plan failed: $out"
+check "plan of the imported payload shows the runtime-rs handler" has 'runtimes.kata-qemu-runtime-rs]' "$out"
+check "plan wrote nothing" diff -u "$T/before" <(snapshot "$R")
 if "$KD" install --root "$R" --payload "$P4" --shims qemu,qemu-runtime-rs,dragonball \
 	--runtime-version 1.6 --runtime-binary "$CTD" >"$T/inst" 2>&1; then
 	ok "install of the imported 4.x payload (qemu, qemu-runtime-rs, dragonball)"
