@@ -34,7 +34,7 @@ OVERHEAD["remote"] = ("120Mi", "250m")
 ARCHS = ("X86_64", "AARCH64", "S390X", "PPC64LE")
 ENV_NAMES = {"NODE_NAME", "POD_NAMESPACE", "DAEMONSET_NAME", "DEBUG", "DEVKIT", "K8S_DISTRIBUTION", "HEALTH_PORT",
              "INSTALLATION_PREFIX", "MULTI_INSTALL_SUFFIX", "STARTUP_TAINTS", "AGENT_HTTPS_PROXY",
-             "AGENT_NO_PROXY", "CUSTOM_RUNTIMES_ENABLED", "CUSTOM_CONFIGS_DIR"}
+             "AGENT_NO_PROXY", "CUSTOM_RUNTIMES_ENABLED", "CUSTOM_CONFIGS_DIR", "RUNTIME_RESTART", "HOST_CHECK"}
 for a in ARCHS:
     ENV_NAMES |= {f"{v}_{a}" for v in ("SHIMS", "DEFAULT_SHIM", "ALLOWED_HYPERVISOR_ANNOTATIONS",
                                        "SNAPSHOTTER_HANDLER_MAPPING", "PULL_TYPE_MAPPING")}
@@ -45,8 +45,11 @@ NS_RULES = {("apps", "daemonsets"): {"get", "list"},
             ("", "events"): {"create", "patch"},
             ("events.k8s.io", "events"): {"create", "patch"}}
 
-SYSTEMD_MOUNTS = {"/run/systemd": False, "/var/run/dbus": False,
-                  "/etc/systemd/system": True, "/usr/lib/systemd/system": True}
+# Mounted only with runtimeRestart systemd (path: readOnly); /etc/systemd/system only when the
+# whole /etc is not mounted. The systemd restart uses <root>/run/systemd/private, not the bus.
+SYSTEMD_MOUNTS = {"/run/systemd": False, "/etc/systemd/system": True}
+# Always: the host lock's directory (rw) and /lib (modules tree and unit files, read-only).
+ALWAYS_MOUNTS = {"/run/kata-deploy": False, "/lib": True}
 STATE = "/var/lib/kata-deploy"
 CUSTOM_DIR = "/custom-configs"
 KATA_RUNTIME = {"katacontainers.io/kata-runtime": "true"}
@@ -55,7 +58,8 @@ DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
               "k0s": "/etc/k0s", "microk8s": "/var/snap/microk8s/current/args"}
 
 # Per values file: what the render must contain.
-BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc/containerd", "/etc/crio"},
+BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc"}, restart="systemd", host_check="true",
+            probes=("livenessProbe", "readinessProbe", "startupProbe"),
             install_dir="/opt", shims={a: ["qemu"] for a in ARCHS}, default={a: "qemu" for a in ARCHS},
             default_rc=None, debug="false", devkit="false", taints="", max_unavailable=1, grace=600,
             image="ghcr.io/kata-deploy-c/kata-deploy:0.1.0", https="", noproxy="",
@@ -138,6 +142,16 @@ CASES = {
     "dropin-only": case(custom_data={"dropin-qemu.toml": "[runtime]\nenable_debug = true\n"}),
     # manifests/ = chart defaults without the Helm-only pre-delete hook.
     "manifests": case(hook=False),
+    # test-helm.sh --set: a test node without systemd (restart by a command), no host check,
+    # containerd only.
+    "no-systemd": case(restart="command:/opt/kata-test/restart containerd", host_check="false",
+                       runtime_dirs={"/etc/containerd"}),
+    # test-helm.sh --set: CRI-O, restart none; the liveness probe disabled (upstream's key).
+    "crio-none": case(restart="none", runtime_dirs={"/etc/crio"}, probes=("readinessProbe", "startupProbe")),
+    # upstream 4.1.0's own values.yaml, verbatim, plus only the image override: every shim
+    # enabled (enabled: ~, disableAll false), upstream's defaultShim and image pull policy.
+    "upstream-4.1.0": case(image="registry.example/kata-deploy-c:4.1.0-test", shims=None,
+                           default={a: "qemu-runtime-rs" for a in ARCHS}),
 }
 
 failures = 0
@@ -270,20 +284,31 @@ def main():
     for a in ARCHS:
         shims = val[f"SHIMS_{a}"].split()
         enabled |= set(shims)
-        eq(shims, c["shims"][a], f"SHIMS_{a}")
         eq(val[f"DEFAULT_SHIM_{a}"], c["default"][a], f"DEFAULT_SHIM_{a}")
         check(val[f"DEFAULT_SHIM_{a}"] in shims, f"DEFAULT_SHIM_{a} is one of SHIMS_{a}")
+        if c["shims"] is None:  # a foreign values file: the shim lists are its own
+            check(len(shims) > 1 and shims == sorted(shims), f"SHIMS_{a}: {len(shims)} shims, sorted")
+            continue
+        eq(shims, c["shims"][a], f"SHIMS_{a}")
         eq(val[f"ALLOWED_HYPERVISOR_ANNOTATIONS_{a}"], c["ann"].get(a, ""), f"ALLOWED_HYPERVISOR_ANNOTATIONS_{a}")
         eq(val[f"SNAPSHOTTER_HANDLER_MAPPING_{a}"], c["snap"].get(a, ""), f"SNAPSHOTTER_HANDLER_MAPPING_{a}")
         eq(val[f"PULL_TYPE_MAPPING_{a}"], c["pull"].get(a, ""), f"PULL_TYPE_MAPPING_{a}")
 
+    eq(val["RUNTIME_RESTART"], c["restart"], "RUNTIME_RESTART")
+    eq(val["HOST_CHECK"], c["host_check"], "HOST_CHECK")
+
     port = int(val["HEALTH_PORT"])
     eq(ctr["ports"], [{"name": "health", "containerPort": port, "protocol": "TCP"}], "health port = HEALTH_PORT")
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/readyz")):
+        if probe not in c["probes"]:
+            check(probe not in ctr, f"no {probe} (enabled: false)")
+            continue
         p = ctr.get(probe, {})
         eq(p.get("httpGet"), {"path": path, "port": "health"}, f"{probe} GET {path} on the health port")
-    check(ctr["startupProbe"]["periodSeconds"] * ctr["startupProbe"]["failureThreshold"] >= 600,
-          "startupProbe allows at least 10 minutes for the install")
+        check("enabled" not in p, f"{probe} has no 'enabled' field (a values key, not a probe field)")
+    if "startupProbe" in c["probes"]:
+        check(ctr["startupProbe"]["periodSeconds"] * ctr["startupProbe"]["failureThreshold"] >= 600,
+              "startupProbe allows at least 10 minutes for the install")
 
     if c["taints"]:
         tol = pod.get("tolerations", [])
@@ -305,20 +330,30 @@ def main():
             host[hp] = mounts[n]
             eq(mounts[n]["mountPath"], "/host" + hp, f"host {hp} mounted at /host{hp}")
             check(v["hostPath"].get("type") in ("Directory", "DirectoryOrCreate"), f"host {hp} has a directory type")
+            if hp in ("/etc", "/etc/crio", "/lib", "/run/systemd", "/etc/systemd/system"):
+                eq(v["hostPath"].get("type"), "Directory", f"host {hp} is never created")
         elif "configMap" in v:
             eq((n, v["configMap"].get("name"), mounts[n]["mountPath"], mounts[n].get("readOnly")),
                ("custom-configs", f"kata-deploy{sfx}-custom-configs", CUSTOM_DIR, True),
                f"ConfigMap volume {n} read-only at {CUSTOM_DIR}")
         else:
             check("emptyDir" in v, f"volume {n} is an emptyDir")
-    want = set(c["runtime_dirs"]) | {c["install_dir"], STATE} | set(SYSTEMD_MOUNTS)
+    ro_mounts = dict(ALWAYS_MOUNTS)
+    if c["restart"] == "systemd":
+        ro_mounts["/run/systemd"] = SYSTEMD_MOUNTS["/run/systemd"]
+        if "/etc" not in c["runtime_dirs"]:
+            ro_mounts["/etc/systemd/system"] = SYSTEMD_MOUNTS["/etc/systemd/system"]
+    want = set(c["runtime_dirs"]) | {c["install_dir"], STATE} | set(ro_mounts)
     eq(set(host), want, "host paths")
     check("/" not in host, "the host root is not mounted")
-    for hp, ro in SYSTEMD_MOUNTS.items():
+    for hp, ro in ro_mounts.items():
         check(hp in host and bool(host[hp].get("readOnly")) == ro, f"{hp} mounted readOnly={ro}")
     for hp in set(c["runtime_dirs"]) | {c["install_dir"], STATE}:
         check(hp in host and not host[hp].get("readOnly"), f"{hp} mounted writable")
     check(any(m["mountPath"] == "/tmp" for m in ctr["volumeMounts"]), "/tmp is writable (read-only root)")
+    vt = [m["name"] for m in ctr["volumeMounts"] if m["mountPath"] == "/var/tmp"]
+    check(len(vt) == 1 and vols[vt[0]].get("emptyDir") == {},
+          "/var/tmp (URL payload downloads) is a disk emptyDir")
     eq("custom-configs" in vols, has_cm, f"{CUSTOM_DIR} mounted exactly when the ConfigMap exists")
 
     # --- custom-configs ConfigMap: exactly the expected files
@@ -383,6 +418,8 @@ def main():
         check(all(hook_of(d) == "pre-delete" for d in hooks), "hooks run pre-delete")
         job = hk["Job"]
         cmd = job["spec"]["template"]["spec"]["containers"][0]["command"]
+        eq(job["spec"]["template"]["spec"]["containers"][0]["image"], "quay.io/kata-containers/kubectl:latest",
+           "hook image (kubectlImage, a string or upstream's {reference, tag})")
         eq(cmd[:4], ["kubectl", "delete", "daemonset", f"kata-deploy{sfx}"], "hook deletes our DaemonSet")
         for flag in ("--cascade=foreground", "--wait=true", f"--namespace={ns}"):
             check(flag in cmd, f"hook uses {flag}")

@@ -217,6 +217,48 @@ for c in custom-set dropin-only; do
 done
 expect_warning "$W/custom-set.yaml" 'customRuntimes.runtimes.kata-y.runtimeClass.handler (wrong) is replaced by "kata-y"'
 expect_warning "$W/dropin-only.yaml" "customRuntimes.runtimes is ignored: customRuntimes.enabled is false"
+# a node without systemd (restart by a command), no host check, containerd only; CRI-O with
+# restart none and the liveness probe off (upstream's probe "enabled" key).
+NS=(--set-string 'runtimeRestart=command:/opt/kata-test/restart containerd' --set hostCheck=false
+	--set containerRuntime=containerd)
+CN=(--set runtimeRestart=none --set containerRuntime=crio --set health.livenessProbe.enabled=false)
+for c in no-systemd crio-none; do
+	if [ "$c" = no-systemd ]; then args=("${NS[@]}"); else args=("${CN[@]}"); fi
+	if render "$W/$c.yaml" "${args[@]}" && "$PY" tests/helm/check-rendered.py "$c" <"$W/$c.yaml" >"$W/check.out"; then
+		ok "restart and host check values ($c): $(grep -c '^ok' "$W/check.out") checks"
+	else
+		bad "restart and host check values ($c)"; grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/$c.yaml.err"
+	fi
+done
+reject "runtimeRestart: Does not match pattern" --set runtimeRestart=reboot
+reject "runtimeRestart: Does not match pattern" --set-string 'runtimeRestart=command:systemctl restart containerd'
+reject "hostCheck: Invalid type. Expected: boolean, given: string" --set-string hostCheck=no
+
+# --- upstream 4.1.0's own values.yaml, verbatim, with only the image override: every key shape
+#     loads; upstream's own agent image alone is refused with the reason.
+SRC=${KD_SHARED_SOURCES:-$ROOT/../shared/sources}/kata-containers-4.1.0.tar.gz
+UP=$W/upstream-4.1.0-values.yaml
+if tar -xzf "$SRC" -O kata-containers-4.1.0/tools/packaging/kata-deploy/helm-chart/kata-deploy/values.yaml >"$UP" 2>"$W/tar.err" &&
+	grep -q '^kubectlImage:$' "$UP"; then
+	IMG=(--set image.reference=registry.example/kata-deploy-c --set image.tag=4.1.0-test)
+	if "$HELM" lint --strict "$CHART" -f "$UP" "${IMG[@]}" >"$W/lint.out" 2>&1; then
+		ok "helm lint --strict (upstream 4.1.0 values.yaml + image override)"
+	else
+		bad "helm lint --strict (upstream 4.1.0 values.yaml + image override)"; sed 's/^/#   /' "$W/lint.out"
+	fi
+	if render "$W/upstream-4.1.0.yaml" -f "$UP" "${IMG[@]}" &&
+		"$PY" tests/helm/check-rendered.py upstream-4.1.0 <"$W/upstream-4.1.0.yaml" >"$W/check.out"; then
+		ok "helm template (upstream 4.1.0 values.yaml + image override): $(grep -c '^ok' "$W/check.out") checks"
+	else
+		bad "helm template (upstream 4.1.0 values.yaml + image override)"
+		grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/upstream-4.1.0.yaml.err"
+	fi
+	expect_warning "$W/upstream-4.1.0.yaml" "snapshotter.setup (nydus) is ignored"
+	reject "image.reference \"quay.io/kata-containers/kata-deploy\" is upstream's image, which does not contain this chart's agent" -f "$UP"
+else
+	bad "upstream values.yaml from $SRC: $(cat "$W/tar.err")"
+fi
+
 render "$W/rc.yaml" --set runtimeClasses.enabled=false
 grep -q '^kind: RuntimeClass' "$W/rc.yaml" && bad "runtimeClasses.enabled=false still renders RuntimeClasses" ||
 	ok "runtimeClasses.enabled=false: no RuntimeClass"

@@ -28,6 +28,25 @@ kata-deploy/instance: {{ include "kd.instance" . }}
 {{- end -}}
 
 {{/*
+The pre-delete hook's image: kubectlImage as a string, or upstream's {reference, tag} map
+(reference:tag; the reference alone when it has a digest or the tag is empty). "" for none.
+*/}}
+{{- define "kd.kubectlImage" -}}
+{{- $k := .Values.kubectlImage -}}
+{{- if kindIs "map" $k -}}
+{{- $ref := toString ($k.reference | default "") -}}
+{{- $tag := toString ($k.tag | default "") -}}
+{{- if or (not $ref) (contains "@" $ref) (not $tag) -}}
+{{- $ref -}}
+{{- else -}}
+{{- printf "%s:%s" $ref $tag -}}
+{{- end -}}
+{{- else -}}
+{{- toString ($k | default "") -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Chart architecture names -> the suffix of the agent's per-architecture variables.
 */}}
 {{- define "kd.archs" -}}
@@ -370,6 +389,8 @@ name|hostPath|type|readOnly. See docs/HELM.md "Host mounts" for why each one is 
 {{- define "kd.hostMounts" -}}
 {{- $v := .Values -}}
 {{- $d := $v.k8sDistribution -}}
+{{- $systemd := eq (toString $v.runtimeRestart) "systemd" -}}
+{{- $etc := and (eq $d "k8s") (eq $v.containerRuntime "auto") -}}
 {{- if eq $d "k3s" }}
 containerd-conf|/var/lib/rancher/k3s/agent/etc/containerd|Directory|false
 {{- else if eq $d "rke2" }}
@@ -378,13 +399,12 @@ containerd-conf|/var/lib/rancher/rke2/agent/etc/containerd|Directory|false
 containerd-conf|/etc/k0s|Directory|false
 {{- else if eq $d "microk8s" }}
 containerd-conf|/var/snap/microk8s/current/args|Directory|false
-{{- else }}
-{{- if ne $v.containerRuntime "crio" }}
+{{- else if $etc }}
+host-etc|/etc|Directory|false
+{{- else if eq $v.containerRuntime "containerd" }}
 containerd-conf|/etc/containerd|DirectoryOrCreate|false
-{{- end }}
-{{- if ne $v.containerRuntime "containerd" }}
-crio-conf|/etc/crio|{{ ternary "Directory" "DirectoryOrCreate" (eq $v.containerRuntime "crio") }}|false
-{{- end }}
+{{- else }}
+crio-conf|/etc/crio|Directory|false
 {{- end }}
 {{- if $v.env.installationPrefix }}
 install-dir|{{ $v.env.installationPrefix }}|DirectoryOrCreate|false
@@ -392,10 +412,14 @@ install-dir|{{ $v.env.installationPrefix }}|DirectoryOrCreate|false
 install-dir|/opt|DirectoryOrCreate|false
 {{- end }}
 agent-state|/var/lib/kata-deploy|DirectoryOrCreate|false
+host-lock|/run/kata-deploy|DirectoryOrCreate|false
+host-lib|/lib|Directory|true
+{{- if $systemd }}
 run-systemd|/run/systemd|Directory|false
-run-dbus|/var/run/dbus|DirectoryOrCreate|false
+{{- if not $etc }}
 etc-systemd|/etc/systemd/system|Directory|true
-usr-systemd|/usr/lib/systemd/system|Directory|true
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/*
