@@ -117,8 +117,6 @@ typedef struct sdbus_api {
 	int (*message_read)(sd_bus_message *, const char *, ...);
 	int (*get_property_string)(sd_bus *, const char *, const char *, const char *, const char *,
 				   sd_bus_error *, char **);
-	int (*get_property_trivial)(sd_bus *, const char *, const char *, const char *,
-				    const char *, sd_bus_error *, char, void *);
 	sd_bus_message *(*message_unref)(sd_bus_message *);
 	sd_bus *(*flush_close_unref)(sd_bus *);
 	void (*error_free)(sd_bus_error *);
@@ -142,7 +140,6 @@ static int sdbus_load(sdbus_api *a, kd_error *err)
 	SYM(call_method, "sd_bus_call_method")
 	SYM(message_read, "sd_bus_message_read")
 	SYM(get_property_string, "sd_bus_get_property_string")
-	SYM(get_property_trivial, "sd_bus_get_property_trivial")
 	SYM(message_unref, "sd_bus_message_unref")
 	SYM(flush_close_unref, "sd_bus_flush_close_unref")
 	SYM(error_free, "sd_bus_error_free")
@@ -240,7 +237,8 @@ static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *
 	return r < 0 ? r : 0;
 }
 
-static int crio_pid(sdbus_api *a, sd_bus *b, int rootfd, const char *unit, pid_t *ret)
+/* CRI-O's pid from its pid file: only where the root's /run is ours (the host, a test root). */
+static int crio_pid(int rootfd, pid_t *ret)
 {
 	_cleanup_free_ char *data = NULL;
 	size_t len;
@@ -248,23 +246,19 @@ static int crio_pid(sdbus_api *a, sd_bus *b, int rootfd, const char *unit, pid_t
 		*ret = atoi(data);
 		return 0;
 	}
-	if (!b)
-		return -ENOENT;
+	return -ENOENT;
+}
+
+/* KillUnit(unit, "main", sig): systemd signals the unit's main process in its own namespace. */
+static int systemd_kill_main(sdbus_api *a, sd_bus *b, const char *unit, int sig, kd_error *err)
+{
 	sd_bus_error e = SD_BUS_ERROR_NULL;
-	sd_bus_message *um = NULL;
-	const char *upath;
-	uint32_t pid = 0;
-	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &um, "s", unit);
-	if (r >= 0 && (r = a->message_read(um, "o", &upath)) >= 0)
-		r = a->get_property_trivial(b, SD_DEST, upath, "org.freedesktop.systemd1.Service",
-					    "MainPID", &e, 'u', &pid);
-	if (um)
-		a->message_unref(um);
+	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "KillUnit", &e, NULL, "ssi", unit,
+			       "main", (int32_t)sig);
+	if (r < 0)
+		r = kd_err(err, r, "%s", e.message ? e.message : strerror(-r));
 	a->error_free(&e);
-	if (r < 0 || pid <= 1)
-		return r < 0 ? r : -ESRCH;
-	*ret = (pid_t)pid;
-	return 0;
+	return r < 0 ? r : 0;
 }
 
 int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
@@ -286,15 +280,19 @@ int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_i
 	if (r >= 0 && crio_reloads(f)) {
 		pid_t pid;
 		kd_error e2 = {0};
-		if (crio_pid(&a, NULL, rootfd, f->unit, &pid) < 0) {
+		/* Without the pid file, systemd sends the signal: a MainPID is a pid of the host's
+		 * namespace, which a pod (no hostPID) cannot signal. */
+		if (crio_pid(rootfd, &pid) < 0) {
 			if ((r = sdbus_connect(&a, rootfd, root_is_host, &b, &e2)) >= 0)
-				r = crio_pid(&a, b, rootfd, f->unit, &pid);
-		}
-		if (r >= 0 && kill(pid, SIGHUP) < 0)
+				r = systemd_kill_main(&a, b, f->unit, SIGHUP, &e2);
+			if (r < 0)
+				r = kd_err(
+					err, r,
+					"cannot signal CRI-O: no /%s, and systemd KillUnit %s: %s",
+					CRIO_PID_FILE, f->unit, e2.msg);
+		} else if (kill(pid, SIGHUP) < 0) {
 			r = kd_err_errno(err, negative_errno(), "SIGHUP to CRI-O (pid %d)", pid);
-		else if (r < 0)
-			r = kd_err(err, r, "cannot find CRI-O's pid (/%s or systemd MainPID)%s%s",
-				   CRIO_PID_FILE, e2.msg[0] ? ": " : "", e2.msg);
+		}
 	} else if (r >= 0 && (r = sdbus_connect(&a, rootfd, root_is_host, &b, err)) >= 0) {
 		r = systemd_restart(&a, b, f->unit, err);
 	}
