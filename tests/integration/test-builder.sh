@@ -27,6 +27,8 @@ echo "# components: $COMPONENTS"
 AGENT=$KD_BUILD/kata-deploy-agent
 [ -x "$AGENT" ] || AGENT=$KD_BUILD/kata-deploy
 cp "$AGENT" "$T/agent" # a copy: a rebuild of the agent during the test must not change it
+# and its waiter, which `kata-build image` takes from <agent>-wait
+[ -x "$AGENT-wait" ] && cp "$AGENT-wait" "$T/agent-wait"
 
 ART=$T/art
 mkdir -p "$ART"
