@@ -90,6 +90,7 @@ struct run {
 	kd_hostcheck_report *rep;
 	const char *rootdir;
 	int rootfd;
+	int configfd; /* o->config_root, else rootfd */
 	bool real_root;
 	bool fix_dry;
 	/* cpu facts */
@@ -188,14 +189,14 @@ static void set_fix(kd_check *c, const char *fmt, ...)
 }
 
 /* Read a small file under the root. in_root: resolve symlinks inside the root (proc/self). */
-static int read_root_file(struct run *R, const char *path, size_t max, bool in_root, char **ret,
-			  kd_error *err)
+static int read_file_at(int dirfd, const char *path, size_t max, bool in_root, char **ret,
+			kd_error *err)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 
-	fd = kd_openat(R->rootfd, path, O_RDONLY, 0, in_root ? KD_IN_ROOT : KD_NOFOLLOW, err);
+	fd = kd_openat(dirfd, path, O_RDONLY, 0, in_root ? KD_IN_ROOT : KD_NOFOLLOW, err);
 	if (fd < 0)
 		return fd;
 	buf = malloc(max + 1);
@@ -216,6 +217,12 @@ static int read_root_file(struct run *R, const char *path, size_t max, bool in_r
 	buf[len] = '\0';
 	*ret = TAKE_PTR(buf);
 	return 0;
+}
+
+static int read_root_file(struct run *R, const char *path, size_t max, bool in_root, char **ret,
+			  kd_error *err)
+{
+	return read_file_at(R->rootfd, path, max, in_root, ret, err);
 }
 
 static bool has_flag(struct run *R, const char *flag)
@@ -985,8 +992,8 @@ static void check_runtime_config(struct run *R, const char *runtime)
 				  : "no container runtime found");
 		return;
 	}
-	r = read_root_file(R, "etc/containerd/config.toml", KD_HOSTCHECK_FILE_MAX, false, &text,
-			   &e);
+	r = read_file_at(R->configfd, "etc/containerd/config.toml", KD_HOSTCHECK_FILE_MAX, false,
+			 &text, &e);
 	if (r == -ENOENT) {
 		add_check(R, "runtime.config", KD_CHECK_PASS,
 			  "no /etc/containerd/config.toml: built-in defaults (CRI enabled)");
@@ -1225,7 +1232,7 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 {
 	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
 	const shim_req *reqs[ELEMENTSOF(shim_table)];
-	struct run R = {.o = o, .rootfd = -1};
+	struct run R = {.o = o, .rootfd = -1, .configfd = -1};
 	bool need_qemu = false, need_local = false;
 	const char *runtime = NULL;
 	size_t n = 0;
@@ -1265,7 +1272,14 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 	_cleanup_close_ int rootfd = kd_root_open(R.rootdir, err);
 	if (rootfd < 0)
 		return kd_err_wrap(err, rootfd, "host root");
-	R.rootfd = rootfd;
+	R.rootfd = R.configfd = rootfd;
+	_cleanup_close_ int configfd = -1;
+	if (o->config_root) {
+		configfd = kd_root_open(o->config_root, err);
+		if (configfd < 0)
+			return kd_err_wrap(err, configfd, "runtime config root");
+		R.configfd = configfd;
+	}
 	{
 		struct stat a, b;
 		R.real_root = fstat(rootfd, &a) == 0 && stat("/", &b) == 0 &&

@@ -42,6 +42,8 @@ typedef struct kd_shim_verdict {
 typedef struct kd_hostcheck_opts {
 	const char *root;	     /* host root directory; NULL means "/" */
 	const char *modules_dir;     /* NULL: <root>/lib/modules/<release> */
+	const char *config_root;     /* where the runtime's config is (a pod's host root);
+					NULL: root */
 	const char *qemu;	     /* NULL: <root>/opt/kata/bin/qemu-system-x86_64 */
 	const char *runtime_version; /* as the node reports it ("containerd://1.7.2",
 					"cri-o://1.30.1"); NULL: detect (run the binary on "/") */

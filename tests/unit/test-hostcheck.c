@@ -273,6 +273,35 @@ TEST(no_modules_tree)
 	CHECK_INT(shim_ok(r, "qemu"), 0);
 }
 
+/* The agent's pod: /proc, /sys, /dev at "/" (root), the runtime's config under the host root
+ * (config_root). The config that counts is the host's. */
+TEST(config_root)
+{
+	char hostroot[PATH_MAX];
+	const char *root = mkhost("pod", "GenuineIntel", INTEL_FLAGS);
+	snprintf(hostroot, sizeof(hostroot), "%s/host", tmpdir);
+	put(hostroot, "etc/containerd/config.toml", "disabled_plugins = [\"cri\"]\n");
+	kd_hostcheck_opts o = {.root = root,
+			       .config_root = hostroot,
+			       .runtime_version = "containerd://1.7.2",
+			       .shims = (const char *const[]){"qemu", NULL}};
+	kd_hostcheck_report *r = NULL;
+	kd_error err = {0};
+
+	CHECK_INT(kd_hostcheck_run(&o, &r, &err), 0);
+	CHECK_INT(st(r, "runtime.config"), KD_CHECK_FAIL);
+	CHECK(strstr(detail(r, "runtime.config"), "disables the CRI plugin") != NULL);
+	kd_hostcheck_report_free(TAKE_PTR(r));
+	o.config_root = NULL; /* the root's own config keeps CRI on */
+	CHECK_INT(kd_hostcheck_run(&o, &r, &err), 0);
+	CHECK_INT(st(r, "runtime.config"), KD_CHECK_PASS);
+	kd_hostcheck_report_free(TAKE_PTR(r));
+	o.config_root = "/nonexistent-host-root";
+	CHECK(kd_hostcheck_run(&o, &r, &err) < 0);
+	CHECK(strstr(kd_err_msg(&err), "runtime config root") != NULL);
+	CHECK(r == NULL);
+}
+
 TEST(tee_flags)
 {
 	const char *root = mkhost("tee", "GenuineIntel", INTEL_FLAGS);
@@ -408,6 +437,7 @@ int main(void)
 	RUN(cri_disabled);
 	RUN(broken_modules_index);
 	RUN(no_modules_tree);
+	RUN(config_root);
 	RUN(tee_flags);
 	RUN(payload_real_qemu_and_hanging_qemu);
 	RUN(runtime_versions);
