@@ -147,13 +147,14 @@ if [ -x "$C2" ] && [ -x "$CTR2" ]; then
 		'$C2' --config '$R/etc/containerd/config.toml' --root '$T/c-root' --state '$T/c-state' \
 			--address '$T/c.sock' >'$T/containerd.log' 2>&1 &
 		for i in \$(seq 100); do [ -S '$T/c.sock' ] && break; sleep 0.1; done
-		timeout 120 '$CTR2' --address '$T/c.sock' run --rm --rootfs '$T/rootfs' \
+		timeout 120 '$CTR2' --address '$T/c.sock' run --rm \
 			--runtime /opt/kata/bin/containerd-shim-kata-v2 --runtime-config-path '$CFG' \
-			kd-kata-1 /bin/sh -c true" >"$T/ctr.out" 2>&1 && ctr_rc=0 || ctr_rc=$?
+			--rootfs '$T/rootfs' kd-kata-1 /bin/sh -c true" >"$T/ctr.out" 2>&1 && ctr_rc=0 || ctr_rc=$?
 	sed 's/^/#   ctr: /' "$T/ctr.out" | head -5
 	check "ctr run with our shim fails (no vhost-vsock here)" test "$ctr_rc" -ne 0
-	check "... for the host reason only: the shim loaded our configuration up to the vsock check" \
-		grep -q "host system doesn't support vsock: stat /dev/vhost-vsock: no such file or directory" "$T/ctr.out"
+	check "... for the host reason only: our shim loaded our configuration up to the vsock check" \
+		grep -q "failed to create shim task: $CFG: host system doesn't support vsock: stat /dev/vhost-vsock: no such file or directory" "$T/ctr.out"
+	check "... and the shim that said so is ours" grep -q "source=containerd-kata-shim-v2" "$T/syslog.log"
 	check "... and nothing failed before it (no missing path, no config error)" \
 		sh -c "! grep -Eiq 'no such file.*(qemu|vmlinux|initrd|virtiofsd)|invalid config|failed to load' '$T/ctr.out'"
 else
