@@ -1,5 +1,6 @@
 #include "toolchain.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include "macro.h"
 
 #define TOOLCHAIN_VERSION_MAX 4096 /* bytes of a compiler's version text */
+
+DEFINE_CLEANUP(DIR *, closedir)
 
 /* Run argv[0] (an absolute path) and capture its stdout. */
 static int capture(char *const argv[], char **ret, kd_error *err)
@@ -54,37 +57,46 @@ static int capture(char *const argv[], char **ret, kd_error *err)
 	return 0;
 }
 
+/* The toolchain whose rustc is release `want`: <rustup home>/toolchains/<want>-<triple> when
+ * rustup installed it under that name, else any installed toolchain (stable, …) that is it. */
 static int rust_dir(const kd_versions *v, char **ret_dir, char **ret_text, kd_error *err)
 {
 	const char *want = kd_versions_get(v, "rust_toolchain");
 	const char *home = getenv("RUSTUP_HOME"), *h = getenv("HOME");
+	_cleanup_free_ char *tdir = NULL, *first = NULL, *needle = NULL;
 	struct utsname u;
-	_cleanup_free_ char *dir = NULL, *rustc = NULL, *text = NULL, *needle = NULL;
 
 	if (!want)
 		return kd_err(err, -EINVAL, "toolchain rust: versions.yaml has no rust_toolchain");
 	if (uname(&u) < 0)
 		return kd_err_errno(err, negative_errno(), "uname");
-	if (home ? asprintf(&dir, "%s/toolchains/%s-%s-unknown-linux-gnu/bin", home, want,
-			    u.machine) < 0
-		 : asprintf(&dir, "%s/.rustup/toolchains/%s-%s-unknown-linux-gnu/bin",
-			    h ? h : "/root", want, u.machine) < 0)
+	if ((home ? asprintf(&tdir, "%s/toolchains", home)
+		  : asprintf(&tdir, "%s/.rustup/toolchains", h ? h : "/root")) < 0 ||
+	    asprintf(&first, "%s-%s-unknown-linux-gnu", want, u.machine) < 0 ||
+	    asprintf(&needle, "release: %s\n", want) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
-	if (asprintf(&rustc, "%s/rustc", dir) < 0 || asprintf(&needle, "release: %s\n", want) < 0)
-		return kd_err(err, -ENOMEM, "out of memory");
-	if (access(rustc, X_OK) < 0)
-		return kd_err(err, -ENOENT,
-			      "toolchain rust: no %s (install it: rustup toolchain install %s)",
-			      rustc, want);
-	char *argv[] = {rustc, "-vV", NULL};
-	int r = capture(argv, &text, err);
-	if (r < 0)
-		return kd_err_wrap(err, r, "toolchain rust");
-	if (!strstr(text, needle))
-		return kd_err(err, -EINVAL, "toolchain rust: %s is not release %s", rustc, want);
-	*ret_dir = TAKE_PTR(dir);
-	*ret_text = TAKE_PTR(text);
-	return 0;
+	_cleanup_(closedirp) DIR *d = opendir(tdir);
+	struct dirent *de = NULL;
+	for (const char *name = first; name; name = (d && (de = readdir(d))) ? de->d_name : NULL) {
+		_cleanup_free_ char *dir = NULL, *rustc = NULL, *text = NULL;
+		if (name[0] == '.' || (name != first && strcmp(name, first) == 0))
+			continue;
+		if (asprintf(&dir, "%s/%s/bin", tdir, name) < 0 ||
+		    asprintf(&rustc, "%s/rustc", dir) < 0)
+			return kd_err(err, -ENOMEM, "out of memory");
+		if (access(rustc, X_OK) < 0)
+			continue;
+		char *argv[] = {rustc, "-vV", NULL};
+		if (capture(argv, &text, NULL) < 0 || !strstr(text, needle))
+			continue;
+		*ret_dir = TAKE_PTR(dir);
+		*ret_text = TAKE_PTR(text);
+		return 0;
+	}
+	return kd_err(err, -ENOENT,
+		      "toolchain rust: no rustup toolchain in %s is rustc %s (rustup toolchain "
+		      "install %s)",
+		      tdir, want, want);
 }
 
 static int go_dir(char **ret_dir, char **ret_text, kd_error *err)

@@ -15,6 +15,9 @@ PKGS=(
 	qemu-system-x86
 	containerd runc
 	docker-registry etcd-server etcd-client
+	# Kata 4.1.0 from source (docs/KATA.md): the agent's and virtiofsd's static seccomp and
+	# capng, the guest initrd's cpio, busybox for a container rootfs in test-kata
+	libseccomp-dev libcap-ng-dev busybox-static
 )
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
 	$SUDO apt-get update -qq
