@@ -5,6 +5,14 @@ ROOTDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 KD_BUILD=${KD_BUILD:-$ROOTDIR/build}
 KD=$KD_BUILD/kata-deploy
 T=$(mktemp -d /tmp/kd-test.XXXXXX)
+# Upstream sources pinned by the recipes (Kata 4.1.0 and its git dependencies), used as the
+# builder's --mirror: ../shared/sources beside the checkout, or the workplace's copy.
+if [ -z "${KD_SHARED_SOURCES:-}" ]; then
+	for d in "$ROOTDIR/../shared/sources" /work/shared/sources; do
+		[ -f "$d/SHA256SUMS" ] && { KD_SHARED_SOURCES=$(cd "$d" && pwd); break; }
+	done
+fi
+export KD_SHARED_SOURCES=${KD_SHARED_SOURCES:-$ROOTDIR/../shared/sources}
 _kd_cleanup() { local rc=$?; chmod -R u+w "$T" 2>/dev/null || true; rm -rf "$T"; exit $rc; }
 trap _kd_cleanup EXIT
 npass=0

@@ -282,7 +282,7 @@ expect_fail "git source: tag and commit together are refused" "git needs exactly
 rm -f "$T/art2/recipes/gitsrc.yaml"
 # The real pins of the Kata recipes against the copies in ../shared/sources (the mirror the
 # suite uses): every git source of kata-agent (the release and its six git dependencies).
-SHARED_SOURCES=${KD_SHARED_SOURCES:-$ROOTDIR/../shared/sources}
+SHARED_SOURCES=$KD_SHARED_SOURCES
 gitfetch() {
 	mkdir -p "$T/art4/recipes" && cp "$ROOTDIR/artifacts/versions.yaml" "$T/art4/" &&
 		printf 'shims:\n  qemu: [kgit]\n' >"$T/art4/shims.yaml" &&

@@ -16,7 +16,7 @@
 # nothing on the machine changes.
 source "$(dirname "$0")/../lib.sh"
 KB=$KD_BUILD/kata-build
-SHARED_SOURCES=${KD_SHARED_SOURCES:-$ROOTDIR/../shared/sources}
+SHARED_SOURCES=$KD_SHARED_SOURCES
 CACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}
 PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}/bin
 OUT=$T/kata-static
