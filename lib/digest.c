@@ -25,48 +25,70 @@ static const EVP_MD *md_sha256(void)
 	return md_fetched ? md_fetched : EVP_sha256();
 }
 
-int kd_sha256_init(kd_sha256 *h, kd_error *err)
+/* One EVP context per digest object: SHA-256 and SHA-1 share these. */
+static int ctx_init(void **ctx, const EVP_MD *md, const char *name, kd_error *err)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
 
-	h->ctx = NULL;
-	if (!ctx)
-		return kd_err(err, -ENOMEM, "sha256: out of memory");
-	if (EVP_DigestInit_ex(ctx, md_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
-		return kd_err(err, -EIO, "sha256: cannot initialise digest");
+	*ctx = NULL;
+	if (!c)
+		return kd_err(err, -ENOMEM, "%s: out of memory", name);
+	if (EVP_DigestInit_ex(c, md, NULL) != 1) {
+		EVP_MD_CTX_free(c);
+		return kd_err(err, -EIO, "%s: cannot initialise digest", name);
 	}
-	h->ctx = ctx;
+	*ctx = c;
 	return 0;
 }
 
-void kd_sha256_update(kd_sha256 *h, const void *data, size_t len)
+static void ctx_free(void **ctx)
 {
-	if (!h->ctx || len == 0)
-		return;
-	if (EVP_DigestUpdate(h->ctx, data, len) != 1)
-		kd_sha256_free(h);
+	if (*ctx) {
+		EVP_MD_CTX_free(*ctx);
+		*ctx = NULL;
+	}
 }
 
-int kd_sha256_final(kd_sha256 *h, uint8_t out[KD_SHA256_LEN], kd_error *err)
+static void ctx_update(void **ctx, const void *data, size_t len)
+{
+	if (!*ctx || len == 0)
+		return;
+	if (EVP_DigestUpdate(*ctx, data, len) != 1)
+		ctx_free(ctx);
+}
+
+static int ctx_final(void **ctx, uint8_t *out, unsigned want, const char *name, kd_error *err)
 {
 	unsigned n = 0;
 	int r = 0;
 
-	if (!h->ctx)
-		return kd_err(err, -EINVAL, "sha256: digest not initialised or update failed");
-	if (EVP_DigestFinal_ex(h->ctx, out, &n) != 1 || n != KD_SHA256_LEN)
-		r = kd_err(err, -EIO, "sha256: cannot finalise digest");
-	kd_sha256_free(h);
+	if (!*ctx)
+		return kd_err(err, -EINVAL, "%s: digest not initialised or update failed", name);
+	if (EVP_DigestFinal_ex(*ctx, out, &n) != 1 || n != want)
+		r = kd_err(err, -EIO, "%s: cannot finalise digest", name);
+	ctx_free(ctx);
 	return r;
+}
+
+int kd_sha256_init(kd_sha256 *h, kd_error *err)
+{
+	return ctx_init(&h->ctx, md_sha256(), "sha256", err);
+}
+
+void kd_sha256_update(kd_sha256 *h, const void *data, size_t len)
+{
+	ctx_update(&h->ctx, data, len);
+}
+
+int kd_sha256_final(kd_sha256 *h, uint8_t out[KD_SHA256_LEN], kd_error *err)
+{
+	return ctx_final(&h->ctx, out, KD_SHA256_LEN, "sha256", err);
 }
 
 void kd_sha256_free(kd_sha256 *h)
 {
-	if (h && h->ctx) {
-		EVP_MD_CTX_free(h->ctx);
-		h->ctx = NULL;
-	}
+	if (h)
+		ctx_free(&h->ctx);
 }
 
 void kd_hex(const uint8_t *bin, size_t len, char *out)
@@ -144,46 +166,23 @@ bool kd_sha256_equal(const uint8_t a[KD_SHA256_LEN], const uint8_t b[KD_SHA256_L
 
 int kd_sha1_init(kd_sha1 *h, kd_error *err)
 {
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-
-	h->ctx = NULL;
-	if (!ctx)
-		return kd_err(err, -ENOMEM, "sha1: out of memory");
-	if (EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
-		return kd_err(err, -EIO, "sha1: cannot initialise digest");
-	}
-	h->ctx = ctx;
-	return 0;
+	return ctx_init(&h->ctx, EVP_sha1(), "sha1", err);
 }
 
 void kd_sha1_update(kd_sha1 *h, const void *data, size_t len)
 {
-	if (!h->ctx || len == 0)
-		return;
-	if (EVP_DigestUpdate(h->ctx, data, len) != 1)
-		kd_sha1_free(h);
+	ctx_update(&h->ctx, data, len);
 }
 
 int kd_sha1_final(kd_sha1 *h, uint8_t out[KD_SHA1_LEN], kd_error *err)
 {
-	unsigned n = 0;
-	int r = 0;
-
-	if (!h->ctx)
-		return kd_err(err, -EINVAL, "sha1: digest not initialised or update failed");
-	if (EVP_DigestFinal_ex(h->ctx, out, &n) != 1 || n != KD_SHA1_LEN)
-		r = kd_err(err, -EIO, "sha1: cannot finalise digest");
-	kd_sha1_free(h);
-	return r;
+	return ctx_final(&h->ctx, out, KD_SHA1_LEN, "sha1", err);
 }
 
 void kd_sha1_free(kd_sha1 *h)
 {
-	if (h && h->ctx) {
-		EVP_MD_CTX_free(h->ctx);
-		h->ctx = NULL;
-	}
+	if (h)
+		ctx_free(&h->ctx);
 }
 
 bool kd_sha1_hex_valid(const char *s)
