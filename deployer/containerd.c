@@ -478,6 +478,21 @@ static int add_table(kd_toml_doc *doc, const char *const *path, size_t n, char *
 	return 0;
 }
 
+int kd_containerd_keep_default_runtime(kd_toml_doc *doc, int version, char ***tables, kd_error *err)
+{
+	const char *plugin = kd_containerd_runtime_plugin(version);
+	const char *rp[] = {"plugins", plugin, "containerd", "runtimes",
+			    KD_CONTAINERD_DEFAULT_RUNTIME};
+	const kd_toml_node *rt = kd_toml_table(doc, rp, 4);
+	if (rt && kd_toml_count(rt) > 0)
+		return 0; /* the file names its runtimes: the daemon keeps exactly those */
+	int r = add_table(doc, rp, 5, tables, err);
+	if (r < 0 || (r = kd_toml_set_string(doc, rp, 5, "runtime_type",
+					     KD_CONTAINERD_DEFAULT_RUNTIME_TYPE, err)) < 0)
+		return r;
+	return 1;
+}
+
 int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *h, size_t n,
 			       const kd_toml_doc *inherit_from, bool debug, char ***tables,
 			       kd_error *err)

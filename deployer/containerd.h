@@ -60,6 +60,16 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 			       const kd_toml_doc *inherit_from, bool debug, char ***tables,
 			       kd_error *err);
 
+/* containerd's built-in runtime (1.6 to 2.x): its name is the built-in default_runtime_name. */
+#define KD_CONTAINERD_DEFAULT_RUNTIME "runc"
+#define KD_CONTAINERD_DEFAULT_RUNTIME_TYPE "io.containerd.runc.v2"
+/* containerd 1.6/1.7 decode a file's `runtimes` table over the built-in map by replacing it, so
+ * a file that had none and gets our handlers loses the built-in runc (and default_runtime_name
+ * no longer resolves: every non-Kata pod fails). When doc names no runtime, add the built-in one
+ * as containerd's default gives it (runtime_type only: its options are all zero values) and
+ * record the table in *tables like ours. Returns 1 when it was added, 0 when not needed. */
+int kd_containerd_keep_default_runtime(kd_toml_doc *doc, int version, char ***tables,
+				       kd_error *err);
 /* containerd 2.x merges the main file's imports over it (containerd PR #9982), so the runc
  * options the daemon ends up with come from the last imported file that sets them, else from the
  * main file. *ret is that document (new), or NULL when none sets them; skip (relative path, may be

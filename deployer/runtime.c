@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <glob.h>
+#include <poll.h>
+#include <signal.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crio.h"
@@ -25,6 +28,7 @@
 #define MAX_TABLE_PARTS 16
 #define LOADER_OUTPUT_MAX (4u << 20)
 #define MIRROR_DEPTH_MAX 4
+#define LOADER_TIMEOUT_SEC 60 /* the runtime's own loader (`config dump`, `crio config`) */
 
 /* ---- options <-> JSON ------------------------------------------------------------------ */
 
@@ -132,6 +136,21 @@ static int parse_named(const char *path, const char *text, size_t len, kd_toml_d
 	char name[KD_PATH_MAX];
 	snprintf(name, sizeof(name), "/%s", path);
 	return kd_toml_parse(name, text, len, ret, err);
+}
+
+/* The runtime handler names among table keys ("plugins.<id>.containerd.runtimes.<name>"). */
+static int handler_names(char *const *tables, char ***names)
+{
+	for (size_t i = 0; tables && tables[i]; i++) {
+		char buf[KD_PATH_MAX];
+		const char *parts[MAX_TABLE_PARTS];
+		int n = kd_toml_key_split(tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
+		for (int k = 0; k + 1 < n; k++)
+			if (!strcmp(parts[k], "runtimes") && !kd_strv_find(*names, parts[k + 1]) &&
+			    kd_strv_push(names, parts[k + 1]) < 0)
+				return -ENOMEM;
+	}
+	return 0;
 }
 
 /* ---- three-way revert of one file, in memory -------------------------------------------- */
@@ -268,6 +287,7 @@ void kd_config_plan_done(kd_config_plan *p)
 		change_free(&p->changes[i]);
 	free(p->changes);
 	kd_strv_free(p->dirs);
+	kd_strv_free(p->prev_handlers);
 	free(p->opts_json);
 	memset(p, 0, sizeof(*p));
 }
@@ -661,6 +681,11 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		if ((r = kd_containerd_root_info(main_doc, cp->main, &schema, &imp, err)) < 0)
 			return r;
 	}
+	/* 1.x (or unknown) reading a file of ours or an in-place edit: keep the built-in runc. */
+	if ((cp->strategy == KD_CTD_INPLACE || cp->strategy == KD_CTD_CREATE_MAIN) &&
+	    p->flavour.major < 2 && n > 0 &&
+	    (r = kd_containerd_keep_default_runtime(doc, schema, &tables, err)) < 0)
+		return kd_err_wrap(err, r, "/%s", cp->target);
 	if ((r = kd_containerd_add_handlers(doc, schema, h, n, inherit,
 					    o->debug && cp->strategy != KD_CTD_TEMPLATE, &tables,
 					    err)) < 0)
@@ -798,8 +823,14 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 	if (r < 0)
 		return r;
 	p.dirs = calloc(1, sizeof(char *));
-	if (!p.dirs)
+	p.prev_handlers = calloc(1, sizeof(char *));
+	if (!p.dirs || !p.prev_handlers) {
+		kd_config_plan_done(&p);
 		return -ENOMEM;
+	}
+	for (size_t i = 0; in->prev && i < in->prev->n_config; i++)
+		if ((r = handler_names(in->prev->config[i].tables, &p.prev_handlers)) < 0)
+			goto fail;
 	if (o->default_shim && !kd_strv_find(in->shims, o->default_shim)) {
 		r = kd_err(err, -EINVAL, "--default-shim '%s' is not one of the enabled shims",
 			   o->default_shim);
@@ -1027,25 +1058,66 @@ static int mirror(int rootfd, const kd_config_plan *p, const char *tmp, const ch
 	return kd_write_atomic(tfd, out, t, len, 0600, err);
 }
 
+static int loader_timeout_ms(void)
+{
+	/* Test hook, like KD_FAULT_AT: a shorter bound so a test need not wait a minute. */
+	const char *e = getenv("KD_TEST_LOADER_TIMEOUT_MS");
+	long v = e ? strtol(e, NULL, 10) : 0;
+	return v > 0 && v < LOADER_TIMEOUT_SEC * 1000 ? (int)v : LOADER_TIMEOUT_SEC * 1000;
+}
+
+/* Run argv with stdout + stderr captured; bounded in time and output. The child leads its own
+ * process group, so a loader that forks is killed with everything it started. Returns its exit
+ * status (128 + signal when killed by one). */
 static int run_capture(char *const argv[], char **ret_out, kd_error *err)
 {
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return kd_err_errno(err, negative_errno(), "pipe");
 	pid_t pid = fork();
-	if (pid < 0)
-		return kd_err_errno(err, negative_errno(), "fork");
+	if (pid < 0) {
+		int r = negative_errno();
+		close(pfd[0]);
+		close(pfd[1]);
+		return kd_err_errno(err, r, "fork");
+	}
 	if (pid == 0) {
+		setpgid(0, 0);
 		dup2(pfd[1], STDOUT_FILENO);
 		dup2(pfd[1], STDERR_FILENO);
 		execv(argv[0], argv);
+		dprintf(STDERR_FILENO, "cannot execute %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	setpgid(pid, pid); /* both sides: no race with the kill below */
 	close(pfd[1]);
 	size_t n = 0, cap = 65536;
 	char *buf = malloc(cap);
-	ssize_t k;
-	while (buf && (k = read(pfd[0], buf + n, cap - n - 1)) > 0) {
+	struct timespec start, now;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	int limit = loader_timeout_ms();
+	bool timed_out = false;
+	while (buf) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long spent = (now.tv_sec - start.tv_sec) * 1000 +
+			     (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (spent >= limit) {
+			timed_out = true;
+			break;
+		}
+		struct pollfd pl = {.fd = pfd[0], .events = POLLIN};
+		int pr = poll(&pl, 1, (int)(limit - spent));
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0) {
+			timed_out = pr == 0;
+			break;
+		}
+		ssize_t k = read(pfd[0], buf + n, cap - n - 1);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
 		n += (size_t)k;
 		if (n + 1 >= cap && cap < LOADER_OUTPUT_MAX) {
 			char *nb = realloc(buf, cap * 2);
@@ -1058,14 +1130,35 @@ static int run_capture(char *const argv[], char **ret_out, kd_error *err)
 		}
 	}
 	close(pfd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
+	int status = 0;
+	/* Output closed (or too much of it): the loader still has the rest of the bound. */
+	while (!timed_out && buf) {
+		pid_t w = waitpid(pid, &status, WNOHANG);
+		if (w == pid || (w < 0 && errno != EINTR))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >=
+		    limit)
+			timed_out = true;
+		else
+			nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	}
+	if (timed_out || !buf) {
+		kill(-pid, SIGKILL);
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (timed_out) {
+		free(buf);
+		return kd_err(err, -ETIMEDOUT,
+			      "the runtime's own loader %s did not finish within %d ms: killed",
+			      argv[0], limit);
+	}
 	if (!buf)
 		return -ENOMEM;
 	buf[n] = '\0';
 	*ret_out = buf;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* The config k3s/rke2 rendered from our previous template holds that template's tables: drop
@@ -1111,14 +1204,186 @@ static int strip_rendered(const char *main, const char *base, size_t blen, const
 	return *ret ? 0 : -ENOMEM;
 }
 
+/* ---- the effective config before and after -------------------------------------------- */
+
+/* Go decodes an absent key as its zero value: a zero leaf missing from a dump is the same
+ * setting as the zero leaf printed. */
+static bool toml_zero(const kd_toml_node *n)
+{
+	const char *s;
+	size_t len;
+	int64_t i;
+	double d;
+	bool b;
+	switch (kd_toml_type_of(n)) {
+	case KD_TOML_STRING:
+		return kd_toml_get_string(n, &s, &len) == 0 && len == 0;
+	case KD_TOML_INTEGER:
+		return kd_toml_get_int(n, &i) == 0 && i == 0;
+	case KD_TOML_FLOAT:
+		return kd_toml_get_float(n, &d) == 0 && d == 0;
+	case KD_TOML_BOOL:
+		return kd_toml_get_bool(n, &b) == 0 && !b;
+	case KD_TOML_ARRAY:
+		return kd_toml_count(n) == 0;
+	case KD_TOML_TABLE:
+		for (const kd_toml_node *c = kd_toml_first(n); c; c = kd_toml_next(c))
+			if (!toml_zero(c))
+				return false;
+		return true;
+	default:
+		return false;
+	}
+}
+
+static bool toml_same(const kd_toml_node *a, const kd_toml_node *b, int depth)
+{
+	if (!a || !b)
+		return (!a || toml_zero(a)) && (!b || toml_zero(b));
+	kd_toml_type t = kd_toml_type_of(a);
+	if (t != kd_toml_type_of(b) || depth > KD_TOML_MAX_DEPTH)
+		return false;
+	const char *sa, *sb;
+	size_t la, lb;
+	int64_t ia, ib;
+	double da, db;
+	bool ba, bb;
+	switch (t) {
+	case KD_TOML_STRING:
+		return kd_toml_get_string(a, &sa, &la) == 0 &&
+		       kd_toml_get_string(b, &sb, &lb) == 0 && la == lb && !memcmp(sa, sb, la);
+	case KD_TOML_INTEGER:
+		return kd_toml_get_int(a, &ia) == 0 && kd_toml_get_int(b, &ib) == 0 && ia == ib;
+	case KD_TOML_FLOAT:
+		return kd_toml_get_float(a, &da) == 0 && kd_toml_get_float(b, &db) == 0 && da == db;
+	case KD_TOML_BOOL:
+		return kd_toml_get_bool(a, &ba) == 0 && kd_toml_get_bool(b, &bb) == 0 && ba == bb;
+	case KD_TOML_ARRAY:
+		if (kd_toml_count(a) != kd_toml_count(b))
+			return false;
+		for (size_t i = 0; i < kd_toml_count(a); i++)
+			if (!toml_same(kd_toml_at(a, i), kd_toml_at(b, i), depth + 1))
+				return false;
+		return true;
+	case KD_TOML_TABLE:
+		for (const kd_toml_node *c = kd_toml_first(a); c; c = kd_toml_next(c))
+			if (!toml_same(c, kd_toml_get(b, kd_toml_key(c, NULL)), depth + 1))
+				return false;
+		for (const kd_toml_node *c = kd_toml_first(b); c; c = kd_toml_next(c))
+			if (!kd_toml_get(a, kd_toml_key(c, NULL)) && !toml_zero(c))
+				return false;
+		return true;
+	default:
+		return kd_toml_get_datetime(a, &sa, &la) == 0 &&
+		       kd_toml_get_datetime(b, &sb, &lb) == 0 && la == lb && !memcmp(sa, sb, la);
+	}
+}
+
+/* Every runtime of containerd's effective config before the change (but handlers of our own
+ * previous install, which this one may drop) is still there with the same settings, and
+ * default_runtime_name is unchanged and still names a runtime. Both texts are `config dump`
+ * outputs of the same binary. */
+static int compare_effective(const char *before, const char *after, char *const *ours,
+			     kd_error *err)
+{
+	_cleanup_toml_ kd_toml_doc *b = NULL, *a = NULL;
+	kd_error e2 = {0};
+	if (kd_toml_parse("config dump (before)", before, strlen(before), &b, &e2) < 0 ||
+	    kd_toml_parse("config dump (after)", after, strlen(after), &a, &e2) < 0)
+		return kd_err(err, -EINVAL, "containerd's config dump is not TOML: %s", e2.msg);
+	const char *pp[] = {"plugins"};
+	const kd_toml_node *bp = kd_toml_table(b, pp, 1), *ap = kd_toml_table(a, pp, 1);
+	for (const kd_toml_node *pl = kd_toml_first(bp); pl; pl = kd_toml_next(pl)) {
+		const char *id = kd_toml_key(pl, NULL);
+		const kd_toml_node *bc = kd_toml_get(pl, "containerd");
+		const kd_toml_node *ac = kd_toml_get(kd_toml_get(ap, id), "containerd");
+		if (kd_toml_type_of(bc) != KD_TOML_TABLE)
+			continue;
+		const kd_toml_node *brt = kd_toml_get(bc, "runtimes");
+		const kd_toml_node *art = kd_toml_get(ac, "runtimes");
+		for (const kd_toml_node *rt = kd_toml_first(brt); rt; rt = kd_toml_next(rt)) {
+			const char *name = kd_toml_key(rt, NULL);
+			if (kd_strv_find(ours, name) && strcmp(name, KD_CONTAINERD_DEFAULT_RUNTIME))
+				continue;
+			const kd_toml_node *now = kd_toml_get(art, name);
+			if (!now)
+				return kd_err(err, -EINVAL,
+					      "the new config would drop runtime '%s' from "
+					      "containerd's effective config (plugin \"%s\"): "
+					      "refused, every runtime that was there must stay",
+					      name, id);
+			if (!toml_same(rt, now, 0))
+				return kd_err(
+					err, -EINVAL,
+					"the new config would change runtime '%s' in "
+					"containerd's effective config (plugin \"%s\"): refused",
+					name, id);
+		}
+		const char *bd = NULL, *ad = NULL;
+		kd_toml_get_string(kd_toml_get(bc, "default_runtime_name"), &bd, NULL);
+		kd_toml_get_string(kd_toml_get(ac, "default_runtime_name"), &ad, NULL);
+		if (bd && (!ad || strcmp(bd, ad)))
+			return kd_err(err, -EINVAL,
+				      "the new config would change containerd's "
+				      "default_runtime_name from '%s' to '%s' (plugin \"%s\"): "
+				      "refused",
+				      bd, ad ? ad : "", id);
+		if (ad && *ad && !kd_toml_get(art, ad))
+			return kd_err(
+				err, -EINVAL,
+				"containerd's default_runtime_name '%s' would name no runtime "
+				"in the new effective config (plugin \"%s\"): refused",
+				ad, id);
+	}
+	return 0;
+}
+
+/* Run the loader on a mirror of main as it is on the root (before == true) or as the plan
+ * leaves it; *ret_out is its output. A missing main gives containerd's built-in defaults. */
+static int dump_config(int rootfd, const kd_config_plan *p, const char *bin, const char *main,
+		       const char *rendered, bool before, char **ret_out, kd_error *err)
+{
+	const char *td = getenv("TMPDIR");
+	char tmp[KD_PATH_MAX], cfg[KD_PATH_MAX * 2];
+	snprintf(tmp, sizeof(tmp), "%s/kd-validate.XXXXXX", td && *td ? td : "/tmp");
+	if (!mkdtemp(tmp))
+		return kd_err_errno(err, negative_errno(), "create a validation directory");
+	kd_config_plan none = {.root_is_host = p->root_is_host};
+	int r = mirror(rootfd, before ? &none : p, tmp, main, before ? NULL : rendered, 0, err);
+	*ret_out = NULL;
+	if (r >= 0) {
+		snprintf(cfg, sizeof(cfg), "%s/%s", tmp, main);
+		char *argv[] = {(char *)bin, "--config", cfg, "config", "dump", NULL};
+		/* No file: the daemon runs with its defaults (1.6 refuses a missing --config). */
+		if (access(cfg, F_OK) < 0) {
+			argv[1] = "config";
+			argv[2] = "default";
+			argv[3] = NULL;
+		}
+		_cleanup_free_ char *out = NULL;
+		int rc = run_capture(argv, &out, err);
+		if (rc < 0) {
+			r = rc;
+		} else if (rc != 0) {
+			char *nl = out ? strchr(out, '\n') : NULL;
+			if (nl && nl[1] == '\0')
+				*nl = '\0';
+			r = kd_err(err, -EINVAL,
+				   "containerd's own loader (%s config dump) refuses the %s config "
+				   "(exit status %d): %.600s",
+				   bin, before ? "current" : "new", rc,
+				   out && *out ? out : "no output");
+		} else {
+			*ret_out = TAKE_PTR(out);
+		}
+	}
+	_cleanup_close_ int rfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	kd_remove_tree(rfd, tmp + 1, NULL);
+	return r;
+}
+
 static int validate_containerd(int rootfd, const kd_config_plan *p, const char *bin, kd_error *err)
 {
-	char tmpl[] = "/tmp/kd-validate.XXXXXX";
-	const char *td = getenv("TMPDIR");
-	char tmp[KD_PATH_MAX];
-	snprintf(tmp, sizeof(tmp), "%s/kd-validate.XXXXXX", td && *td ? td : "/tmp");
-	if (!mkdtemp(tmp) && !mkdtemp(strcpy(tmp, tmpl)))
-		return kd_err_errno(err, negative_errno(), "create a validation directory");
 	_cleanup_free_ char *rendered = NULL;
 	int r = 0;
 	const char *main = p->ctd.main;
@@ -1137,35 +1402,17 @@ static int validate_containerd(int rootfd, const kd_config_plan *p, const char *
 				    : "",
 			     c->new_text + strlen(KD_K3S_TEMPLATE_BASE)) < 0)
 			r = -ENOMEM;
+		if (r < 0)
+			return r;
 	}
-	if (r >= 0)
-		r = mirror(rootfd, p, tmp, main, rendered, 0, err);
-	_cleanup_free_ char *out = NULL;
-	if (r >= 0) {
-		_cleanup_close_ int tfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		struct stat st;
-		char cfg[KD_PATH_MAX];
-		snprintf(cfg, sizeof(cfg), "%s/%s", tmp, main);
-		if (tfd >= 0 && kd_lstat(tfd, main, &st, NULL) == 0) {
-			char *argv[] = {(char *)bin, "--config", cfg, "config", "dump", NULL};
-			int rc = run_capture(argv, &out, err);
-			if (rc < 0)
-				r = rc;
-			else if (rc != 0) {
-				char *nl = out ? strchr(out, '\n') : NULL;
-				if (nl && nl[1] == '\0')
-					*nl = '\0';
-				r = kd_err(
-					err, -EINVAL,
-					"containerd's own loader (%s config dump) refuses the new "
-					"config: %.600s",
-					bin, out ? out : "");
-			}
-		}
-	}
+	_cleanup_free_ char *out = NULL, *before = NULL;
+	/* What the daemon runs with now, then what it would run with. */
+	if ((r = dump_config(rootfd, p, bin, main, NULL, true, &before, err)) < 0 ||
+	    (r = dump_config(rootfd, p, bin, main, rendered, false, &out, err)) < 0)
+		return r;
 	/* Every handler must be in the merged config (a drop-in in a directory the daemon
 	 * does not import is silently ignored: nvidia-container-toolkit#1404). */
-	for (size_t i = 0; r >= 0 && out && i < p->n; i++) {
+	for (size_t i = 0; i < p->n; i++) {
 		const kd_config_file *rec = p->changes[i].has_record ? &p->changes[i].rec : NULL;
 		for (size_t k = 0; rec && rec->tables && rec->tables[k]; k++) {
 			const char *last = strrchr(rec->tables[k], '.');
@@ -1174,15 +1421,16 @@ static int validate_containerd(int rootfd, const kd_config_plan *p, const char *
 				continue;
 			snprintf(want, sizeof(want), "runtimes%s]", last);
 			if (!strstr(out, want))
-				r = kd_err(err, -EINVAL,
-					   "containerd's merged config does not show handler '%s' "
-					   "(is /%s imported?)",
-					   last + 1, rec->path);
+				return kd_err(
+					err, -EINVAL,
+					"containerd's merged config does not show handler '%s' "
+					"(is /%s imported?)",
+					last + 1, rec->path);
 		}
 	}
-	_cleanup_close_ int rfd = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	kd_remove_tree(rfd, tmp + 1, NULL);
-	return r;
+	/* containerd 1.x replaces a whole map from a file (containerd#5837): a runtime of the
+	 * built-in defaults or of another file may be gone although every file parses. */
+	return compare_effective(before, out, p->prev_handlers, err);
 }
 
 static int write_tmp(const char *path, const char *text, size_t len, kd_error *err)
@@ -1320,6 +1568,9 @@ int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_op
 					    "cannot write /%s (directory /%s)", c->path, dir);
 	}
 	const char *bin = find_loader(p, o);
+	if (bin && access(bin, X_OK) < 0)
+		return kd_err_errno(err, negative_errno(), "--runtime-binary %s: cannot execute it",
+				    bin);
 	if (bin && p->flavour.crio && kd_runtime_changed(p)) {
 		if ((r = validate_crio(rootfd, p, bin, err)) < 0)
 			return r;

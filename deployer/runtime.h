@@ -51,8 +51,9 @@ typedef struct kd_config_plan {
 	kd_ctd_plan ctd;    /* containerd flavours */
 	kd_change *changes; /* every file we manage, changed or not */
 	size_t n;
-	char **dirs;	 /* directories to create first, outermost first */
-	char *opts_json; /* options + flavour, kept in the state for rollback / uninstall */
+	char **dirs;	      /* directories to create first, outermost first */
+	char *opts_json;      /* options + flavour, kept in the state for rollback / uninstall */
+	char **prev_handlers; /* runtime handlers the previous install configured (may go away) */
 	bool root_is_host;
 } kd_config_plan;
 

@@ -26,8 +26,26 @@ dump() { # dump BIN ROOT CONFIG(relative) > out
 imports_of() { sed -n 's/^imports = \[\(.*\)\]$/\1/p' "$1" | tr ',' '\n' | tr -d ' ' | LC_ALL=C sort; }
 same_dump() { cmp -s <(grep -v '^imports = ' "$1") <(grep -v '^imports = ' "$2") && cmp -s <(imports_of "$1") <(imports_of "$2"); }
 
-# Lines of the original dump missing from the new one (imports lists the files loaded).
-lost_settings() { grep -vxF -f "$2" "$1" | grep -v '^imports = ' || true; }
+# Lines of the original dump missing from the new one (imports lists the files loaded). A zero
+# value (Go decodes an absent key as its zero value) missing from the new dump is the same setting
+# only when its table is still there.
+lost_settings() {
+	awk 'NR == FNR { have[$0] = 1; next }
+	     /^ *\[/ { tbl = $0 }
+	     ($0 in have) || /^imports = / { next }
+	     / = (""|\047\047|0|false|\[\])$/ && (tbl in have) { next }
+	     { print }' "$2" "$1"
+}
+# Every runtime the original dump had is still a runtime; default_runtime_name names one.
+lost_runtimes() { # lost_runtimes DUMP0 DUMP1
+	local h d
+	for h in $(grep -o 'containerd\.runtimes\.[A-Za-z0-9_-]*\]' "$1" | sort -u); do
+		grep -q "containerd\.${h#containerd.}" "$2" || echo "runtime ${h%]} lost"
+	done
+	for d in $(sed -n "s/^ *default_runtime_name = [\"']\(.*\)[\"']$/\1/p" "$2"); do
+		grep -q "containerd\.runtimes\.$d\]" "$2" || echo "default_runtime_name '$d' names no runtime"
+	done
+}
 
 # The block of a [table] in a dump: from its header to the next header.
 block() { awk -v h="$2" 'index($0, h) && /^ *\[/ {on=1; print; next} on && /^ *\[/ {exit} on {print}' "$1"; }
@@ -70,8 +88,12 @@ run_case() {
 	snapshot "$R" >"$T/$name.before"
 	local have_cfg=0
 	[ -f "$R/$cfg" ] && have_cfg=1
-	[ $have_cfg = 0 ] || dump "$bin" "$R" "$cfg" >"$T/$name.dump0" 2>"$T/$name.err0" ||
-		{ not_ok "$name: original config does not load"; cat "$T/$name.err0"; return; }
+	if [ $have_cfg = 1 ]; then
+		dump "$bin" "$R" "$cfg" >"$T/$name.dump0" 2>"$T/$name.err0" ||
+			{ not_ok "$name: original config does not load"; cat "$T/$name.err0"; return; }
+	else # the daemon's built-in defaults
+		"$bin" config default >"$T/$name.dump0"
+	fi
 	plan_pre "$name" --runtime-version "$ver" --runtime-binary "$bin" "$@"
 	if ! "$KD" install --root "$R" --payload "$P" --runtime-version "$ver" \
 		--runtime-binary "$bin" "$@" >"$T/$name.out" 2>&1; then
@@ -105,11 +127,13 @@ run_case() {
 		block "$T/$name.dump1" "runtimes.kata-qemu.options]" | grep -q 'SystemdCgroup = true' ||
 			{ not_ok "$name: SystemdCgroup not inherited"; block "$T/$name.dump1" "runtimes.kata-qemu.options]"; bad=1; }
 	fi
-	if [ $have_cfg = 1 ]; then
+	lost_runtimes "$T/$name.dump0" "$T/$name.dump1" >"$T/$name.lostrt"
+	[ ! -s "$T/$name.lostrt" ] || { not_ok "$name: $(head -3 "$T/$name.lostrt" | tr '\n' ' ')"; bad=1; }
+	if [ $have_cfg = 1 ] || [ "$ver" != 1.6 ]; then # 1.6's `config default` differs from its dump of a file
 		lost_settings "$T/$name.dump0" "$T/$name.dump1" >"$T/$name.lost"
 		[ ! -s "$T/$name.lost" ] || { not_ok "$name: settings lost: $(head -5 "$T/$name.lost")"; bad=1; }
 	fi
-	[ $bad = 1 ] || ok "$name: $(grep -o 'containerd config: .*' "$T/$name.out" | head -1 | cut -c20-90)…; dump shows kata-qemu, kata-clh with runtime_type, ConfigPath${EXPECT_SYSTEMD_CGROUP:+, SystemdCgroup}; no original setting lost"
+	[ $bad = 1 ] || ok "$name: $(grep -o 'containerd config: .*' "$T/$name.out" | head -1 | cut -c20-90)…; dump shows kata-qemu, kata-clh with runtime_type, ConfigPath${EXPECT_SYSTEMD_CGROUP:+, SystemdCgroup}; every runtime kept, default_runtime_name resolves; no original setting lost"
 	"$KD" install --root "$R" --payload "$P" --runtime-version "$ver" --runtime-binary "$bin" "$@" >"$T/$name.out2" 2>&1 || true
 	check "$name: reinstall changes nothing" grep -q 'nothing to do' "$T/$name.out2"
 	"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "$name: uninstall failed"
@@ -145,14 +169,33 @@ CUSTOM_V3='version = 3
   SystemdCgroup = true
 '
 
+# What Debian 12's containerd package ships as /etc/containerd/config.toml (1.6.20~ds1-1+deb12u3):
+# no runtimes table, so runc is containerd's built-in one. 1.6 replaces the whole runtimes map
+# when a file sets one: our handlers alone would leave the daemon without runc (issue 14 item 17).
+DEBIAN_PKG_V2='version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+'
+
 matrix() { # matrix LABEL BIN VERSION
 	local l=$1 bin=$2 ver=$3
-	start_case "$l-noconfig"
+	start_case "$l-noconfig" # containerd is there (its unit), its config is not
+	mkdir -p "$R/etc/systemd/system" && touch "$R/etc/systemd/system/containerd.service"
 	run_case "$l-noconfig" "$bin" "$ver" etc/containerd/config.toml
 
 	start_case "$l-default"
 	"$bin" config default >"$R/etc/containerd/config.toml"
 	run_case "$l-default" "$bin" "$ver" etc/containerd/config.toml
+
+	start_case "$l-debian-pkg"
+	printf '%s' "$DEBIAN_PKG_V2" >"$R/etc/containerd/config.toml"
+	run_case "$l-debian-pkg" "$bin" "$ver" etc/containerd/config.toml
 
 	start_case "$l-custom"
 	printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
@@ -177,6 +220,39 @@ matrix() { # matrix LABEL BIN VERSION
 }
 
 matrix c16 "$CTD1" 1.6
+
+# The loader compares containerd's effective config before and after: told (wrongly) that the
+# 1.6 daemon is 2.2, the drop-in it chooses would replace 1.6's whole CRI table and lose runc;
+# install and plan refuse, and nothing is written.
+start_case c16-lied
+printf '%s' "$DEBIAN_PKG_V2" >"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/lied.before"
+expect_fail "c16 told 2.2: install refuses to drop runc from the effective config" \
+	"would drop runtime 'runc' from containerd's effective config" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --runtime-binary "$CTD1"
+expect_fail "c16 told 2.2: plan refuses the same" "would drop runtime 'runc'" \
+	"$KD" plan --root "$R" --payload "$P" --runtime-version 2.2 --runtime-binary "$CTD1"
+check "c16 told 2.2: the root is unchanged" diff -q "$T/lied.before" <(snapshot "$R")
+# The loader is bounded in time and killed (it runs under the host lock); a missing one is named.
+printf '#!/bin/sh\nsleep 600 &\necho $! $$ >"%s"\nexec sleep 600\n' "$T/loader.pids" >"$T/blocking-loader"
+chmod +x "$T/blocking-loader"
+start=$(date +%s)
+KD_TEST_LOADER_TIMEOUT_MS=1500 expect_fail "a blocking --runtime-binary is killed after its bound" \
+	"did not finish within 1500 ms: killed" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --runtime-binary "$T/blocking-loader"
+check "… within seconds, and the lock is free again" test $(($(date +%s) - start)) -lt 10
+gone() { # dead: no such process, or a zombie its new parent has not reaped yet
+	local p st
+	for p in $(cat "$T/loader.pids"); do
+		st=$(ps -o stat= -p "$p" || true)
+		[ -z "$st" ] || [ "${st#Z}" != "$st" ] || return 1
+	done
+}
+check "… and nothing of the loader is left running (it and its child)" gone
+check "… and the root is unchanged" diff -q "$T/lied.before" <(snapshot "$R")
+expect_fail "--runtime-binary /nonexistent: the reason is named" \
+	"--runtime-binary /nonexistent: cannot execute it: No such file or directory" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --runtime-binary /nonexistent
 matrix c2 "$CTD2" 2.2
 start_case c2-v3
 printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"

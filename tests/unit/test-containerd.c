@@ -651,6 +651,58 @@ TEST(test_plan_suffix_and_snapshotter)
 	close(rootfd);
 }
 
+/* containerd 1.x replaces its built-in runtimes map from a file that sets one: a plan for 1.6 on
+ * Debian's packaged config (no runtimes table) keeps runc; a file with runtimes gets nothing. */
+TEST(test_plan_keeps_default_runtime_1x)
+{
+	static const char debian[] = "version = 2\n\n[plugins]\n"
+				     "  [plugins.\"io.containerd.grpc.v1.cri\"]\n"
+				     "    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n"
+				     "      bin_dir = \"/usr/lib/cni\"\n";
+	const struct {
+		const char *config, *version;
+		bool want_runc;
+	} cases[] = {
+		{debian, "1.6.20", true},      /* in-place edit: runc added */
+		{NULL, "1.6.20", true},	       /* the config we create: runc in it */
+		{v2_systemd, "1.6.20", false}, /* the file names its runtimes */
+		{debian, "2.2.9", false},      /* 2.x: drop-in, the defaults stay */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rootfd =
+			cases[i].config
+				? make_root("etc/containerd/config.toml", cases[i].config, NULL)
+				: make_root("etc/systemd/system/containerd.service", "", NULL);
+		char *shims[] = {"qemu", NULL};
+		kd_runtime_input in = {.rootfd = rootfd,
+				       .prefix = "opt/kata",
+				       .treefd = -1,
+				       .read_tree = read_pristine,
+				       .shims = shims};
+		kd_runtime_opts o = {.runtime_version = cases[i].version};
+		kd_config_plan p = {0};
+		kd_error err = {0};
+		CHECK_INT(kd_runtime_plan(&in, &o, &p, &err), 0);
+		const kd_change *c = NULL;
+		for (size_t k = 0; k < p.n; k++)
+			if (!strcmp(p.changes[k].path, "etc/containerd/config.toml"))
+				c = &p.changes[k];
+		bool has = c && c->new_text &&
+			   strstr(c->new_text, "containerd.runtimes.runc]\n") != NULL;
+		CHECK(has == cases[i].want_runc);
+		if (has)
+			CHECK(strstr(c->new_text, "runtime_type = \"io.containerd.runc.v2\"") !=
+			      NULL);
+		/* recorded like our handlers, so uninstall removes it */
+		bool recorded = false;
+		for (size_t k = 0; c && c->has_record && c->rec.tables && c->rec.tables[k]; k++)
+			recorded = recorded || strstr(c->rec.tables[k], "runtimes.runc");
+		CHECK(recorded == (cases[i].want_runc && c && c->has_record));
+		kd_config_plan_done(&p);
+		close(rootfd);
+	}
+}
+
 int main(void)
 {
 	if (!mkdtemp(base))
@@ -671,6 +723,7 @@ int main(void)
 	RUN(test_crio_guest_pull);
 	RUN(test_kata_dropins);
 	RUN(test_plan_suffix_and_snapshotter);
+	RUN(test_plan_keeps_default_runtime_1x);
 	int rootfd = open("/", O_RDONLY | O_DIRECTORY);
 	kd_remove_tree(rootfd, base + 1, NULL);
 	close(rootfd);
