@@ -310,6 +310,9 @@ static int write_tar(const plist *l, const char *root, int fd, int64_t mtime, kd
 
 	if (!buf)
 		return kd_err(err, -ENOMEM, "out of memory");
+	_cleanup_close_ int rootfd = kd_root_open(root, err);
+	if (rootfd < 0)
+		return rootfd;
 	if ((r = kd_tar_writer_open(fd, &wo, &w, err)) < 0)
 		return r;
 	for (size_t i = 0; i < l->n; i++) {
@@ -323,12 +326,12 @@ static int write_tar(const plist *l, const char *root, int fd, int64_t mtime, kd
 			return r;
 		if (e->type != KD_ENTRY_FILE)
 			continue;
-		_cleanup_free_ char *full = NULL;
-		if (asprintf(&full, "%s/%s", root, e->path) < 0)
-			return kd_err(err, -ENOMEM, "out of memory");
-		_cleanup_close_ int in = open(full, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		/* Every component opened without following a link: a file is packed only from
+		 * inside the output tree (a link above it could point at the host's /etc). */
+		_cleanup_close_ int in =
+			kd_openat(rootfd, e->path, O_RDONLY | O_NONBLOCK, 0, KD_NOFOLLOW, err);
 		if (in < 0)
-			return kd_err_errno(err, negative_errno(), "open '%s'", e->path);
+			return kd_err_wrap(err, in, "pack '%s'", e->path);
 		uint64_t left = e->size;
 		while (left > 0) {
 			ssize_t n = read(in, buf, left < (1 << 20) ? (size_t)left : (1 << 20));
@@ -365,7 +368,23 @@ static int pack_outputs(const kd_recipe *rc, const char *outroot, int fd, int64_
 			r = kd_err(err, -ENOMEM, "out of memory");
 			break;
 		}
-		if (lstat(full, &st) < 0) {
+		_cleanup_close_ int outfd = kd_root_open(outroot, err);
+		if (outfd < 0) {
+			r = outfd;
+			break;
+		}
+		/* No link above an output: lstat walks each parent without following one. */
+		kd_error e2 = {0};
+		if ((r = kd_lstat(outfd, rel, &st, &e2)) == -ELOOP || r == -ENOTDIR) {
+			r = kd_err(
+				err, -EINVAL,
+				"%s: output '%s' lies under a symlink or a non-directory in the "
+				"output tree (%s): outputs are collected without following links "
+				"above them",
+				rc->path, *o, e2.msg);
+			break;
+		}
+		if (r < 0) {
 			r = kd_err(err, -ENOENT,
 				   "%s: output '%s' was not produced by the steps (looked for %s)",
 				   rc->path, *o, full);

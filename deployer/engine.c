@@ -142,6 +142,13 @@ static int lock_root(kd_ctx *c, int timeout_s, int how, kd_error *err)
 	}
 }
 
+/* a is dir or inside it (both normalized, relative to the root). */
+static bool path_within(const char *a, const char *dir)
+{
+	size_t n = strlen(dir);
+	return strncmp(a, dir, n) == 0 && (a[n] == '/' || a[n] == '\0');
+}
+
 static int ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, int how, kd_error *err)
 {
 	int r;
@@ -156,10 +163,28 @@ static int ctx_open(kd_ctx *c, int rootfd, const kd_engine_opts *o, int how, kd_
 		      sizeof(c->state_dir), "state directory", err);
 	if (r < 0)
 		return r;
-	size_t pl = strlen(c->prefix);
-	if (strncmp(c->state_dir, c->prefix, pl) == 0 &&
-	    (c->state_dir[pl] == '/' || c->state_dir[pl] == '\0'))
-		return kd_err(err, -EINVAL, "the state directory must not be inside the prefix");
+	if (path_within(c->state_dir, c->prefix))
+		return kd_err(err, -EINVAL,
+			      "the state directory /%s must not be inside the prefix /%s",
+			      c->state_dir, c->prefix);
+	/* The journal empties journal.d at commit and uninstall removes the state dir: a prefix
+	 * in there would be deleted under the installed runtime. */
+	if (path_within(c->prefix, c->state_dir))
+		return kd_err(err, -EINVAL,
+			      "the prefix /%s must not be inside the state directory /%s",
+			      c->prefix, c->state_dir);
+	/* Kernel and runtime file systems: nothing installed there survives or belongs there. */
+	static const char *const virt[] = {"proc", "sys", "dev", "run"};
+	for (size_t i = 0; i < sizeof(virt) / sizeof(virt[0]); i++) {
+		if (path_within(c->prefix, virt[i]))
+			return kd_err(err, -EINVAL, "the prefix /%s is under /%s: refused",
+				      c->prefix, virt[i]);
+		if (path_within(c->state_dir, virt[i]))
+			return kd_err(err, -EINVAL,
+				      "the state directory /%s is under /%s: refused (it must "
+				      "survive a reboot)",
+				      c->state_dir, virt[i]);
+	}
 	return lock_root(c, o ? o->lock_timeout_s : 0, how, err);
 }
 

@@ -1,5 +1,6 @@
 #include "journal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "fsroot.h"
 #include "log.h"
 
@@ -202,11 +204,105 @@ int kd_journal_commit(kd_journal *j, kd_error *err)
 	return finish(j->rootfd, j->state_dir, err);
 }
 
+/* The parent of path is a versions directory (<prefix>/.versions/<name>). */
+static bool in_versions_dir(const char *path)
+{
+	const char *sl = strrchr(path, '/');
+	size_t vl = strlen(KD_VERSIONS_DIR);
+	return sl && sl[1] && (size_t)(sl - path) >= vl && !strncmp(sl - vl, KD_VERSIONS_DIR, vl) &&
+	       (sl - vl == path || sl[-vl - 1] == '/');
+}
+
+/* Each directory from top down to the parent of state_dir holds only the next one: the chain the
+ * engine created in one rename, with nothing added since. */
+static bool only_chain(int rootfd, const char *top, const char *state_dir)
+{
+	char cur[KD_PATH_MAX];
+	snprintf(cur, sizeof(cur), "%s", top);
+	while (strcmp(cur, state_dir) != 0) {
+		const char *next = state_dir + strlen(cur) + 1;
+		const char *end = strchr(next, '/');
+		size_t nl = end ? (size_t)(end - next) : strlen(next);
+		_cleanup_close_ int fd =
+			kd_openat(rootfd, cur, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
+		DIR *d = fd >= 0 ? fdopendir(TAKE_FD(fd)) : NULL;
+		if (!d)
+			return false;
+		bool only = true;
+		for (struct dirent *de; only && (de = readdir(d));)
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+			    (strlen(de->d_name) != nl || strncmp(de->d_name, next, nl)))
+				only = false;
+		closedir(d);
+		if (!only)
+			return false;
+		size_t cl = strlen(cur);
+		snprintf(cur + cl, sizeof(cur) - cl, "/%.*s", (int)nl, next);
+	}
+	return true;
+}
+
+/* A journal record may name only what the engine could have created: a version tree, the state
+ * dir chain, a regular file, a symlink, a directory (rmdir only). A record that names anything
+ * else (a crafted `tree etc`) is refused before anything is undone. */
+static int check_record(int rootfd, const char *state_dir, const char *kind, const char *a,
+			const char *b, const char *c, kd_error *err)
+{
+	struct stat st;
+	if (!strcmp(kind, "begin") || !strcmp(kind, "commit"))
+		return 0;
+	if (!kd_path_is_safe(a) || !*a)
+		return kd_err(err, -EBADMSG, "journal: %s record names an unsafe path '%s'", kind,
+			      a);
+	if (!strcmp(kind, "mkdir"))
+		return 0; /* undone by rmdir: an empty directory at most */
+	if (!strcmp(kind, "tree") || !strcmp(kind, "rename")) {
+		if (!in_versions_dir(a) ||
+		    (!strcmp(kind, "rename") && (!kd_path_is_safe(b) || !in_versions_dir(b))))
+			return kd_err(err, -EBADMSG,
+				      "journal: %s record names '%s', which is not a version tree "
+				      "kata-deploy creates",
+				      kind, a);
+		return 0;
+	}
+	if (!strcmp(kind, "statedir")) {
+		size_t tl = strlen(a);
+		if (strncmp(state_dir, a, tl) != 0 ||
+		    (state_dir[tl] != '/' && state_dir[tl] != '\0'))
+			return kd_err(
+				err, -EBADMSG,
+				"journal: statedir record names '%s', which does not hold the "
+				"state directory /%s",
+				a, state_dir);
+		if (!only_chain(rootfd, a, state_dir))
+			return kd_err(err, -EBADMSG,
+				      "journal: statedir record names '%s', which holds more than "
+				      "the state directory /%s: not removed",
+				      a, state_dir);
+		return 0;
+	}
+	bool link = !strcmp(kind, "symlink");
+	if (!link && strcmp(kind, "file"))
+		return 0; /* unknown: undo_one names it */
+	int r = kd_lstat(rootfd, a, &st, NULL);
+	if (r == -ENOENT)
+		r = 0;
+	else if (r == 0 && (link ? !S_ISLNK(st.st_mode) : !S_ISREG(st.st_mode)))
+		return kd_err(err, -EBADMSG,
+			      "journal: %s record names '%s', which is a %s: kata-deploy only "
+			      "writes %s there",
+			      kind, a, kd_mode_type_name(st.st_mode),
+			      link ? "a symlink" : "a regular file");
+	if (!link && strcmp(c, "-") &&
+	    (strchr(b, '/') || !*b || !strcmp(b, "..") || strspn(c, "01234567") != strlen(c) ||
+	     strlen(c) > 4))
+		return kd_err(err, -EBADMSG, "journal: file record for '%s' has a bad backup", a);
+	return r;
+}
+
 static int undo_one(int rootfd, const char *state_dir, char *kind, char *a, char *b, char *c,
 		    kd_error *err)
 {
-	unescape(a);
-	unescape(b);
 	kd_debug("journal: undo %s %s", kind, a);
 	if (strcmp(kind, "mkdir") == 0) {
 		kd_error e2 = {0};
@@ -234,7 +330,18 @@ static int undo_one(int rootfd, const char *state_dir, char *kind, char *a, char
 		int r = kd_read_file(rootfd, bpath, KD_JOURNAL_MAX_SIZE, &data, &len, err);
 		if (r < 0)
 			return kd_err_wrap(err, r, "restore '%s'", a);
-		return kd_write_atomic(rootfd, a, data, len, (mode_t)strtol(c, NULL, 8), err);
+		/* Bytes and mode unchanged (the run never got to write it): no rewrite, which on a
+		 * full disk could not even be done. */
+		mode_t mode = (mode_t)strtol(c, NULL, 8);
+		_cleanup_free_ char *now = NULL;
+		size_t nlen = 0;
+		struct stat st;
+		if (kd_lstat(rootfd, a, &st, NULL) == 0 && S_ISREG(st.st_mode) &&
+		    (st.st_mode & 07777) == mode && (size_t)st.st_size == len &&
+		    kd_read_file(rootfd, a, KD_JOURNAL_MAX_SIZE, &now, &nlen, NULL) == 0 &&
+		    nlen == len && !memcmp(now, data, len))
+			return 0;
+		return kd_write_atomic(rootfd, a, data, len, mode, err);
 	}
 	if (strcmp(kind, "rename") == 0) {
 		struct stat st;
@@ -262,9 +369,14 @@ static int replay_undo(int rootfd, const char *state_dir, char *data, kd_error *
 	}
 	if (n > 0 && strncmp(lines[n - 1], "commit\t", 7) == 0)
 		return 0;
-	for (size_t i = n; i-- > 0;) {
-		char *f[4] = {lines[i], "", "", ""};
+	_cleanup_free_ char *(*fields)[4] = calloc(n ? n : 1, sizeof(*fields));
+	if (!fields)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		char **f = fields[i];
 		char *s = lines[i];
+		f[0] = lines[i];
+		f[1] = f[2] = f[3] = "";
 		for (int k = 1; k < 4; k++) {
 			s = s ? strchr(s, '\t') : NULL;
 			if (s) {
@@ -272,11 +384,27 @@ static int replay_undo(int rootfd, const char *state_dir, char *data, kd_error *
 				f[k] = s;
 			}
 		}
-		int r = undo_one(rootfd, state_dir, f[0], f[1], f[2], f[3], err);
+		unescape(f[1]);
+		unescape(f[2]);
+		/* Every record is checked before the first one is undone. */
+		int r = check_record(rootfd, state_dir, f[0], f[1], f[2], f[3], err);
 		if (r < 0)
-			return kd_err_wrap(err, r, "undo journal record %zu (%s)", i + 1, f[0]);
-		kd_fault_point("undo");
+			return kd_err_wrap(err, r, "journal record %zu: refused, nothing undone",
+					   i + 1);
 	}
+	/* Version trees first: they hold nearly every byte the run wrote, so on a full disk their
+	 * removal makes the room the restores below need. Nothing else depends on them. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = n; i-- > 0;) {
+			char **f = fields[i];
+			if ((strcmp(f[0], "tree") == 0) != (pass == 0))
+				continue;
+			int r = undo_one(rootfd, state_dir, f[0], f[1], f[2], f[3], err);
+			if (r < 0)
+				return kd_err_wrap(err, r, "undo journal record %zu (%s)", i + 1,
+						   f[0]);
+			kd_fault_point("undo");
+		}
 	return 1;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd-check.h"
@@ -326,6 +327,29 @@ static int cmd_install(int argc, char **argv, bool plan)
 	o.e = c.e;
 	o.shims = shims;
 	o.progress = isatty(STDERR_FILENO);
+	/* Every local file these options name must be a regular file: a FIFO would block its
+	 * first open or read with the host lock held. Checked without opening it for reading. */
+	char sigpath[4096];
+	snprintf(sigpath, sizeof(sigpath), "%s%s", o.signature ? o.signature : o.payload,
+		 o.signature ? "" : ".sig");
+	const struct {
+		const char *opt, *path;
+	} files[] = {{"--payload", o.payload},
+		     {"--public-key", o.public_key},
+		     {o.signature ? "--signature" : "the signature (--payload + .sig)",
+		      o.public_key ? sigpath : NULL}};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (!files[i].path || strstr(files[i].path, "://"))
+			continue;
+		_cleanup_close_ int fd = open(files[i].path, O_PATH | O_CLOEXEC);
+		struct stat st;
+		if (fd >= 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+			char msg[4200];
+			snprintf(msg, sizeof(msg), "%s %s: not a regular file (a %s)", files[i].opt,
+				 files[i].path, kd_mode_type_name(st.st_mode));
+			return usage_error(verb, msg);
+		}
+	}
 	if (!strstr(o.payload, "://")) {
 		/* Upstream's release tarball is not a payload: say what to do with it. */
 		_cleanup_close_ int pfd = open(o.payload, O_RDONLY | O_CLOEXEC);

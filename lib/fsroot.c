@@ -352,10 +352,35 @@ int kd_symlink_atomic(int rootfd, const char *path, const char *target, kd_error
 	return 0;
 }
 
+const char *kd_mode_type_name(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFREG:
+		return "regular file";
+	case S_IFDIR:
+		return "directory";
+	case S_IFLNK:
+		return "symlink";
+	case S_IFIFO:
+		return "FIFO";
+	case S_IFSOCK:
+		return "socket";
+	case S_IFCHR:
+		return "character device";
+	case S_IFBLK:
+		return "block device";
+	default:
+		return "file of unknown type";
+	}
+}
+
 int kd_read_file(int rootfd, const char *path, size_t max, char **ret_data, size_t *ret_len,
 		 kd_error *err)
 {
-	_cleanup_close_ int fd = kd_openat(rootfd, path, O_RDONLY, 0, KD_NOFOLLOW, err);
+	/* O_NONBLOCK: opening a FIFO for reading would wait for a writer (forever, holding the
+	 * host lock); a regular file ignores the flag. The type is checked before any read. */
+	_cleanup_close_ int fd =
+		kd_openat(rootfd, path, O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, KD_NOFOLLOW, err);
 	struct stat st;
 
 	if (fd < 0)
@@ -363,7 +388,8 @@ int kd_read_file(int rootfd, const char *path, size_t max, char **ret_data, size
 	if (fstat(fd, &st) < 0)
 		return kd_err_errno(err, negative_errno(), "stat '%s'", path);
 	if (!S_ISREG(st.st_mode))
-		return kd_err(err, -EINVAL, "'%s' is not a regular file", path);
+		return kd_err(err, -EINVAL, "'%s' is not a regular file (a %s)", path,
+			      kd_mode_type_name(st.st_mode));
 	if ((uint64_t)st.st_size > max)
 		return kd_err(err, -EFBIG, "'%s' is too large (%lld bytes, limit %zu)", path,
 			      (long long)st.st_size, max);

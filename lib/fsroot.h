@@ -55,7 +55,10 @@ void kd_atomic_abort(kd_atomic_file *af);
 /* Atomically make path a symlink to target (symlink to a temp name, rename over path). */
 int kd_symlink_atomic(int rootfd, const char *path, const char *target, kd_error *err);
 
-/* Read a whole regular file (no symlinks) of at most max bytes into a NUL-terminated buffer. */
+/* "regular file", "FIFO", "directory", ... for error messages. */
+const char *kd_mode_type_name(mode_t mode);
+/* Read a whole regular file (no symlinks) of at most max bytes into a NUL-terminated buffer.
+ * Anything else (a FIFO, a device) is refused before it is read, without blocking. */
 int kd_read_file(int rootfd, const char *path, size_t max, char **ret_data, size_t *ret_len,
 		 kd_error *err);
 

@@ -37,7 +37,8 @@ static void count(uint64_t *c)
 /* Read a small file with a limit into a NUL-terminated buffer. */
 static int read_small(const char *path, size_t max, char **ret, size_t *ret_len, kd_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO would block the open itself; the type is checked before reading. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	_cleanup_free_ char *buf = NULL;
 	size_t len = 0;
 	struct stat st;
@@ -47,7 +48,10 @@ static int read_small(const char *path, size_t max, char **ret, size_t *ret_len,
 	if (fstat(fd, &st) < 0)
 		return kd_err_errno(err, negative_errno(), "stat %s", path);
 	if (!S_ISREG(st.st_mode))
-		return kd_err(err, -EINVAL, "%s: not a regular file", path);
+		return kd_err(err, -EINVAL, "%s: not a regular file (a %s)", path,
+			      S_ISFIFO(st.st_mode)  ? "FIFO"
+			      : S_ISDIR(st.st_mode) ? "directory"
+						    : "special file");
 	buf = malloc(max + 1);
 	if (!buf)
 		return kd_err(err, -ENOMEM, "%s: out of memory", path);
@@ -235,7 +239,12 @@ static int load_kubeconfig(kd_k8s *k, const char *path, const char *context, kd_
 	bool insecure = false;
 	int r;
 
-	r = kd_yaml_parse_file(path, &root, err);
+	_cleanup_free_ char *text = NULL;
+	size_t tlen = 0;
+	/* read_small: a FIFO or device named by KUBECONFIG is refused, never waited on. */
+	r = read_small(path, KD_K8S_KUBECONFIG_MAX, &text, &tlen, err);
+	if (r >= 0)
+		r = kd_yaml_parse(text, tlen, path, &root, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "kubeconfig");
 	if (!root || !json_object_is_type(root, json_type_object))

@@ -13,9 +13,10 @@
 #include "err.h"
 
 #define KD_K8S_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
-#define KD_K8S_MAX_RESPONSE (32u * 1024 * 1024) /* bytes of one API answer */
-#define KD_K8S_TOKEN_MAX (64u * 1024)		/* bytes of a bearer token file */
-#define KD_K8S_CERT_MAX (1u * 1024 * 1024)	/* bytes of decoded *-data in a kubeconfig */
+#define KD_K8S_MAX_RESPONSE (32u * 1024 * 1024)	 /* bytes of one API answer */
+#define KD_K8S_TOKEN_MAX (64u * 1024)		 /* bytes of a bearer token file */
+#define KD_K8S_CERT_MAX (1u * 1024 * 1024)	 /* bytes of decoded *-data in a kubeconfig */
+#define KD_K8S_KUBECONFIG_MAX (4u * 1024 * 1024) /* bytes of a kubeconfig file */
 #define KD_K8S_DEFAULT_RETRIES 8      /* on connection errors, 429 and 5xx (about 100 s) */
 #define KD_K8S_DEFAULT_BACKOFF_MS 400 /* first wait, doubled each retry, with jitter */
 #define KD_K8S_DEFAULT_TIMEOUT_S 30   /* one attempt */

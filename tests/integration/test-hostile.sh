@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Hostile input outside the payload reader (issue 14): FIFOs where a file is expected, prefixes
+# and state directories that overlap or sit on kernel file systems, crafted journal records, a
+# removed link that a plain re-install must repair. Every case: a clear error (or the repair),
+# returned promptly, and nothing of the root lost.
+source "$(dirname "$0")/../lib.sh"
+cd "$ROOTDIR"
+
+P=$T/p.tar.zst
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$P" >/dev/null
+
+fresh() { # fresh NAME: a demo host root in $R
+	R=$T/$1
+	rm -rf "$R"
+	make_host_root "$R"
+}
+
+# expect_fail with a time bound: a FIFO must never make a run wait (it would hold the host lock).
+quick_fail() { # quick_fail DESC TEXT CMD...
+	local d=$1 want=$2 out rc=0
+	shift 2
+	out=$(timeout 20 "$@" 2>&1) || rc=$?
+	if [ "$rc" = 124 ]; then
+		not_ok "$d (hangs: killed after 20 s)"
+	elif [ "$rc" -ne 0 ] && grep -qF -- "$want" <<<"$out"; then
+		ok "$d"
+	else
+		not_ok "$d (rc=$rc, wanted '$want', got: $(head -c 400 <<<"$out"))"
+	fi
+}
+
+# ---- item 6: FIFOs ------------------------------------------------------------------------
+fresh fifo-root
+mkfifo "$T/fifo"
+quick_fail "--payload naming a FIFO: refused at once" \
+	"--payload $T/fifo: not a regular file (a FIFO)" \
+	"$KD" install --root "$R" --payload "$T/fifo"
+quick_fail "plan --payload naming a FIFO: refused at once" \
+	"--payload $T/fifo: not a regular file (a FIFO)" \
+	"$KD" plan --root "$R" --payload "$T/fifo"
+"$KD" payload keygen "$T/key.pem" "$T/pub.pem" >/dev/null
+quick_fail "--public-key naming a FIFO: refused at once" \
+	"--public-key $T/fifo: not a regular file (a FIFO)" \
+	"$KD" install --root "$R" --payload "$P" --public-key "$T/fifo"
+quick_fail "--signature naming a FIFO: refused at once" \
+	"--signature $T/fifo: not a regular file (a FIFO)" \
+	"$KD" install --root "$R" --payload "$P" --public-key "$T/pub.pem" --signature "$T/fifo"
+cp "$P" "$T/q.tar.zst" && mkfifo "$T/q.tar.zst.sig"
+quick_fail "the default signature (payload + .sig) a FIFO: refused at once" \
+	"(--payload + .sig) $T/q.tar.zst.sig: not a regular file (a FIFO)" \
+	"$KD" install --root "$R" --payload "$T/q.tar.zst" --public-key "$T/pub.pem"
+snapshot "$R" >"$T/fifo.before"
+rm "$R/etc/containerd/config.toml" && mkfifo "$R/etc/containerd/config.toml"
+quick_fail "config.toml a FIFO: install refuses it without waiting" "not a regular file (a FIFO)" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7
+quick_fail "config.toml a FIFO: plan refuses it without waiting" "not a regular file (a FIFO)" \
+	"$KD" plan --root "$R" --payload "$P" --runtime-version 1.7
+check "config.toml a FIFO: install left no version, no state" \
+	test ! -e "$R/opt/kata/.versions" -a ! -e "$R/var/lib/kata-deploy/state.json"
+# A FIFO appearing after install: uninstall must not hang either.
+fresh fifo-un
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+rm "$R/etc/containerd/config.toml" && mkfifo "$R/etc/containerd/config.toml"
+quick_fail "config.toml replaced by a FIFO: uninstall says so without waiting" \
+	"not a regular file (a FIFO)" "$KD" uninstall --root "$R"
+
+# ---- item 10: prefix / state directory ----------------------------------------------------
+fresh overlap
+snapshot "$R" >"$T/overlap.before"
+expect_fail "a prefix inside the state directory is refused" \
+	"the prefix /var/lib/kata-deploy/journal.d must not be inside the state directory" \
+	"$KD" install --root "$R" --payload "$P" --prefix /var/lib/kata-deploy/journal.d
+expect_fail "the state directory inside the prefix is refused" \
+	"the state directory /opt/kata/state must not be inside the prefix /opt/kata" \
+	"$KD" install --root "$R" --payload "$P" --state-dir /opt/kata/state
+expect_fail "prefix = state directory is refused" "must not be inside" \
+	"$KD" install --root "$R" --payload "$P" --prefix /srv/k --state-dir /srv/k
+for d in proc sys dev run; do
+	expect_fail "a prefix under /$d is refused" "the prefix /$d/kata is under /$d: refused" \
+		"$KD" install --root "$R" --payload "$P" --prefix /$d/kata
+done
+expect_fail "a state directory under /run is refused" "is under /run: refused" \
+	"$KD" install --root "$R" --payload "$P" --state-dir /run/kd-state
+check "refused prefixes and state dirs wrote nothing" diff -q "$T/overlap.before" <(snapshot "$R")
+
+# ---- item 16: recover does not trust the journal ------------------------------------------
+# Each crafted record names something of the root the engine never creates; recover refuses it,
+# names it, and deletes nothing. A genuine journal still recovers (test-faults).
+fresh journal
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+mkdir -p "$R/var/lib/extra" && echo keep >"$R/var/lib/extra/data"
+snapshot "$R" >"$T/journal.before"
+crafted() { # crafted DESC TEXT RECORD: a journal with a begin record and RECORD, then recover
+	printf 'begin\tinstall\t\t\n%b\n' "$3" >"$R/var/lib/kata-deploy/journal"
+	expect_fail "$1" "$2" "$KD" recover --root "$R"
+	rm -f "$R/var/lib/kata-deploy/journal"
+	check "$1: nothing deleted" diff -q "$T/journal.before" <(snapshot "$R")
+}
+crafted "journal 'tree etc' is refused" \
+	"tree record names 'etc', which is not a version tree kata-deploy creates" 'tree\tetc\t\t'
+crafted "journal 'file etc -' (remove a directory as a file) is refused" \
+	"file record names 'etc', which is a directory" 'file\tetc\t\t-'
+crafted "journal 'symlink etc/containerd/config.toml -' (remove a file as a link) is refused" \
+	"symlink record names 'etc/containerd/config.toml', which is a regular file" \
+	'symlink\tetc/containerd/config.toml\t\t-'
+crafted "journal 'statedir var' (more than the state dir chain) is refused" \
+	"statedir record names 'var', which holds more than the state directory" 'statedir\tvar\t\t'
+crafted "journal 'statedir etc' (not above the state dir) is refused" \
+	"statedir record names 'etc', which does not hold the state directory" 'statedir\tetc\t\t'
+crafted "journal '../x' paths are refused" "unsafe path '../x'" 'tree\t../x\t\t'
+crafted "journal file record with a backup path outside journal.d is refused" \
+	"has a bad backup" 'file\tetc/containerd/config.toml\t../../../../etc/shadow\t644'
+
+# ---- item 3: kata-build collects outputs without following links above them --------------
+KB=$KD_BUILD/kata-build
+mkdir -p "$T/art/recipes"
+cp artifacts/versions.yaml "$T/art/"
+printf 'shims:\n  qemu: [linkup]\n' >"$T/art/shims.yaml"
+printf '%s\n' "name: linkup
+version: '1'
+steps: ['mkdir -p \$KB_OUT/opt && ln -s /etc \$KB_OUT/opt/kata']
+outputs: [opt/kata/hostname]" >"$T/art/recipes/linkup.yaml"
+expect_fail "kata-build: an output under a symlinked parent (opt/kata -> /etc) is refused" \
+	"output 'opt/kata/hostname' lies under a symlink" \
+	"$KB" --artifacts "$T/art" --cache "$T/kbc" --out "$T/kbo" component linkup
+check "kata-build: no component tarball holds the host's file" \
+	test ! -e "$T/kbo/kata-static-linkup.tar.zst"
+
+finish
