@@ -148,6 +148,7 @@ static int compare(const char *ref, const char *got, kd_verify_report *rep, kd_e
 int kd_verify(const kd_build_opts *o, const kd_shims *shims, char **names, const char *payload,
 	      const char *keep_dir, kd_verify_report *ret, kd_error *err)
 {
+	_cleanup_free_ char *git = NULL, *git_link = NULL;
 	_cleanup_free_ char *scratch = NULL, *src_link = NULL, *deb_link = NULL, *src = NULL,
 			    *debs = NULL, *out = NULL, *pout = NULL;
 	_cleanup_(kd_cache_freep) kd_cache *cache = NULL;
@@ -168,6 +169,8 @@ int kd_verify(const kd_build_opts *o, const kd_shims *shims, char **names, const
 	    asprintf(&debs, "%s/debs", kd_cache_dir(o->cache)) < 0 ||
 	    asprintf(&src_link, "%s/cache/sources", scratch) < 0 ||
 	    asprintf(&deb_link, "%s/cache/debs", scratch) < 0 ||
+	    asprintf(&git, "%s/git", kd_cache_dir(o->cache)) < 0 ||
+	    asprintf(&git_link, "%s/cache/git", scratch) < 0 ||
 	    asprintf(&out, "%s/out", scratch) < 0 ||
 	    asprintf(&pout, "%s/out/payload.tar.zst", scratch) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
@@ -177,7 +180,8 @@ int kd_verify(const kd_build_opts *o, const kd_shims *shims, char **names, const
 			return kd_err(err, -ENOMEM, "out of memory");
 		if ((mkdir(c, 0755) < 0 && errno != EEXIST) ||
 		    (symlink(src, src_link) < 0 && errno != EEXIST) ||
-		    (symlink(debs, deb_link) < 0 && errno != EEXIST))
+		    (symlink(debs, deb_link) < 0 && errno != EEXIST) ||
+		    (symlink(git, git_link) < 0 && errno != EEXIST))
 			return kd_err_errno(err, negative_errno(), "verify: scratch cache");
 		if ((r = kd_cache_open(c, &cache, err)) < 0)
 			return r;
