@@ -41,6 +41,12 @@ void kd_install_version_id(const char *digest, char **components, char out[17])
 	out[16] = '\0';
 }
 
+static uint64_t st_payload_size(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
 static bool source_unchanged(const kd_state *s, const char *path, const struct stat *st)
 {
 	return s->source.path && strcmp(s->source.path, path) == 0 &&
@@ -478,6 +484,9 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask, err);
 	if (r < 0)
 		goto out_p;
+	/* A damaged frame of a selected component is refused here, before any write. */
+	if ((r = kd_payload_check_components(p, mask, err)) < 0)
+		goto out_p;
 	for (size_t i = 0; i < m->n_components; i++)
 		if (mask[i])
 			kd_strv_push(&components, m->components[i].name);
@@ -558,6 +567,14 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			kd_err_wrap(err, r, "extract payload");
 			goto abort;
 		}
+		kd_debug("extract: payload format %d, %llu bytes of %llu read, %llu bytes "
+			 "decompressed, %llu files written, %llu linked, %llu entries skipped",
+			 kd_payload_format(p), (unsigned long long)res->stats.bytes_read,
+			 (unsigned long long)st_payload_size(fd),
+			 (unsigned long long)res->stats.bytes_decompressed,
+			 (unsigned long long)res->stats.files_written,
+			 (unsigned long long)res->stats.files_linked,
+			 (unsigned long long)res->stats.entries_skipped);
 		kd_fault_point("extracted");
 		if (syncfs(sfd) < 0) {
 			r = kd_err_errno(err, negative_errno(), "sync extracted files");

@@ -977,6 +977,23 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 	return 0;
 }
 
+/* Format 2: the component's frame, "blob_sha256", "blob_size" and "tar_size". */
+static int parse_blob(reader *p, field *fl, const char *where, kd_component *c)
+{
+	const char *sha;
+	int r;
+
+	if ((r = get_string(p, &fl[0], where, true, S_C, &sha)) < 0 ||
+	    (r = get_uint64(p, &fl[1], where, true, &c->blob_size)) < 0 ||
+	    (r = get_uint64(p, &fl[2], where, true, &c->tar_size)) < 0)
+		return r;
+	if (!kd_sha256_hex_valid(sha))
+		return kd_err(p->err, -EINVAL, "%s: blob_sha256 must be 64 lowercase hex digits",
+			      where);
+	memcpy(c->blob_sha256, sha, sizeof(c->blob_sha256));
+	return 0;
+}
+
 static int parse_components(reader *p, kd_manifest *m, size_t arr)
 {
 	_cleanup_free_ size_t *files = NULL;
@@ -992,7 +1009,8 @@ static int parse_components(reader *p, kd_manifest *m, size_t arr)
 	if (!m->components || !files)
 		return kd_err(err, -ENOMEM, "out of memory");
 	for (size_t c = array_first(p, arr); c != ABSENT; c = array_next(p, c), i++) {
-		field fl[] = {{"name", 0}, {"version", 0}, {"files", 0}};
+		field fl[] = {{"name", 0},	  {"version", 0},   {"files", 0},
+			      {"blob_sha256", 0}, {"blob_size", 0}, {"tar_size", 0}};
 		const char *name, *version;
 		kd_json_path_index(where, sizeof(where), "components", i);
 		if (p->s[c] != '{')
@@ -1007,6 +1025,8 @@ static int parse_components(reader *p, kd_manifest *m, size_t arr)
 		m->n_components++;
 		if ((r = kd_manifest_dup_name(name, where, &m->components[i].name, err)) < 0 ||
 		    (r = kd_manifest_dup_name(version, where, &m->components[i].version, err)) < 0)
+			return r;
+		if (m->format >= 2 && (r = parse_blob(p, &fl[3], where, &m->components[i])) < 0)
 			return r;
 		total += array_length(p, files[i]);
 		if (total > KD_PAYLOAD_MAX_ENTRIES)
@@ -1101,10 +1121,10 @@ int kd_manifest_parse(const char *json, size_t len, kd_manifest **ret, kd_error 
 	if ((r = read_fields(&p, root, fl, ELEMENTSOF(fl))) < 0 ||
 	    (r = get_int64(&p, &fl[0], NULL, true, &format)) < 0)
 		return r;
-	if (format != KD_PAYLOAD_FORMAT)
+	if (format < KD_PAYLOAD_FORMAT_MIN || format > KD_PAYLOAD_FORMAT)
 		return kd_err(err, -EPROTONOSUPPORT,
-			      "manifest: unsupported format %lld (expected %d)", (long long)format,
-			      KD_PAYLOAD_FORMAT);
+			      "manifest: unsupported format %lld (expected %d to %d)",
+			      (long long)format, KD_PAYLOAD_FORMAT_MIN, KD_PAYLOAD_FORMAT);
 	if ((r = get_string(&p, &fl[1], NULL, true, S_A, &version)) < 0 ||
 	    (r = get_string(&p, &fl[2], NULL, true, S_B, &arch)) < 0 ||
 	    (r = get_container(&p, &fl[3], NULL, true, '[', &comps)) < 0 ||

@@ -277,8 +277,18 @@ static void put_manifest(out *o, const kd_manifest *m)
 	put_string(o, m->arch);
 	put_key(o, ",", "components");
 	for (size_t i = 0; i < m->n_components; i++) {
+		const kd_component *c = &m->components[i];
 		const char *sep = "[";
-		put_key(o, i ? ",{" : "[{", "files");
+		put(o, i ? ",{" : "[{", 2);
+		if (m->format >= 2) {
+			put_key(o, "", "blob_sha256");
+			put_string(o, c->blob_sha256);
+			snprintf(num, sizeof(num), "%" PRIu64, c->blob_size);
+			put_key(o, ",", "blob_size");
+			puts_(o, num);
+			put(o, ",", 1);
+		}
+		put_key(o, "", "files");
 		for (size_t j = 0; j < m->n_files; j++)
 			if (m->files[j].component == i) {
 				puts_(o, sep);
@@ -287,9 +297,14 @@ static void put_manifest(out *o, const kd_manifest *m)
 			}
 		puts_(o, *sep == '[' ? "[]" : "]");
 		put_key(o, ",", "name");
-		put_string(o, m->components[i].name);
+		put_string(o, c->name);
+		if (m->format >= 2) {
+			snprintf(num, sizeof(num), "%" PRIu64, c->tar_size);
+			put_key(o, ",", "tar_size");
+			puts_(o, num);
+		}
 		put_key(o, ",", "version");
-		put_string(o, m->components[i].version);
+		put_string(o, c->version);
 		put(o, "}", 1);
 	}
 	puts_(o, m->n_components ? "]" : "[]");

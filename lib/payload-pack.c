@@ -403,75 +403,225 @@ static int build_manifest(pack_state *s, const kd_pack_opts *o, struct json_obje
 	return 0;
 }
 
-static int write_tar(kd_tar_writer *w, int katafd, const pack_state *s, const char *manifest,
-		     uint8_t *buf, kd_error *err)
+static int write_entry(kd_tar_writer *w, int katafd, const pack_entry *e, uint8_t *buf,
+		       kd_error *err)
 {
 	char path[KD_PATH_MAX + 1], target[KD_PATH_MAX + 1];
+	kd_tar_entry te;
+	int r;
+
+	snprintf(path, sizeof(path), "%s%s", PREFIX, e->path);
+	te = (kd_tar_entry){.path = path, .mode = e->mode, .link = e->target};
+	switch (e->type) {
+	case KD_FILE_REG:
+		te.type = KD_ENTRY_FILE;
+		te.size = e->size;
+		break;
+	case KD_FILE_DIR:
+		te.type = KD_ENTRY_DIR;
+		break;
+	case KD_FILE_SYMLINK:
+		te.type = KD_ENTRY_SYMLINK;
+		break;
+	case KD_FILE_HARDLINK:
+		te.type = KD_ENTRY_HARDLINK;
+		snprintf(target, sizeof(target), "%s%s", PREFIX, e->target);
+		te.link = target;
+		break;
+	}
+	if ((r = kd_tar_write_header(w, &te, err)) < 0)
+		return kd_err_wrap(err, r, "pack '%s'", path);
+	if (e->type != KD_FILE_REG)
+		return 0;
+	_cleanup_close_ int fd = kd_openat(katafd, e->path, O_RDONLY, 0, KD_NOFOLLOW, err);
+	if (fd < 0)
+		return kd_err_wrap(err, fd, "pack");
+	_cleanup_sha256_ kd_sha256 h = {0};
+	uint8_t bin[KD_SHA256_LEN];
+	char hex[KD_SHA256_HEX_LEN + 1];
+	uint64_t left = e->size;
+	if ((r = kd_sha256_init(&h, err)) < 0)
+		return r;
+	while (left > 0) {
+		ssize_t n = read(fd, buf, left < IO_BUF ? left : IO_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kd_err_errno(err, negative_errno(), "read '%s'", path);
+		if (n == 0)
+			return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
+		kd_sha256_update(&h, buf, (size_t)n);
+		if ((r = kd_tar_write_data(w, buf, (size_t)n, err)) < 0)
+			return kd_err_wrap(err, r, "pack '%s'", path);
+		left -= (uint64_t)n;
+	}
+	/* The manifest was written with the first hash: the bytes must not have changed. */
+	if ((r = kd_sha256_final(&h, bin, err)) < 0)
+		return r;
+	kd_hex(bin, sizeof(bin), hex);
+	if (strcmp(hex, e->sha256) != 0)
+		return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
+	return 0;
+}
+
+/* Every component's entries (in path order) into a zstd frame of its own, written to w's fd;
+ * frames[c + 1] describes component c's. */
+static int write_components(kd_tar_writer *w, int katafd, const pack_state *s, const kd_manifest *m,
+			    kd_pframe *frames, uint8_t *buf, kd_error *err)
+{
+	uint64_t at = 0;
+	int r;
+
+	for (size_t c = 0; c < m->n_components; c++) {
+		kd_tar_frame f;
+		for (size_t i = 0; i < s->n; i++)
+			if ((size_t)s->e[i].component == c &&
+			    (r = write_entry(w, katafd, &s->e[i], buf, err)) < 0)
+				return r;
+		if ((r = kd_tar_writer_end_frame(w, &f, err)) < 0)
+			return r;
+		frames[c + 1] = (kd_pframe){.offset = at, .size = f.size, .tar_size = f.tar_size};
+		memcpy(frames[c + 1].sha256, f.sha256, sizeof(f.sha256));
+		at += f.size;
+	}
+	return 0;
+}
+
+/* The temporary file of the component frames: unnamed in the output's directory. */
+static int open_scratch(int dirfd, kd_error *err)
+{
+	int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	/* Filesystems without O_TMPFILE: a named file, unlinked at once. */
+	for (unsigned i = 0; i < 100; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), ".kd-pack-%ld-%u", (long)getpid(), i);
+		fd = openat(dirfd, name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+		if (fd >= 0) {
+			unlinkat(dirfd, name, 0);
+			return fd;
+		}
+		if (errno != EEXIST)
+			break;
+	}
+	return kd_err_errno(err, negative_errno(), "create a temporary file");
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int copy_range(int from, int to, uint64_t len, uint8_t *buf, kd_error *err)
+{
+	loff_t in = 0;
+	bool plain = false;
+
+	while (len > 0) {
+		ssize_t n;
+		if (!plain) {
+			n = copy_file_range(from, &in, to, NULL, len, 0);
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				      errno == EOPNOTSUPP)) {
+				plain = true;
+				continue;
+			}
+		} else {
+			n = pread(from, buf, len < IO_BUF ? len : IO_BUF, in);
+			if (n > 0) {
+				int r = write_all(to, buf, (size_t)n);
+				if (r < 0)
+					return kd_err_errno(err, r, "write");
+				in += n;
+			}
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return kd_err_errno(err, negative_errno(), "copy the component frames");
+		if (n == 0)
+			return kd_err(err, -EIO, "copy the component frames: short file");
+		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Format 2 (docs/PAYLOAD.md): the manifest's frame, the component frames (compressed first into
+ * a temporary file, since the manifest names them by digest), the end-of-archive frame, the
+ * index. */
+static int write_payload(int outfd, int outdir, int katafd, const pack_state *s, kd_manifest *m,
+			 const kd_tar_write_opts *wo, uint8_t *buf, kd_error *err)
+{
+	_cleanup_(kd_tar_writer_freep) kd_tar_writer *w = NULL;
+	_cleanup_(kd_manifest_freep) kd_manifest *check = NULL;
+	_cleanup_free_ kd_pframe *frames = calloc(m->n_components + 2, sizeof(kd_pframe));
+	_cleanup_free_ char *json = NULL;
+	_cleanup_free_ uint8_t *index = NULL;
+	_cleanup_close_ int tmp = -1;
+	size_t index_len;
+	kd_tar_frame f;
+	int r;
+
+	if (!frames)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((tmp = open_scratch(outdir, err)) < 0)
+		return tmp;
+	if ((r = kd_tar_writer_open(tmp, wo, &w, err)) < 0 ||
+	    (r = write_components(w, katafd, s, m, frames, buf, err)) < 0)
+		return r;
+	for (size_t c = 0; c < m->n_components; c++) {
+		kd_component *mc = &m->components[c];
+		kd_hex(frames[c + 1].sha256, KD_SHA256_LEN, mc->blob_sha256);
+		mc->blob_size = frames[c + 1].size;
+		mc->tar_size = frames[c + 1].tar_size;
+	}
+	if ((r = kd_manifest_to_json(m, &json, err)) < 0)
+		return kd_err_wrap(err, r, "pack: manifest");
+	/* What we write must be what kd_payload_open accepts. */
+	if ((r = kd_manifest_parse(json, strlen(json), &check, err)) < 0)
+		return kd_err_wrap(err, r, "pack: generated manifest is invalid");
+
 	kd_tar_entry te = {
 		.path = KD_PAYLOAD_MANIFEST_NAME,
 		.type = KD_ENTRY_FILE,
 		.mode = 0644,
-		.size = strlen(manifest),
+		.size = strlen(json),
 	};
-	int r;
-
+	kd_tar_writer_set_fd(w, outfd);
 	if ((r = kd_tar_write_header(w, &te, err)) < 0 ||
-	    (r = kd_tar_write_data(w, manifest, te.size, err)) < 0)
+	    (r = kd_tar_write_data(w, json, te.size, err)) < 0 ||
+	    (r = kd_tar_writer_end_frame(w, &f, err)) < 0)
 		return r;
-	for (size_t i = 0; i < s->n; i++) {
-		const pack_entry *e = &s->e[i];
-		snprintf(path, sizeof(path), "%s%s", PREFIX, e->path);
-		te = (kd_tar_entry){.path = path, .mode = e->mode, .link = e->target};
-		switch (e->type) {
-		case KD_FILE_REG:
-			te.type = KD_ENTRY_FILE;
-			te.size = e->size;
-			break;
-		case KD_FILE_DIR:
-			te.type = KD_ENTRY_DIR;
-			break;
-		case KD_FILE_SYMLINK:
-			te.type = KD_ENTRY_SYMLINK;
-			break;
-		case KD_FILE_HARDLINK:
-			te.type = KD_ENTRY_HARDLINK;
-			snprintf(target, sizeof(target), "%s%s", PREFIX, e->target);
-			te.link = target;
-			break;
-		}
-		if ((r = kd_tar_write_header(w, &te, err)) < 0)
-			return kd_err_wrap(err, r, "pack '%s'", path);
-		if (e->type != KD_FILE_REG)
-			continue;
-		_cleanup_close_ int fd = kd_openat(katafd, e->path, O_RDONLY, 0, KD_NOFOLLOW, err);
-		if (fd < 0)
-			return kd_err_wrap(err, fd, "pack");
-		_cleanup_sha256_ kd_sha256 h = {0};
-		uint8_t bin[KD_SHA256_LEN];
-		char hex[KD_SHA256_HEX_LEN + 1];
-		uint64_t left = e->size;
-		if ((r = kd_sha256_init(&h, err)) < 0)
-			return r;
-		while (left > 0) {
-			ssize_t n = read(fd, buf, left < IO_BUF ? left : IO_BUF);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0)
-				return kd_err_errno(err, negative_errno(), "read '%s'", path);
-			if (n == 0)
-				return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
-			kd_sha256_update(&h, buf, (size_t)n);
-			if ((r = kd_tar_write_data(w, buf, (size_t)n, err)) < 0)
-				return kd_err_wrap(err, r, "pack '%s'", path);
-			left -= (uint64_t)n;
-		}
-		/* The manifest was written with the first hash: the bytes must not have changed. */
-		if ((r = kd_sha256_final(&h, bin, err)) < 0)
-			return r;
-		kd_hex(bin, sizeof(bin), hex);
-		if (strcmp(hex, e->sha256) != 0)
-			return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
+	frames[0] = (kd_pframe){.offset = 0, .size = f.size, .tar_size = f.tar_size};
+	memcpy(frames[0].sha256, f.sha256, sizeof(f.sha256));
+	uint64_t at = f.size;
+	for (size_t c = 0; c < m->n_components; c++) {
+		frames[c + 1].offset = at;
+		at += frames[c + 1].size;
 	}
+	if ((r = copy_range(tmp, outfd, at - f.size, buf, err)) < 0)
+		return r;
+	if ((r = kd_tar_writer_close_frame(w, &f, err)) < 0)
+		return r;
+	size_t last = m->n_components + 1;
+	frames[last] = (kd_pframe){.offset = at, .size = f.size, .tar_size = f.tar_size};
+	memcpy(frames[last].sha256, f.sha256, sizeof(f.sha256));
+	if ((r = kd_payload_index_format(frames, (uint32_t)(last + 1), &index, &index_len, err)) <
+	    0)
+		return r;
+	if ((r = write_all(outfd, index, index_len)) < 0)
+		return kd_err_errno(err, r, "write the frame index");
 	return 0;
 }
 
@@ -521,10 +671,9 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 	const kd_pack_opts *o = opts ? opts : &defaults;
 	_cleanup_(pack_state_done) pack_state s = {0};
 	_cleanup_json_ struct json_object *spec = NULL;
-	_cleanup_(kd_manifest_freep) kd_manifest *m = NULL, *check = NULL;
-	_cleanup_free_ char *json = NULL, *dir = NULL;
+	_cleanup_(kd_manifest_freep) kd_manifest *m = NULL;
+	_cleanup_free_ char *dir = NULL;
 	_cleanup_free_ uint8_t *buf = NULL;
-	_cleanup_(kd_tar_writer_freep) kd_tar_writer *w = NULL;
 	_cleanup_close_ int rootfd = -1, katafd = -1, outdir = -1;
 	kd_atomic_file af = {.fd = -1, .dirfd = -1};
 	int r;
@@ -548,6 +697,18 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 		return kd_err(err, -EINVAL, "pack: spec %s is empty", o->spec_path);
 	if ((r = build_manifest(&s, o, spec, &m, err)) < 0)
 		return kd_err_wrap(err, r, "pack '%s'", srcdir);
+	if (m->n_shims == 0 && o->spec_path)
+		return kd_err(err, -EINVAL,
+			      "pack '%s': the spec declares no shims: a payload must map at least "
+			      "one shim to its components",
+			      srcdir);
+	if (m->n_shims == 0)
+		return kd_err(err, -EINVAL,
+			      "pack '%s': no shims: the tree has no opt/kata/" SHIM_CONFIG_DIR
+				      SHIM_CONFIG_PREFIX
+			      "<shim>.toml to infer them from; give a spec "
+			      "with shims",
+			      srcdir);
 	if ((r = dedup_files(&s, err)) < 0)
 		return r;
 	for (size_t i = 0; i < s.n; i++) {
@@ -572,12 +733,6 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 		if (!m->signing_key)
 			return kd_err(err, -ENOMEM, "out of memory");
 	}
-	if ((r = kd_manifest_to_json(m, &json, err)) < 0)
-		return kd_err_wrap(err, r, "pack: manifest");
-	/* What we write must be what kd_payload_open accepts. */
-	if ((r = kd_manifest_parse(json, strlen(json), &check, err)) < 0)
-		return kd_err_wrap(err, r, "pack: generated manifest is invalid");
-
 	dir = strdup(out_path);
 	if (!dir)
 		return kd_err(err, -ENOMEM, "out of memory");
@@ -599,12 +754,12 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 		/* Always at least one worker: zstd's output is then the same for any count. */
 		.threads = o->threads > 0 ? o->threads : (ncpu > 0 ? (int)ncpu : 1),
 		.mtime = o->mtime,
+		.frames = true,
 	};
 	if (!buf)
 		r = kd_err(err, -ENOMEM, "out of memory");
-	else if ((r = kd_tar_writer_open(af.fd, &wo, &w, err)) >= 0 &&
-		 (r = write_tar(w, katafd, &s, json, buf, err)) >= 0)
-		r = kd_tar_writer_close(w, err);
+	else
+		r = write_payload(af.fd, outdir, katafd, &s, m, &wo, buf, err);
 	if (r >= 0 && o->sign_key)
 		r = sign_payload(&af, out_path, o, err);
 	if (r >= 0)

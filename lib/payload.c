@@ -16,24 +16,33 @@ struct kd_payload {
 	char *name;
 	char digest[KD_SHA256_HEX_LEN + 1];
 	kd_manifest *manifest;
+	kd_payload_index *index; /* format 2, else NULL */
+	bool *component_ok;	 /* format 2: the component's frame matched the manifest */
 };
+
+DEFINE_CLEANUP(kd_payload *, kd_payload_free)
 
 /* ---- open --------------------------------------------------------------------------------- */
 
-static int hash_whole(int fd, char out[KD_SHA256_HEX_LEN + 1], kd_error *err)
+/* The sha256 of the whole file and, with an index, of every frame it lists (ret_frames[i]), in
+ * one pass. size: the file's size when the index was read; the file must still have it. */
+static int hash_whole(int fd, const kd_payload_index *ix, uint64_t size,
+		      char out[KD_SHA256_HEX_LEN + 1], uint8_t (*ret_frames)[KD_SHA256_LEN],
+		      kd_error *err)
 {
 	_cleanup_free_ uint8_t *buf = malloc(IO_BUF);
-	_cleanup_sha256_ kd_sha256 h = {0};
+	_cleanup_sha256_ kd_sha256 h = {0}, fh = {0};
 	uint8_t bin[KD_SHA256_LEN];
-	off_t off = 0;
+	uint64_t off = 0;
+	uint32_t k = 0; /* the frame being hashed */
 	int r;
 
 	if (!buf)
 		return kd_err(err, -ENOMEM, "out of memory");
-	if ((r = kd_sha256_init(&h, err)) < 0)
+	if ((r = kd_sha256_init(&h, err)) < 0 || (ix && (r = kd_sha256_init(&fh, err)) < 0))
 		return r;
 	for (;;) {
-		ssize_t n = pread(fd, buf, IO_BUF, off);
+		ssize_t n = pread(fd, buf, IO_BUF, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -41,24 +50,45 @@ static int hash_whole(int fd, char out[KD_SHA256_HEX_LEN + 1], kd_error *err)
 		if (n == 0)
 			break;
 		kd_sha256_update(&h, buf, (size_t)n);
-		off += n;
+		for (uint64_t at = off, end = off + (uint64_t)n; ix && k < ix->n && at < end;) {
+			const kd_pframe *f = &ix->frames[k];
+			uint64_t stop = f->offset + f->size < end ? f->offset + f->size : end;
+			kd_sha256_update(&fh, buf + (at - off), (size_t)(stop - at));
+			at = stop;
+			if (stop == f->offset + f->size) {
+				if ((r = kd_sha256_final(&fh, ret_frames[k++], err)) < 0 ||
+				    (r = kd_sha256_init(&fh, err)) < 0)
+					return r;
+			}
+		}
+		off += (uint64_t)n;
 	}
+	if (ix && off != size)
+		return kd_err(err, -EIO, "read: the file changed size while it was read");
 	if ((r = kd_sha256_final(&h, bin, err)) < 0)
 		return r;
 	kd_hex(bin, sizeof(bin), out);
 	return 0;
 }
 
-static int read_manifest(int fd, kd_manifest **ret, kd_error *err)
+/* The first entry of the archive (format 2: of its first frame, the only one read). */
+static int read_manifest(int fd, const kd_payload_index *ix, kd_manifest **ret, kd_error *err)
 {
 	_cleanup_(kd_tar_reader_freep) kd_tar_reader *tr = NULL;
 	_cleanup_free_ char *json = NULL;
+	kd_tar_range range = {0};
+	kd_tar_read_opts o = {.max_entries = 1};
 	kd_tar_entry e;
 	const void *blk;
 	size_t len, off = 0;
 	int r;
 
-	if ((r = kd_tar_open(fd, NULL, &tr, err)) < 0)
+	if (ix) {
+		range = (kd_tar_range){ix->frames[0].offset, ix->frames[0].size};
+		o.ranges = &range;
+		o.n_ranges = 1;
+	}
+	if ((r = kd_tar_open(fd, &o, &tr, err)) < 0)
 		return r;
 	if ((r = kd_tar_next(tr, &e, err)) < 0)
 		return r;
@@ -85,11 +115,54 @@ static int read_manifest(int fd, kd_manifest **ret, kd_error *err)
 	return kd_manifest_parse(json, off, ret, err);
 }
 
+static void hex_of(const uint8_t bin[KD_SHA256_LEN], char out[KD_SHA256_HEX_LEN + 1])
+{
+	kd_hex(bin, KD_SHA256_LEN, out);
+}
+
+/* Format 2: the index against the manifest. Sizes and digests that disagree make the file
+ * malformed; a frame whose bytes do not hash to the manifest's digest only marks its component
+ * (a damaged component nobody selects does not matter). */
+static int check_frames(kd_payload *p, uint8_t (*got)[KD_SHA256_LEN], kd_error *err)
+{
+	const kd_manifest *m = p->manifest;
+	const kd_payload_index *ix = p->index;
+	char hex[KD_SHA256_HEX_LEN + 1], want[KD_SHA256_HEX_LEN + 1];
+
+	if (m->format < 2)
+		return kd_err(err, -EBADMSG,
+			      "a format %d manifest in a file with a frame index (format 2)",
+			      m->format);
+	if (ix->n != m->n_components + 2)
+		return kd_err(err, -EBADMSG,
+			      "frame index: %u frames for %zu components (expected %zu)", ix->n,
+			      m->n_components, m->n_components + 2);
+	for (size_t i = 0; i < m->n_components; i++) {
+		const kd_component *c = &m->components[i];
+		const kd_pframe *f = &ix->frames[i + 1];
+		hex_of(f->sha256, want);
+		if (f->size != c->blob_size || f->tar_size != c->tar_size ||
+		    strcmp(want, c->blob_sha256) != 0)
+			return kd_err(
+				err, -EBADMSG,
+				"frame index: component '%s' is %llu bytes (%llu of tar) with "
+				"sha256 %s in the index, %llu (%llu) with %s in the manifest",
+				c->name, (unsigned long long)f->size,
+				(unsigned long long)f->tar_size, want,
+				(unsigned long long)c->blob_size, (unsigned long long)c->tar_size,
+				c->blob_sha256);
+		hex_of(got[i + 1], hex);
+		p->component_ok[i] = strcmp(hex, c->blob_sha256) == 0;
+	}
+	return 0;
+}
+
 int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,
 		    kd_error *err)
 {
 	_cleanup_close_ int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	_cleanup_(kd_manifest_freep) kd_manifest *m = NULL;
+	_cleanup_(kd_payload_freep) kd_payload *p = NULL;
+	_cleanup_free_ uint8_t(*frames)[KD_SHA256_LEN] = NULL;
 	char digest[KD_SHA256_HEX_LEN + 1];
 	struct stat st;
 	int r;
@@ -100,7 +173,18 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		return kd_err_errno(err, negative_errno(), "payload '%s': stat", name);
 	if (!S_ISREG(st.st_mode))
 		return kd_err(err, -EINVAL, "payload '%s': not a regular file", name);
-	if ((r = hash_whole(dfd, digest, err)) < 0)
+	p = calloc(1, sizeof(*p));
+	if (!p || !(p->name = strdup(name)))
+		return kd_err(err, -ENOMEM, "out of memory");
+	p->fd = TAKE_FD(dfd);
+	/* The index is read before the file is authenticated: it only says where the frames
+	 * are, it is checked against the file's size here and against the manifest below. */
+	r = kd_payload_index_read(p->fd, (uint64_t)st.st_size, &p->index, err);
+	if (r < 0)
+		return kd_err_wrap(err, r, "payload '%s'", name);
+	if (p->index && !(frames = calloc(p->index->n, KD_SHA256_LEN)))
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = hash_whole(p->fd, p->index, (uint64_t)st.st_size, digest, frames, err)) < 0)
 		return kd_err_wrap(err, r, "payload '%s'", name);
 	if (v && v->expect_sha256 && strcmp(v->expect_sha256, digest) != 0)
 		return kd_err(err, -EBADMSG, "payload '%s': sha256 is %s, expected %s", name,
@@ -114,8 +198,29 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		if (r < 0)
 			return kd_err_wrap(err, r, "payload '%s': signature", name);
 	}
-	if ((r = read_manifest(dfd, &m, err)) < 0)
+	if (p->index && memcmp(frames[0], p->index->frames[0].sha256, KD_SHA256_LEN) != 0) {
+		char hex[KD_SHA256_HEX_LEN + 1], want[KD_SHA256_HEX_LEN + 1];
+		hex_of(frames[0], hex);
+		hex_of(p->index->frames[0].sha256, want);
+		return kd_err(err, -EBADMSG,
+			      "payload '%s': the manifest's frame has sha256 %s, the index says %s",
+			      name, hex, want);
+	}
+	if ((r = read_manifest(p->fd, p->index, &p->manifest, err)) < 0)
 		return kd_err_wrap(err, r, "payload '%s'", name);
+	if (!p->index && p->manifest->format >= 2)
+		return kd_err(err, -EBADMSG,
+			      "payload '%s': a format %d manifest but no frame index at the end of "
+			      "the file (truncated?)",
+			      name, p->manifest->format);
+	if (p->index) {
+		p->component_ok = calloc(p->manifest->n_components + 1, sizeof(bool));
+		if (!p->component_ok)
+			return kd_err(err, -ENOMEM, "out of memory");
+		if ((r = check_frames(p, frames, err)) < 0)
+			return kd_err_wrap(err, r, "payload '%s'", name);
+	}
+	const kd_manifest *m = p->manifest;
 	if (m->signing_key) {
 		char fp[KD_SHA256_HEX_LEN + 1];
 		if (!v || !v->pubkey_path)
@@ -129,16 +234,36 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 				      "payload '%s' is signed by key %s, not by %s (%s)", name,
 				      m->signing_key, v->pubkey_path, fp);
 	}
-	kd_payload *p = calloc(1, sizeof(*p));
-	if (!p || !(p->name = strdup(name))) {
-		free(p);
-		return kd_err(err, -ENOMEM, "out of memory");
-	}
+	if (m->n_shims == 0)
+		return kd_err(err, -EINVAL,
+			      "payload '%s' declares no shims (its manifest's \"shims\" is empty): "
+			      "nothing could use it; repack it with a spec that maps each shim to "
+			      "its components",
+			      name);
 	memcpy(p->digest, digest, sizeof(digest));
-	p->manifest = TAKE_PTR(m);
-	p->fd = TAKE_FD(dfd);
-	*ret = p;
+	*ret = TAKE_PTR(p);
 	return 0;
+}
+
+int kd_payload_check_components(const kd_payload *p, const bool *mask, kd_error *err)
+{
+	if (!p->index)
+		return 0;
+	for (size_t i = 0; i < p->manifest->n_components; i++)
+		if ((!mask || mask[i]) && !p->component_ok[i])
+			return kd_err(
+				err, -EBADMSG,
+				"payload '%s': component '%s' is damaged: its %llu bytes do not "
+				"hash to %s as the manifest says",
+				p->name, p->manifest->components[i].name,
+				(unsigned long long)p->manifest->components[i].blob_size,
+				p->manifest->components[i].blob_sha256);
+	return 0;
+}
+
+int kd_payload_format(const kd_payload *p)
+{
+	return p->manifest->format;
 }
 
 const kd_manifest *kd_payload_manifest(const kd_payload *p)
@@ -155,10 +280,12 @@ void kd_payload_free(kd_payload *p)
 {
 	if (!p)
 		return;
-	if (p->fd >= 0)
+	if (p->fd > 0)
 		close(p->fd);
 	free(p->name);
 	kd_manifest_free(p->manifest);
+	kd_payload_index_free(p->index);
+	free(p->component_ok);
 	free(p);
 }
 
@@ -167,6 +294,8 @@ void kd_payload_free(kd_payload *p)
 typedef struct extract_state {
 	const kd_manifest *m;
 	const kd_extract_opts *o;
+	const bool *mask; /* selected components; NULL = all */
+	bool framed;	  /* format 2: only the selected components' frames are read */
 	kd_payload_limits lim;
 	int destfd;
 	bool *sel;
@@ -459,6 +588,10 @@ static int extract_entries(extract_state *x, kd_tar_reader *tr, kd_error *err)
 		if (i < 0)
 			return (int)i;
 		const kd_pfile *f = &x->m->files[i];
+		if (x->framed && x->mask && !x->mask[f->component])
+			return kd_err(err, -EBADMSG,
+				      "'%s' belongs to component '%s', whose frame was not read",
+				      e.path, x->m->components[f->component].name);
 		if (!x->sel[i]) {
 			x->st.entries_skipped++;
 			if ((r = kd_tar_skip(tr, err)) < 0)
@@ -472,10 +605,17 @@ static int extract_entries(extract_state *x, kd_tar_reader *tr, kd_error *err)
 	}
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < x->m->n_files; i++)
-		if (x->sel[i] && !x->seen[i])
+	for (size_t i = 0; i < x->m->n_files; i++) {
+		const kd_pfile *f = &x->m->files[i];
+		/* Format 2: a directory selected only because a selected entry lies below it sits
+		 * in another component's frame; that entry's extraction created it. */
+		bool want = x->framed ? !x->mask || x->mask[f->component] : x->sel[i];
+		if (want && !x->seen[i])
 			return kd_err(err, -EBADMSG, "'%s%s' is missing from the archive", PREFIX,
-				      x->m->files[i].path);
+				      f->path);
+		if (x->framed && !want)
+			x->st.entries_skipped++;
+	}
 	return fix_dir_modes(x, err);
 }
 
@@ -512,6 +652,26 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 	kd_tar_read_opts tl = {.max_entries = x.lim.max_entries + 1,
 			       .max_path = KD_PATH_MAX,
 			       .decompress_thread = true};
+	_cleanup_free_ kd_tar_range *ranges = NULL;
+	if (p->index) {
+		/* The manifest's frame, the selected components' frames, the end of the archive:
+		 * together a valid tar.zst that holds only what is needed. */
+		const kd_payload_index *ix = p->index;
+		if ((r = kd_payload_check_components(p, x.o->component_mask, err)) < 0)
+			return kd_err_wrap(err, r, "extract '%s'", p->name);
+		if (!(ranges = calloc(ix->n, sizeof(*ranges))))
+			return kd_err(err, -ENOMEM, "out of memory");
+		for (uint32_t i = 0; i < ix->n; i++) {
+			bool comp = i > 0 && i + 1 < ix->n;
+			if (comp && x.o->component_mask && !x.o->component_mask[i - 1])
+				continue;
+			ranges[tl.n_ranges++] =
+				(kd_tar_range){ix->frames[i].offset, ix->frames[i].size};
+		}
+		tl.ranges = ranges;
+		x.framed = true;
+	}
+	x.mask = x.o->component_mask;
 	r = kd_tar_open(p->fd, &tl, &tr, err);
 	if (r >= 0)
 		r = extract_entries(&x, tr, err);
@@ -519,6 +679,8 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 		close(x.parentfd);
 	if (r < 0)
 		return kd_err_wrap(err, r, "extract '%s'", p->name);
+	x.st.bytes_read = kd_tar_bytes_read(tr);
+	x.st.bytes_decompressed = kd_tar_bytes_decompressed(tr);
 	if (ret_stats)
 		*ret_stats = x.st;
 	return 0;

@@ -1,8 +1,11 @@
 /* The payload format (docs/PAYLOAD.md): one zstd-compressed tar whose first entry is the
- * manifest "kata-payload.json", followed by the tree under "opt/kata/" in sorted order, and an
- * optional detached signature "<payload>.sig" over the payload's sha256. This module packs a
- * payload from a directory, opens and verifies one, and extracts selected components into a
- * directory fd with every entry checked against the manifest. It knows nothing of installs. */
+ * manifest "kata-payload.json", followed by the tree under "opt/kata/", and an optional detached
+ * signature "<payload>.sig" over the payload's sha256. Format 2 (written) puts every component
+ * in its own zstd frame, named in the manifest by sha256 and size and found through an index
+ * at the end, so that extraction reads only the selected components; format 1 (one stream,
+ * sorted entries) is still read. This module packs a payload from a directory, opens and
+ * verifies one, and extracts selected components into a directory fd with every entry checked
+ * against the manifest. It knows nothing of installs. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,7 +15,8 @@
 
 #include "err.h"
 
-#define KD_PAYLOAD_FORMAT 1
+#define KD_PAYLOAD_FORMAT 2	/* written */
+#define KD_PAYLOAD_FORMAT_MIN 1 /* oldest still read */
 #define KD_PAYLOAD_MANIFEST_NAME "kata-payload.json"
 #define KD_PAYLOAD_TREE_PREFIX "opt/kata/"
 /* The signed message is this context followed by the payload's hex sha256. */
@@ -45,6 +49,10 @@ typedef struct kd_pfile {
 typedef struct kd_component {
 	char *name;
 	char *version;
+	/* Format 2: the component's zstd frame (its "blob"), which holds its tar entries. */
+	char blob_sha256[65]; /* lowercase hex sha256 of the compressed frame */
+	uint64_t blob_size;   /* compressed bytes */
+	uint64_t tar_size;    /* tar bytes it decompresses to */
 } kd_component;
 
 typedef struct kd_shim {
@@ -99,10 +107,13 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 
 typedef struct kd_payload kd_payload;
 
-/* Open a payload file: hash it (sha256 of the whole file), check it against expect_sha256 when
- * given, verify the detached signature with pubkey_path when given (sig/siglen; -EBADMSG on a
- * bad one), then read and validate the manifest. A manifest with signing_key set but no
- * pubkey_path fails with a message naming the fingerprint. The fd is dup'ed. */
+/* Open a payload file: hash it (sha256 of the whole file; format 2: every frame's too, in the
+ * same pass), check it against expect_sha256 when given, verify the detached signature with
+ * pubkey_path when given (sig/siglen; -EBADMSG on a bad one), then read and validate the
+ * manifest (format 2: and the index against it). A manifest with signing_key set but no
+ * pubkey_path fails with a message naming the fingerprint; one with no shims is refused. A
+ * component whose frame does not match the manifest is remembered, and refused only by an
+ * extraction that selects it. The fd is dup'ed. */
 typedef struct kd_payload_verify {
 	const char *expect_sha256; /* optional */
 	const char *pubkey_path;   /* optional */
@@ -113,6 +124,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		    kd_error *err);
 const kd_manifest *kd_payload_manifest(const kd_payload *p);
 const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
+int kd_payload_format(const kd_payload *p);	    /* 1 or 2 */
 void kd_payload_free(kd_payload *p);
 
 /* Limits applied while extracting; 0 fields mean the KD_PAYLOAD_MAX_* defaults. Tests lower them
@@ -135,15 +147,22 @@ typedef struct kd_extract_opts {
 
 typedef struct kd_extract_stats {
 	uint64_t files_written, files_linked, bytes_written, entries_skipped;
+	uint64_t bytes_read;	     /* of the payload file, compressed */
+	uint64_t bytes_decompressed; /* tar bytes the decompressor produced */
 } kd_extract_stats;
 
 /* Extract into destfd (an empty directory): paths have opt/kata/ stripped. Every tar entry
  * must be in the manifest with the same type, mode, size, sha256 and link target; paths must be
  * safe; no devices, FIFOs, setuid bits, absolute or escaping links, or entries beyond limits;
- * every selected manifest file must be present. On failure destfd may hold a partial tree: the
- * caller removes it. */
+ * every selected manifest file must be present. Format 2 reads only the frames of the selected
+ * components and refuses, before writing anything, a selected component whose frame did not
+ * match the manifest. On failure destfd may hold a partial tree: the caller removes it. */
 int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 		       kd_extract_stats *ret_stats, kd_error *err);
+/* Format 2: fail (-EBADMSG, naming the first) if a component set in mask (NULL = all) did not
+ * match its sha256 in the manifest when the payload was opened. Format 1: 0. Lets a caller
+ * refuse a payload before it writes anything. */
+int kd_payload_check_components(const kd_payload *p, const bool *component_mask, kd_error *err);
 
 /* Verify an extracted tree against the manifest (selected components): types, modes, sizes
  * and, if rehash, every sha256. Returns -EBADMSG naming the first difference. */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "digest.h"
 #include "log.h"
 
 /* With decompress_thread, a second libarchive handle (raw format, compression filters) runs on
@@ -31,7 +32,11 @@ typedef struct tar_pipe {
 struct kd_tar_reader {
 	struct archive *a;
 	int fd;
-	off_t off;
+	kd_tar_range *ranges; /* what to read, in order; one range [0, max) for the whole file */
+	size_t n_ranges;
+	size_t range;	   /* current range */
+	uint64_t range_at; /* bytes of it read */
+	uint64_t bytes_read;
 	uint64_t entries;
 	uint64_t max_entries;
 	size_t max_path;
@@ -53,6 +58,10 @@ struct kd_tar_writer {
 	ZSTD_CCtx *z; /* NULL unless compression is zstd */
 	uint8_t *zout;
 	size_t zout_cap;
+	bool frames;
+	/* The frame being written: tar bytes in, compressed bytes out and their sha256. */
+	uint64_t frame_in, frame_out;
+	kd_sha256 frame_hash;
 };
 
 const char *kd_entry_type_name(kd_entry_type t)
@@ -97,25 +106,63 @@ static la_ssize_t reader_read(struct archive *a, void *userdata, const void **re
 	kd_tar_reader *r = userdata;
 	ssize_t n;
 
+	while (r->range < r->n_ranges && r->range_at == r->ranges[r->range].length) {
+		r->range++;
+		r->range_at = 0;
+	}
+	if (r->range == r->n_ranges)
+		return 0;
+	const kd_tar_range *g = &r->ranges[r->range];
+	uint64_t want = g->length - r->range_at;
+	if (want > KD_TAR_READ_BLOCK)
+		want = KD_TAR_READ_BLOCK;
 	do
-		n = pread(r->fd, r->buf, KD_TAR_READ_BLOCK, r->off);
+		n = pread(r->fd, r->buf, (size_t)want, (off_t)(g->offset + r->range_at));
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		archive_set_error(a, errno, "read: %s", strerror(errno));
 		return -1;
 	}
-	r->off += n;
+	if (n == 0 && g->length != UINT64_MAX) {
+		archive_set_error(a, EIO, "read: the file ends inside bytes %llu-%llu",
+				  (unsigned long long)g->offset,
+				  (unsigned long long)(g->offset + g->length));
+		return -1;
+	}
+	if (n == 0) /* the end of a whole-file range */
+		r->range = r->n_ranges;
+	r->range_at += (uint64_t)n;
+	__atomic_fetch_add(&r->bytes_read, (uint64_t)n, __ATOMIC_RELAXED);
 	*ret_buf = r->buf;
 	return n;
+}
+
+static void reader_rewind(kd_tar_reader *r)
+{
+	r->range = 0;
+	r->range_at = 0;
+	r->bytes_read = 0;
 }
 
 static la_int64_t reader_skip(struct archive *a, void *userdata, la_int64_t request)
 {
 	kd_tar_reader *r = userdata;
+	la_int64_t done = 0;
 	(void)a;
 	/* Only whole-block skips of uncompressed input end up here; sizes are checked by reads. */
-	r->off += request;
-	return request;
+	while (done < request && r->range < r->n_ranges) {
+		const kd_tar_range *g = &r->ranges[r->range];
+		uint64_t left = g->length - r->range_at, k = (uint64_t)(request - done);
+		if (k > left)
+			k = left;
+		r->range_at += k;
+		done += (la_int64_t)k;
+		if (r->range_at == g->length) {
+			r->range++;
+			r->range_at = 0;
+		}
+	}
+	return done;
 }
 
 static void *pipe_main(void *userdata)
@@ -262,7 +309,7 @@ static int pipe_start(kd_tar_reader *r, kd_error *err)
 		return archive_fail(p->raw, err, NULL);
 	if (archive_filter_code(p->raw, 0) == ARCHIVE_FILTER_NONE) {
 		pipe_free(TAKE_PTR(r->pipe));
-		r->off = 0;
+		reader_rewind(r);
 		return 0;
 	}
 	rc = archive_read_next_header(p->raw, &e);
@@ -290,11 +337,17 @@ int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error
 	if (!r)
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	r->fd = fd;
+	r->n_ranges = o && o->ranges ? o->n_ranges : 1;
+	r->ranges = calloc(r->n_ranges ? r->n_ranges : 1, sizeof(kd_tar_range));
+	if (r->ranges && o && o->ranges)
+		memcpy(r->ranges, o->ranges, r->n_ranges * sizeof(kd_tar_range));
+	else if (r->ranges)
+		r->ranges[0] = (kd_tar_range){0, UINT64_MAX};
 	r->max_entries = o && o->max_entries ? o->max_entries : KD_TAR_MAX_ENTRIES;
 	r->max_path = o && o->max_path ? o->max_path : KD_TAR_MAX_PATH;
 	r->buf = malloc(KD_TAR_READ_BLOCK);
 	r->a = archive_read_new();
-	if (!r->buf || !r->a) {
+	if (!r->buf || !r->a || !r->ranges) {
 		kd_tar_reader_free(r);
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	}
@@ -440,6 +493,20 @@ uint64_t kd_tar_entries(const kd_tar_reader *r)
 	return r->entries;
 }
 
+uint64_t kd_tar_bytes_read(const kd_tar_reader *r)
+{
+	/* The decompression thread may update it while it runs. */
+	return __atomic_load_n(&r->bytes_read, __ATOMIC_RELAXED);
+}
+
+uint64_t kd_tar_bytes_decompressed(const kd_tar_reader *r)
+{
+	/* Filter 0 is the uncompressed stream the tar parser consumed (in the piped case, the
+	 * pipe's output). */
+	la_int64_t n = archive_filter_bytes(r->a, 0);
+	return n > 0 ? (uint64_t)n : 0;
+}
+
 void kd_tar_reader_free(kd_tar_reader *r)
 {
 	if (!r)
@@ -447,6 +514,7 @@ void kd_tar_reader_free(kd_tar_reader *r)
 	if (r->a)
 		archive_read_free(r->a);
 	pipe_free(r->pipe);
+	free(r->ranges);
 	free(r->buf);
 	free(r->path);
 	free(r);
@@ -485,15 +553,21 @@ static int zstd_feed(kd_tar_writer *w, const void *buf, size_t len, ZSTD_EndDire
 			*ret_msg = strerror(-r);
 			return r;
 		}
+		if (w->frames) {
+			w->frame_out += out.pos;
+			kd_sha256_update(&w->frame_hash, w->zout, out.pos);
+		}
 	} while (mode == ZSTD_e_end ? left > 0 : in.pos < in.size);
 	return 0;
 }
 
 static la_ssize_t write_zstd(struct archive *a, void *userdata, const void *buf, size_t len)
 {
+	kd_tar_writer *w = userdata;
 	const char *msg = NULL;
-	int r = zstd_feed(userdata, buf, len, ZSTD_e_continue, &msg);
+	int r = zstd_feed(w, buf, len, ZSTD_e_continue, &msg);
 
+	w->frame_in += len;
 	if (r < 0) {
 		archive_set_error(a, -r, "zstd: %s", msg);
 		return -1;
@@ -527,9 +601,55 @@ static int writer_zstd_open(kd_tar_writer *w, const kd_tar_write_opts *o, kd_err
 			return kd_err(err, -EINVAL, "archive: zstd %s %d: %s", params[i].name,
 				      params[i].v, ZSTD_getErrorName(rc));
 	}
+	if (o->frames) {
+		w->frames = true;
+		/* Unblocked: every entry reaches write_zstd() when it is written, so a frame can
+		 * end right after it. */
+		if (archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK)
+			return archive_fail(w->a, err, NULL);
+		int r = kd_sha256_init(&w->frame_hash, err);
+		if (r < 0)
+			return r;
+	}
 	if (archive_write_open2(w->a, w, NULL, write_zstd, NULL, NULL) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	return 0;
+}
+
+/* End the zstd frame and describe it; the next one starts empty. */
+static int frame_end(kd_tar_writer *w, kd_tar_frame *ret, kd_error *err)
+{
+	const char *msg = NULL;
+	kd_tar_frame f = {0};
+	int r = zstd_feed(w, NULL, 0, ZSTD_e_end, &msg);
+
+	if (r < 0)
+		return kd_err(err, r, "archive: zstd: %s", msg);
+	f.size = w->frame_out;
+	f.tar_size = w->frame_in;
+	if ((r = kd_sha256_final(&w->frame_hash, f.sha256, err)) < 0)
+		return r;
+	w->frame_in = w->frame_out = 0;
+	if ((r = kd_sha256_init(&w->frame_hash, err)) < 0)
+		return r;
+	if (ret)
+		*ret = f;
+	return 0;
+}
+
+int kd_tar_writer_end_frame(kd_tar_writer *w, kd_tar_frame *ret, kd_error *err)
+{
+	if (!w->frames)
+		return kd_err(err, -EINVAL, "archive: not writing zstd frames");
+	/* The padding of the last entry belongs to this frame. */
+	if (archive_write_finish_entry(w->a) != ARCHIVE_OK)
+		return archive_fail(w->a, err, NULL);
+	return frame_end(w, ret, err);
+}
+
+void kd_tar_writer_set_fd(kd_tar_writer *w, int fd)
+{
+	w->fd = fd;
 }
 
 int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, kd_error *err)
@@ -665,16 +785,27 @@ int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *e
 	return 0;
 }
 
-int kd_tar_writer_close(kd_tar_writer *w, kd_error *err)
+int kd_tar_writer_close_frame(kd_tar_writer *w, kd_tar_frame *ret_frame, kd_error *err)
 {
 	const char *msg = NULL;
 	int r;
 
+	if (w->frames && archive_write_finish_entry(w->a) != ARCHIVE_OK)
+		return archive_fail(w->a, err, NULL);
+	if (w->frames && w->frame_in > 0 && (r = frame_end(w, NULL, err)) < 0)
+		return r;
 	if (archive_write_close(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
+	if (w->frames)
+		return frame_end(w, ret_frame, err);
 	if (w->z && (r = zstd_feed(w, NULL, 0, ZSTD_e_end, &msg)) < 0)
 		return kd_err(err, r, "archive: zstd: %s", msg);
 	return 0;
+}
+
+int kd_tar_writer_close(kd_tar_writer *w, kd_error *err)
+{
+	return kd_tar_writer_close_frame(w, NULL, err);
 }
 
 void kd_tar_writer_free(kd_tar_writer *w)
@@ -689,6 +820,7 @@ void kd_tar_writer_free(kd_tar_writer *w)
 		archive_entry_free(w->e);
 	if (w->z)
 		ZSTD_freeCCtx(w->z);
+	kd_sha256_free(&w->frame_hash);
 	free(w->zout);
 	free(w);
 }

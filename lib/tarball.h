@@ -44,12 +44,21 @@ typedef struct kd_tar_entry {
 	const char *link; /* symlink text or hardlink target, else NULL */
 } kd_tar_entry;
 
+typedef struct kd_tar_range {
+	uint64_t offset, length;
+} kd_tar_range;
+
 typedef struct kd_tar_read_opts {
 	uint64_t max_entries; /* 0 = KD_TAR_MAX_ENTRIES */
 	size_t max_path;      /* 0 = KD_TAR_MAX_PATH */
 	/* Decompress on a second thread, KD_TAR_PIPE_BUFFERS blocks ahead of the caller, so that
 	 * decompression overlaps hashing and writing. For reading a whole archive. */
 	bool decompress_thread;
+	/* Read only these byte ranges of the file, in order, as if they were one file (NULL =
+	 * the whole file). Each range must hold whole compressed frames so that their
+	 * concatenation is a valid stream: a payload's selected components. */
+	const kd_tar_range *ranges;
+	size_t n_ranges;
 } kd_tar_read_opts;
 
 typedef struct kd_tar_reader kd_tar_reader;
@@ -67,6 +76,10 @@ int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, k
 int kd_tar_skip(kd_tar_reader *r, kd_error *err);
 /* Entries returned so far. */
 uint64_t kd_tar_entries(const kd_tar_reader *r);
+/* Bytes read from the file so far (compressed), and bytes the decompressor produced (equal for
+ * uncompressed input). */
+uint64_t kd_tar_bytes_read(const kd_tar_reader *r);
+uint64_t kd_tar_bytes_decompressed(const kd_tar_reader *r);
 void kd_tar_reader_free(kd_tar_reader *r);
 
 typedef enum kd_compression {
@@ -82,7 +95,17 @@ typedef struct kd_tar_write_opts {
 	int threads;   /* zstd/xz workers; 0 = one. zstd output does not depend on the count;
 			  zstd frames carry a checksum and a KD_TAR_ZSTD_WINDOW_LOG window */
 	int64_t mtime; /* of every entry */
+	/* zstd only: write unblocked, so that kd_tar_writer_end_frame() can end a zstd frame
+	 * exactly after an entry (the output is still one valid tar.zst). */
+	bool frames;
 } kd_tar_write_opts;
+
+/* One zstd frame written: its compressed bytes (and their sha256) and the tar bytes in it. */
+typedef struct kd_tar_frame {
+	uint64_t size;	   /* compressed bytes */
+	uint64_t tar_size; /* uncompressed bytes */
+	uint8_t sha256[32];
+} kd_tar_frame;
 
 typedef struct kd_tar_writer kd_tar_writer;
 
@@ -92,8 +115,16 @@ int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, 
  * Devices are written with device number 0 (they exist for tests that need hostile input). */
 int kd_tar_write_header(kd_tar_writer *w, const kd_tar_entry *e, kd_error *err);
 int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *err);
-/* Finish the stream (end-of-archive blocks, compressor flush). Must succeed for a valid file. */
+/* With frames: end the current zstd frame after the last entry written (its padding
+ * included) and describe it in *ret. The next entry starts a new frame. */
+int kd_tar_writer_end_frame(kd_tar_writer *w, kd_tar_frame *ret, kd_error *err);
+/* With frames, between two frames: write the next frames to fd instead. */
+void kd_tar_writer_set_fd(kd_tar_writer *w, int fd);
+/* Finish the stream (end-of-archive blocks, compressor flush). Must succeed for a valid file.
+ * With frames, the end-of-archive blocks are a frame of their own, described in *ret_frame
+ * (may be NULL). */
 int kd_tar_writer_close(kd_tar_writer *w, kd_error *err);
+int kd_tar_writer_close_frame(kd_tar_writer *w, kd_tar_frame *ret_frame, kd_error *err);
 /* Free; an unclosed writer is closed first: its output is incomplete, discard it. */
 void kd_tar_writer_free(kd_tar_writer *w);
 

@@ -53,10 +53,11 @@ static int do_extract(int argc, char **argv)
 		goto fail;
 	double t2 = now();
 	printf("open %.3fs extract %.3fs total %.3fs: %llu files written, %llu linked, %llu bytes, "
-	       "%llu skipped\n",
+	       "%llu skipped, %llu bytes read, %llu bytes decompressed\n",
 	       t1 - t0, t2 - t1, t2 - t0, (unsigned long long)st.files_written,
 	       (unsigned long long)st.files_linked, (unsigned long long)st.bytes_written,
-	       (unsigned long long)st.entries_skipped);
+	       (unsigned long long)st.entries_skipped, (unsigned long long)st.bytes_read,
+	       (unsigned long long)st.bytes_decompressed);
 	close(dfd);
 	close(fd);
 	kd_payload_free(p);

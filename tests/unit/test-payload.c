@@ -198,6 +198,7 @@ static ino_t ino_of(const char *dir, const char *rel)
 static char *tree_src;	    /* generated once */
 static char *payload_plain; /* packed without a spec */
 static char *payload_spec;  /* packed with spec_yaml */
+static char *payload_v1;    /* payload_plain rewritten as format 1 (tests/tools/payload-v1.py) */
 
 TEST(pack_open_extract_verify)
 {
@@ -268,6 +269,13 @@ TEST(verify_tree_rehash)
 	free(dest);
 }
 
+static const char *tmp_path_static(const char *name)
+{
+	static char buf[4200];
+	snprintf(buf, sizeof(buf), "%s/%s", base_dir, name);
+	return buf;
+}
+
 TEST(deterministic)
 {
 	kd_error err = {0};
@@ -281,6 +289,12 @@ TEST(deterministic)
 	CHECK_INT(pack(tree_src, b, NULL, 2, &err), 0);
 	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s' && cmp -s '%s' '%s'", a, b, a, payload_plain);
 	CHECK_INT(system(cmd), 0);
+	/* Format 2 with several components, four workers on any machine. */
+	char *c = tmp_path("det-c.tar.zst");
+	CHECK_INT(pack(tree_src, c, tmp_path_static("spec.yaml"), 4, &err), 0);
+	snprintf(cmd, sizeof(cmd), "cmp -s '%s' '%s'", c, payload_spec);
+	CHECK_INT(system(cmd), 0);
+	free(c);
 	/* The tar is readable by GNU tar, manifest first, sorted, uid/gid 0, fixed mtime. */
 	snprintf(cmd, sizeof(cmd),
 		 "tar -I zstd --numeric-owner --full-time -tvf '%s' > '%s.list' && "
@@ -693,7 +707,8 @@ TEST(limit_total)
 	extract_with_limits(&lim, "opt/kata/", "exceed 2500000 bytes in total");
 }
 
-static void damaged(const char *tag, void (*damage)(const char *path), const char *why)
+static void damaged(const char *tag, const char *payload, void (*damage)(const char *path),
+		    const char *why)
 {
 	kd_error err = {0};
 	kd_payload *p = NULL;
@@ -704,7 +719,7 @@ static void damaged(const char *tag, void (*damage)(const char *path), const cha
 	snprintf(dest, sizeof(dest), "%s/dest", dir);
 	snprintf(outside, sizeof(outside), "%s/outside", dir);
 	mkdir(outside, 0755);
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", payload_plain, out);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", payload, out);
 	CHECK_INT(system(cmd), 0);
 	damage(out);
 	int dfd = open_dir(dest);
@@ -744,12 +759,353 @@ static void corrupt_middle(const char *path)
 
 TEST(truncated_zstd)
 {
-	damaged("truncated", truncate_half, "archive:");
+	/* Format 2 loses its index at the end; format 1 runs out of zstd input. */
+	damaged("truncated", payload_plain, truncate_half, "no frame index at the end");
+	damaged("truncated-v1", payload_v1, truncate_half, "archive:");
 }
 
 TEST(corrupt_zstd)
 {
-	damaged("corrupt", corrupt_middle, "archive:");
+	/* Format 2: the frame's sha256 no longer matches, refused before decompression. */
+	damaged("corrupt", payload_plain, corrupt_middle, "component 'kata' is damaged");
+	damaged("corrupt-v1", payload_v1, corrupt_middle, "archive:");
+}
+
+/* ---- format 2: one frame per component ----------------------------------------------- */
+
+typedef struct frame_rec {
+	uint64_t offset, size, tar_size;
+} frame_rec;
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The frame index at the end of a payload, read the way docs/PAYLOAD.md describes it. Returns
+ * the frame count and fills recs (at most max), or -1. */
+static int read_index(const char *path, frame_rec *recs, int max, uint64_t *ret_index_at)
+{
+	uint8_t tail[16], rec[56];
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), n;
+
+	if (fd < 0 || fstat(fd, &st) < 0 ||
+	    pread(fd, tail, sizeof(tail), st.st_size - 16) != (ssize_t)sizeof(tail) ||
+	    memcmp(tail + 8, "KDPAYIX2", 8) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	n = (int)(tail[0] | tail[1] << 8 | tail[2] << 16 | (uint32_t)tail[3] << 24);
+	uint64_t start = (uint64_t)st.st_size - 16 - (uint64_t)n * 56;
+	for (int i = 0; i < n && i < max; i++) {
+		if (pread(fd, rec, sizeof(rec), (off_t)(start + (uint64_t)i * 56)) != 56)
+			abort();
+		recs[i] = (frame_rec){le64(rec), le64(rec + 8), le64(rec + 16)};
+	}
+	if (ret_index_at)
+		*ret_index_at = start - 8;
+	close(fd);
+	return n;
+}
+
+static void patch(const char *path, uint64_t off, const void *data, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || pwrite(fd, data, len, (off_t)off) != (ssize_t)len)
+		abort();
+	close(fd);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static char *copy_payload(const char *tag, const char *from)
+{
+	char *dir = fresh_dir(tag), cmd[8600];
+	char *out = NULL;
+	if (asprintf(&out, "%s/p.tar.zst", dir) < 0)
+		abort();
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s'", from, out);
+	if (system(cmd) != 0)
+		abort();
+	free(dir);
+	return out;
+}
+
+/* Extract the components of shim into a fresh dir; returns the result, fills stats. */
+static int extract_shim(const char *path, const char *shim, const kd_payload_verify *v,
+			kd_extract_stats *st, char **ret_dest, kd_error *err)
+{
+	kd_payload *p = NULL;
+	bool mask[8] = {0};
+	char *dest = fresh_dir("dest");
+	int dfd = open_dir(dest);
+	int r = open_payload(path, v, &p, err);
+	if (r >= 0 && shim) {
+		const char *shims[] = {shim};
+		r = kd_manifest_select(kd_payload_manifest(p), shims, 1, mask, err);
+	}
+	if (r >= 0) {
+		kd_extract_opts o = {.component_mask = shim ? mask : NULL, .reuse_dirfd = -1};
+		r = kd_payload_extract(p, dfd, &o, st, err);
+		if (r >= 0)
+			r = kd_payload_verify_tree(kd_payload_manifest(p), shim ? mask : NULL, dfd,
+						   true, err);
+	}
+	close(dfd);
+	kd_payload_free(p);
+	if (ret_dest)
+		*ret_dest = dest;
+	else
+		free(dest);
+	return r;
+}
+
+TEST(format2_layout)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	frame_rec f[8];
+	uint64_t index_at = 0;
+	struct stat st;
+	char cmd[8600];
+
+	CHECK_INT(open_payload(payload_spec, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	const kd_manifest *m = kd_payload_manifest(p);
+	CHECK_INT(kd_payload_format(p), 2);
+	CHECK_INT(m->format, 2);
+	/* The manifest's frame, one per component, the end of the archive. */
+	int n = read_index(payload_spec, f, 8, &index_at);
+	CHECK_INT(n, (int)m->n_components + 2);
+	CHECK(stat(payload_spec, &st) == 0 &&
+	      index_at + 8 + 16 + (uint64_t)n * 56 == (uint64_t)st.st_size);
+	CHECK(f[0].offset == 0 && f[n - 1].offset + f[n - 1].size == index_at);
+	CHECK(f[n - 1].tar_size == 1024); /* two zero blocks */
+	for (int i = 1; i + 1 < n && i < 8; i++) {
+		const kd_component *c = &m->components[i - 1];
+		CHECK(f[i].offset == f[i - 1].offset + f[i - 1].size);
+		CHECK(f[i].size == c->blob_size && f[i].tar_size == c->tar_size);
+		/* Each component's frame is a blob on its own: its bytes hash to the manifest's
+		 * digest and decompress alone to tar entries of that component only. */
+		snprintf(
+			cmd, sizeof(cmd),
+			"test \"$(tail -c +%llu '%s' | head -c %llu | sha256sum | cut -c1-64)\" = %s"
+			" && tail -c +%llu '%s' | head -c %llu | zstd -dc | "
+			"tar -tf - 2>/dev/null | grep -c . >/dev/null",
+			(unsigned long long)f[i].offset + 1, payload_spec,
+			(unsigned long long)f[i].size, c->blob_sha256,
+			(unsigned long long)f[i].offset + 1, payload_spec,
+			(unsigned long long)f[i].size);
+		CHECK_INT(system(cmd), 0);
+	}
+	/* Ordinary tools still read it as one tar.zst (the index is a skippable frame). */
+	char *dir = fresh_dir("gnutar");
+	/* Modes are normalised by pack, so compare contents only. */
+	snprintf(
+		cmd, sizeof(cmd),
+		"tar -I zstd -xf '%s' -C '%s' && diff -r '%s/opt/kata' '%s/opt/kata' >/dev/null && "
+		"zstd -t -q '%s'",
+		payload_spec, dir, dir, tree_src, payload_spec);
+	CHECK_INT(system(cmd), 0);
+	free(dir);
+	kd_payload_free(p);
+}
+
+/* Bytes decompressed by an install of a subset = the manifest's frame, the chosen components'
+ * frames and the end of the archive; bytes read = those frames' compressed bytes. */
+TEST(format2_reads_only_selected)
+{
+	kd_error err = {0};
+	kd_extract_stats all = {0}, sub = {0};
+	frame_rec f[8];
+	int n = read_index(payload_spec, f, 8, NULL);
+
+	CHECK_INT(n, 6); /* kata, kernel, qemu, clh */
+	CHECK_INT(extract_shim(payload_spec, NULL, NULL, &all, NULL, &err), 0);
+	CHECK_INT(extract_shim(payload_spec, "clh", NULL, &sub, NULL, &err), 0);
+	uint64_t tar_all = 0, read_all = 0;
+	for (int i = 0; i < n; i++) {
+		tar_all += f[i].tar_size;
+		read_all += f[i].size;
+	}
+	CHECK(all.bytes_decompressed == tar_all);
+	CHECK(all.bytes_read == read_all);
+	/* clh needs kata, kernel, clh: not qemu (frame 3), the largest. */
+	CHECK(sub.bytes_decompressed == tar_all - f[3].tar_size);
+	CHECK(sub.bytes_read == read_all - f[3].size);
+	CHECK(f[3].tar_size > (2u << 20));
+	printf("#   all: %llu decompressed; clh: %llu\n",
+	       (unsigned long long)all.bytes_decompressed,
+	       (unsigned long long)sub.bytes_decompressed);
+}
+
+TEST(format2_damaged_frames)
+{
+	kd_error err = {0};
+	kd_extract_stats st = {0};
+	frame_rec f[8];
+	char *dest = NULL, digest[KD_SHA256_HEX_LEN + 1];
+	int n = read_index(payload_spec, f, 8, NULL);
+	uint8_t junk[64];
+
+	CHECK_INT(n, 6);
+	if (n != 6)
+		return;
+	fill(junk, sizeof(junk), 77);
+	char *bad = copy_payload("qemu-damaged", payload_spec);
+	patch(bad, f[3].offset + f[3].size / 2, junk, sizeof(junk));
+	/* qemu's frame is damaged: clh does not need it, so its install works... */
+	CHECK_INT(extract_shim(bad, "clh", NULL, &st, NULL, &err), 0);
+	/* ...qemu's is refused before anything is written. */
+	err = (kd_error){0};
+	CHECK(extract_shim(bad, "qemu", NULL, &st, &dest, &err) < 0);
+	CHECK(has(err.msg, "component 'qemu' is damaged"));
+	CHECK_INT(count_entries(dest), 0);
+	free(dest);
+	/* An expected digest covers every byte: then nothing of it is used. */
+	kd_payload *p = NULL;
+	int fd = open(payload_spec, O_RDONLY);
+	uint8_t bin[KD_SHA256_LEN];
+	CHECK_INT(kd_sha256_fd(fd, bin, NULL, &err), 0);
+	close(fd);
+	kd_hex(bin, sizeof(bin), digest);
+	kd_payload_verify v = {.expect_sha256 = digest};
+	err = (kd_error){0};
+	CHECK(open_payload(bad, &v, &p, &err) < 0);
+	CHECK(has(err.msg, "expected"));
+	free(bad);
+
+	/* The manifest's own frame damaged: refused at open. */
+	bad = copy_payload("manifest-damaged", payload_spec);
+	patch(bad, f[0].size / 2, junk, 8);
+	err = (kd_error){0};
+	CHECK(open_payload(bad, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, "the manifest's frame has sha256"));
+	free(bad);
+}
+
+TEST(format2_bad_index)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	frame_rec f[8];
+	uint64_t index_at = 0;
+	uint8_t v[8];
+	int n = read_index(payload_spec, f, 8, &index_at);
+	struct {
+		const char *tag, *msg;
+		int rec;   /* record to change, -1: the trailer's count */
+		int field; /* 0 offset, 1 size, 2 tar size */
+		int64_t delta;
+	} cases[] = {
+		{"idx-offset", "frame index: frame 2 starts at", 2, 0, 7},
+		{"idx-size", "does not fit before the index", 4, 1, 1 << 30},
+		{"idx-tar", "frame index: frame 1: bad tar size", 1, 2, 1},
+		{"idx-count", "frame index: 4000 frames", -1, 0, 4000 - 6},
+	};
+
+	CHECK_INT(n, 6);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		char *bad = copy_payload(cases[i].tag, payload_spec);
+		if (cases[i].rec < 0) {
+			uint8_t cnt[4] = {(uint8_t)(n + cases[i].delta),
+					  (uint8_t)((n + cases[i].delta) >> 8), 0, 0};
+			patch(bad, index_at + 8 + (uint64_t)n * 56, cnt, 4);
+		} else {
+			const frame_rec *r = &f[cases[i].rec];
+			uint64_t old = cases[i].field == 0   ? r->offset
+				       : cases[i].field == 1 ? r->size
+							     : r->tar_size;
+			put_le64(v, old + (uint64_t)cases[i].delta);
+			patch(bad, index_at + 8 + (uint64_t)cases[i].rec * 56 + 8 * cases[i].field,
+			      v, 8);
+		}
+		err = (kd_error){0};
+		CHECK(open_payload(bad, NULL, &p, &err) < 0);
+		CHECK(has(err.msg, cases[i].msg));
+		free(bad);
+	}
+	/* A consistent index that moves the border between two components: the sizes no longer
+	 * match the manifest. */
+	char *bad = copy_payload("idx-border", payload_spec);
+	put_le64(v, f[1].size + 5);
+	patch(bad, index_at + 8 + 1 * 56 + 8, v, 8);
+	put_le64(v, f[2].offset + 5);
+	patch(bad, index_at + 8 + 2 * 56, v, 8);
+	put_le64(v, f[2].size - 5);
+	patch(bad, index_at + 8 + 2 * 56 + 8, v, 8);
+	err = (kd_error){0};
+	CHECK(open_payload(bad, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, "in the index,"));
+	free(bad);
+	/* Truncated inside the index. */
+	bad = copy_payload("idx-truncated", payload_spec);
+	CHECK_INT(truncate(bad, (off_t)index_at + 20), 0);
+	err = (kd_error){0};
+	CHECK(open_payload(bad, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, "no frame index at the end of the file (truncated?)"));
+	free(bad);
+}
+
+TEST(format1_still_reads)
+{
+	kd_error err = {0};
+	kd_extract_stats st = {0};
+	kd_payload *p = NULL;
+	char *dest = NULL, cmd[8600];
+
+	CHECK_INT(open_payload(payload_v1, NULL, &p, &err), 0);
+	CHECK(p && kd_payload_format(p) == 1);
+	kd_payload_free(p);
+	CHECK_INT(extract_shim(payload_v1, "qemu", NULL, &st, &dest, &err), 0);
+	CHECK(st.files_written > 0 && st.entries_skipped == 0);
+	snprintf(cmd, sizeof(cmd),
+		 "cmp -s '%s/bin/qemu-system-x86_64' '%s/opt/kata/bin/qemu-system-x86_64'", dest,
+		 tree_src);
+	CHECK_INT(system(cmd), 0);
+	free(dest);
+}
+
+TEST(no_shims_refused)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *src = fresh_dir("noshims"), *out = tmp_path("noshims.tar.zst");
+	char kata[4200], cmd[8600];
+
+	snprintf(kata, sizeof(kata), "%s/opt/kata", src);
+	mkdirs(kata, "bin");
+	write_file(kata, "bin/x", "x\n", 2, 0755);
+	/* No configuration-<shim>.toml to infer shims from. */
+	CHECK(pack(src, out, NULL, 1, &err) < 0);
+	CHECK(has(err.msg, "no shims"));
+	/* A spec without shims. */
+	char *spec = tmp_path("noshims.yaml");
+	static const char y[] = "version: '1'\ncomponents:\n  - name: k\n    paths: [bin/]\n";
+	write_file(base_dir, "noshims.yaml", y, sizeof(y) - 1, 0644);
+	err = (kd_error){0};
+	CHECK(pack(src, out, spec, 1, &err) < 0);
+	CHECK(has(err.msg, "the spec declares no shims"));
+	/* A payload that has none anyway (an old packer) is refused when opened. */
+	snprintf(cmd, sizeof(cmd), "python3 '%s/tests/tools/payload-v1.py' '%s' '%s' --no-shims",
+		 src_dir(), payload_spec, out);
+	CHECK_INT(system(cmd), 0);
+	err = (kd_error){0};
+	CHECK(open_payload(out, NULL, &p, &err) < 0);
+	CHECK(has(err.msg, "declares no shims"));
+	free(spec);
+	free(src);
+	free(out);
 }
 
 /* ---- manifest ------------------------------------------------------------------------ */
@@ -794,7 +1150,24 @@ TEST(manifest_validation)
 	struct {
 		const char *json, *msg;
 	} bad[] = {
-		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[]}", "format 2"},
+		{"{\"format\":3,\"version\":\"1\",\"arch\":\"x\",\"components\":[]}",
+		 "unsupported format 3 (expected 1 to 2)"},
+		{"{\"format\":0,\"version\":\"1\",\"arch\":\"x\",\"components\":[]}", "format 0"},
+		/* Format 2 names each component's frame. */
+		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[{\"name\":\"k\","
+		 "\"version\":\"1\",\"files\":[]}]}",
+		 "components[0].blob_sha256: missing"},
+		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[{\"name\":\"k\","
+		 "\"version\":\"1\",\"files\":[],\"blob_sha256\":\"" SHA "\",\"blob_size\":9}]}",
+		 "components[0].tar_size: missing"},
+		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[{\"name\":\"k\","
+		 "\"version\":\"1\",\"files\":[],\"blob_sha256\":\"ABC\",\"blob_size\":9,"
+		 "\"tar_size\":0}]}",
+		 "blob_sha256 must be 64 lowercase hex digits"},
+		{"{\"format\":2,\"version\":\"1\",\"arch\":\"x\",\"components\":[{\"name\":\"k\","
+		 "\"version\":\"1\",\"files\":[],\"blob_sha256\":\"" SHA "\",\"blob_size\":-1,"
+		 "\"tar_size\":0}]}",
+		 "components[0].blob_size: expected a non-negative integer"},
 		{HEAD
 		 "{\"path\":\"../a\",\"type\":\"file\",\"mode\":\"0644\",\"size\":1,\"sha256\":"
 		 "\"" SHA "\"}" TAIL,
@@ -1006,6 +1379,14 @@ int main(void)
 		printf("Bail out! pack: %s\n", kd_err_msg(&err));
 		return 1;
 	}
+	payload_v1 = tmp_path("plain-v1.tar.zst");
+	char cmd[8400];
+	snprintf(cmd, sizeof(cmd), "python3 '%s/tests/tools/payload-v1.py' '%s' '%s'", src_dir(),
+		 payload_plain, payload_v1);
+	if (system(cmd) != 0) {
+		printf("Bail out! %s failed\n", cmd);
+		return 1;
+	}
 
 	RUN(pack_open_extract_verify);
 	RUN(verify_tree_rehash);
@@ -1041,12 +1422,17 @@ int main(void)
 	RUN(limit_total);
 	RUN(truncated_zstd);
 	RUN(corrupt_zstd);
+	RUN(format2_layout);
+	RUN(format2_reads_only_selected);
+	RUN(format2_damaged_frames);
+	RUN(format2_bad_index);
+	RUN(format1_still_reads);
+	RUN(no_shims_refused);
 	RUN(manifest_validation);
 	RUN(manifest_reader);
 	RUN(manifest_canonical);
 
 	if (!tap_failed) {
-		char cmd[200];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base_dir);
 		if (system(cmd) != 0)
 			return 1;
