@@ -206,7 +206,12 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			      "payload '%s': the manifest's frame has sha256 %s, the index says %s",
 			      name, hex, want);
 	}
-	if ((r = read_manifest(p->fd, p->index, &p->manifest, err)) < 0)
+	if ((r = read_manifest(p->fd, p->index, &p->manifest, err)) < 0 && !p->index)
+		return kd_err_wrap(err, r,
+				   "payload '%s': no frame index at the end of the file (format 1, "
+				   "or format 2 truncated)",
+				   name);
+	if (r < 0)
 		return kd_err_wrap(err, r, "payload '%s'", name);
 	if (!p->index && p->manifest->format >= 2)
 		return kd_err(err, -EBADMSG,

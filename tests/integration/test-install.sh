@@ -135,6 +135,87 @@ expect_fail "a wrong --sha256 is refused" "sha256" \
 snapshot "$R2" >"$T/a3"
 check "refused payloads leave the root untouched" cmp -s "$T/b2" "$T/a3"
 
+# Format 2 (docs/PAYLOAD.md): one zstd frame per component, an index at the end.
+index() { # PAYLOAD: "offset size tar_size" per frame, from the index at the end of the file
+	python3 -c '
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[-8:] == b"KDPAYIX2", "no index"
+n = struct.unpack("<I", d[-16:-12])[0]
+start = len(d) - 16 - 56 * n
+for i in range(n):
+    print(*struct.unpack("<QQQ", d[start + 56 * i:start + 56 * i + 24]))' "$1"
+}
+comp_frame() { # PAYLOAD COMPONENT: the component's frame number (manifest order + 1)
+	tar -xOf "$1" kata-payload.json | python3 -c '
+import json, sys
+names = [c["name"] for c in json.load(sys.stdin)["components"]]
+print(names.index(sys.argv[1]) + 1)' "$2"
+}
+index "$P" >"$T/index"
+check "format 2: the manifest, 5 components and the end of the archive are frames" \
+	test "$(wc -l <"$T/index")" = 7
+Q=$(comp_frame "$P" qemu)
+# clh needs every component but qemu: the bytes decompressed are every frame's but qemu's.
+want=$(awk -v q="$Q" 'NR - 1 != q {s += $3} END {print s}' "$T/index")
+want_read=$(awk -v q="$Q" 'NR - 1 != q {s += $2} END {print s}' "$T/index")
+R3=$T/root3; make_host_root "$R3"; snapshot "$R3" >"$T/b5"
+out=$("$KD" install --root "$R3" --payload "$P" --shims clh --log-level debug 2>&1)
+got=$(grep -o '[0-9]* bytes decompressed' <<<"$out" | cut -d' ' -f1)
+got_read=$(grep -o '[0-9]* bytes of [0-9]* read' <<<"$out" | cut -d' ' -f1)
+check "format 2: install of clh decompresses only its components ($got = $want bytes)" \
+	test -n "$got" -a "$got" = "$want"
+check "format 2: and reads only their frames ($got_read = $want_read bytes)" \
+	test -n "$got_read" -a "$got_read" = "$want_read"
+check "format 2: qemu is not there" test ! -e "$R3/opt/kata/bin/qemu-system-x86_64"
+"$KD" uninstall --root "$R3" >/dev/null
+# Damage qemu's frame: installing clh does not read it, installing qemu refuses before any write.
+read -r qoff qsize _ < <(sed -n "$((Q + 1))p" "$T/index")
+cp "$P" "$T/qdamaged.tar.zst"
+printf 'XXXX' | dd of="$T/qdamaged.tar.zst" bs=1 seek=$((qoff + qsize / 2)) conv=notrunc 2>/dev/null
+check "format 2: a damaged frame of an unneeded component does not matter" \
+	"$KD" install --root "$R3" --payload "$T/qdamaged.tar.zst" --shims clh
+"$KD" uninstall --root "$R3" >/dev/null
+expect_fail "format 2: a damaged frame of a needed component is refused" \
+	"component 'qemu' is damaged" \
+	"$KD" install --root "$R3" --payload "$T/qdamaged.tar.zst" --shims qemu
+snapshot "$R3" >"$T/a5"
+check "format 2: ... before any write to the root" cmp -s "$T/b5" "$T/a5"
+# An index that lies about an offset, and one cut short.
+python3 -c '
+import struct, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<I", d[-16:-12])[0]
+o = len(d) - 16 - 56 * n + 56 * 2
+d[o:o + 8] = struct.pack("<Q", struct.unpack("<Q", d[o:o + 8])[0] + 100)
+open(sys.argv[2], "wb").write(d)' "$P" "$T/lying.tar.zst"
+expect_fail "format 2: an index lying about an offset is refused" "frame index: frame 2 starts at" \
+	"$KD" install --root "$R3" --payload "$T/lying.tar.zst" --shims qemu
+head -c -40 "$P" >"$T/cut.tar.zst"
+expect_fail "format 2: a truncated index is refused" "no frame index at the end of the file" \
+	"$KD" install --root "$R3" --payload "$T/cut.tar.zst" --shims qemu
+snapshot "$R3" >"$T/a6"
+check "format 2: refused indexes leave the root untouched" cmp -s "$T/b5" "$T/a6"
+# Format 1 payloads (one stream, sorted entries) still install.
+python3 tests/tools/payload-v1.py "$P" "$T/v1.tar.zst"
+check "format 1: the rewritten payload has no index" bash -c "! tail -c 8 '$T/v1.tar.zst' | grep -q KDPAYIX2"
+out=$("$KD" install --root "$R3" --payload "$T/v1.tar.zst" --shims qemu --log-level debug 2>&1)
+check "format 1: a format 1 payload installs" grep -q "^installed 3.99.0-demo" <<<"$out"
+check "format 1: it was read as format 1" grep -q "payload format 1" <<<"$out"
+check "format 1: the shim's binary is the packed one" \
+	cmp -s "$R3/opt/kata/bin/qemu-system-x86_64" artifacts/demo/tree/opt/kata/bin/qemu-system-x86_64
+"$KD" uninstall --root "$R3" >/dev/null
+# A payload with no shims (issue 11): pack refuses it, install refuses one made elsewhere.
+mkdir -p "$T/noshims/opt/kata/bin" && cp artifacts/demo/tree/opt/kata/bin/kata-runtime "$T/noshims/opt/kata/bin/"
+expect_fail "pack refuses a tree with no shims" "no shims" \
+	"$KD" payload pack "$T/noshims" --version 1 -o "$T/noshims.tar.zst"
+check "... and writes nothing" test ! -e "$T/noshims.tar.zst"
+python3 tests/tools/payload-v1.py "$P" "$T/noshims.tar.zst" --no-shims
+expect_fail "install refuses a payload with no shims" "declares no shims" \
+	"$KD" install --root "$R3" --payload "$T/noshims.tar.zst"
+snapshot "$R3" >"$T/a7"
+check "... and leaves the root untouched" cmp -s "$T/b5" "$T/a7"
+
 # Bad roots and arguments.
 expect_fail "a missing root is named" "$T/nope" "$KD" install --root "$T/nope" --payload "$P"
 expect_fail "an unknown shim is named" "nosuchshim" "$KD" install --root "$R2" --payload "$P" --shims nosuchshim
