@@ -21,6 +21,14 @@ static char *path_of(const char *name)
 
 static uint8_t big[3 << 20];
 
+static bool has_str(const char *s, const char *want)
+{
+	if (strcmp(s, want) == 0)
+		return true;
+	printf("#   got \"%s\", want \"%s\"\n", s, want);
+	return false;
+}
+
 /* Writes: d/, d/f (3 MiB), d/l -> f, d/h => d/f, d/fifo, d/null (char 0), d/empty. */
 static int write_sample(const char *path, kd_compression c, int threads, kd_error *err)
 {
@@ -184,6 +192,109 @@ TEST(zstd_frame)
 	CHECK_INT(total, sizeof(big));
 	CHECK_INT(kd_tar_next(r, &e, &err), 0);
 	kd_tar_reader_free(r);
+	close(fd);
+}
+
+/* Frames: each group of entries ends its own zstd frame; a reader given some of the frames (as
+ * ranges) sees exactly their entries, with or without the decompression thread, and counts the
+ * bytes it read and decompressed. */
+TEST(frames_and_ranges)
+{
+	kd_error err = {0};
+	kd_tar_writer *w = NULL;
+	const char *tz = path_of("frames.tar.zst");
+	kd_tar_write_opts o = {
+		.compression = KD_COMPRESS_ZSTD, .level = 3, .threads = 2, .frames = true};
+	kd_tar_frame f[4];
+	const char *names[3] = {"a", "b", "c"};
+	int fd = open(tz, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	char cmd[1200];
+
+	CHECK(fd >= 0);
+	CHECK_INT(kd_tar_writer_open(fd, &o, &w, &err), 0);
+	if (!w)
+		return;
+	for (int i = 0; i < 3; i++) {
+		/* Frame i: a directory and a file of (i + 1) * 100000 bytes. */
+		kd_tar_entry d = {.path = names[i], .type = KD_ENTRY_DIR, .mode = 0755};
+		char p[8];
+		snprintf(p, sizeof(p), "%s/f", names[i]);
+		kd_tar_entry e = {.path = p,
+				  .type = KD_ENTRY_FILE,
+				  .mode = 0644,
+				  .size = (uint64_t)(i + 1) * 100000};
+		CHECK_INT(kd_tar_write_header(w, &d, &err), 0);
+		CHECK_INT(kd_tar_write_header(w, &e, &err), 0);
+		CHECK_INT(kd_tar_write_data(w, big, e.size, &err), 0);
+		CHECK_INT(kd_tar_writer_end_frame(w, &f[i], &err), 0);
+		/* Header, data padded to 512, directory header. */
+		CHECK(f[i].tar_size == 512 + (e.size + 511) / 512 * 512 + 512);
+	}
+	CHECK_INT(kd_tar_writer_close_frame(w, &f[3], &err), 0);
+	CHECK(f[3].tar_size == 1024);
+	kd_tar_writer_free(w);
+	close(fd);
+	struct stat st;
+	CHECK(stat(tz, &st) == 0 &&
+	      (uint64_t)st.st_size == f[0].size + f[1].size + f[2].size + f[3].size);
+	/* Four frames for zstd, one archive for GNU tar. */
+	snprintf(cmd, sizeof(cmd),
+		 "test \"$(zstd -lv '%s' | sed -n 's/^# Zstandard Frames: *//p')\" = 4 && "
+		 "test \"$(tar -I zstd -tf '%s' | tr '\\n' ' ')\" = 'a/ a/f b/ b/f c/ c/f '",
+		 tz, tz);
+	CHECK_INT(system(cmd), 0);
+
+	/* Frames 0 and 2 and the end: a and c only. */
+	kd_tar_range rg[3] = {{0, f[0].size},
+			      {f[0].size + f[1].size, f[2].size},
+			      {f[0].size + f[1].size + f[2].size, f[3].size}};
+	for (int thread = 0; thread < 2; thread++) {
+		kd_tar_reader *r = NULL;
+		kd_tar_read_opts ro = {.decompress_thread = thread, .ranges = rg, .n_ranges = 3};
+		kd_tar_entry e;
+		char seen[64] = "";
+		fd = open(tz, O_RDONLY | O_CLOEXEC);
+		CHECK_INT(kd_tar_open(fd, &ro, &r, &err), 0);
+		if (!r)
+			return;
+		while (kd_tar_next(r, &e, &err) > 0) {
+			strncat(seen, e.path, sizeof(seen) - strlen(seen) - 2);
+			strcat(seen, " ");
+		}
+		CHECK(has_str(seen, "a a/f c c/f "));
+		CHECK(kd_tar_bytes_read(r) == f[0].size + f[2].size + f[3].size);
+		CHECK(kd_tar_bytes_decompressed(r) ==
+		      f[0].tar_size + f[2].tar_size + f[3].tar_size);
+		kd_tar_reader_free(r);
+		close(fd);
+	}
+	/* A file that ends inside a range is an error, not a short archive. */
+	snprintf(cmd, sizeof(cmd), "head -c %llu '%s' > '%s'",
+		 (unsigned long long)(f[0].size + f[1].size / 2), tz, path_of("cut.tar.zst"));
+	CHECK_INT(system(cmd), 0);
+	kd_tar_range cut[2] = {{0, f[0].size}, {f[0].size, f[1].size}};
+	kd_tar_read_opts ro = {.ranges = cut, .n_ranges = 2};
+	kd_tar_reader *r = NULL;
+	kd_tar_entry e;
+	const void *b;
+	size_t n;
+	int rc = 0;
+	fd = open(path_of("cut.tar.zst"), O_RDONLY | O_CLOEXEC);
+	err = (kd_error){0};
+	/* libarchive reads ahead: the error may come when it opens the archive. */
+	rc = kd_tar_open(fd, &ro, &r, &err);
+	while (r && (rc = kd_tar_next(r, &e, &err)) > 0)
+		while ((rc = kd_tar_read_block(r, &b, &n, &err)) > 0)
+			;
+	kd_tar_reader_free(r);
+	CHECK(rc < 0 && strstr(err.msg, "read: the file ends inside bytes"));
+	close(fd);
+	/* end_frame needs frames mode. */
+	fd = open(path_of("noframes.tar.zst"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	o.frames = false;
+	CHECK_INT(kd_tar_writer_open(fd, &o, &w, &err), 0);
+	CHECK(kd_tar_writer_end_frame(w, &f[0], &err) == -EINVAL);
+	kd_tar_writer_free(w);
 	close(fd);
 }
 
@@ -356,6 +467,7 @@ int main(void)
 	RUN(roundtrip_all_compressions);
 	RUN(deterministic_zstd);
 	RUN(zstd_frame);
+	RUN(frames_and_ranges);
 	RUN(gnu_tar_reads_ours);
 	RUN(reads_gnu_tar);
 	RUN(limits);
