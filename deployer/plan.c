@@ -82,16 +82,19 @@ static int read_entry(kd_tar_reader *tr, const kd_pfile *f, char **ret, kd_error
 	return 0;
 }
 
-/* devkit: also the devkit image's dm-verity parameters (further on in the sorted payload). */
-static int pristine_load(int fd, const kd_manifest *m, const bool *mask, bool devkit, pristine *p,
-			 kd_error *err)
+/* devkit: also the devkit image's dm-verity parameters (further on in the sorted payload). Only
+ * the selected components are read (format 2: only their frames). */
+static int pristine_load(kd_payload *payload, const kd_manifest *m, const bool *mask, bool devkit,
+			 pristine *p, kd_error *err)
 {
 	_cleanup_(kd_tar_reader_freep) kd_tar_reader *tr = NULL;
 	const size_t pl = strlen(KD_PAYLOAD_TREE_PREFIX), dl = strlen(PLAN_CONFIG_DIR);
 	const char *last = devkit ? KD_DEVKIT_ROOT_HASH : PLAN_CONFIG_DIR "\x7f";
 	bool inside = false;
+	/* Format 1 sorts all entries by path; format 2 sorts them within each component. */
+	bool sorted = kd_payload_format(payload) == 1;
 	kd_tar_entry e;
-	int r = kd_tar_open(fd, NULL, &tr, err);
+	int r = kd_payload_tar_open(payload, mask, &tr, err);
 	p->m = m;
 	while (r >= 0 && (r = kd_tar_next(tr, &e, err)) > 0) {
 		const char *rel =
@@ -100,7 +103,7 @@ static int pristine_load(int fd, const kd_manifest *m, const bool *mask, bool de
 				      (devkit && strcmp(rel, KD_DEVKIT_ROOT_HASH) == 0));
 		if (!wanted || e.type != KD_ENTRY_FILE) {
 			/* Entries are sorted: past the last wanted name, nothing more is needed. */
-			if (inside && (!rel || strcmp(rel, last) > 0))
+			if (sorted && inside && (!rel || strcmp(rel, last) > 0))
 				break;
 			r = kd_tar_skip(tr, err);
 			continue;
@@ -425,7 +428,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	fprintf(f, "plan: install of %s (payload sha256 %.16s…) on this root; nothing is written\n",
 		m->version, kd_payload_digest(p));
 	if ((r = plan_payload(c, f, &s, fresh, m, mask, id, &pay_changes, err)) < 0 ||
-	    (r = pristine_load(fd, m, mask, o->rt.devkit, &pr, err)) < 0 ||
+	    (r = pristine_load(p, m, mask, o->rt.devkit, &pr, err)) < 0 ||
 	    (r = plan_config(c, f, o, &s, shims, &pr, pay_changes, &cfg_changes, err)) < 0)
 		goto out;
 	*ret_changes = pay_changes || cfg_changes;

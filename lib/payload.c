@@ -624,6 +624,45 @@ static int extract_entries(extract_state *x, kd_tar_reader *tr, kd_error *err)
 	return fix_dir_modes(x, err);
 }
 
+/* A reader over the manifest's entry and the selected components' entries: format 2 reads
+ * only their frames (and refuses a damaged one first), format 1 the whole stream. */
+static int payload_tar_open(kd_payload *p, const bool *mask, kd_tar_read_opts *tl,
+			    kd_tar_reader **ret, kd_error *err)
+{
+	const kd_payload_index *ix = p->index;
+	_cleanup_free_ kd_tar_range *ranges = NULL;
+	int r;
+
+	if (ix) {
+		/* The manifest's frame, the selected components' frames, the end of the archive:
+		 * together a valid tar.zst that holds only what is needed. */
+		if ((r = kd_payload_check_components(p, mask, err)) < 0)
+			return r;
+		if (!(ranges = calloc(ix->n, sizeof(*ranges))))
+			return kd_err(err, -ENOMEM, "out of memory");
+		tl->n_ranges = 0;
+		for (uint32_t i = 0; i < ix->n; i++) {
+			bool comp = i > 0 && i + 1 < ix->n;
+			if (comp && mask && !mask[i - 1])
+				continue;
+			ranges[tl->n_ranges++] =
+				(kd_tar_range){ix->frames[i].offset, ix->frames[i].size};
+		}
+		tl->ranges = ranges; /* copied by kd_tar_open */
+	}
+	r = kd_tar_open(p->fd, tl, ret, err);
+	tl->ranges = NULL;
+	return r;
+}
+
+int kd_payload_tar_open(kd_payload *p, const bool *component_mask, kd_tar_reader **ret,
+			kd_error *err)
+{
+	kd_tar_read_opts tl = {.max_path = KD_PATH_MAX};
+	int r = payload_tar_open(p, component_mask, &tl, ret, err);
+	return r < 0 ? kd_err_wrap(err, r, "read '%s'", p->name) : 0;
+}
+
 int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 		       kd_extract_stats *ret_stats, kd_error *err)
 {
@@ -657,27 +696,9 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 	kd_tar_read_opts tl = {.max_entries = x.lim.max_entries + 1,
 			       .max_path = KD_PATH_MAX,
 			       .decompress_thread = true};
-	_cleanup_free_ kd_tar_range *ranges = NULL;
-	if (p->index) {
-		/* The manifest's frame, the selected components' frames, the end of the archive:
-		 * together a valid tar.zst that holds only what is needed. */
-		const kd_payload_index *ix = p->index;
-		if ((r = kd_payload_check_components(p, x.o->component_mask, err)) < 0)
-			return kd_err_wrap(err, r, "extract '%s'", p->name);
-		if (!(ranges = calloc(ix->n, sizeof(*ranges))))
-			return kd_err(err, -ENOMEM, "out of memory");
-		for (uint32_t i = 0; i < ix->n; i++) {
-			bool comp = i > 0 && i + 1 < ix->n;
-			if (comp && x.o->component_mask && !x.o->component_mask[i - 1])
-				continue;
-			ranges[tl.n_ranges++] =
-				(kd_tar_range){ix->frames[i].offset, ix->frames[i].size};
-		}
-		tl.ranges = ranges;
-		x.framed = true;
-	}
+	x.framed = p->index != NULL;
 	x.mask = x.o->component_mask;
-	r = kd_tar_open(p->fd, &tl, &tr, err);
+	r = payload_tar_open(p, x.o->component_mask, &tl, &tr, err);
 	if (r >= 0)
 		r = extract_entries(&x, tr, err);
 	if (x.parentfd >= 0 && x.parentfd != destfd)

@@ -159,6 +159,13 @@ typedef struct kd_extract_stats {
  * match the manifest. On failure destfd may hold a partial tree: the caller removes it. */
 int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 		       kd_extract_stats *ret_stats, kd_error *err);
+/* A tar reader (lib/tarball.h) over the manifest's entry followed by the entries of the
+ * components set in mask (NULL = all): format 2 reads only their frames, after refusing a
+ * damaged one; format 1 reads the whole stream (entries of every component, sorted by path).
+ * Entries are not checked against the manifest: the caller does that. */
+struct kd_tar_reader;
+int kd_payload_tar_open(kd_payload *p, const bool *component_mask, struct kd_tar_reader **ret,
+			kd_error *err);
 /* Format 2: fail (-EBADMSG, naming the first) if a component set in mask (NULL = all) did not
  * match its sha256 in the manifest when the payload was opened. Format 1: 0. Lets a caller
  * refuse a payload before it writes anything. */
