@@ -11,6 +11,9 @@
 #include "sign.h"
 #include "tarball.h"
 
+/* Bytes per read while hashing the payload: a larger buffer is no faster and costs peak memory. */
+#define HASH_BUF (256u << 10)
+
 struct kd_payload {
 	int fd;
 	char *name;
@@ -30,7 +33,7 @@ static int hash_whole(int fd, const kd_payload_index *ix, uint64_t size,
 		      char out[KD_SHA256_HEX_LEN + 1], uint8_t (*ret_frames)[KD_SHA256_LEN],
 		      kd_error *err)
 {
-	_cleanup_free_ uint8_t *buf = malloc(IO_BUF);
+	_cleanup_free_ uint8_t *buf = malloc(HASH_BUF);
 	_cleanup_sha256_ kd_sha256 h = {0}, fh = {0};
 	uint8_t bin[KD_SHA256_LEN];
 	uint64_t off = 0;
@@ -42,7 +45,7 @@ static int hash_whole(int fd, const kd_payload_index *ix, uint64_t size,
 	if ((r = kd_sha256_init(&h, err)) < 0 || (ix && (r = kd_sha256_init(&fh, err)) < 0))
 		return r;
 	for (;;) {
-		ssize_t n = pread(fd, buf, IO_BUF, (off_t)off);
+		ssize_t n = pread(fd, buf, HASH_BUF, (off_t)off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
