@@ -205,6 +205,11 @@ check "format 1: it was read as format 1" grep -q "payload format 1" <<<"$out"
 check "format 1: the shim's binary is the packed one" \
 	cmp -s "$R3/opt/kata/bin/qemu-system-x86_64" artifacts/demo/tree/opt/kata/bin/qemu-system-x86_64
 "$KD" uninstall --root "$R3" >/dev/null
+# A file whose bytes differ from the manifest: the message gives both digests in full.
+python3 tests/tools/mkhostile.py digest-mismatch "$T/dm.tar.zst"
+expect_fail "a digest mismatch names both digests in full" \
+	"sha256 is 92e78d0b032962f47792a9fa95fd981ef63e1e3ef074d536d6304c75eddbe29f, the manifest says 1ea7a9b77da8c725742658e48d686d50bdaaf7f8b0289b1061adec3d249e5071" \
+	"$KD" install --root "$R3" --payload "$T/dm.tar.zst"
 # A payload with no shims (issue 11): pack refuses it, install refuses one made elsewhere.
 mkdir -p "$T/noshims/opt/kata/bin" && cp artifacts/demo/tree/opt/kata/bin/kata-runtime "$T/noshims/opt/kata/bin/"
 expect_fail "pack refuses a tree with no shims" "no shims" \

@@ -264,6 +264,14 @@ TEST(verify_tree_rehash)
 	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, false, &err), 0);
 	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err), -EBADMSG);
 	CHECK(has(err.msg, "vmlinux-6.1") && has(err.msg, "sha256"));
+	/* Both digests in full. */
+	const kd_pfile *vf =
+		kd_manifest_find(kd_payload_manifest(p), "share/kata-containers/vmlinux-6.1");
+	char want[200], hex[KD_SHA256_HEX_LEN + 1];
+	kd_sha256_buf(buf, sizeof(buf), hex);
+	snprintf(want, sizeof(want), "sha256 is %s, the manifest says %s", hex,
+		 vf ? vf->sha256 : "?");
+	CHECK(vf && strlen(vf->sha256) == 64 && has(err.msg, want));
 	close(dfd);
 	kd_payload_free(p);
 	free(dest);
@@ -555,7 +563,10 @@ static const hostile hostiles[] = {
 	{"setuid", false, "opt/kata/bin/su", "setuid"},
 	{"setuid-manifest", true, "bin/su", "setuid"},
 	{"size-mismatch", false, "opt/kata/bin/big", "size"},
-	{"digest-mismatch", false, "opt/kata/bin/c", "sha256 is"},
+	/* Both digests in full (issue 13 reported "the manifest says 0" for 0399b87d…). */
+	{"digest-mismatch", false, "opt/kata/bin/c",
+	 "sha256 is 92e78d0b032962f47792a9fa95fd981ef63e1e3ef074d536d6304c75eddbe29f, the manifest "
+	 "says 1ea7a9b77da8c725742658e48d686d50bdaaf7f8b0289b1061adec3d249e5071"},
 	{"not-in-manifest", false, "'opt/kata/bin/extra' is not in the manifest", ""},
 	{"missing", false, "opt/kata/share/c", "missing"},
 	{"duplicate", false, "opt/kata/bin/d", "twice"},
