@@ -115,6 +115,8 @@ static int read_manifest(int fd, const kd_payload_index *ix, kd_manifest **ret, 
 	if (off != e.size)
 		return kd_err(err, -EBADMSG, "%s: truncated", KD_PAYLOAD_MANIFEST_NAME);
 	json[off] = '\0';
+	/* The decompressor (its 1 MiB window) goes before the manifest's structures come. */
+	kd_tar_reader_free(TAKE_PTR(tr));
 	return kd_manifest_parse(json, off, ret, err);
 }
 
