@@ -1,6 +1,8 @@
 /* kd_payload_pack: walk SRCDIR/opt/kata without following symlinks, normalise modes, hash,
- * assign components (spec or inferred), build and self-check the manifest, write the
- * deterministic tar.zst atomically and sign it. */
+ * assign components (spec or inferred), compress each component into a zstd frame of its own,
+ * build and self-check the manifest (which names those frames), write the deterministic
+ * format 2 tar.zst (manifest frame, component frames, end frame, index) atomically and sign
+ * it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
