@@ -253,10 +253,18 @@ int kd_ctx_recover(kd_ctx *c, kd_error *err)
 		kd_debug("finishing an interrupted uninstall");
 		return kd_engine_uninstall_locked(c, NULL, NULL, err);
 	}
-	/* A run killed after its commit may have left empty directories to remove. */
-	r = kd_engine_prune_dirs(c, &s, err);
+	/* A run killed after its commit may have left empty directories to remove. Only the
+	 * state's list of them needs the disk: on a full one, the list keeps names that are gone,
+	 * which every later prune and uninstall takes as already removed. */
+	kd_error e3 = {0};
+	r = kd_engine_prune_dirs(c, &s, &e3);
 	kd_state_done(&s);
-	return r;
+	if (r == -ENOSPC) {
+		kd_info("recover: %s (the disk is full): the state is updated by the next run",
+			e3.msg);
+		return 0;
+	}
+	return r < 0 ? kd_err(err, r, "%s", e3.msg) : 0;
 }
 
 int kd_engine_recover(int rootfd, const kd_engine_opts *o, kd_error *err)

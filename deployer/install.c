@@ -441,7 +441,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		if (abs && stat(abs, &st) == 0 && source_unchanged(&s, abs, &st) &&
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
-		    same_shims(c, o->shims, &s.current) &&
+		    same_shims(c, o->shims, &s.current) && kd_state_links_intact(c->rootfd, &s) &&
 		    kd_install_version_intact(c, &s.current, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
@@ -497,6 +497,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	snprintf(res->version, sizeof(res->version), "%s", m->version);
 
 	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
+	    kd_state_links_intact(c->rootfd, &s) &&
 	    kd_install_version_intact(c, &s.current, NULL) == 0) {
 		res->changed = false; /* same payload and shims: write nothing */
 		r = config_only(c, o, &s, res, err);

@@ -327,9 +327,12 @@ static int undo_one(int rootfd, const char *state_dir, char *kind, char *a, char
 		_cleanup_free_ char *data = NULL;
 		size_t len;
 		snprintf(bpath, sizeof(bpath), "%s/%s/%s", state_dir, KD_JOURNAL_BACKUP_DIR, b);
-		int r = kd_read_file(rootfd, bpath, KD_JOURNAL_MAX_SIZE, &data, &len, err);
+		kd_error e2 = {0};
+		int r = kd_read_file(rootfd, bpath, KD_JOURNAL_MAX_SIZE, &data, &len, &e2);
+		if (r == -ENOENT)
+			return 0; /* renamed into place by an earlier, interrupted recovery */
 		if (r < 0)
-			return kd_err_wrap(err, r, "restore '%s'", a);
+			return kd_err(err, r, "restore '%s': %s", a, e2.msg);
 		/* Bytes and mode unchanged (the run never got to write it): no rewrite, which on a
 		 * full disk could not even be done. */
 		mode_t mode = (mode_t)strtol(c, NULL, 8);
@@ -341,6 +344,22 @@ static int undo_one(int rootfd, const char *state_dir, char *kind, char *a, char
 		    kd_read_file(rootfd, a, KD_JOURNAL_MAX_SIZE, &now, &nlen, NULL) == 0 &&
 		    nlen == len && !memcmp(now, data, len))
 			return 0;
+		/* The backup itself goes back into place: a rename needs no free space (a full disk
+		 * must not block the undo) and frees the bytes of the file it replaces. Another
+		 * file system (EXDEV): a copy. */
+		const char *bb, *ab;
+		_cleanup_close_ int bdfd = kd_open_parent(rootfd, bpath, &bb, NULL);
+		_cleanup_close_ int adfd = kd_open_parent(rootfd, a, &ab, NULL);
+		if (bdfd >= 0 && adfd >= 0 && fchmodat(bdfd, bb, mode, 0) == 0) {
+			if (renameat(bdfd, bb, adfd, ab) == 0) {
+				if (fsync(adfd) < 0)
+					return kd_err_errno(err, negative_errno(),
+							    "restore '%s': fsync", a);
+				return 0;
+			}
+			if (errno != EXDEV)
+				return kd_err_errno(err, negative_errno(), "restore '%s'", a);
+		}
 		return kd_write_atomic(rootfd, a, data, len, mode, err);
 	}
 	if (strcmp(kind, "rename") == 0) {

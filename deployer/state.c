@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "fsroot.h"
 #include "json.h"
 #include "strv.h"
@@ -341,4 +342,27 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 	}
 	snprintf(path, sizeof(path), "%s/%s", state_dir, KD_STATE_FILE);
 	return kd_json_write_atomic(rootfd, path, o, KD_JSON_PRETTY, 0644, err);
+}
+
+bool kd_state_links_intact(int rootfd, const kd_state *s)
+{
+	char want[KD_PATH_MAX], have[KD_PATH_MAX], cur[KD_PATH_MAX];
+	if (!s->has_current || !s->prefix)
+		return false;
+	snprintf(cur, sizeof(cur), "%s/%s", s->prefix, KD_CURRENT_LINK);
+	snprintf(want, sizeof(want), "%s/%s", KD_VERSIONS_DIR, s->current.id);
+	if (kd_readlink(rootfd, cur, have, sizeof(have), NULL) < 0 || strcmp(have, want))
+		return false;
+	size_t pl = strlen(s->prefix);
+	for (size_t i = 0; s->links && s->links[i]; i++) {
+		const char *l = s->links[i];
+		if (!strcmp(l, cur))
+			continue;
+		if (strncmp(l, s->prefix, pl) || l[pl] != '/')
+			return false;
+		snprintf(want, sizeof(want), "%s/%s", KD_CURRENT_LINK, l + pl + 1);
+		if (kd_readlink(rootfd, l, have, sizeof(have), NULL) < 0 || strcmp(have, want))
+			return false;
+	}
+	return true;
 }

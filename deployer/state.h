@@ -71,5 +71,9 @@ int kd_version_copy(kd_version *dst, const kd_version *src);
 
 /* Load state_dir/state.json; -ENOENT when there is none (s is then initialised and empty). */
 int kd_state_load(int rootfd, const char *state_dir, kd_state *s, kd_error *err);
+/* The links of the installed version are there as the install made them: <prefix>/current ->
+ * .versions/<current id>, and every top-level link we created -> current/<name>. A no-op
+ * re-install needs this (a removed opt/kata/bin is repaired by re-installing). */
+bool kd_state_links_intact(int rootfd, const kd_state *s);
 /* Save atomically (the caller journals the file first). */
 int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error *err);

@@ -93,4 +93,99 @@ run_faults "first install" ":" "$I1" "$T/ref-none.snap" "$T/ref-install.snap"
 run_faults "upgrade" "$I1" "$I2" "$T/ref-v1.snap" "$T/ref-upgrade.snap"
 run_faults "rollback" "$I1; $I2" "$RB" "$T/ref-upgrade.snap" "$T/ref-rollback.snap"
 run_faults "uninstall" "$I1; $I2" "$UN" "$T/ref-upgrade.snap" "$T/ref-none-after-uninstall.snap"
+
+# The same kills, then the disk fills up before anyone recovers (issue 14 item 9): the root is a
+# small tmpfs in a private mount namespace; after the kill a filler takes every free byte, and
+# `recover` must still converge on the full disk (it removes version trees first, which frees
+# the room its restores need, and never rewrites a file whose bytes did not change). The filler
+# is then removed and the root compared as above.
+export KD ORIG T P1 P2
+export -f snapshot state_snapshot
+full_faults() { # full_faults NAME SETUP VICTIM BEFORE AFTER
+	local name=$1 setup=$2 victim=$3 before=$4 after=$5 n=1 kills=0 bad=0 rc
+	R=$T/full-root
+	mkdir -p "$R"
+	export R
+	while :; do
+		rc=0
+		KD_N=$n SETUP=$setup VICTIM=$victim unshare -m bash -c '
+			set -u
+			mount -t tmpfs -o size=128k,mode=755 kdfull "$R" || exit 90
+			cp -a "$ORIG/." "$R/"
+			eval "$SETUP" >/dev/null 2>&1 || exit 91
+			KD_FAULT_AT=$KD_N eval "$VICTIM" >/dev/null 2>&1 && exit 0
+			dd if=/dev/zero of="$R/.filler" bs=1k >/dev/null 2>&1
+			[ "$(df --output=avail "$R" | tail -1)" -eq 0 ] || exit 92
+			"$KD" recover --root "$R" >"$T/full-recover.out" 2>&1 || exit 93
+			rm -f "$R/.filler"
+			# the next run (any verb) records what a full disk kept recover from writing
+			"$KD" recover --root "$R" >/dev/null 2>&1 || exit 93
+			state_snapshot "$R" | LC_ALL=C sort >"$T/full-now.snap"
+			exit 137' || rc=$?
+		case $rc in
+		0) break ;;
+		137) kills=$((kills + 1)) ;;
+		93) not_ok "$name on a full disk: recover after kill $n failed: $(tail -1 "$T/full-recover.out")"; bad=1 ;;
+		*) not_ok "$name on a full disk: point $n: setup failed (rc=$rc)"; bad=1; break ;;
+		esac
+		# (sorted: snapshot orders by directory size, which differs on tmpfs)
+		if [ "$rc" = 137 ] && ! cmp -s "$T/full-now.snap" <(LC_ALL=C sort "$before") &&
+			! cmp -s "$T/full-now.snap" <(LC_ALL=C sort "$after"); then
+			not_ok "$name on a full disk: after kill at point $n, recover left a half-done root:"
+			{ diff "$T/full-now.snap" <(LC_ALL=C sort "$after") | head -10; } || true
+			bad=1
+		fi
+		n=$((n + 1))
+		[ "$n" -lt 200 ] || { not_ok "$name on a full disk: too many fault points"; bad=1; break; }
+	done
+	if [ "$kills" -lt 3 ]; then
+		not_ok "$name on a full disk: only $kills fault points were reached"
+	elif [ "$bad" -eq 0 ]; then
+		ok "$name on a full disk: killed at each of $kills points, disk filled, recover converged each time"
+	fi
+}
+# The run itself meets the full disk: roots of 8 KiB to 128 KiB; an install or upgrade that fails
+# with ENOSPC undoes itself on that disk (version trees first, files whose bytes it never changed
+# left alone), leaves no journal and no .#kd.* debris, and the root is as it was before.
+full_sizes() { # full_sizes NAME SETUP VICTIM BEFORE
+	local name=$1 setup=$2 victim=$3 before=$4 k rc failed=0 bad=0
+	R=$T/full-root
+	mkdir -p "$R"
+	export R
+	for k in 8 16 24 32 40 48 56 64 72 80 96 112 128; do
+		rc=0
+		KB=$k SETUP=$setup VICTIM=$victim unshare -m bash -c '
+			set -u
+			mount -t tmpfs -o size=${KB}k,mode=755 kdfull "$R" || exit 90
+			cp -a "$ORIG/." "$R/"
+			eval "$SETUP" >/dev/null 2>&1 || exit 91
+			eval "$VICTIM" >"$T/full-run.out" 2>&1 && exit 0
+			grep -q "No space left on device" "$T/full-run.out" || exit 94
+			[ ! -e "$R/var/lib/kata-deploy/journal" ] || exit 95
+			! find "$R" -name ".#kd.*" | grep -q . || exit 96
+			state_snapshot "$R" | LC_ALL=C sort >"$T/full-now.snap"
+			exit 137' || rc=$?
+		case $rc in
+		0) continue ;;
+		91) continue ;; # the setup itself does not fit
+		137) failed=$((failed + 1))
+			cmp -s "$T/full-now.snap" <(LC_ALL=C sort "$before") ||
+				{ not_ok "$name in ${k} KiB: the failed run left the root changed"; bad=1; } ;;
+		94) not_ok "$name in ${k} KiB: failed, but not for lack of space: $(tail -1 "$T/full-run.out")"; bad=1 ;;
+		95) not_ok "$name in ${k} KiB: the failed run left its journal: $(tail -1 "$T/full-run.out")"; bad=1 ;;
+		96) not_ok "$name in ${k} KiB: the failed run left .#kd.* debris"; bad=1 ;;
+		*) not_ok "$name in ${k} KiB: rc=$rc"; bad=1 ;;
+		esac
+	done
+	if [ "$failed" -lt 2 ]; then
+		not_ok "$name: only $failed sizes were too small"
+	elif [ "$bad" -eq 0 ]; then
+		ok "$name: at $failed root sizes it ran out of space and undid itself on the full disk"
+	fi
+}
+full_sizes "first install" ":" "$I1" "$T/ref-none.snap"
+full_sizes "upgrade" "$I1" "$I2" "$T/ref-v1.snap"
+full_faults "first install" ":" "$I1" "$T/ref-none.snap" "$T/ref-install.snap"
+full_faults "upgrade" "$I1" "$I2" "$T/ref-v1.snap" "$T/ref-upgrade.snap"
+full_faults "rollback" "$I1; $I2" "$RB" "$T/ref-upgrade.snap" "$T/ref-rollback.snap"
 finish

@@ -111,6 +111,19 @@ crafted "journal '../x' paths are refused" "unsafe path '../x'" 'tree\t../x\t\t'
 crafted "journal file record with a backup path outside journal.d is refused" \
 	"has a bad backup" 'file\tetc/containerd/config.toml\t../../../../etc/shadow\t644'
 
+# ---- item 12: a plain re-install repairs a removed link -----------------------------------
+fresh relink
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+snapshot "$R" | grep -v state.json >"$T/relink.after-install"
+rm "$R/opt/kata/bin"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >"$T/relink.out" 2>&1 ||
+	not_ok "re-install after a removed link failed: $(tail -2 "$T/relink.out")"
+check "a removed opt/kata/bin: a plain re-install is not a no-op" bash -c "! grep -q 'nothing to do' '$T/relink.out'"
+check "… and puts the link back as it was (the rest unchanged)" \
+	diff "$T/relink.after-install" <(snapshot "$R" | grep -v state.json)
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >"$T/relink.out2" 2>&1
+check "… after which a re-install is a no-op again" grep -q 'nothing to do' "$T/relink.out2"
+
 # ---- item 3: kata-build collects outputs without following links above them --------------
 KB=$KD_BUILD/kata-build
 mkdir -p "$T/art/recipes"
