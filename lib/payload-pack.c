@@ -157,8 +157,10 @@ static int assign_components(pack_state *s, kd_manifest *m, struct json_object *
 		for (size_t j = 0; j < json_object_array_length(paths); j++) {
 			const char *p;
 			bool used = false;
-			kd_json_path_index(pwhere, sizeof(pwhere), where, j);
-			kd_json_path_key(pwhere, sizeof(pwhere), pwhere, "paths");
+			/* "components[c].paths[j]": no snprintf from pwhere into itself. */
+			char pkey[KD_JSON_PATH_MAX];
+			kd_json_path_key(pkey, sizeof(pkey), where, "paths");
+			kd_json_path_index(pwhere, sizeof(pwhere), pkey, j);
 			if ((r = kd_json_as_string(json_object_array_get_idx(paths, j), pwhere, &p,
 						   err)) < 0)
 				return r;

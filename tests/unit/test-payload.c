@@ -397,6 +397,13 @@ TEST(spec_errors)
 	close(fd);
 	CHECK(pack(tree_src, out, spec, 1, &err) < 0);
 	CHECK(has(err.msg, "'nope'"));
+	/* A path that is not a string is named by its place (was ".paths" written over itself). */
+	fd = open(spec, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	dprintf(fd, "version: '1'\ncomponents:\n  - name: a\n    paths: [bin/, 7]\n");
+	close(fd);
+	err = (kd_error){0};
+	CHECK(pack(tree_src, out, spec, 1, &err) < 0);
+	CHECK(has(err.msg, "components[0].paths[1]: expected string"));
 	CHECK(access(out, F_OK) < 0); /* nothing left behind */
 	free(out);
 	free(spec);
