@@ -111,6 +111,15 @@ static int fail(const kd_error *err)
 	return err->code == -EBUSY ? EXIT_BUSY : EXIT_FAILURE;
 }
 
+/* A --sha256 value as people paste it: either case is accepted, lower case is compared. */
+static bool sha256_arg(char *s)
+{
+	for (char *p = s; *p; p++)
+		if (*p >= 'A' && *p <= 'F')
+			*p = (char)(*p - 'A' + 'a');
+	return kd_sha256_hex_valid(s);
+}
+
 static int usage_error(const char *verb, const char *msg)
 {
 	fprintf(stderr, "kata-deploy %s: %s\nTry 'kata-deploy %s --help'.\n", verb, msg, verb);
@@ -295,6 +304,8 @@ static int cmd_install(int argc, char **argv, bool plan)
 			o.payload = optarg;
 			break;
 		case O_SHA:
+			if (!sha256_arg(optarg))
+				return usage_error(verb, "--sha256 must be 64 hex digits");
 			o.sha256 = optarg;
 			break;
 		case O_SHIMS:
@@ -593,6 +604,8 @@ static int cmd_payload_import(int argc, char **argv)
 			out = optarg;
 			break;
 		case I_SHA:
+			if (!sha256_arg(optarg))
+				return usage_error("payload", "--sha256 must be 64 hex digits");
 			o.sha256 = optarg;
 			break;
 		case I_SHIMS:
@@ -632,8 +645,6 @@ static int cmd_payload_import(int argc, char **argv)
 		return usage_error("payload", "import needs TARBALL and -o FILE");
 	if (o.sign_pubkey && !o.sign_key)
 		return usage_error("payload", "--sign-pubkey needs --sign");
-	if (o.sha256 && !kd_sha256_hex_valid(o.sha256))
-		return usage_error("payload", "--sha256 must be 64 lowercase hex digits");
 	o.shims = shims;
 	kd_info("payload import: %s -> %s sha256=%s shims=%s version=%s arch=%s sign=%s",
 		argv[optind], out, o.sha256 ? o.sha256 : "(not pinned)", shims ? "listed" : "all",

@@ -124,6 +124,14 @@ check "… and puts the link back as it was (the rest unchanged)" \
 "$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >"$T/relink.out2" 2>&1
 check "… after which a re-install is a no-op again" grep -q 'nothing to do' "$T/relink.out2"
 
+# ---- clear errors ---------------------------------------------------------------------------
+fresh sha
+SHA=$(sha256sum "$P" | cut -c1-64)
+check "--sha256 in upper case (as often published) is accepted" \
+	"$KD" install --root "$R" --payload "$P" --sha256 "$(tr a-f A-F <<<"$SHA")" --runtime-version 1.7
+expect_fail "--sha256 that is not 64 hex digits is a usage error" "--sha256 must be 64 hex digits" \
+	"$KD" install --root "$R" --payload "$P" --sha256 "${SHA}0"
+
 # ---- item 3: kata-build collects outputs without following links above them --------------
 KB=$KD_BUILD/kata-build
 mkdir -p "$T/art/recipes"

@@ -101,7 +101,7 @@ check "3.x: version 3.21.0" bash -c "tar -xOf '$P3' kata-payload.json | grep -q 
 expect_fail "a wrong --sha256 is refused, naming both digests" "sha256 is $SHA4, expected $(printf 'a%.0s' $(seq 64))" \
 	"$KD" payload import "$U4" --sha256 "$(printf 'a%.0s' $(seq 64))" -o "$T/out/wrong.tar.zst"
 check "nothing written for a wrong --sha256" test ! -e "$T/out/wrong.tar.zst"
-expect_fail "--sha256 that is not hex is a usage error" "64 lowercase hex" \
+expect_fail "--sha256 that is not hex is a usage error" "64 hex digits" \
 	"$KD" payload import "$U4" --sha256 xyz -o "$T/out/wrong.tar.zst"
 
 # --- --shims, names, versions ---
