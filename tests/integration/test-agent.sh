@@ -36,6 +36,20 @@ for ex in helm/kata-deploy/examples/*.yaml; do
 		{ not_ok "helm template $ex: $(cat "$T/helm.err")"; continue; }
 	check "dry-run=server of rendered $(basename "$ex")" q k apply --dry-run=server -f "$T/render.yaml" -o name
 done
+# upstream 4.1.0's own values.yaml with only the image override, and a node without systemd
+UPV=$T/upstream-values.yaml
+tar -xzf "${KD_SHARED_SOURCES:-$ROOTDIR/../shared/sources}/kata-containers-4.1.0.tar.gz" -O \
+	kata-containers-4.1.0/tools/packaging/kata-deploy/helm-chart/kata-deploy/values.yaml >"$UPV" ||
+	not_ok "upstream 4.1.0 values.yaml from ../shared/sources"
+for v in "-f $UPV --set image.reference=registry.example/kata-deploy-c" \
+	"--set runtimeRestart=none --set hostCheck=false --set containerRuntime=containerd"; do
+	# shellcheck disable=SC2086
+	if "$HELM" template kata-deploy helm/kata-deploy -n kube-system $v >"$T/render.yaml" 2>"$T/helm.err"; then
+		check "dry-run=server of the render with ${v/$T\//}" q k apply --dry-run=server -f "$T/render.yaml" -o name
+	else
+		not_ok "helm template $v: $(cat "$T/helm.err")"
+	fi
+done
 check "kubectl apply -f manifests/ creates the objects" q k apply -f manifests/ -o name
 check "objects exist: sa, roles, daemonset, runtimeclass" \
 	q k get -n kube-system sa/kata-deploy-sa role/kata-deploy-role rolebinding/kata-deploy-rb \
@@ -236,6 +250,13 @@ check "host check refuses: exit 1" [ "$(cat "$T/agent-hc.rc")" = 1 ]
 check "host check refuses: message" grep -q "host check: no enabled shim can run on this node: qemu (" "$T/agent-hc.log"
 check "host check refuses: InstallFailed event" [ "$(events InstallFailed)" -ge 1 ]
 check "host check refuses: host root untouched" diff -q <(snapshot "$R3") "$T/orig.snap"
+# HOST_CHECK=false (the chart's hostCheck: false): the same node installs, unchecked.
+R3b=$T/r3b; cp -a "$T/orig" "$R3b"
+run_agent hcoff "$R3b" HOST_CHECK_ROOT="$T/emptyhc" HOST_CHECK=false
+if wait_ready hcoff 60; then ok "HOST_CHECK=false: installs where the host check refuses"; else not_ok "HOST_CHECK=false: not ready"; show hcoff; fi
+check "HOST_CHECK=false: setting logged" grep -q "setting HOST_CHECK=false" "$T/agent-hcoff.log"
+check "HOST_CHECK=false: Kata installed" [ -e "$R3b/opt/kata/current" ]
+kill_agent hcoff
 
 # --- 409 Conflict on a guarded label update (lib/k8s through the test driver) ----------------
 out=$("$K8SC" "$KD_APISERVER_KUBECONFIG" conflict "$NODE" 2>&1) || true
