@@ -395,7 +395,8 @@ static int replay_undo(int rootfd, const char *state_dir, char *data, kd_error *
 		char **f = fields[i];
 		char *s = lines[i];
 		f[0] = lines[i];
-		f[1] = f[2] = f[3] = "";
+		/* missing fields: the line's own (writable) terminator, which unescape may write */
+		f[1] = f[2] = f[3] = lines[i] + strlen(lines[i]);
 		for (int k = 1; k < 4; k++) {
 			s = s ? strchr(s, '\t') : NULL;
 			if (s) {
