@@ -253,18 +253,18 @@ git_recipe() { # TREE URL
 }
 git_recipe "$gtree" "http://$F/files/proj"
 check "git source: the tag archive from the forge URL, its tree id verified" \
-	$KB --artifacts "$T/art2" --cache "$T/c7" fetch gitsrc
+	$KB --artifacts "$T/art2" --cache "$T/g1" fetch gitsrc
 check "git source: stored by sha256, indexed by tree" \
-	sh -c "test -f '$T/c7/sources/sha256/'\$(cat '$T/c7/git/$gtree')"
+	sh -c "test -f '$T/g1/sources/sha256/'\$(cat '$T/g1/git/$gtree')"
 git_recipe "$gtree" "http://127.0.0.1:9/nowhere"
 check "git source: from --mirror with the forge unreachable" \
-	$KB --artifacts "$T/art2" --cache "$T/c8" --mirror "$T/mirror" fetch gitsrc
+	$KB --artifacts "$T/art2" --cache "$T/g2" --mirror "$T/mirror" fetch gitsrc
 check "git source: KATA_BUILD_MIRROR does the same" \
-	env KATA_BUILD_MIRROR="$T/mirror" $KB --artifacts "$T/art2" --cache "$T/c8b" fetch gitsrc
+	env KATA_BUILD_MIRROR="$T/mirror" $KB --artifacts "$T/art2" --cache "$T/g2b" fetch gitsrc
 check "git source: the two archives differ in bytes" \
-	sh -c "! cmp -s '$T/c7/sources/sha256/'\$(cat '$T/c7/git/$gtree') '$T/c8/sources/sha256/'\$(cat '$T/c8/git/$gtree')"
-k1=$($KB --artifacts "$T/art2" --cache "$T/c7" --out "$T/o7" component gitsrc 2>/dev/null | awk '{print $2, $5}')
-k2=$($KB --artifacts "$T/art2" --cache "$T/c8" --out "$T/o8" component gitsrc 2>/dev/null | awk '{print $2, $5}')
+	sh -c "! cmp -s '$T/g1/sources/sha256/'\$(cat '$T/g1/git/$gtree') '$T/g2/sources/sha256/'\$(cat '$T/g2/git/$gtree')"
+k1=$($KB --artifacts "$T/art2" --cache "$T/g1" --out "$T/go1" component gitsrc 2>/dev/null | awk '{print $2, $5}')
+k2=$($KB --artifacts "$T/art2" --cache "$T/g2" --out "$T/go2" component gitsrc 2>/dev/null | awk '{print $2, $5}')
 echo "# gitsrc from the forge: $k1; from the mirror: $k2"
 check "git source: another archive of the same tree gives the same key and bytes" \
 	sh -c "[ -n '$k1' ] && [ '$k1' = '$k2' ]"
@@ -272,13 +272,13 @@ zero=$(printf '%040d' 0)
 git_recipe "$zero" "http://$F/files/proj"
 expect_fail "git source: an archive whose tree differs from the pin is refused" \
 	"its git tree is $gtree, the recipe pins $zero; the archive was discarded" \
-	$KB --artifacts "$T/art2" --cache "$T/c9" fetch gitsrc
+	$KB --artifacts "$T/art2" --cache "$T/g3" fetch gitsrc
 check "git source: the refused archive was not kept" \
-	sh -c "! ls '$T/c9/sources/sha256/' '$T/c9/git/' '$T/c9/partial/' | grep -q '^[0-9a-f]'"
+	sh -c "! ls '$T/g3/sources/sha256/' '$T/g3/git/' '$T/g3/partial/' | grep -q '^[0-9a-f]'"
 git_recipe "$gtree" "http://$F/files/proj"
 sed -i "s/    tag: v1/    tag: v1\n    commit: $zero/" "$T/art2/recipes/gitsrc.yaml"
 expect_fail "git source: tag and commit together are refused" "git needs exactly one of tag, commit" \
-	$KB --artifacts "$T/art2" --cache "$T/c9" fetch gitsrc
+	$KB --artifacts "$T/art2" --cache "$T/g3" fetch gitsrc
 rm -f "$T/art2/recipes/gitsrc.yaml"
 # The real pins of the Kata recipes against the copies in ../shared/sources (the mirror the
 # suite uses): every git source of kata-agent (the release and its six git dependencies).
@@ -291,8 +291,8 @@ gitfetch() {
 			sed -n '/^sources:/,/^fetch:/p' "$ROOTDIR/artifacts/recipes/kata-agent.yaml" | sed '$d'
 			printf "steps: ['true']\noutputs: [opt/kata/x]\n"
 		} >"$T/art4/recipes/kgit.yaml" &&
-		$KB --artifacts "$T/art4" --cache "$T/c10" --mirror "$SHARED_SOURCES" fetch kgit &&
-		[ "$(ls "$T/c10/git" | wc -l)" -eq 7 ]
+		$KB --artifacts "$T/art4" --cache "$T/g4" --mirror "$SHARED_SOURCES" fetch kgit &&
+		[ "$(ls "$T/g4/git" | wc -l)" -eq 7 ]
 }
 check "the kata-agent recipe's 7 git pins verify against $SHARED_SOURCES" gitfetch
 
