@@ -164,14 +164,24 @@ static int begin_with_state_dir(kd_ctx *c, kd_journal *j, const char *op, char *
 	snprintf(tmp, sizeof(tmp), "%.*s%s%d.state", slash ? (int)(slash - top + 1) : 0, top,
 		 KD_TMP_PREFIX, getpid());
 	snprintf(inner, sizeof(inner), "%s%s", tmp, rest);
-	if ((r = kd_remove_tree(c->rootfd, tmp, err)) < 0 ||
-	    (r = kd_mkdir_p(c->rootfd, inner, 0755, NULL, NULL, err)) < 0)
+	if ((r = kd_remove_tree(c->rootfd, tmp, err)) < 0)
 		return kd_err_wrap(err, r, "create state directory '/%s'", c->state_dir);
-	if ((r = kd_journal_begin(j, c->rootfd, inner, op, err)) < 0 ||
-	    (r = kd_journal_statedir(j, top, err)) < 0)
+	/* Until the rename, a failure removes the temporary tree (a full disk must not leave
+	 * .#kd.<pid>.state behind; a kill leaves it to the next run's debris cleanup). */
+	if ((r = kd_mkdir_p(c->rootfd, inner, 0755, NULL, NULL, err)) < 0)
+		r = kd_err_wrap(err, r, "create state directory '/%s'", c->state_dir);
+	else if ((r = kd_journal_begin(j, c->rootfd, inner, op, err)) >= 0 &&
+		 (r = kd_journal_statedir(j, top, err)) >= 0 &&
+		 renameat(c->rootfd, tmp, c->rootfd, top) < 0)
+		r = kd_err_errno(err, negative_errno(), "create state directory '/%s'", top);
+	if (r < 0) {
+		if (j->fd >= 0) {
+			close(j->fd);
+			j->fd = -1;
+		}
+		kd_remove_tree(c->rootfd, tmp, NULL);
 		return r;
-	if (renameat(c->rootfd, tmp, c->rootfd, top) < 0)
-		return kd_err_errno(err, negative_errno(), "create state directory '/%s'", top);
+	}
 	kd_journal_set_dir(j, c->state_dir);
 	kd_fault_point("statedir");
 	/* Remember the chain: top and each directory below it. */

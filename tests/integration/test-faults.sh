@@ -183,6 +183,35 @@ full_sizes() { # full_sizes NAME SETUP VICTIM BEFORE
 		ok "$name: at $failed root sizes it ran out of space and undid itself on the full disk"
 	fi
 }
+# The same with too few inodes (the state dir's creation fails first): no .#kd.*.state left.
+full_inodes() {
+	local k rc bad=0 failed=0
+	R=$T/full-root
+	mkdir -p "$R"
+	export R
+	for k in 6 8 10 14 20 28 38; do
+		rc=0
+		KN=$k unshare -m bash -c '
+			mount -t tmpfs -o size=1m,nr_inodes=$KN,mode=755 kdfull "$R" || exit 90
+			cp -a "$ORIG/." "$R/" 2>/dev/null || exit 91
+			eval "$I1" >"$T/full-run.out" 2>&1 && exit 0
+			! find "$R" -name ".#kd.*" | grep -q . || exit 96
+			[ ! -e "$R/var/lib/kata-deploy/journal" ] || exit 95
+			state_snapshot "$R" | LC_ALL=C sort >"$T/full-now.snap"
+			exit 137' || rc=$?
+		case $rc in
+		0 | 91) ;;
+		137) failed=$((failed + 1))
+			cmp -s "$T/full-now.snap" <(LC_ALL=C sort "$T/ref-none.snap") ||
+				{ not_ok "install with $k inodes: the failed run left the root changed"; bad=1; } ;;
+		96) not_ok "install with $k inodes: .#kd.* debris left: $(tail -1 "$T/full-run.out")"; bad=1 ;;
+		*) not_ok "install with $k inodes: rc=$rc: $(tail -1 "$T/full-run.out")"; bad=1 ;;
+		esac
+	done
+	[ "$bad" = 1 ] || ok "install out of inodes at $failed sizes (the state dir's creation included): root as before, no debris"
+}
+export I1
+full_inodes
 full_sizes "first install" ":" "$I1" "$T/ref-none.snap"
 full_sizes "upgrade" "$I1" "$I2" "$T/ref-v1.snap"
 full_faults "first install" ":" "$I1" "$T/ref-none.snap" "$T/ref-install.snap"
