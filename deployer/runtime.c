@@ -153,6 +153,32 @@ static int handler_names(char *const *tables, char ***names)
 	return 0;
 }
 
+/* The runtime handler names in a whole file of ours (a drop-in, our k3s/rke2 template, whose
+ * record lists no tables): plugins.<id>.containerd.runtimes.<name>. Unparsable text: none. */
+static int handler_names_in_text(const char *text, size_t len, char ***names)
+{
+	size_t tl = strlen(KD_K3S_TEMPLATE_BASE);
+	if (len >= tl && !strncmp(text, KD_K3S_TEMPLATE_BASE, tl)) {
+		text += tl;
+		len -= tl;
+	}
+	_cleanup_toml_ kd_toml_doc *d = NULL;
+	if (kd_toml_parse("previous", text, len, &d, NULL) < 0)
+		return 0;
+	const char *pp[] = {"plugins"};
+	for (const kd_toml_node *pl = kd_toml_first(kd_toml_table(d, pp, 1)); pl;
+	     pl = kd_toml_next(pl)) {
+		const kd_toml_node *rt = kd_toml_get(kd_toml_get(pl, "containerd"), "runtimes");
+		if (kd_toml_type_of(rt) != KD_TOML_TABLE)
+			continue;
+		for (const kd_toml_node *h = kd_toml_first(rt); h; h = kd_toml_next(h))
+			if (!kd_strv_find(*names, kd_toml_key(h, NULL)) &&
+			    kd_strv_push(names, kd_toml_key(h, NULL)) < 0)
+				return -ENOMEM;
+	}
+	return 0;
+}
+
 /* ---- three-way revert of one file, in memory -------------------------------------------- */
 
 typedef enum revert_result {
@@ -906,6 +932,13 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 	}
 	if ((r = plan_stale(&p, in->rootfd, in->prev, err)) < 0)
 		goto fail;
+	for (size_t i = 0; i < p.n; i++) {
+		const kd_config_file *pr = find_record(in->prev, p.changes[i].path);
+		if (pr && pr->whole && p.changes[i].old &&
+		    (r = handler_names_in_text(p.changes[i].old, p.changes[i].old_len,
+					       &p.prev_handlers)) < 0)
+			goto fail;
+	}
 	for (size_t i = 0; i < p.n; i++)
 		if (p.changes[i].new_text && !p.changes[i].old &&
 		    (r = plan_dirs(&p, in->rootfd, p.changes[i].path)) < 0)
@@ -1328,7 +1361,9 @@ static int compare_effective(const char *before, const char *after, char *const 
 				      "default_runtime_name from '%s' to '%s' (plugin \"%s\"): "
 				      "refused",
 				      bd, ad ? ad : "", id);
-		if (ad && *ad && !kd_toml_get(art, ad))
+		/* Broken by this change: it named a runtime before (a template placeholder such
+		 * as microk8s' "${RUNTIME}" names none before or after). */
+		if (ad && *ad && kd_toml_get(brt, ad) && !kd_toml_get(art, ad))
 			return kd_err(
 				err, -EINVAL,
 				"containerd's default_runtime_name '%s' would name no runtime "
