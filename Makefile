@@ -53,7 +53,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 
-.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps \
+.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps deps-demo \
 	manifests test peers ci-image kernel-repro
 all: $(PROGRAMS) $(TOOL_BINS)
 
@@ -127,7 +127,7 @@ format:
 	clang-format -i $(FORMAT_FILES)
 
 # The two commands of the README: each installs what it needs first.
-demo: deps
+demo: deps-demo
 	$(MAKE) all
 	@O=$(O) scripts/demo.sh
 
@@ -157,12 +157,22 @@ bench: all
 	@O=$(O) bench/pack.sh
 	@O=$(O) bench/kata.sh
 
+MANDIR ?= $(PREFIX)/share/man
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 install: all
-	install -d $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(COMPLETIONDIR)
 	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	install -m 0644 man/kata-build.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/kata-deploy.8 man/kata-deploy-agent.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 completion/kata-deploy.bash $(DESTDIR)$(COMPLETIONDIR)/kata-deploy
+	ln -sf kata-deploy $(DESTDIR)$(COMPLETIONDIR)/kata-build
+	ln -sf kata-deploy $(DESTDIR)$(COMPLETIONDIR)/kata-deploy-agent
 
 deps:
 	@scripts/install-deps.sh
+deps-demo:
+	@scripts/install-deps.sh --demo
 
 clean:
 	rm -rf build build-asan build-fuzz

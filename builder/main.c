@@ -17,6 +17,9 @@
 #include "verify.h"
 
 #define DEFAULT_ARTIFACTS "artifacts"
+#ifndef KD_VERSION
+#define KD_VERSION "0.1.0"
+#endif
 #define DEFAULT_OUT "build/kata-static"
 #define DEFAULT_AGENT "build/kata-deploy-agent"
 #define FALLBACK_AGENT "build/kata-deploy"
@@ -28,7 +31,7 @@ typedef struct cli {
 	const char *output, *sign_key, *sign_pubkey;
 	const char *payload, *agent, *layout, *tag, *registry, *mount_from, *ca_file;
 	const char *pr, *sha, *keep, *mirror, *waiter, *ca_bundle;
-	bool verbose, force, plain_http, no_libs, no_push, with_payload;
+	bool verbose, quiet, force, plain_http, no_libs, no_push, with_payload;
 	int jobs;
 	char **names;
 	kd_cache *cache;
@@ -39,7 +42,7 @@ typedef struct cli {
 
 static void usage(FILE *f)
 {
-	fputs("usage: kata-build [OPTIONS] VERB [ARGS]\n"
+	fputs("Usage: kata-build [OPTIONS] VERB [ARGS]\n"
 	      "verbs:\n"
 	      "  fetch [COMPONENT...]        fetch sources into the cache, verified\n"
 	      "  component COMPONENT...      build (or take from the cache) component tarballs\n"
@@ -73,8 +76,63 @@ static void usage(FILE *f)
 	      "  --ca FILE         push: CA bundle\n"
 	      "  --no-push         ci: stop after the image\n"
 	      "  --keep DIR        verify: keep the rebuild in DIR\n"
-	      "  -v, --verbose     debug logging\n",
+	      "  -v, --verbose     debug logging\n"
+	      "  -q, --quiet       warnings and errors only, no download progress\n"
+	      "  -h, --help        this help; VERB --help: that verb's\n"
+	      "  --version         print the version\n"
+	      "Exit status: 0 success, 1 failure (the error is printed once), 2 usage error.\n",
 	      f);
+}
+
+/* `kata-build VERB --help`: the verb's usage on stdout. */
+static const struct verb_help {
+	const char *name, *text;
+} verb_help[] = {
+	{"fetch", "Usage: kata-build fetch [COMPONENT...] [--mirror DIR] [--cache DIR]\n"
+		  "Fetch the sources of the components (default: every component a shim uses)\n"
+		  "into the content-addressed cache, each verified by sha256 or git tree id.\n"},
+	{"component", "Usage: kata-build component COMPONENT... [--force] [--jobs N] [--out DIR]\n"
+		      "Build each component (or take it from the cache by the hash of its\n"
+		      "inputs) into OUT/kata-static-COMPONENT.tar.zst. Each build logs to\n"
+		      "CACHE/work/COMPONENT/build.log. Prints 'NAME SHA256 built|cached SECONDS\n"
+		      "key=KEY' per component.\n"},
+	{"payload", "Usage: kata-build payload [COMPONENT...] [--output FILE]\n"
+		    "                          [--sign-key PEM --sign-pubkey PEM]\n"
+		    "Build the components, then merge them into the payload (default\n"
+		    "OUT/payload.tar.zst), optionally signed.\n"},
+	{"image", "Usage: kata-build image --payload FILE --tag T [--agent BIN] [--waiter BIN]\n"
+		  "                        [--layout DIR] [--no-libs] [--ca-bundle PEM]\n"
+		  "Write the OCI image layout of the node agent with the payload.\n"},
+	{"push", "Usage: kata-build push --layout DIR --registry HOST/REPO --tag T\n"
+		 "                       [--plain-http] [--mount-from REPO] [--ca FILE]\n"
+		 "Push an OCI layout to a registry through the distribution API.\n"},
+	{"ci", "Usage: kata-build ci --pr N --sha SHA [--registry HOST/REPO] [--no-push]\n"
+	       "Components, payload, image, push, tagged <pr>-<sha>-<arch>.\n"},
+	{"verify", "Usage: kata-build verify [COMPONENT...] [--payload FILE] [--keep DIR]\n"
+		   "Rebuild with a clean cache and compare bit for bit; names the first differing\n"
+		   "tar entry.\n"},
+};
+
+static int print_verb_help(const char *verb)
+{
+	for (size_t i = 0; i < ELEMENTSOF(verb_help); i++)
+		if (!strcmp(verb_help[i].name, verb)) {
+			printf("%s\nEvery option: kata-build --help.\n", verb_help[i].text);
+			return 0;
+		}
+	fprintf(stderr, "kata-build: unknown verb '%s'\nTry 'kata-build --help'.\n", verb);
+	return 2;
+}
+
+static int bad_option(char **argv)
+{
+	if (optopt > ' ' && optopt < 127 && optopt != '?')
+		fprintf(stderr, "kata-build: unknown option or missing value: '-%c'\n", optopt);
+	else
+		fprintf(stderr, "kata-build: unknown option or missing value: '%s'\n",
+			argv[optind - 1]);
+	fprintf(stderr, "Try 'kata-build --help'.\n");
+	return 2;
 }
 
 /* Recipes that no shim uses are not built by default; say which and why (an unpinned upstream
@@ -129,7 +187,7 @@ static int load_common(cli *c, kd_error *err)
 				.jobs = c->jobs,
 				.verbose = c->verbose,
 				.force = c->force,
-				.progress = true,
+				.progress = !c->quiet,
 				.mirror = c->mirror};
 	kd_info("artifacts %s, cache %s, out %s, mirror %s, SOURCE_DATE_EPOCH %lld, version %s, "
 		"builder %s",
@@ -162,6 +220,9 @@ static int cmd_component(cli *c, kd_error *err)
 		return kd_err(err, -EINVAL, "component: name at least one component");
 	for (char **n = c->names; *n; n++) {
 		kd_build_result br;
+		/* A kernel takes many minutes: say what starts and where its log goes. */
+		kd_info("component %s: building, unless cached (log %s/work/%s/build.log)", *n,
+			kd_cache_dir(c->cache), *n);
 		int r = kd_component_build(&c->bo, *n, &br, err);
 		if (r < 0)
 			return r;
@@ -369,6 +430,7 @@ enum {
 	O_NO_PUSH,
 	O_KEEP,
 	O_MIRROR,
+	O_VERSION,
 	O_WITH_PAYLOAD,
 	O_WAITER,
 	O_CA_BUNDLE,
@@ -456,6 +518,9 @@ static bool apply_opt(cli *c, int o, const char *arg)
 	case 'v':
 		c->verbose = true;
 		break;
+	case 'q':
+		c->quiet = true;
+		break;
 	default:
 		return false;
 	}
@@ -491,7 +556,9 @@ int main(int argc, char **argv)
 		{"keep", required_argument, NULL, O_KEEP},
 		{"mirror", required_argument, NULL, O_MIRROR},
 		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, O_VERSION},
 		{0},
 	};
 	cli c = {.artifacts = DEFAULT_ARTIFACTS,
@@ -500,17 +567,25 @@ int main(int argc, char **argv)
 	kd_error err = {0};
 	int o, r;
 
-	while ((o = getopt_long(argc, argv, "+vh", opts, NULL)) >= 0) {
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "+vqh", opts, NULL)) >= 0) {
 		if (o == 'h') {
 			usage(stdout);
 			return 0;
 		}
-		if (!apply_opt(&c, o, optarg)) {
-			usage(stderr);
-			return 2;
+		if (o == O_VERSION) {
+			printf("kata-build %s (builder format %s)\n", KD_VERSION,
+			       KD_BUILDER_VERSION);
+			return 0;
 		}
+		if (!apply_opt(&c, o, optarg))
+			return bad_option(argv);
 	}
-	kd_log_setup("kata-build", c.verbose ? KD_LOG_DEBUG : KD_LOG_INFO, false);
+	kd_log_setup("kata-build",
+		     c.verbose ? KD_LOG_DEBUG
+		     : c.quiet ? KD_LOG_WARNING
+			       : KD_LOG_INFO,
+		     false);
 	if (optind >= argc) {
 		usage(stderr);
 		return 2;
@@ -523,15 +598,26 @@ int main(int argc, char **argv)
 				return 1;
 			continue;
 		}
-		o = getopt_long(argc, argv, "+vh", opts, NULL);
+		o = getopt_long(argc, argv, "+vqh", opts, NULL);
 		if (o < 0)
 			break;
-		if (!apply_opt(&c, o, optarg)) {
-			usage(stderr);
-			return 2;
+		if (o == 'h') {
+			kd_strv_free(c.names);
+			return print_verb_help(verb);
 		}
+		if (o == O_VERSION) {
+			printf("kata-build %s (builder format %s)\n", KD_VERSION,
+			       KD_BUILDER_VERSION);
+			return 0;
+		}
+		if (!apply_opt(&c, o, optarg))
+			return bad_option(argv);
 	}
-	kd_log_setup("kata-build", c.verbose ? KD_LOG_DEBUG : KD_LOG_INFO, false);
+	kd_log_setup("kata-build",
+		     c.verbose ? KD_LOG_DEBUG
+		     : c.quiet ? KD_LOG_WARNING
+			       : KD_LOG_INFO,
+		     false);
 
 	static const struct {
 		const char *name;
@@ -546,8 +632,7 @@ int main(int argc, char **argv)
 		if (strcmp(verbs[i].name, verb) == 0)
 			fn = verbs[i].fn;
 	if (!fn) {
-		fprintf(stderr, "kata-build: unknown verb '%s'\n", verb);
-		usage(stderr);
+		fprintf(stderr, "kata-build: unknown verb '%s'\nTry 'kata-build --help'.\n", verb);
 		return 2;
 	}
 	r = strcmp(verb, "push") == 0 ? 0 : load_common(&c, &err);

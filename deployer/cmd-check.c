@@ -5,9 +5,13 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "engine.h"
+#include "fsroot.h"
 #include "hostcheck.h"
 #include "json.h"
 #include "log.h"
+#include "state.h"
+#include "strv.h"
 
 #define MAX_SHIM_ARGS 64
 
@@ -21,13 +25,21 @@ static void usage(FILE *f)
 		"  --fix                   load kernel modules that are available but not loaded\n"
 		"                          (only planned, never loaded, when --root is not /)\n"
 		"  --dry-run               with --fix: show the module loads without doing them\n"
-		"  --shims LIST            comma/space separated shims (default %s)\n"
+		"  --shims LIST            comma/space separated shims (default: the installed\n"
+		"                          shims, or %s when nothing is installed)\n"
 		"  --modules-dir DIR       modules tree (default <root>/lib/modules/<release>)\n"
 		"  --qemu PATH             QEMU binary to probe (default "
 		"<root>/opt/kata/bin/qemu-system-x86_64)\n"
 		"  --runtime-version V     container runtime as the node reports it, e.g. "
 		"containerd://1.7.2\n"
 		"  --no-payload            do not look at the installed payload\n"
+		"  --prefix DIR            installation prefix inside the root (default " KD_DEFAULT_PREFIX
+		")\n"
+		"  --state-dir DIR         state directory inside the root (default " KD_DEFAULT_STATE_DIR
+		")\n"
+		"  --lock-timeout SEC      accepted like every command's; check takes no lock\n"
+		"  --log-level LEVEL       error|warning|info|debug (default info)\n"
+		"  --log-json              log as JSON lines\n"
 		"  --qmp-timeout MS        time limit for the QEMU probe (default %d)\n"
 		"  -h, --help              this help\n\n"
 		"Exit status: 0 every requested shim can run, 1 some cannot, 2 usage or internal "
@@ -47,7 +59,12 @@ int kd_cmd_check(int argc, char **argv)
 		OPT_QEMU,
 		OPT_RTVER,
 		OPT_NOPAYLOAD,
-		OPT_QMPTO
+		OPT_QMPTO,
+		OPT_PREFIX,
+		OPT_STATE_DIR,
+		OPT_LOCK_TIMEOUT,
+		OPT_LOG_LEVEL,
+		OPT_LOG_JSON,
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -60,6 +77,11 @@ int kd_cmd_check(int argc, char **argv)
 		{"runtime-version", required_argument, NULL, OPT_RTVER},
 		{"no-payload", no_argument, NULL, OPT_NOPAYLOAD},
 		{"qmp-timeout", required_argument, NULL, OPT_QMPTO},
+		{"prefix", required_argument, NULL, OPT_PREFIX},
+		{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
+		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+		{"log-json", no_argument, NULL, OPT_LOG_JSON},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -67,7 +89,11 @@ int kd_cmd_check(int argc, char **argv)
 	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
 	_cleanup_free_ char *shimbuf = NULL;
 	const char *shims[MAX_SHIM_ARGS + 1];
-	bool json = false;
+	bool json = false, json_log = false;
+	kd_log_level level = KD_LOG_INFO;
+	const char *state_dir = KD_DEFAULT_STATE_DIR;
+	_cleanup_strv_ char **installed = NULL;
+	_cleanup_free_ char *state_prefix = NULL;
 	kd_error err = {0};
 	int c, r;
 
@@ -123,6 +149,26 @@ int kd_cmd_check(int argc, char **argv)
 			o.shims = shims;
 			break;
 		}
+		case OPT_PREFIX:
+			o.prefix = optarg;
+			break;
+		case OPT_STATE_DIR:
+			state_dir = optarg;
+			break;
+		case OPT_LOCK_TIMEOUT:
+			break;
+		case OPT_LOG_LEVEL:
+			if (kd_log_level_from_string(optarg, &level) < 0) {
+				fprintf(stderr,
+					"kata-deploy check: --log-level: '%s' is not one of "
+					"error|warning|info|debug\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_LOG_JSON:
+			json_log = true;
+			break;
 		case OPT_MODDIR:
 			o.modules_dir = optarg;
 			break;
@@ -150,9 +196,10 @@ int kd_cmd_check(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "kata-deploy check: unknown or incomplete option '%s'\n",
+			fprintf(stderr,
+				"kata-deploy check: unknown option or missing value: '%s'\n"
+				"Try 'kata-deploy check --help'.\n",
 				argv[optind - 1]);
-			usage(stderr);
 			return 2;
 		}
 	}
@@ -171,6 +218,28 @@ int kd_cmd_check(int argc, char **argv)
 	if (o.qemu && o.qemu[0] != '/') {
 		fprintf(stderr, "kata-deploy check: --qemu must be an absolute path\n");
 		return 2;
+	}
+	kd_log_setup("kata-deploy", level, json_log);
+	if (!o.shims && !o.skip_payload) {
+		/* Default to what is installed: check what this host is meant to run. */
+		kd_error e = {0};
+		kd_state st;
+		_cleanup_close_ int rootfd = kd_root_open(o.root ? o.root : "/", &e);
+		if (rootfd >= 0 && kd_state_load(rootfd, state_dir, &st, &e) == 0) {
+			for (size_t i = 0;
+			     st.has_current && st.current.shims && st.current.shims[i]; i++) {
+				const char *n = st.current.shims[i];
+				if (!kd_hostcheck_shim_known(n))
+					kd_warn("check: installed shim '%s' has no host checks", n);
+				else if (kd_strv_push(&installed, n) < 0)
+					return 2;
+			}
+			if (!o.prefix && st.prefix && (state_prefix = strdup(st.prefix)))
+				o.prefix = state_prefix;
+			kd_state_done(&st);
+		}
+		if (installed && installed[0])
+			o.shims = (const char *const *)installed;
 	}
 	kd_debug("check: root=%s output=%s fix=%d dry-run=%d modules-dir=%s qemu=%s payload=%s",
 		 o.root ? o.root : "/", json ? "json" : "text", o.fix, o.fix_dry_run,

@@ -939,7 +939,7 @@ static const char *const cri_plugin_ids[] = {"cri", "io.containerd.grpc.v1.cri",
 /* Parse the config as containerd will (lib/toml) and report the first CRI plugin id listed in
  * the top-level disabled_plugins. Returns 1 when one is, 0 when none, < 0 when the file is not
  * a config containerd will load (err says why, with file:line:column). */
-static int cri_disabled(const char *text, size_t len, char *which, size_t size, kd_error *err)
+int kd_hostcheck_cri_disabled(const char *text, size_t len, char *which, size_t size, kd_error *err)
 {
 	_cleanup_toml_ kd_toml_doc *doc = NULL;
 	int r = kd_toml_parse("/etc/containerd/config.toml", text, len, &doc, err);
@@ -1003,7 +1003,7 @@ static void check_runtime_config(struct run *R, const char *runtime)
 		add_check(R, "runtime.config", KD_CHECK_FAIL, "%s", kd_err_msg(&e));
 		return;
 	}
-	r = cri_disabled(text, strlen(text), which, sizeof(which), &e);
+	r = kd_hostcheck_cri_disabled(text, strlen(text), which, sizeof(which), &e);
 	if (r < 0) {
 		set_fix(add_check(R, "runtime.config", KD_CHECK_FAIL, "%s", kd_err_msg(&e)),
 			"fix /etc/containerd/config.toml: containerd refuses to start with it "
@@ -1025,8 +1025,20 @@ static void check_runtime_config(struct run *R, const char *runtime)
 		  "/etc/containerd/config.toml keeps the CRI plugin enabled");
 }
 
-static void check_payload_file(struct run *R, const char *id, const char *path, const char *what)
+/* "opt/kata/<rest>" under the installation prefix (o->prefix, default opt/kata). */
+static const char *in_prefix(const struct run *R, const char *path, char *buf, size_t size)
 {
+	const char *p = R->o->prefix ? R->o->prefix + strspn(R->o->prefix, "/") : "opt/kata";
+	if (strncmp(path, "opt/kata", 8) || (path[8] && path[8] != '/'))
+		return path;
+	snprintf(buf, size, "%s%s", p, path + 8);
+	return buf;
+}
+
+static void check_payload_file(struct run *R, const char *id, const char *rel, const char *what)
+{
+	char buf[KD_PATH_MAX];
+	const char *path = in_prefix(R, rel, buf, sizeof(buf));
 	if (!R->payload_present) {
 		add_check(R, id, KD_CHECK_SKIP, "payload not installed: %s not checked", what);
 		return;
@@ -1041,7 +1053,8 @@ static void check_payload_file(struct run *R, const char *id, const char *path, 
 
 static void check_qemu(struct run *R)
 {
-	static const char *const default_rel = "opt/kata/bin/qemu-system-x86_64";
+	char rel[KD_PATH_MAX];
+	const char *default_rel = in_prefix(R, "opt/kata/bin/qemu-system-x86_64", rel, sizeof(rel));
 	char path[KD_PATH_MAX];
 	kd_qemu_caps caps = {0};
 	kd_error e = {0};
@@ -1287,8 +1300,13 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 	}
 	R.fix_dry = o->fix_dry_run || !R.real_root;
 	rep->fix_dry_run = o->fix && R.fix_dry;
-	R.payload_present = !o->skip_payload && kd_lstat(rootfd, "opt/kata", &st, NULL) >= 0 &&
-			    S_ISDIR(st.st_mode);
+	{
+		char pbuf[KD_PATH_MAX];
+		R.payload_present = !o->skip_payload &&
+				    kd_lstat(rootfd, in_prefix(&R, "opt/kata", pbuf, sizeof(pbuf)),
+					     &st, NULL) >= 0 &&
+				    S_ISDIR(st.st_mode);
+	}
 
 	for (size_t i = 0; i < n; i++) {
 		need_qemu |= reqs[i]->hv == HV_QEMU;

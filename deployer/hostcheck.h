@@ -44,7 +44,8 @@ typedef struct kd_hostcheck_opts {
 	const char *modules_dir;     /* NULL: <root>/lib/modules/<release> */
 	const char *config_root;     /* where the runtime's config is (a pod's host root);
 					NULL: root */
-	const char *qemu;	     /* NULL: <root>/opt/kata/bin/qemu-system-x86_64 */
+	const char *prefix;	     /* installation prefix in the root; NULL: /opt/kata */
+	const char *qemu;	     /* NULL: <root>/<prefix>/bin/qemu-system-x86_64 */
 	const char *runtime_version; /* as the node reports it ("containerd://1.7.2",
 					"cri-o://1.30.1"); NULL: detect (run the binary on "/") */
 	const char *const *shims;    /* NULL-terminated; NULL: KD_HOSTCHECK_DEFAULT_SHIMS */
@@ -67,6 +68,11 @@ typedef struct kd_hostcheck_report {
 
 /* True for a shim name this module has requirements for (the upstream ALL_SHIMS list). */
 bool kd_hostcheck_shim_known(const char *shim);
+/* > 0 when a containerd config (TOML text) disables the CRI plugin (Docker's containerd.io
+ * default, disabled_plugins = ["cri"]); which gets the entry. 0 when enabled, < 0 on a parse
+ * error. */
+int kd_hostcheck_cri_disabled(const char *text, size_t len, char *which, size_t size,
+			      kd_error *err);
 
 /* Run every check the requested shims need. Fails (< 0) only when the checks cannot run at all:
  * the root cannot be opened, a shim name is unknown, out of memory. A host that cannot run a

@@ -11,15 +11,18 @@
 #include "cmd-check.h"
 #include "engine.h"
 #include "fsroot.h"
+#include "hostcheck.h"
 #include "import.h"
 #include "json.h"
 #include "log.h"
 #include "payload.h"
+#include "restart.h"
 #include "sign.h"
 #include "strv.h"
 
 #define EXIT_USAGE 2
 #define EXIT_BUSY 3
+#define EXIT_NOT_DONE 4 /* status: installed, but a restart or a recovery is still pending */
 
 #ifndef KD_VERSION
 #define KD_VERSION "0.1.0"
@@ -30,6 +33,7 @@ typedef struct common {
 	kd_engine_opts e;
 	kd_log_level level;
 	bool json_log;
+	bool quiet;
 } common;
 
 enum { OPT_ROOT = 1000, OPT_PREFIX, OPT_STATE_DIR, OPT_LOCK_TIMEOUT, OPT_LOG_LEVEL, OPT_LOG_JSON };
@@ -40,7 +44,7 @@ enum { OPT_ROOT = 1000, OPT_PREFIX, OPT_STATE_DIR, OPT_LOCK_TIMEOUT, OPT_LOG_LEV
 		{"state-dir", required_argument, NULL, OPT_STATE_DIR},                             \
 		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},                       \
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},                             \
-		{"log-json", no_argument, NULL, OPT_LOG_JSON},                                     \
+		{"log-json", no_argument, NULL, OPT_LOG_JSON}, {"quiet", no_argument, NULL, 'q'},  \
 	{                                                                                          \
 		"help", no_argument, NULL, 'h'                                                     \
 	}
@@ -55,6 +59,7 @@ static const char common_help[] =
 	"  --lock-timeout SEC    wait this long for another run's lock (default 60; -1: fail at once)\n"
 	"  --log-level LEVEL     error|warning|info|debug (default info)\n"
 	"  --log-json            log as JSON lines\n"
+	"  -q, --quiet           warnings and errors only, no download progress\n"
 	"  -h, --help            this help\n";
 
 /* Returns 1 if handled, 0 if not a common option, -1 on a bad value. */
@@ -95,6 +100,10 @@ static int common_opt(common *c, int opt, const char *arg)
 	case OPT_LOG_JSON:
 		c->json_log = true;
 		return 1;
+	case 'q':
+		c->quiet = true;
+		c->level = KD_LOG_WARNING;
+		return 1;
 	}
 	return 0;
 }
@@ -105,10 +114,40 @@ static int open_root(const common *c, kd_error *err)
 	return kd_root_open(c->root, err);
 }
 
+static int exit_code(const kd_error *err)
+{
+	return err->code == -EBUSY ? EXIT_BUSY : EXIT_FAILURE;
+}
+
+/* A permission error from a non-root user is the missing privilege, not a path to debug. */
+static const char *privilege_hint(const kd_error *err)
+{
+	if ((err->code == -EACCES || err->code == -EPERM || err->code == -EROFS) && geteuid() != 0)
+		return err->code == -EROFS ? ""
+					   : " (kata-deploy changes the host as root: run it as "
+					     "root, or give --root a directory you own)";
+	return "";
+}
+
 static int fail(const kd_error *err)
 {
-	kd_error_log("%s", kd_err_msg(err));
-	return err->code == -EBUSY ? EXIT_BUSY : EXIT_FAILURE;
+	kd_error_log("%s%s", kd_err_msg(err), privilege_hint(err));
+	return exit_code(err);
+}
+
+/* --output json: the error object on stdout as well, so a caller parsing stdout sees it. */
+static int fail_json(const kd_error *err)
+{
+	_cleanup_json_ struct json_object *j = json_object_new_object();
+	char msg[4096];
+	snprintf(msg, sizeof(msg), "%s%s", kd_err_msg(err), privilege_hint(err));
+	json_object_object_add(j, "ok", json_object_new_boolean(false));
+	json_object_object_add(j, "error", json_object_new_string(msg));
+	json_object_object_add(j, "errno", json_object_new_int(-err->code));
+	json_object_object_add(j, "exit", json_object_new_int(exit_code(err)));
+	printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
+								 JSON_C_TO_STRING_NOSLASHESCAPE));
+	return fail(err);
 }
 
 /* A --sha256 value as people paste it: either case is accepted, lower case is compared. */
@@ -126,6 +165,18 @@ static int usage_error(const char *verb, const char *msg)
 	return EXIT_USAGE;
 }
 
+/* getopt's own messages are off (opterr = 0): one line names the option. */
+static int bad_option(const char *verb, char **argv)
+{
+	char msg[512];
+	if (optopt > ' ' && optopt < 127 && optopt != '?')
+		snprintf(msg, sizeof(msg), "unknown option or missing value: '-%c'", optopt);
+	else
+		snprintf(msg, sizeof(msg), "unknown option or missing value: '%s'",
+			 argv[optind - 1]);
+	return usage_error(verb, msg);
+}
+
 static const char install_help[] =
 	"Usage: kata-deploy install --payload PATH|URL [options]\n"
 	"Verify the payload, extract the components the chosen shims need into a new version\n"
@@ -133,11 +184,13 @@ static const char install_help[] =
 	"for 'rollback'. Installing the same payload and shims again changes nothing.\n\n"
 	"  --payload PATH|URL    payload file (.tar.zst made by 'payload pack', 'payload import' or\n"
 	"                        kata-build; upstream's kata-static-*.tar.* need 'payload import')\n"
-	"  --sha256 HEX          expected sha256 of the payload file\n"
+	"  --sha256 HEX          expected sha256 of the payload file (64 hex digits)\n"
 	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
 	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
 	"  --signature PATH|URL  the signature (default: payload + .sig)\n"
-	"  --output text|json    result format\n"
+	"  --output text|json    result format (json: the result or the error object on stdout)\n"
+	"  --insecure            allow a plain http:// payload that neither --sha256 nor a\n"
+	"                        signature (--public-key) pins (refused otherwise)\n"
 	"Runtime configuration (docs/RUNTIME-CONFIG.md):\n"
 	"  --runtime containerd|crio|auto|none   (default auto: detected on the root)\n"
 	"  --runtime-version V   runtime version when its binary cannot be asked (root != /)\n"
@@ -155,12 +208,35 @@ static const char install_help[] =
 	"  --allowed-hypervisor-annotations 'a b shim:c,d'\n"
 	"  --snapshotter-handler-mapping shim:snapshotter,...\n"
 	"  --pull-type-mapping shim:guest-pull|default,...  (CRI-O: runtime_pull_image)\n"
-	"  --default-shim SHIM   the shim of the default 'kata' RuntimeClass (must be enabled)\n"
 	"  --custom-configs DIR  user drop-ins DIR/dropin-<shim|handler>.toml (50-user-overrides)\n"
 	"  --custom-runtimes     + the handlers of DIR/custom-runtimes.list, one\n"
 	"                        handler:baseShim:snapshotter:pullType per line\n";
 
-/* Runtime options shared by install and plan. Returns 1 if handled. */
+/* A value that must be one of a list: a wrong one is a usage error (exit 2), named once. */
+static bool one_of(const char *verb, const char *opt, const char *arg, const char *const *list)
+{
+	for (size_t i = 0; list[i]; i++)
+		if (!strcmp(arg, list[i]))
+			return true;
+	fprintf(stderr, "kata-deploy %s: %s: '%s' is not one of", verb, opt, arg);
+	for (size_t i = 0; list[i]; i++)
+		fprintf(stderr, "%s%s", i ? "|" : " ", list[i]);
+	fprintf(stderr, "\nTry 'kata-deploy %s --help'.\n", verb);
+	return false;
+}
+
+static bool restart_valid(const char *verb, const char *arg)
+{
+	kd_error err = {0};
+	if (kd_restart_validate(arg, &err) == 0)
+		return true;
+	fprintf(stderr, "kata-deploy %s: %s\nTry 'kata-deploy %s --help'.\n", verb,
+		kd_err_msg(&err), verb);
+	return false;
+}
+
+/* Runtime options shared by install and plan. Returns 1 if handled, 0 if not one of them, -1
+ * on a bad value (already reported). */
 enum {
 	O_RT_RUNTIME = 200,
 	O_RT_VERSION,
@@ -201,10 +277,14 @@ enum {
 		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
 	}
 
-static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
+static int runtime_opt(const char *verb, kd_runtime_opts *rt, int opt, const char *arg)
 {
+	static const char *const runtimes[] = {"containerd", "crio", "auto", "none", NULL};
+	static const char *const dists[] = {"k8s", "k3s", "rke2", "k0s", "microk8s", "auto", NULL};
 	switch (opt) {
 	case O_RT_RUNTIME:
+		if (!one_of(verb, "--runtime", arg, runtimes))
+			return -1;
 		rt->runtime = arg;
 		return 1;
 	case O_RT_VERSION:
@@ -214,12 +294,16 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 		rt->runtime_binary = arg;
 		return 1;
 	case O_RT_DIST:
+		if (!one_of(verb, "--distribution", arg, dists))
+			return -1;
 		rt->distribution = arg;
 		return 1;
 	case O_RT_CONFIG:
 		rt->config_path = arg;
 		return 1;
 	case O_RT_RESTART:
+		if (!restart_valid(verb, arg))
+			return -1;
 		rt->restart = arg;
 		return 1;
 	case O_RT_SUFFIX:
@@ -253,8 +337,15 @@ static int runtime_opt(kd_runtime_opts *rt, int opt, const char *arg)
 		rt->pull_type_mapping = arg;
 		return 1;
 	case O_RT_DEFSHIM:
-		rt->default_shim = arg;
-		return 1;
+		/* The default 'kata' RuntimeClass is the agent's (DEFAULT_SHIM_<ARCH>): a host has
+		 * no RuntimeClass, and containerd's default runtime stays runc. */
+		fprintf(stderr,
+			"kata-deploy %s: --default-shim names the shim of the default 'kata' "
+			"RuntimeClass, which only the Kubernetes agent creates (DEFAULT_SHIM_<ARCH>); "
+			"on a host it would change nothing: drop it (pods choose a handler with "
+			"runtimeClassName, ctr with --runtime io.containerd.kata-%s.v2)\n",
+			verb, arg);
+		return -1;
 	}
 	return 0;
 }
@@ -269,13 +360,36 @@ static const char plan_help[] =
 	"refuses to run while an interrupted run waits for 'kata-deploy recover'.\n"
 	"Takes every option of 'kata-deploy install' except --output.\n";
 
+/* Docker's containerd.io package ships disabled_plugins = ["cri"]: the handlers we add would
+ * then serve no kubelet. A plain host may want only ctr, so warn, do not refuse. */
+static void warn_cri_disabled(int rootfd, const kd_runtime_opts *rt, const char *verb)
+{
+	if (rt->runtime && strcmp(rt->runtime, "containerd") && strcmp(rt->runtime, "auto"))
+		return;
+	const char *path = rt->config_path ? rt->config_path : "etc/containerd/config.toml";
+	path += strspn(path, "/");
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	char which[64];
+	kd_error e = {0};
+	if (kd_read_file(rootfd, path, 4u << 20, &text, &len, &e) < 0)
+		return;
+	if (kd_hostcheck_cri_disabled(text, len, which, sizeof(which), &e) > 0)
+		kd_warn("%s: /%s disables containerd's CRI plugin (disabled_plugins contains "
+			"\"%s\", the default of Docker's containerd.io package): the kata handlers "
+			"will serve ctr and nerdctl, but no kubelet; remove \"%s\" from "
+			"disabled_plugins and restart containerd to use Kata from Kubernetes",
+			verb, path, which, which);
+}
+
 static int cmd_install(int argc, char **argv, bool plan)
 {
 	common c = {.root = "/", .level = KD_LOG_INFO};
 	kd_install_opts o = {0};
 	_cleanup_strv_ char **shims = NULL;
 	bool json = false;
-	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT };
+	bool insecure = false;
+	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT, O_INSECURE };
 	static const struct option longopts[] = {COMMON_LONGOPTS,
 						 {"payload", required_argument, NULL, O_PAYLOAD},
 						 {"sha256", required_argument, NULL, O_SHA},
@@ -283,20 +397,25 @@ static int cmd_install(int argc, char **argv, bool plan)
 						 {"public-key", required_argument, NULL, O_KEY},
 						 {"signature", required_argument, NULL, O_SIG},
 						 {"output", required_argument, NULL, O_OUTPUT},
+						 {"insecure", no_argument, NULL, O_INSECURE},
 						 RUNTIME_LONGOPTS,
 						 {}};
 	const char *verb = plan ? "plan" : "install";
 	int opt;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
 		int h = common_opt(&c, opt, optarg);
+		if (h == 0)
+			h = runtime_opt(verb, &o.rt, opt, optarg);
 		if (h < 0)
 			return EXIT_USAGE;
-		if (h > 0 || runtime_opt(&o.rt, opt, optarg))
+		if (h > 0)
 			continue;
 		switch (opt) {
 		case 'h':
 			if (plan)
-				printf("%s\n%s\n%s", plan_help, install_help, common_help);
+				printf("%s\nInstall options:\n%s\n%s", plan_help,
+				       strstr(install_help, "\n\n") + 2, common_help);
 			else
 				printf("%s\n%s", install_help, common_help);
 			return 0;
@@ -307,6 +426,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 			if (!sha256_arg(optarg))
 				return usage_error(verb, "--sha256 must be 64 hex digits");
 			o.sha256 = optarg;
+			break;
+		case O_INSECURE:
+			insecure = true;
 			break;
 		case O_SHIMS:
 			kd_strv_free(shims);
@@ -328,16 +450,31 @@ static int cmd_install(int argc, char **argv, bool plan)
 			json = strcmp(optarg, "json") == 0;
 			break;
 		default:
-			return usage_error(verb, "unknown option");
+			return bad_option(verb, argv);
 		}
 	}
 	if (optind < argc)
 		return usage_error(verb, "unexpected argument");
 	if (!o.payload)
 		return usage_error(verb, "--payload is required");
+	if (!strncasecmp(o.payload, "http://", 7) && !o.sha256 && !o.public_key) {
+		if (!insecure)
+			return usage_error(
+				verb,
+				"refusing a plain http:// payload that nothing authenticates: "
+				"anyone on the path could swap the root-owned binaries it "
+				"installs. Pin it with --sha256 HEX or a signature "
+				"(--public-key), use https://, or accept the risk with "
+				"--insecure");
+		kd_log_setup("kata-deploy", c.level, c.json_log);
+		kd_warn("%s: --insecure: INSTALLING AN UNAUTHENTICATED PAYLOAD over plain http "
+			"(%s): no --sha256, no signature; whoever controls the network path "
+			"chooses the binaries this host runs as root",
+			verb, o.payload);
+	}
 	o.e = c.e;
 	o.shims = shims;
-	o.progress = isatty(STDERR_FILENO);
+	o.progress = !c.quiet;
 	/* Every local file these options name must be a regular file: a FIFO would block its
 	 * first open or read with the host lock held. Checked without opening it for reading. */
 	char sigpath[4096];
@@ -378,7 +515,7 @@ static int cmd_install(int argc, char **argv, bool plan)
 	kd_error err = {0};
 	_cleanup_close_ int rootfd = open_root(&c, &err);
 	if (rootfd < 0)
-		return fail(&err);
+		return json ? fail_json(&err) : fail(&err);
 	char shimlist[1024] = "all";
 	for (size_t i = 0, n = 0; shims && shims[i] && n < sizeof(shimlist); i++)
 		n += (size_t)snprintf(shimlist + n, sizeof(shimlist) - n, "%s%s", i ? "," : "",
@@ -395,6 +532,7 @@ static int cmd_install(int argc, char **argv, bool plan)
 		o.rt.config_path ? o.rt.config_path : "(per flavour)",
 		o.rt.restart ? o.rt.restart : "(systemd on /, else none)",
 		o.rt.suffix ? o.rt.suffix : "", o.rt.debug ? "yes" : "no");
+	warn_cri_disabled(rootfd, &o.rt, verb);
 	if (plan) {
 		_cleanup_free_ char *text = NULL;
 		bool changes;
@@ -407,9 +545,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 	}
 	kd_install_result res;
 	if (kd_engine_install(rootfd, &o, &res, &err) < 0)
-		return fail(&err);
+		return json ? fail_json(&err) : fail(&err);
 	if (json) {
-		printf("{\"changed\":%s,\"id\":\"%s\",\"version\":\"%s\",\"files_written\":%llu,"
+		printf("{\"ok\":true,\"changed\":%s,\"id\":\"%s\",\"version\":\"%s\",\"files_written\":%llu,"
 		       "\"files_linked\":%llu,\"bytes_written\":%llu}\n",
 		       res.changed ? "true" : "false", res.id, res.version,
 		       (unsigned long long)res.stats.files_written,
@@ -431,6 +569,48 @@ static int cmd_install(int argc, char **argv, bool plan)
 	return 0;
 }
 
+static void print_list(const char *label, struct json_object *a)
+{
+	printf("%s", label);
+	size_t n = json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+	for (size_t i = 0; i < n; i++)
+		printf("%s%s", i ? ", " : "",
+		       json_object_get_string(json_object_array_get_idx(a, i)));
+	printf("%s\n", n ? "" : "none");
+}
+
+static void print_status_runtime(struct json_object *st)
+{
+	struct json_object *rt = NULL, *v;
+	if (!json_object_object_get_ex(st, "handlers", &v))
+		return;
+	if (json_object_object_get_ex(st, "runtime", &rt) && rt) {
+		const char *unit = json_object_get_string(json_object_object_get(rt, "unit"));
+		const char *restart = json_object_get_string(json_object_object_get(rt, "restart"));
+		printf("runtime:    %s%s%s%s, restart %s\n",
+		       json_object_get_string(json_object_object_get(rt, "flavour")),
+		       unit && *unit ? " (unit " : "", unit && *unit ? unit : "",
+		       unit && *unit ? ")" : "", restart ? restart : "default");
+	}
+	print_list("handlers:   ", v);
+	print_list("configs:    ", json_object_object_get(st, "config_files"));
+	printf("restart:    %s\n",
+	       json_object_get_boolean(json_object_object_get(st, "restart_pending"))
+		       ? "PENDING: the runtime has not loaded the handlers written; run "
+			 "'kata-deploy install' again (it retries) or restart it by hand"
+		       : "done");
+}
+
+static const char *status_not_done(struct json_object *st)
+{
+	const char *phase = json_object_get_string(json_object_object_get(st, "phase"));
+	if (strcmp(json_object_get_string(json_object_object_get(st, "journal")), "clean"))
+		return "an interrupted run waits for 'kata-deploy recover'";
+	if (phase && strcmp(phase, "installed"))
+		return "an uninstall is under way: run 'kata-deploy uninstall' again";
+	return "a runtime restart is pending";
+}
+
 static int simple_verb(int argc, char **argv, const char *verb, const char *help, int which)
 {
 	common c = {.root = "/", .level = KD_LOG_INFO};
@@ -441,7 +621,8 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 						 {"restart", required_argument, NULL, O_RESTART},
 						 {}};
 	int opt;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "hq", longopts, NULL)) != -1) {
 		int h = common_opt(&c, opt, optarg);
 		if (h < 0)
 			return EXIT_USAGE;
@@ -452,6 +633,8 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 			return 0;
 		}
 		if (opt == O_RESTART && (which == 0 || which == 1)) {
+			if (!restart_valid(verb, optarg))
+				return EXIT_USAGE;
 			c.e.restart = optarg;
 			continue;
 		}
@@ -460,8 +643,9 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 			json = !strcmp(optarg, "json");
 			continue;
 		}
-		return usage_error(verb, opt == O_OUTPUT ? "--output must be text or json"
-							 : "unknown option");
+		if (opt == O_OUTPUT && which == 2)
+			return usage_error(verb, "--output must be text or json");
+		return bad_option(verb, argv);
 	}
 	if (optind < argc)
 		return usage_error(verb, "unexpected argument");
@@ -491,7 +675,9 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 			printf("%s\n", json_object_to_json_string_ext(
 					       st, JSON_C_TO_STRING_PRETTY |
 							   JSON_C_TO_STRING_NOSLASHESCAPE));
-			return 0;
+			return json_object_get_boolean(json_object_object_get(st, "done"))
+				       ? 0
+				       : EXIT_NOT_DONE;
 		}
 		struct json_object *cur = NULL, *prev = NULL, *v;
 		if (!json_object_get_boolean(json_object_object_get(st, "installed"))) {
@@ -526,8 +712,13 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 			else
 				printf("none\n");
 		}
+		print_status_runtime(st);
 		printf("journal:    %s\n",
 		       json_object_get_string(json_object_object_get(st, "journal")));
+		if (!json_object_get_boolean(json_object_object_get(st, "done")))
+			printf("state:      NOT DONE: %s\n", status_not_done(st));
+		return json_object_get_boolean(json_object_object_get(st, "done")) ? 0
+										   : EXIT_NOT_DONE;
 	}
 	return 0;
 }
@@ -549,7 +740,12 @@ static const char rollback_help[] =
 	"  --restart systemd|none|command:CMD   override the mode recorded at install\n";
 static const char status_help[] =
 	"Usage: kata-deploy status [--output text|json] [options]\n"
-	"Show the installed version, shims, components, previous version and journal state.\n";
+	"Show the installed version, shims, components, previous version, the runtime handlers\n"
+	"written, the runtime config files changed, whether a runtime restart is still pending\n"
+	"and the journal state.\n"
+	"Exit status: 0 installed and settled (or nothing installed), 1 failure, 2 usage error,\n"
+	"4 not done: a restart is pending (it failed or was interrupted: 'install' again retries\n"
+	"it), an interrupted run waits for 'recover', or an uninstall is under way.\n";
 
 static const char pack_help[] =
 	"Usage: kata-deploy payload pack DIR -o FILE [--spec FILE] [--version V] [--arch A]\n"
@@ -598,6 +794,7 @@ static int cmd_payload_import(int argc, char **argv)
 						 {}};
 	int opt;
 	optind = 2;
+	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
@@ -638,7 +835,7 @@ static int cmd_payload_import(int argc, char **argv)
 			printf("%s", pack_help);
 			return 0;
 		default:
-			return usage_error("payload", "unknown option");
+			return bad_option("payload", argv);
 		}
 	}
 	if (optind + 1 != argc || !out)
@@ -719,6 +916,7 @@ static int cmd_payload(int argc, char **argv)
 						 {}};
 	int opt;
 	optind = 2;
+	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'o':
@@ -751,13 +949,28 @@ static int cmd_payload(int argc, char **argv)
 			printf("%s", pack_help);
 			return 0;
 		default:
-			return usage_error("payload", "unknown option");
+			return bad_option("payload", argv);
 		}
 	}
 	if (optind + 1 != argc || !out)
 		return usage_error("payload", "pack needs DIR and -o FILE");
 	if (o.sign_pubkey && !o.sign_key)
 		return usage_error("payload", "--sign-pubkey needs --sign");
+	{
+		char sub[4200];
+		struct stat st;
+		snprintf(sub, sizeof(sub), "%s/opt/kata", argv[optind]);
+		if (stat(sub, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			snprintf(sub, sizeof(sub),
+				 "'%s' does not hold opt/kata/: DIR is the directory above "
+				 "opt/kata (the payload's paths start with opt/kata/)%s",
+				 argv[optind],
+				 strstr(argv[optind], "opt/kata")
+					 ? "; give the part before opt/kata"
+					 : "");
+			return usage_error("payload", sub);
+		}
+	}
 	_cleanup_free_ char *inferred = NULL;
 	if (!o.spec_path) {
 		/* Shims of both runtimes, runtime-rs's included (deployer/import.c). */
@@ -793,7 +1006,8 @@ static const char main_help[] =
 	"  version      print the version\n\n"
 	"Run 'kata-deploy COMMAND --help' for a command's options.\n"
 	"Exit status: 0 success, 1 failure (the error is printed once), 2 usage error,\n"
-	"3 another run holds the host lock. 'check' has its own (see its --help).\n";
+	"3 another run holds the host lock, 4 (status) the node is not done. 'check' has its own\n"
+	"(see its --help). -q/--quiet: warnings and errors only. Man page: kata-deploy(8).\n";
 
 int main(int argc, char **argv)
 {

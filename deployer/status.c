@@ -1,14 +1,19 @@
 /* kd_engine_status: what is installed, as JSON (the CLI prints text or this JSON). Takes no
- * lock and changes nothing, so it works while another run is in progress. */
+ * lock and changes nothing, so it works while another run is in progress. "done" is false while
+ * the node still needs something: a restart that failed or was interrupted (the runtime has not
+ * loaded the handlers written), an interrupted run waiting for recovery, an unfinished
+ * uninstall. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "engine.h"
 #include "fsroot.h"
+#include "containerd.h"
 #include "journal.h"
 #include "json.h"
 #include "state.h"
+#include "strv.h"
 
 static struct json_object *version_json(const kd_version *v)
 {
@@ -20,6 +25,47 @@ static struct json_object *version_json(const kd_version *v)
 	json_object_object_add(o, "components", kd_json_from_strv(v->components));
 	if (v->installed_at)
 		json_object_object_add(o, "installed_at", json_object_new_string(v->installed_at));
+	return o;
+}
+
+/* The handler names of the runtime tables we added ("...runtimes.<handler>..."). */
+static struct json_object *handlers_json(const kd_state *s)
+{
+	struct json_object *a = json_object_new_array();
+	_cleanup_strv_ char **seen = NULL;
+	for (size_t i = 0; i < s->n_config; i++)
+		for (size_t t = 0; s->config[i].tables && s->config[i].tables[t]; t++) {
+			char buf[KD_PATH_MAX];
+			const char *parts[16];
+			int n = kd_toml_key_split(s->config[i].tables[t], buf, sizeof(buf), parts,
+						  16);
+			for (int k = 0; k + 1 < n; k++) {
+				if (strcmp(parts[k], "runtimes") ||
+				    kd_strv_find(seen, parts[k + 1]))
+					continue;
+				if (kd_strv_push(&seen, parts[k + 1]) < 0)
+					return a;
+				json_object_array_add(a, json_object_new_string(parts[k + 1]));
+			}
+		}
+	return a;
+}
+
+static struct json_object *runtime_json(int rootfd, const kd_state *s)
+{
+	struct json_object *j = s->runtime_json ? json_tokener_parse(s->runtime_json) : NULL, *v;
+	if (!j)
+		return NULL;
+	struct json_object *o = json_object_new_object();
+	static const char *const keys[] = {"flavour", "unit", "restart"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (json_object_object_get_ex(j, keys[i], &v))
+			json_object_object_add(o, keys[i], json_object_get(v));
+	if (!json_object_object_get_ex(o, "restart", NULL)) /* the default, as restart.c has it */
+		json_object_object_add(
+			o, "restart",
+			json_object_new_string(kd_root_is_host(rootfd) ? "systemd" : "none"));
+	json_object_put(j);
 	return o;
 }
 
@@ -53,12 +99,19 @@ int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **r
 				       s.has_previous ? version_json(&s.previous) : NULL);
 		json_object_object_add(out, "links", kd_json_from_strv(s.links));
 		json_object_object_add(out, "config_files", kd_json_from_strv(s.config_files));
+		json_object_object_add(out, "handlers", handlers_json(&s));
+		json_object_object_add(out, "runtime", runtime_json(rootfd, &s));
+		json_object_object_add(out, "restart_pending",
+				       json_object_new_boolean(s.restart_pending));
 	}
 	snprintf(path, sizeof(path), "%s/%s", c.state_dir, KD_JOURNAL_NAME);
 	bool pending = kd_lstat(rootfd, path, &st, NULL) == 0;
 	json_object_object_add(
 		out, "journal",
 		json_object_new_string(pending ? "interrupted run pending recovery" : "clean"));
+	bool done = !pending &&
+		    (r != 0 || (!s.restart_pending && (!s.phase || !strcmp(s.phase, "installed"))));
+	json_object_object_add(out, "done", json_object_new_boolean(done));
 	if (r == 0)
 		kd_state_done(&s);
 	*ret = out;

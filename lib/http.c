@@ -14,6 +14,8 @@
 #include "log.h"
 
 #define PROGRESS_INTERVAL_MS 200
+/* Not a terminal (a pod's log, a pipe): one line this often instead of a redrawn bar. */
+#define PROGRESS_LINE_INTERVAL_MS 5000
 #define DISPLAY_URL_MAX 1024
 
 #define LIBCURL_SONAME "libcurl.so.4"
@@ -243,8 +245,8 @@ typedef struct xfer {
 	int read_errno;
 
 	/* progress */
-	bool progress;
-	struct timespec last_progress;
+	bool progress, progress_tty;
+	struct timespec last_progress, progress_start;
 	bool progress_shown;
 } xfer;
 
@@ -461,21 +463,32 @@ static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 	(void)ultotal;
 	(void)ulnow;
 	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!x->progress_start.tv_sec && !x->progress_start.tv_nsec) {
+		x->progress_start = now;
+		x->last_progress = now;
+	}
 	ms = (now.tv_sec - x->last_progress.tv_sec) * 1000 +
 	     (now.tv_nsec - x->last_progress.tv_nsec) / 1000000;
-	if (ms < PROGRESS_INTERVAL_MS || dlnow == 0)
+	if (ms < (x->progress_tty ? PROGRESS_INTERVAL_MS : PROGRESS_LINE_INTERVAL_MS) || dlnow == 0)
 		return 0;
 	x->last_progress = now;
+	double secs = (double)(now.tv_sec - x->progress_start.tv_sec) +
+		      (double)(now.tv_nsec - x->progress_start.tv_nsec) / 1e9;
+	char rate[32];
+	human(secs > 0 ? (double)dlnow / secs : 0, rate, sizeof(rate));
 	human((double)(x->resume_from + (uint64_t)dlnow), a, sizeof(a));
+	const char *lead = x->progress_tty ? "\r" : "", *tail = x->progress_tty ? "   " : "\n";
+	if (!x->progress_tty)
+		fprintf(stderr, "GET %s: ", x->url);
 	if (dltotal > 0) {
 		double total = (double)(x->resume_from + (uint64_t)dltotal);
 		human(total, b, sizeof(b));
-		fprintf(stderr, "\r%s / %s (%3.0f%%)   ", a, b,
-			100.0 * (double)(x->resume_from + (uint64_t)dlnow) / total);
+		fprintf(stderr, "%s%s / %s (%3.0f%%), %s/s%s", lead, a, b,
+			100.0 * (double)(x->resume_from + (uint64_t)dlnow) / total, rate, tail);
 	} else {
-		fprintf(stderr, "\r%s   ", a);
+		fprintf(stderr, "%s%s, %s/s%s", lead, a, rate, tail);
 	}
-	x->progress_shown = true;
+	x->progress_shown = x->progress_tty;
 	return 0;
 }
 
@@ -504,7 +517,7 @@ static eff_opts effective(const kd_http_opts *o)
 	e.backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : KD_HTTP_DEFAULT_BACKOFF_MS;
 	e.ca_file = o->ca_file;
 	e.user_agent = o->user_agent ? o->user_agent : "kata-deploy";
-	e.progress = o->progress && isatty(STDERR_FILENO);
+	e.progress = o->progress;
 	return e;
 }
 
@@ -823,7 +836,12 @@ static int download(const char *url, enum sink_kind sink, int fd, const kd_http_
 		    char **ret_data, size_t *ret_len, long *ret_status, kd_error *err)
 {
 	eff_opts o = effective(opts);
-	xfer x = {.method = "GET", .sink = sink, .fd = fd, .max = o.max, .progress = o.progress};
+	xfer x = {.method = "GET",
+		  .sink = sink,
+		  .fd = fd,
+		  .max = o.max,
+		  .progress = o.progress,
+		  .progress_tty = o.progress && isatty(STDERR_FILENO)};
 	kd_http_request req = {.url = url};
 	char st[160];
 	int r, attempts = 1;

@@ -32,7 +32,8 @@ typedef struct kd_http_opts {
 	long backoff_ms;	/* first backoff, doubled each retry with jitter; default 500 */
 	const char *ca_file;	/* optional CA bundle; TLS verification is ALWAYS on */
 	const char *user_agent; /* default "kata-deploy" */
-	bool progress;		/* progress bar on stderr only if true AND stderr is a TTY */
+	bool progress;		/* progress on stderr: a bar (bytes, %, rate) on a TTY, else a
+				   line every 5 s */
 } kd_http_opts;
 
 /* Download url into fd (truncated first; on retry, resume with Range when the server allows it,

@@ -91,12 +91,13 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 (cd "$T" && exec python3 -m http.server --bind 127.0.0.1 "$PORT" >/dev/null 2>&1) &
 HTTPD=$!
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
-check "install from a URL" "$KD" install --root "$R" --payload "http://127.0.0.1:$PORT/payload.tar.zst" --shims clh
+check "install from a URL" "$KD" install --root "$R" --payload "http://127.0.0.1:$PORT/payload.tar.zst" --shims clh \
+	--sha256 "$(sha256sum <"$P" | cut -c1-64)"
 check "URL install has clh" test -x "$R/opt/kata/bin/cloud-hypervisor"
 "$KD" uninstall --root "$R" >/dev/null
 R2=$T/root2; make_host_root "$R2"; snapshot "$R2" >"$T/b2"
 expect_fail "a 404 payload URL fails clearly" "404" \
-	"$KD" install --root "$R2" --payload "http://127.0.0.1:$PORT/missing.tar.zst"
+	"$KD" install --root "$R2" --payload "http://127.0.0.1:$PORT/missing.tar.zst" --insecure
 snapshot "$R2" >"$T/a2"
 check "a failed download leaves the root untouched" cmp -s "$T/b2" "$T/a2"
 kill $HTTPD; wait $HTTPD 2>/dev/null || true
