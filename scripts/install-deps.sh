@@ -55,6 +55,8 @@ PKGS=(
 	# Kata 4.1.0 from source (docs/KATA.md): the agent's and virtiofsd's static seccomp and
 	# capng, the guest initrd's cpio, busybox for a container rootfs in test-kata
 	libseccomp-dev libcap-ng-dev busybox-static
+	# the sandboxed Kubernetes node (docs/NODE-TEST.md): bridge/host-local/loopback CNI plugins
+	containernetworking-plugins
 )
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
 	apt_install "${PKGS[@]}"

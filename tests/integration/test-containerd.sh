@@ -282,9 +282,17 @@ printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"
 D=$T/daemon
 mkdir -p "$D"
 { echo "root = \"$D/root\""; echo "state = \"$D/state\""; cat "$R/etc/containerd/config.toml"
-  printf '[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n' "$D" "$D"; } |
+  printf '[grpc]\n  address = "%s/c.sock"\n[ttrpc]\n  address = "%s/c.sock.ttrpc"\n' "$D" "$D"
+  # NRI's socket (default /var/run/nri/nri.sock), the opt plugin's /opt/containerd and CNI's
+  # conf dir go to $D too: the daemon must leave nothing on the machine.
+  printf '[plugins."io.containerd.nri.v1.nri"]\n  socket_path = "%s/nri.sock"\n' "$D"
+  printf '[plugins."io.containerd.internal.v1.opt"]\n  path = "%s/opt"\n' "$D"
+  printf '[plugins."io.containerd.cri.v1.runtime".cni]\n  conf_dir = "%s/cni"\n' "$D"; } |
 	sed "s#\"/etc/containerd/conf.d/#\"$R/etc/containerd/conf.d/#" >"$D/config.toml"
-"$CTD2" --config "$D/config.toml" >"$D/log" 2>&1 </dev/null &
+# In a mount namespace with a tmpfs on /run: containerd 2.x creates /run/containerd (its shims'
+# socket dir) whatever the config says.
+unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 kd-test-run /run && exec "$0" "$@"' \
+	"$CTD2" --config "$D/config.toml" >"$D/log" 2>&1 </dev/null &
 dpid=$!
 for _ in $(seq 1 100); do [ -S "$D/c.sock" ] && break; sleep 0.1; done
 if "$CTR2" --address "$D/c.sock" plugins ls 2>/dev/null | grep -Eq 'io.containerd.cri.v1 +runtime .* ok'; then

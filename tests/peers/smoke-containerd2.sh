@@ -36,6 +36,17 @@ imports = ["$W/conf.d/*.toml"]
   address = "$W/containerd.sock.ttrpc"
 [debug]
   address = "$W/debug.sock"
+# Everything the daemon would create outside root/state goes to $W too: NRI's socket
+# (default /var/run/nri/nri.sock), the opt plugin's dir (/opt/containerd), CNI's conf dir.
+[plugins."io.containerd.nri.v1.nri"]
+  socket_path = "$W/nri/nri.sock"
+  plugin_path = "$W/nri/plugins"
+  plugin_config_path = "$W/nri/conf.d"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$W/opt"
+[plugins."io.containerd.cri.v1.runtime".cni]
+  conf_dir = "$W/cni/net.d"
+  bin_dirs = ["$W/cni/bin"]
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = "registry.example/pause:3.10-custom"
 [plugins."io.containerd.cri.v1.runtime".containerd]
@@ -106,8 +117,16 @@ sed "s#$W/conf.d#$W/bad/conf.d#" "$W/config.toml" > "$W/bad/config.toml"
 printf 'version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.kata-qemu\n  runtime_type = 1\n' > "$W/bad/conf.d/99-broken.toml"
 if "$CTD" --config "$W/bad/config.toml" config dump > /dev/null 2> "$W/bad.err"; then bad "broken drop-in accepted"; else ok "broken drop-in refused: $(head -c 150 "$W/bad.err" | tr '\n' ' ')"; fi
 
-# The daemon itself.
-"$CTD" --config "$W/config.toml" --log-level info > "$W/containerd.log" 2>&1 < /dev/null &
+# The daemon itself. It must create nothing outside $W: the paths it would use by default and
+# that are absent now must still be absent after it stopped.
+absent=()
+for p in /run/nri /opt/containerd /etc/cni /var/lib/containerd /run/containerd /var/lib/nri; do
+	[ -e "$p" ] || absent+=("$p")
+done
+# containerd 2.x also creates /run/containerd (its shims' socket dir, not configurable): it runs
+# in a mount namespace of its own with a tmpfs on /run.
+unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 kd-smoke-run /run && exec "$0" "$@"' \
+	"$CTD" --config "$W/config.toml" --log-level info > "$W/containerd.log" 2>&1 < /dev/null &
 pid=$!
 for i in $(seq 1 100); do [ -S "$W/containerd.sock" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if [ -S "$W/containerd.sock" ]; then ok "daemon up (pid $pid) on $W/containerd.sock"; else bad "daemon did not start"; tail -20 "$W/containerd.log" | sed 's/^/#   /'; fi
@@ -120,6 +139,9 @@ fi
 kill -TERM "$pid"
 for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$pid" 2>/dev/null; then bad "daemon still running after SIGTERM"; else ok "daemon stopped by PID"; pid=""; fi
+left=""
+for p in "${absent[@]}"; do [ -e "$p" ] && left="$left $p"; done
+if [ -z "$left" ]; then ok "daemon created nothing outside its temp dir (${absent[*]:-nothing to watch} still absent)"; else bad "daemon left on the machine:$left"; fi
 echo "1..$n"
 echo "smoke-containerd2: $((n - fails)) passed, $fails failed"
 [ "$fails" -eq 0 ]
