@@ -50,6 +50,7 @@ PKGS=(
 	zstd xz-utils curl unzip python3 python3-yaml kmod util-linux time bc jq openssl git
 	mmdebstrap bison flex libelf-dev cpio dpkg-dev e2fsprogs
 	qemu-system-x86
+	meson ninja-build libglib2.0-dev libpixman-1-dev libseccomp-dev libfdt-dev liburing-dev libaio-dev libcap-ng-dev
 	containerd runc
 	docker-registry etcd-server etcd-client
 	# Kata 4.1.0 from source (docs/KATA.md): the agent's and virtiofsd's static seccomp and

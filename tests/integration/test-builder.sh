@@ -12,6 +12,12 @@
 #   0: no kernel
 # KD_TEST_ROOTFS=0 drops the rootfs. Under KD_ASAN the slow recipes are off by default: they
 # test gcc and mmdebstrap, not our C.
+# QEMU is built from source (tens of minutes): once per recipe key in the real cache,
+# ${KD_BUILD_CACHE:-~/.cache/kata-build} (as test-kata does), and copied into both clean caches
+# (the two builds compare kata-config, the payload and the image around it; KD_TEST_QEMU=repro
+# also builds QEMU from a clean cache and requires the same sha256). Its --version and the kernel's TCG boot run
+# in a root that holds nothing but the installed payload's opt/kata and glibc (chroot in a
+# private mount namespace).
 source "$(dirname "$0")/../lib.sh"
 KB=$KD_BUILD/kata-build
 if [ -n "${KD_ASAN:-}" ]; then
@@ -43,6 +49,37 @@ pids=()
 cleanup_servers() { for p in "${pids[@]}"; do { kill "$p"; wait "$p"; } 2>/dev/null || :; done; }
 trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 
+# ---- QEMU from source, by key, in the real cache ----
+QCACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}
+build_qemu() { # CACHE OUT LOG
+	$KB --artifacts "$ART" --cache "$1" --out "$2" component qemu >"$3" 2>&1 ||
+		{ tail -40 "$3"; return 1; }
+}
+start=$(date +%s)
+if ! check "qemu built from source (or taken from $QCACHE by its key)" \
+	build_qemu "$QCACHE" "$T/oq" "$T/qemu.out"; then
+	finish
+	exit 1
+fi
+echo "# qemu: $(awk '$1 == "qemu" {print $2, $3}' "$T/qemu.out") in $(( $(date +%s) - start ))s"
+qkey=$(awk '$1 == "qemu" {sub("key=", "", $5); print $5}' "$T/qemu.out")
+seed_qemu() { # CACHE: the qemu component and its Debian packages, as a clean cache would hold them
+	local d sha
+	mkdir -p "$1/components" "$1/debs" "$1/sources/sha256"
+	cp -r "$QCACHE/components/$qkey" "$1/components/"
+	for d in "$QCACHE"/debs/seabios_* "$QCACHE"/debs/ipxe-qemu_*; do
+		sha=$(head -1 "$d")
+		cp "$d" "$1/debs/" && cp "$QCACHE/sources/sha256/$sha" "$1/sources/sha256/" || return 1
+	done
+}
+if [ "${KD_TEST_QEMU:-}" = repro ]; then
+	start=$(date +%s)
+	check "qemu built again from a clean cache" build_qemu "$T/cq" "$T/oqr" "$T/qemu-repro.out"
+	echo "# qemu clean build: $(( $(date +%s) - start ))s"
+	check "qemu: both builds give the same sha256" \
+		test "$(awk '$1 == "qemu" {print $2}' "$T/qemu.out")" = "$(awk '$1 == "qemu" {print $2}' "$T/qemu-repro.out")"
+fi
+
 # ---- two builds from clean caches ----
 build_all() { # N
 	local n=$1 kb
@@ -53,6 +90,7 @@ build_all() { # N
 	(cd "$T/o$n" && sha256sum kata-static-*.tar.zst payload.tar.zst) >"$T/sums$n"
 	awk '/^image /{print "manifest", $3}' "$T/image$n.log" >>"$T/sums$n"
 }
+seed_qemu "$T/c1" && seed_qemu "$T/c2" || not_ok "qemu copied into the clean caches"
 start=$(date +%s)
 check "build 1 from a clean cache" build_all 1
 b1=$(( $(date +%s) - start ))
@@ -60,6 +98,7 @@ start=$(date +%s)
 check "build 2 from another clean cache" build_all 2
 echo "# build times: ${b1}s, $(( $(date +%s) - start ))s"
 for c in $COMPONENTS; do
+	[ "$c" = qemu ] && continue # copied into both caches: KD_TEST_QEMU=repro compares two builds
 	check "component $c identical in both builds" \
 		test "$(grep " kata-static-$c.tar.zst" "$T/sums1")" = "$(grep " kata-static-$c.tar.zst" "$T/sums2")"
 done
@@ -118,8 +157,8 @@ check "the next run builds it again, to the same sha256" sh -c \
 	"$KBC component kata-config | grep -q '^kata-config $csum built '"
 
 # ---- verify ----
-check "verify: rebuild of kata-config and qemu identical" \
-	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1" verify kata-config qemu
+check "verify: rebuild of kata-config identical" \
+	$KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1" verify kata-config
 mkdir -p "$T/tamper" && tar -C "$T/tamper" -xf "$T/o1/kata-static-kata-config.tar.zst"
 echo "x = 1" >>"$T/tamper/opt/kata/share/defaults/kata-containers/configuration-qemu.toml"
 cp -r "$T/o1" "$T/o1t" && rm -f "$T/o1t/kata-static-kata-config.tar.zst"
@@ -397,16 +436,58 @@ kernel_vs_reference() { # TARBALL KEY
 	{ echo "key $2"; echo "sha256 $got"; sed 's/^/entry /' "$T/kernel.entries"; } | sed 's/^/#ref /'
 	return 1
 }
-boot_kernel() { # VMLINUX: boot to kb-guest-init, serial console in $T/boot.log
-	mkdir -p "$T/initrd" "$T/share" && echo kb-9p-ok >"$T/share/marker" &&
+# The root QEMU runs in: the installed payload's opt/kata, glibc's shared objects (libc6's
+# files), empty dev/ proc/ tmp/ and test/ for the guest's files; nothing else. in_root runs a
+# command chrooted there in a private mount namespace (the host's /dev and /proc bound in, gone
+# with the namespace).
+R=$T/qroot
+make_qemu_root() {
+	local f
+	mkdir -p "$R/dev" "$R/proc" "$R/tmp" "$R/test" "$R/opt" && cp -a "$T/host/opt/kata" "$R/opt/" ||
+		return 1
+	for f in $(dpkg -L libc6 | grep -E '/[^/]+\.so(\.[0-9]+)*$'); do
+		[ -e "$f" ] && { cp -L --parents "$f" "$R" || return 1; }
+	done
+	echo "# qemu root: $(find "$R" -type f | wc -l) files, $(find "$R" -type f -path "$R/opt/kata/*" | wc -l) of them the payload's"
+}
+in_root() {
+	timeout 300 unshare -m --propagation private sh -c 'r=$1; shift
+		mount --rbind /dev "$r/dev" && mount -t proc proc "$r/proc" && exec chroot "$r" "$@"' \
+		sh "$R" "$@"
+}
+qemu_pin=$(awk '/^  qemu_version:/{gsub("\"", ""); print $2}' "$ART/versions.yaml")
+check "qemu root: the installed payload and glibc only" make_qemu_root
+check "qemu: a static binary" sh -c "! readelf -lW '$R/opt/kata/bin/qemu-system-x86_64' | grep -q INTERP"
+in_root /opt/kata/bin/qemu-system-x86_64 --version >"$T/qemu-version" 2>&1 || true
+sed 's/^/# /' "$T/qemu-version"
+check "qemu --version in the root is the pin ($qemu_pin)" \
+	grep -q "^QEMU emulator version $qemu_pin (kata-deploy " "$T/qemu-version"
+in_root /opt/kata/bin/qemu-system-x86_64 -device help >"$T/qemu-devices" 2>&1 || true
+qemu_devices() {
+	local d
+	for d in virtio-blk-pci virtio-scsi-pci scsi-hd virtio-net-pci virtio-rng-pci virtio-serial-pci \
+		virtconsole virtio-balloon-pci virtio-9p-pci vhost-vsock-pci vhost-user-vsock-pci \
+		vhost-user-fs-pci vhost-user-blk-pci pcie-root-port pci-bridge nvdimm pc-dimm vfio-pci \
+		pvpanic; do
+		grep -q "^name \"$d\"" "$T/qemu-devices" || { echo "# missing device $d"; return 1; }
+	done
+}
+check "qemu: the devices Kata's qemu shim uses" qemu_devices
+boot_kernel() { # VMLINUX: boot to kb-guest-init under the payload's QEMU in the root; serial in $T/boot.log
+	mkdir -p "$T/initrd" "$R/test/share" && echo kb-9p-ok >"$R/test/share/marker" &&
 		cc -static -Os -o "$T/initrd/init" "$ROOTDIR/tests/tools/kb-guest-init.c" &&
-		(cd "$T/initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$T/initrd.cpio" &&
-		truncate -s 8M "$T/disk.img" || return 1
-	timeout 300 qemu-system-x86_64 -machine q35 -accel tcg -m 256 -nographic -no-reboot \
-		-kernel "$1" -initrd "$T/initrd.cpio" -append 'console=ttyS0 panic=-1' \
-		-drive "file=$T/disk.img,format=raw,if=none,id=d0" -device virtio-blk-pci,drive=d0 \
-		-device virtio-rng-pci -device virtio-serial-pci \
-		-virtfs "local,path=$T/share,mount_tag=kbshare,security_model=none,id=fs0" \
+		(cd "$T/initrd" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$R/test/initrd.cpio" &&
+		cp "$1" "$R/test/vmlinux" && truncate -s 8M "$R/test/disk.img" &&
+		truncate -s 128M "$R/test/nvdimm.img" || return 1
+	in_root /opt/kata/bin/qemu-system-x86_64 -machine q35,nvdimm=on -accel tcg -smp 2 \
+		-m 256,slots=2,maxmem=1G -nodefaults -display none -serial stdio -no-reboot \
+		-kernel /test/vmlinux -initrd /test/initrd.cpio -append 'console=ttyS0 panic=-1' \
+		-drive file=/test/disk.img,format=raw,if=none,id=d0 -device virtio-blk-pci,drive=d0 \
+		-device virtio-rng-pci -device virtio-serial-pci -device virtio-scsi-pci \
+		-device virtio-balloon-pci \
+		-object memory-backend-file,id=nv0,mem-path=/test/nvdimm.img,size=128M,share=on \
+		-device nvdimm,memdev=nv0,id=nv0dev \
+		-virtfs local,path=/test/share,mount_tag=kbshare,security_model=none,id=fs0 \
 		>"$T/boot.log" 2>&1
 }
 if [ "$KD_TEST_KERNEL" != 0 ]; then
@@ -425,15 +506,18 @@ if [ "$KD_TEST_KERNEL" != 0 ]; then
 	check "kernel sha256 equals the recorded reference" kernel_vs_reference "$ko/kata-static-kernel.tar.zst" "$kkey"
 	mkdir -p "$T/kx" && tar -C "$T/kx" -xf "$ko/kata-static-kernel.tar.zst"
 	start=$(date +%s)
-	check "vmlinux.container boots under qemu-system-x86_64 -machine q35 (TCG)" \
+	check "vmlinux.container boots under the payload's qemu-system-x86_64 -machine q35 (TCG, 2 vCPUs) in the root" \
 		boot_kernel "$T/kx/opt/kata/share/kata-containers/vmlinux.container"
 	echo "# boot: $(( $(date +%s) - start ))s"
 	grep -a '^KB' "$T/boot.log" | tr -d '\r' | sed 's/^/# /'
 	check "guest: release is the pinned kernel" grep -aq "^KB-GUEST-UP release=$(awk '/kernel_version:/{gsub("\"", ""); print $2}' "$ART/versions.yaml") machine=x86_64" "$T/boot.log"
-	check "guest: virtio-pci blk, console, rng, 9p bound to their drivers" sh -c "
+	check "guest: both vCPUs online (SMP)" grep -aq '^KB cpus=0-1' "$T/boot.log"
+	check "guest: virtio-pci blk, console, rng, balloon, scsi, 9p bound to their drivers" sh -c "
 		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0002:virtio_blk' &&
 		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0003:virtio_console' &&
 		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0004:virtio_rng' &&
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0005:virtio_balloon' &&
+		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0008:virtio_scsi' &&
 		grep -a '^KB virtio=' '$T/boot.log' | grep -q '0x0009:9pnet_virtio'"
 	check "guest: ext4, 9p, virtiofs, overlay filesystems" sh -c "
 		grep -a '^KB fs=' '$T/boot.log' | grep -qw ext4 && grep -a '^KB fs=' '$T/boot.log' | grep -qw 9p &&
@@ -441,5 +525,17 @@ if [ "$KD_TEST_KERNEL" != 0 ]; then
 	check "guest: vsock socket, a file read over virtio-9p, the virtio disk" sh -c "
 		grep -aq '^KB vsock=ok' '$T/boot.log' && grep -aq '^KB 9p=kb-9p-ok' '$T/boot.log' &&
 		grep -aq '^KB blk=16384' '$T/boot.log' && grep -aq '^KB-GUEST-DONE' '$T/boot.log'"
+	check "guest: the NVDIMM as /dev/pmem0 (how Kata attaches its image)" grep -aq '^KB pmem=262144' "$T/boot.log"
+	cgroup_controllers() {
+		local c
+		for c in cpuset cpu io memory hugetlb pids; do
+			grep -a '^KB cgroup2=' "$T/boot.log" | tr -d '\r' | grep -qw "$c" ||
+				{ echo "# cgroup2 controller $c missing"; return 1; }
+		done
+	}
+	check "guest: cgroup2 mounts with the cpuset cpu io memory hugetlb pids controllers" cgroup_controllers
+	check "guest: user/mount/pid/net/uts/ipc/cgroup namespaces, a seccomp filter, inotify" sh -c "
+		grep -aq '^KB ns=ok' '$T/boot.log' && grep -aq '^KB seccomp=ok' '$T/boot.log' &&
+		grep -aq '^KB inotify=ok' '$T/boot.log'"
 fi
 finish
