@@ -527,6 +527,12 @@ static bool apply_opt(cli *c, int o, const char *arg)
 	return true;
 }
 
+static int print_version(void)
+{
+	printf("kata-build %s (builder format %s)\n", KD_VERSION, KD_BUILDER_VERSION);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -573,19 +579,11 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		}
-		if (o == O_VERSION) {
-			printf("kata-build %s (builder format %s)\n", KD_VERSION,
-			       KD_BUILDER_VERSION);
-			return 0;
-		}
+		if (o == O_VERSION)
+			return print_version();
 		if (!apply_opt(&c, o, optarg))
 			return bad_option(argv);
 	}
-	kd_log_setup("kata-build",
-		     c.verbose ? KD_LOG_DEBUG
-		     : c.quiet ? KD_LOG_WARNING
-			       : KD_LOG_INFO,
-		     false);
 	if (optind >= argc) {
 		usage(stderr);
 		return 2;
@@ -605,11 +603,8 @@ int main(int argc, char **argv)
 			kd_strv_free(c.names);
 			return print_verb_help(verb);
 		}
-		if (o == O_VERSION) {
-			printf("kata-build %s (builder format %s)\n", KD_VERSION,
-			       KD_BUILDER_VERSION);
-			return 0;
-		}
+		if (o == O_VERSION)
+			return print_version();
 		if (!apply_opt(&c, o, optarg))
 			return bad_option(argv);
 	}
