@@ -113,8 +113,9 @@ PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 HTTPD=$!
 trap 'rc=$?; kill $HTTPD 2>/dev/null || :; wait $HTTPD 2>/dev/null || :; chmod -R u+w "$T" 2>/dev/null || :; rm -rf "$T"; exit $rc' EXIT
 for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:$PORT/p.tar.zst" && break; sleep 0.1; done
+# A plain-http payload must be pinned (issue 16): its sha256, as the chart's payload digest does.
 in_image /usr/bin/kata-deploy install --root /host --payload "http://127.0.0.1:$PORT/p.tar.zst" \
-	--runtime-version 1.7 --restart 'command:/usr/bin/kata-deploy-agent --version' >"$T/inst" 2>&1 && rc=0 || rc=$?
+	--sha256 "$(sha256sum <"$T/p.tar.zst" | cut -c1-64)" --runtime-version 1.7 --restart 'command:/usr/bin/kata-deploy-agent --version' >"$T/inst" 2>&1 && rc=0 || rc=$?
 sed 's/^/#   /' "$T/inst" | tail -5
 check "in the image: install of a URL payload (rc $rc)" [ "$rc" = 0 ]
 check "in the image: the restart command ran without a shell" grep -q "^kata-deploy-agent " "$T/inst"
