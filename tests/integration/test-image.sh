@@ -33,8 +33,11 @@ EOF
 check "two layers" [ "${#LAYERS[@]}" = 2 ]
 : >"$T/listing"
 for b in "${LAYERS[@]}"; do tar -tvf "$b" >>"$T/listing"; done
-# "/path" when the image has it as a file (or directory, with a trailing /).
-has() { awk '{print "/" $6}' "$T/listing" | grep -qxF -- "$1"; }
+# "/path" when the image has it as a file (or directory, with a trailing /). Lists and lookups go
+# through files, never `producer | grep -q` or `| awk '{…; exit}'`: under pipefail the producer's
+# SIGPIPE, when the reader stops early, would fail the test at random (it did, in CI).
+awk '{print "/" $6}' "$T/listing" >"$T/paths"
+has() { grep -qxF -- "$1" "$T/paths"; }
 
 # ---- what the agent may open at run time ----
 # dlopen calls in the sources: a literal soname, or a macro #defined to one.
@@ -43,7 +46,7 @@ grep -rhoE 'dlopen\(([A-Z_][A-Z0-9_]*|"[^"]+")' lib deployer node-agent | sed 's
 while read -r a; do
 	case $a in
 	\"*) echo "${a//\"/}" >>"$T/sonames" ;;
-	*) grep -rhE "^#define $a \"[^\"]+\"" lib deployer node-agent | head -1 | sed -E 's/.*"([^"]+)".*/\1/' >>"$T/sonames" ;;
+	*) grep -rhE "^#define $a \"[^\"]+\"" lib deployer node-agent | sed -nE '1s/.*"([^"]+)".*/\1/p' >>"$T/sonames" ;;
 	esac
 done <"$T/dlopen.args"
 sort -u -o "$T/sonames" "$T/sonames"
@@ -60,9 +63,10 @@ ldd_paths() { ldd "$1" | sed -nE 's/.*=> (\/[^ ]+) .*/\1/p; s/^[[:space:]]*(\/[^
 : >"$T/need"
 ldd_paths "$AGENT" >>"$T/need"
 ldd_paths "$WAITER" >>"$T/need"
+ldconfig -p >"$T/ldcache"
 for s in $(cat "$T/sonames"); do
-	p=$(ldconfig -p | awk -v s="$s" '$1 == s && /x86-64|64bit|AArch64/ {print $NF; exit}')
-	[ -n "$p" ] || p=$(ldconfig -p | awk -v s="$s" '$1 == s {print $NF; exit}')
+	p=$(awk -v s="$s" '$1 == s && /x86-64|64bit|AArch64/ {print $NF; exit}' "$T/ldcache")
+	[ -n "$p" ] || p=$(awk -v s="$s" '$1 == s {print $NF; exit}' "$T/ldcache")
 	if [ -z "$p" ]; then not_ok "$s is on this machine (ldconfig -p)"; continue; fi
 	echo "$p" >>"$T/need"
 	ldd_paths "$p" >>"$T/need"
