@@ -134,8 +134,11 @@ int kd_cmd_check(int argc, char **argv)
 					return 2;
 				}
 				if (!kd_hostcheck_shim_known(t)) {
-					fprintf(stderr, "kata-deploy check: unknown shim '%s'\n",
-						t);
+					char known[2048];
+					(void)kd_hostcheck_known_shims(known, sizeof(known));
+					fprintf(stderr,
+						"kata-deploy check: unknown shim '%s' (known: %s)\n",
+						t, known);
 					return 2;
 				}
 				shims[n++] = t;

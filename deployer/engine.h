@@ -36,7 +36,10 @@ typedef struct kd_install_opts {
 	const char *signature;	/* default: payload + ".sig" */
 	char **shims;		/* NULL = every shim of the payload */
 	bool progress;		/* download progress bar on a TTY */
-	kd_runtime_opts rt;	/* runtime configuration (docs/RUNTIME-CONFIG.md) */
+	/* Shims the payload does not have are left out (and listed in the result) instead of
+	 * refused; the install fails only when none of the shims is in the payload. */
+	bool skip_missing_shims;
+	kd_runtime_opts rt; /* runtime configuration (docs/RUNTIME-CONFIG.md) */
 } kd_install_opts;
 
 typedef struct kd_install_result {
@@ -45,7 +48,11 @@ typedef struct kd_install_result {
 	char id[17];	     /* version directory */
 	char version[128];   /* payload version */
 	kd_extract_stats stats;
+	char **shims;	/* the shims installed (sorted); free with kd_install_result_done */
+	char **skipped; /* asked for, not in the payload (skip_missing_shims); may be empty */
 } kd_install_result;
+
+void kd_install_result_done(kd_install_result *r);
 
 int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *ret, kd_error *err);
 /* Removes every version, link, directory and state file we created; *ret_changed is false when

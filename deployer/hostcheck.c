@@ -37,6 +37,7 @@ typedef enum hv_family {
 	HV_CLH,
 	HV_FC,
 	HV_DRAGONBALL,
+	HV_OPENVMM,
 	HV_STRATOVIRT,
 	HV_REMOTE
 } hv_family;
@@ -49,10 +50,18 @@ typedef struct shim_req {
 	bool runtime_rs;
 } shim_req;
 
-/* Upstream's ALL_SHIMS plus the shell-era names (reference/kata-deploy.md §1.5). */
+/* Upstream kata-deploy 4.1's shims (its shim-components.json and chart values; upstream dropped
+ * the `firecracker` alias of fc), then the names older payloads may still declare (shell era,
+ * reference/kata-deploy.md §1.5). tests/unit/test-hostcheck.c holds the upstream list. */
 static const shim_req shim_table[] = {
+	{"clh", HV_CLH, TEE_NONE, false},
+	{"clh-azure", HV_CLH, TEE_NONE, false},
+	{"clh-azure-runtime-rs", HV_CLH, TEE_NONE, true},
+	{"clh-runtime-rs", HV_CLH, TEE_NONE, true},
+	{"dragonball", HV_DRAGONBALL, TEE_NONE, true},
+	{"fc", HV_FC, TEE_NONE, false},
+	{"openvmm-azure-runtime-rs", HV_OPENVMM, TEE_NONE, true},
 	{"qemu", HV_QEMU, TEE_NONE, false},
-	{"qemu-runtime-rs", HV_QEMU, TEE_NONE, true},
 	{"qemu-coco-dev", HV_QEMU, TEE_NONE, false},
 	{"qemu-coco-dev-runtime-rs", HV_QEMU, TEE_NONE, true},
 	{"qemu-nvidia-cpu", HV_QEMU, TEE_NONE, false},
@@ -63,22 +72,19 @@ static const shim_req shim_table[] = {
 	{"qemu-nvidia-gpu-snp-runtime-rs", HV_QEMU, TEE_SNP, true},
 	{"qemu-nvidia-gpu-tdx", HV_QEMU, TEE_TDX, false},
 	{"qemu-nvidia-gpu-tdx-runtime-rs", HV_QEMU, TEE_TDX, true},
+	{"qemu-runtime-rs", HV_QEMU, TEE_NONE, true},
+	{"qemu-se", HV_QEMU, TEE_SE, false},
+	{"qemu-se-runtime-rs", HV_QEMU, TEE_SE, true},
 	{"qemu-snp", HV_QEMU, TEE_SNP, false},
 	{"qemu-snp-runtime-rs", HV_QEMU, TEE_SNP, true},
 	{"qemu-tdx", HV_QEMU, TEE_TDX, false},
 	{"qemu-tdx-runtime-rs", HV_QEMU, TEE_TDX, true},
-	{"qemu-sev", HV_QEMU, TEE_SEV, false},
-	{"qemu-se", HV_QEMU, TEE_SE, false},
-	{"qemu-se-runtime-rs", HV_QEMU, TEE_SE, true},
-	{"qemu-cca", HV_QEMU, TEE_CCA, false},
-	{"clh", HV_CLH, TEE_NONE, false},
-	{"clh-runtime-rs", HV_CLH, TEE_NONE, true},
-	{"cloud-hypervisor", HV_CLH, TEE_NONE, true},
-	{"fc", HV_FC, TEE_NONE, false},
-	{"firecracker", HV_FC, TEE_NONE, false},
-	{"dragonball", HV_DRAGONBALL, TEE_NONE, true},
-	{"stratovirt", HV_STRATOVIRT, TEE_NONE, false},
 	{"remote", HV_REMOTE, TEE_NONE, false},
+	/* older payloads */
+	{"cloud-hypervisor", HV_CLH, TEE_NONE, true},
+	{"qemu-cca", HV_QEMU, TEE_CCA, false},
+	{"qemu-sev", HV_QEMU, TEE_SEV, false},
+	{"stratovirt", HV_STRATOVIRT, TEE_NONE, false},
 };
 
 /* Modules every local hypervisor needs (kata-runtime check's list; vhost_vsock is how the shim
@@ -107,6 +113,21 @@ bool kd_hostcheck_shim_known(const char *shim)
 		if (strcmp(shim_table[i].name, shim) == 0)
 			return true;
 	return false;
+}
+
+const char *kd_hostcheck_shim_at(size_t i)
+{
+	return i < ELEMENTSOF(shim_table) ? shim_table[i].name : NULL;
+}
+
+int kd_hostcheck_known_shims(char *buf, size_t size)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ELEMENTSOF(shim_table) && o < size; i++)
+		o += (size_t)snprintf(buf + o, size - o, "%s%s", i ? ", " : "", shim_table[i].name);
+	return o < size ? 0 : -ENOSPC;
 }
 
 static const shim_req *find_shim(const char *name)
@@ -1185,6 +1206,9 @@ static size_t shim_requirements(struct run *R, const shim_req *s, const char **o
 		NEED("payload.firecracker");
 		NEED("payload.jailer");
 		break;
+	case HV_OPENVMM:
+		NEED("payload.openvmm");
+		break;
 	case HV_STRATOVIRT:
 		NEED("payload.stratovirt");
 		break;
@@ -1334,6 +1358,10 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 					   "Firecracker");
 			check_payload_file(&R, "payload.jailer", "opt/kata/bin/jailer",
 					   "the Firecracker jailer");
+			break;
+		case HV_OPENVMM:
+			check_payload_file(&R, "payload.openvmm", "opt/kata/bin/openvmm",
+					   "OpenVMM");
 			break;
 		case HV_STRATOVIRT:
 			check_payload_file(&R, "payload.stratovirt", "opt/kata/bin/stratovirt",

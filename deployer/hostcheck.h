@@ -66,8 +66,13 @@ typedef struct kd_hostcheck_report {
 	bool fix_dry_run;
 } kd_hostcheck_report;
 
-/* True for a shim name this module has requirements for (the upstream ALL_SHIMS list). */
+/* True for a shim name this module has requirements for: upstream 4.1's shims (its
+ * shim-components.json) and the names older payloads declare. */
 bool kd_hostcheck_shim_known(const char *shim);
+/* The i-th known shim name, NULL past the end. */
+const char *kd_hostcheck_shim_at(size_t i);
+/* "clh, clh-azure, ..." into buf; -ENOSPC when it does not fit (then truncated). */
+int kd_hostcheck_known_shims(char *buf, size_t size);
 /* > 0 when a containerd config (TOML text) disables the CRI plugin (Docker's containerd.io
  * default, disabled_plugins = ["cri"]); which gets the entry. 0 when enabled, < 0 on a parse
  * error. */

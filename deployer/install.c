@@ -88,21 +88,69 @@ int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
 	return r;
 }
 
-/* The cheap no-op needs the same shims: those asked for, or (no --shims) every shim of the
- * payload, read from the installed manifest, which is the payload's own. */
-static bool same_shims(kd_ctx *c, char *const *asked, const kd_version *cur)
+/* Split the shims asked for into those the payload has and those it does not. */
+static int split_shims(const kd_manifest *m, char *const *asked, char ***ret_have,
+		       char ***ret_missing)
 {
-	if (asked)
-		return kd_strv_equal_set(asked, cur->shims);
+	_cleanup_strv_ char **have = calloc(1, sizeof(char *)),
+			    **missing = calloc(1, sizeof(char *));
+	if (!have || !missing)
+		return -ENOMEM;
+	for (char *const *a = asked; *a; a++)
+		if (kd_strv_push(kd_manifest_find_shim(m, *a) ? &have : &missing, *a) < 0)
+			return -ENOMEM;
+	*ret_have = TAKE_PTR(have);
+	*ret_missing = TAKE_PTR(missing);
+	return 0;
+}
+
+/* The cheap no-op needs the same shims: those asked for (with skip_missing, those of them the
+ * payload has), or (no --shims) every shim of the payload, read from the installed manifest,
+ * which is the payload's own. *ret_missing: the shims left out. */
+static bool same_shims(kd_ctx *c, const kd_install_opts *o, const kd_version *cur,
+		       char ***ret_missing)
+{
+	if (o->shims && !o->skip_missing_shims)
+		return kd_strv_equal_set(o->shims, cur->shims);
 	kd_manifest *m = NULL;
 	if (kd_install_load_manifest(c, cur->id, &m, NULL) < 0)
 		return false;
-	_cleanup_strv_ char **all = calloc(1, sizeof(char *));
-	for (size_t i = 0; all && i < m->n_shims; i++)
+	_cleanup_strv_ char **all = calloc(1, sizeof(char *)), **missing = NULL;
+	if (o->shims) {
+		kd_strv_free(TAKE_PTR(all));
+		if (split_shims(m, o->shims, &all, &missing) < 0)
+			all = NULL;
+	}
+	for (size_t i = 0; !o->shims && all && i < m->n_shims; i++)
 		if (kd_strv_push(&all, m->shims[i].name) < 0)
 			kd_strv_free(TAKE_PTR(all));
 	kd_manifest_free(m);
-	return all && kd_strv_equal_set(all, cur->shims);
+	if (!all || !kd_strv_equal_set(all, cur->shims))
+		return false;
+	*ret_missing = TAKE_PTR(missing);
+	return true;
+}
+
+/* "a,b,c" */
+static char *join_commas(char *const *v)
+{
+	size_t n = 1;
+	for (char *const *i = v; i && *i; i++)
+		n += strlen(*i) + 1;
+	char *out = calloc(1, n);
+	for (char *const *i = v; out && i && *i; i++) {
+		if (*out)
+			strcat(out, ",");
+		strcat(out, *i);
+	}
+	return out;
+}
+
+void kd_install_result_done(kd_install_result *r)
+{
+	kd_strv_free(r->shims);
+	kd_strv_free(r->skipped);
+	r->shims = r->skipped = NULL;
 }
 
 /* mkdir -p with each created directory journaled first and remembered for uninstall. */
@@ -421,6 +469,21 @@ abort:;
 	return r;
 }
 
+/* o, with the runtime options naming the shims left out (they stay in the state's options, so
+ * rollback and a later no-op run read the mappings the same way). */
+static int absent_opts(const kd_install_opts *o, char *const *missing, kd_install_opts *ret,
+		       char **ret_absent)
+{
+	*ret = *o;
+	if (!missing || !missing[0])
+		return 0;
+	*ret_absent = join_commas(missing);
+	if (!*ret_absent)
+		return -ENOMEM;
+	ret->rt.absent_shims = *ret_absent;
+	return 0;
+}
+
 static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *res, kd_error *err)
 {
 	_cleanup_close_ int fd = -1;
@@ -428,6 +491,9 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	_cleanup_strv_ char **shims = NULL, **components = NULL, **tops = NULL;
 	_cleanup_free_ bool *mask = NULL;
 	_cleanup_strv_ char **state_created = NULL, **created = NULL, **links = NULL;
+	_cleanup_strv_ char **missing = NULL;
+	_cleanup_free_ char *absent = NULL;
+	kd_install_opts eff; /* o with the runtime options told which shims are absent */
 	kd_payload *p = NULL;
 	kd_journal j;
 	kd_state s;
@@ -451,14 +517,24 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		if (abs && stat(abs, &st) == 0 && source_unchanged(&s, abs, &st) &&
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
-		    same_shims(c, o->shims, &s.current) && kd_state_links_intact(c->rootfd, &s) &&
+		    same_shims(c, o, &s.current, &missing) &&
+		    kd_state_links_intact(c->rootfd, &s) &&
 		    kd_install_version_intact(c, &s.current, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
 			snprintf(res->version, sizeof(res->version), "%s", s.current.version);
-			r = config_only(c, o, &s, res, err);
+			if ((r = absent_opts(o, missing, &eff, &absent)) < 0)
+				goto out;
+			res->shims = kd_strv_copy(s.current.shims);
+			res->skipped = missing ? TAKE_PTR(missing) : calloc(1, sizeof(char *));
+			if (!res->shims || !res->skipped) {
+				r = -ENOMEM;
+				goto out;
+			}
+			r = config_only(c, &eff, &s, res, err);
 			goto out;
 		}
+		kd_strv_free(TAKE_PTR(missing));
 	}
 
 	r = kd_install_open_source(o, &fd, err);
@@ -477,9 +553,27 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	const kd_manifest *m = kd_payload_manifest(p);
 
 	/* Which shims, which components. */
-	if (o->shims)
+	if (o->shims && o->skip_missing_shims) {
+		if ((r = split_shims(m, o->shims, &shims, &missing)) < 0)
+			goto out_p;
+		if (!shims[0]) {
+			_cleanup_strv_ char **has = calloc(1, sizeof(char *));
+			for (size_t i = 0; has && i < m->n_shims; i++)
+				if (kd_strv_push(&has, m->shims[i].name) < 0)
+					kd_strv_free(TAKE_PTR(has));
+			_cleanup_free_ char *asked = join_commas(o->shims),
+					    *known = join_commas(has);
+			r = kd_err(
+				err, -ENOENT,
+				"none of the shims asked for (%s) is in this payload (it has: %s)",
+				asked ? asked : "?", known && *known ? known : "none");
+			goto out_p;
+		}
+		for (char **x = missing; *x; x++)
+			kd_warn("shim '%s' is not in this payload: left out", *x);
+	} else if (o->shims) {
 		shims = kd_strv_copy(o->shims);
-	else {
+	} else {
 		shims = calloc(1, sizeof(char *));
 		for (size_t i = 0; shims && i < m->n_shims; i++)
 			kd_strv_push(&shims, m->shims[i].name);
@@ -491,6 +585,15 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		goto out_p;
 	}
 	kd_strv_sort(shims);
+	if ((r = absent_opts(o, missing, &eff, &absent)) < 0)
+		goto out_p;
+	o = &eff;
+	res->shims = kd_strv_copy(shims);
+	res->skipped = missing ? TAKE_PTR(missing) : calloc(1, sizeof(char *));
+	if (!res->shims || !res->skipped) {
+		r = -ENOMEM;
+		goto out_p;
+	}
 	r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask, err);
 	if (r < 0)
 		goto out_p;
@@ -699,9 +802,13 @@ int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *r
 	if (r >= 0)
 		r = do_install(&c, o, &res, err);
 	kd_ctx_close(&c);
-	if (r < 0)
+	if (r < 0) {
+		kd_install_result_done(&res);
 		return kd_err_wrap(err, r, "install");
+	}
 	if (ret)
 		*ret = res;
+	else
+		kd_install_result_done(&res);
 	return 0;
 }

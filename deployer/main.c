@@ -186,6 +186,9 @@ static const char install_help[] =
 	"                        kata-build; upstream's kata-static-*.tar.* need 'payload import')\n"
 	"  --sha256 HEX          expected sha256 of the payload file (64 hex digits)\n"
 	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
+	"  --skip-missing-shims  leave out the --shims the payload does not have (named on\n"
+	"                        stderr and in the result) instead of refusing; fails only when\n"
+	"                        none of them is in the payload\n"
 	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
 	"  --signature PATH|URL  the signature (default: payload + .sig)\n"
 	"  --output text|json    result format (json: the result or the error object on stdout)\n"
@@ -389,17 +392,19 @@ static int cmd_install(int argc, char **argv, bool plan)
 	_cleanup_strv_ char **shims = NULL;
 	bool json = false;
 	bool insecure = false;
-	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT, O_INSECURE };
-	static const struct option longopts[] = {COMMON_LONGOPTS,
-						 {"payload", required_argument, NULL, O_PAYLOAD},
-						 {"sha256", required_argument, NULL, O_SHA},
-						 {"shims", required_argument, NULL, O_SHIMS},
-						 {"public-key", required_argument, NULL, O_KEY},
-						 {"signature", required_argument, NULL, O_SIG},
-						 {"output", required_argument, NULL, O_OUTPUT},
-						 {"insecure", no_argument, NULL, O_INSECURE},
-						 RUNTIME_LONGOPTS,
-						 {}};
+	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT, O_INSECURE, O_SKIP_MISSING };
+	static const struct option longopts[] = {
+		COMMON_LONGOPTS,
+		{"payload", required_argument, NULL, O_PAYLOAD},
+		{"sha256", required_argument, NULL, O_SHA},
+		{"shims", required_argument, NULL, O_SHIMS},
+		{"public-key", required_argument, NULL, O_KEY},
+		{"signature", required_argument, NULL, O_SIG},
+		{"output", required_argument, NULL, O_OUTPUT},
+		{"insecure", no_argument, NULL, O_INSECURE},
+		{"skip-missing-shims", no_argument, NULL, O_SKIP_MISSING},
+		RUNTIME_LONGOPTS,
+		{}};
 	const char *verb = plan ? "plan" : "install";
 	int opt;
 	opterr = 0;
@@ -429,6 +434,12 @@ static int cmd_install(int argc, char **argv, bool plan)
 			break;
 		case O_INSECURE:
 			insecure = true;
+			break;
+		case O_SKIP_MISSING:
+			if (plan)
+				return usage_error(verb,
+						   "--skip-missing-shims is not an option of plan");
+			o.skip_missing_shims = true;
 			break;
 		case O_SHIMS:
 			kd_strv_free(shims);
@@ -547,12 +558,20 @@ static int cmd_install(int argc, char **argv, bool plan)
 	if (kd_engine_install(rootfd, &o, &res, &err) < 0)
 		return json ? fail_json(&err) : fail(&err);
 	if (json) {
+		_cleanup_json_ struct json_object *sh = json_object_new_array(),
+						  *sk = json_object_new_array();
+		for (char **x = res.shims; sh && x && *x; x++)
+			json_object_array_add(sh, json_object_new_string(*x));
+		for (char **x = res.skipped; sk && x && *x; x++)
+			json_object_array_add(sk, json_object_new_string(*x));
 		printf("{\"ok\":true,\"changed\":%s,\"id\":\"%s\",\"version\":\"%s\",\"files_written\":%llu,"
-		       "\"files_linked\":%llu,\"bytes_written\":%llu}\n",
+		       "\"files_linked\":%llu,\"bytes_written\":%llu,\"shims\":%s,\"skipped\":%s}\n",
 		       res.changed ? "true" : "false", res.id, res.version,
 		       (unsigned long long)res.stats.files_written,
 		       (unsigned long long)res.stats.files_linked,
-		       (unsigned long long)res.stats.bytes_written);
+		       (unsigned long long)res.stats.bytes_written,
+		       json_object_to_json_string_ext(sh, JSON_C_TO_STRING_PLAIN),
+		       json_object_to_json_string_ext(sk, JSON_C_TO_STRING_PLAIN));
 	} else if (res.changed) {
 		printf("installed %s (version dir %s): %llu files written, %llu reused, %llu bytes%s\n",
 		       res.version, res.id, (unsigned long long)res.stats.files_written,
@@ -566,6 +585,13 @@ static int cmd_install(int argc, char **argv, bool plan)
 		printf("%s (version dir %s) is already installed: nothing to do\n", res.version,
 		       res.id);
 	}
+	if (!json && res.skipped && res.skipped[0]) {
+		printf("left out, not in the payload:");
+		for (char **x = res.skipped; *x; x++)
+			printf(" %s", *x);
+		printf("\n");
+	}
+	kd_install_result_done(&res);
 	return 0;
 }
 

@@ -54,6 +54,23 @@ static int do_rollback(kd_ctx *c, const char *restart, kd_error *err)
 			goto abort;
 		if (restart)
 			ro.restart = restart;
+		/* With shims left out of the install (skip_missing_shims), the options may name
+		 * shims that this version lacks and the other had: absent here too. */
+		_cleanup_free_ char *absent = NULL;
+		if (ro.absent_shims) {
+			size_t len = strlen(ro.absent_shims) + 1;
+			for (char **x = tmp.shims; x && *x; x++)
+				len += strlen(*x) + 1;
+			if (!(absent = malloc(len))) {
+				r = -ENOMEM;
+				goto abort;
+			}
+			strcpy(absent, ro.absent_shims);
+			for (char **x = tmp.shims; x && *x; x++)
+				if (!kd_strv_find(s.current.shims, *x))
+					strcat(strcat(absent, ","), *x);
+			ro.absent_shims = absent;
+		}
 		if ((r = kd_engine_config_step(c, &j, &s, s.current.id, s.current.shims, &ro,
 					       &s.created_dirs, &changed, err)) < 0)
 			goto abort;

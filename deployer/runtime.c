@@ -46,7 +46,8 @@
 	X(snapshotter_handler_mapping)                                                             \
 	X(pull_type_mapping)                                                                       \
 	X(default_shim)                                                                            \
-	X(custom_configs)
+	X(custom_configs)                                                                          \
+	X(absent_shims)
 
 static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 {
@@ -529,7 +530,8 @@ static int check_mapping(const kd_flavour *f, const char *what, char *snap, bool
 
 /* The custom runtimes of the list in o->custom_configs, appended to h. */
 static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
-		      const char *prefix, kd_handler *h, size_t *n, kd_error *err)
+		      const char *prefix, char *const *absent, kd_handler *h, size_t *n,
+		      kd_error *err)
 {
 	_cleanup_free_ kd_custom_runtime *c = NULL;
 	size_t nc = 0;
@@ -538,6 +540,12 @@ static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, cons
 		return kd_err_wrap(err, r, "custom runtimes");
 	for (size_t i = 0; i < nc; i++) {
 		char what[128];
+		if (absent && kd_strv_find(absent, c[i].base)) {
+			kd_info("custom runtime '%s' left out: its base shim '%s' is not in the "
+				"payload",
+				c[i].handler, c[i].base);
+			continue;
+		}
 		if (!kd_strv_find(in->shims, c[i].base))
 			return kd_err(err, -EINVAL,
 				      "custom runtime '%s': its base shim '%s' is not enabled (its "
@@ -568,7 +576,8 @@ static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, cons
  * the shim's binary and mappings, each has a Kata configuration directory of its own. Then the
  * custom runtimes. */
 static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
-			  kd_handler **ret, size_t *ret_n, kd_error *err)
+			  char *const *named, char *const *absent, kd_handler **ret, size_t *ret_n,
+			  kd_error *err)
 {
 	kd_variant variants[3] = {KD_VARIANT_PLAIN};
 	size_t nv = 1;
@@ -587,9 +596,9 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 		char snap[64], what[128];
 		bool guest_pull;
 		int r = parse_snapshotters(o->snapshotter_handler_mapping, shim, snap, sizeof(snap),
-					   in->shims, err);
-		if (r < 0 || (r = parse_pull_type(o->pull_type_mapping, shim, &guest_pull,
-						  in->shims, err)) < 0)
+					   named, err);
+		if (r < 0 ||
+		    (r = parse_pull_type(o->pull_type_mapping, shim, &guest_pull, named, err)) < 0)
 			return r;
 		snprintf(what, sizeof(what), "shim '%s'", shim);
 		if ((r = check_mapping(f, what, snap, &guest_pull, err)) < 0)
@@ -613,7 +622,7 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 			return kd_err(err, -EINVAL,
 				      "--custom-runtimes needs --custom-configs DIR (where "
 				      "custom-runtimes.list is)");
-		int r = add_custom(in, o, f, prefix, h, &n, err);
+		int r = add_custom(in, o, f, prefix, absent, h, &n, err);
 		if (r < 0)
 			return r;
 	}
@@ -838,6 +847,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 {
 	kd_config_plan p = {.root_is_host = in->root_is_host};
 	_cleanup_free_ kd_handler *h = NULL;
+	_cleanup_strv_ char **absent = NULL, **named = NULL;
 	size_t n = 0;
 	kd_flavour_opts fo = {.runtime = o->runtime,
 			      .runtime_version = o->runtime_version,
@@ -857,7 +867,17 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 	for (size_t i = 0; in->prev && i < in->prev->n_config; i++)
 		if ((r = handler_names(in->prev->config[i].tables, &p.prev_handlers)) < 0)
 			goto fail;
-	if (o->default_shim && !kd_strv_find(in->shims, o->default_shim)) {
+	/* The shims options may name: those installed, and those asked for but absent. */
+	absent = o->absent_shims ? kd_strv_split(o->absent_shims, ',') : NULL;
+	named = kd_strv_copy(in->shims);
+	for (size_t i = 0; named && absent && absent[i]; i++)
+		if (kd_strv_push(&named, absent[i]) < 0)
+			kd_strv_free(TAKE_PTR(named));
+	if (!named || (o->absent_shims && !absent)) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (o->default_shim && !kd_strv_find(named, o->default_shim)) {
 		r = kd_err(err, -EINVAL, "--default-shim '%s' is not one of the enabled shims",
 			   o->default_shim);
 		goto fail;
@@ -887,8 +907,8 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		char prefix[KD_PATH_MAX];
 		snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
 		ko.prefix = prefix;
-		if ((r = kd_kata_validate(&ko, in->shims, err)) < 0 ||
-		    (r = build_handlers(in, o, &p.flavour, &h, &n, err)) < 0)
+		if ((r = kd_kata_validate(&ko, named, err)) < 0 ||
+		    (r = build_handlers(in, o, &p.flavour, named, absent, &h, &n, err)) < 0)
 			goto fail;
 		/* Kata's per-shim configuration first: the CRI points at it. */
 		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata,

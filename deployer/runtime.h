@@ -33,6 +33,10 @@ typedef struct kd_runtime_opts {
 	const char *default_shim;
 	const char *custom_configs; /* host dir: dropin-<shim|handler>.toml, custom-runtimes.list */
 	bool custom_runtimes;	    /* add the handlers of custom_configs/custom-runtimes.list */
+	/* Shims asked for that the payload does not have (install's skip_missing_shims),
+	 * comma-separated: mapping entries and the default shim may name them (they are unused),
+	 * custom runtimes based on them are left out. */
+	const char *absent_shims;
 } kd_runtime_opts;
 
 typedef struct kd_change {

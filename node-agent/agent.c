@@ -34,7 +34,8 @@ typedef struct agent {
 	char events_ns[254];
 	char owner[128];
 	char node_uid[64];
-	char **handlers;
+	char **handlers;  /* to wait for in status.runtimeHandlers */
+	char **installed; /* the shims the engine installed (the payload has them) */
 	kd_agent_runtime rt;
 	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
 	char *snapshotters;
@@ -47,6 +48,7 @@ static void agent_done(agent *a)
 	if (a->rootfd >= 0)
 		close(a->rootfd);
 	kd_strv_free(a->handlers);
+	kd_strv_free(a->installed);
 	free(a->annotations);
 	free(a->snapshotters);
 	free(a->pull_types);
@@ -129,7 +131,7 @@ static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconf
 		return kd_err(err, -EINVAL, "NODE_NAME=%s: too long", s->node_name);
 	snprintf(a->node_path, sizeof(a->node_path), "/api/v1/nodes/%s", name);
 	kd_agent_owner_label(s, a->owner, sizeof(a->owner));
-	a->handlers = kd_agent_handlers(s);
+	a->handlers = kd_agent_handlers(s, NULL);
 	if (!a->handlers)
 		return kd_err(err, -ENOMEM, "out of memory");
 	a->rootfd = kd_root_open(s->host_root, err);
@@ -260,6 +262,32 @@ static struct json_object *label_value(const char *v)
 	return v ? json_object_new_string(v) : NULL; /* NULL = JSON null = remove */
 }
 
+/* Add key: want (NULL: remove) to the labels patch l unless the node has it so already. */
+static void label_want(struct json_object *node, struct json_object *l, const char *key,
+		       const char *want)
+{
+	const char *have = labels_get(node, key);
+	if (want ? !have || strcmp(have, want) != 0 : have != NULL)
+		json_object_object_add(l, key, label_value(want));
+}
+
+/* The per-shim labels (kd_agent_shim_label): READY sets those of the installed shims and
+ * removes those of every other shim this agent knows, with our suffix; RELEASE removes them
+ * all; CLAIM leaves them (a rolling update keeps serving the old install meanwhile). */
+static void shim_labels(const label_ctx *c, struct json_object *node, struct json_object *l)
+{
+	char key[256];
+	const char *shim;
+
+	if (c->op == LABELS_CLAIM)
+		return;
+	for (size_t i = 0; (shim = kd_hostcheck_shim_at(i)); i++) {
+		bool on = c->op == LABELS_READY && kd_strv_find(c->a->installed, shim);
+		kd_agent_shim_label(c->a->s, shim, key, sizeof(key));
+		label_want(node, l, key, on ? "true" : NULL);
+	}
+}
+
 static int labels_mutate(struct json_object *node, struct json_object **ret_patch, void *ud,
 			 kd_error *err)
 {
@@ -270,7 +298,12 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 
 	switch (c->op) {
 	case LABELS_CLAIM:
-		/* Never take "true" away from another install that is serving. */
+		/* Never take "true" away from an install that is serving: another one, or ours
+		 * (a rolling update, a restarted pod: the old version serves until the switch). */
+		if (own && strcmp(own, "true") == 0 && shared && strcmp(shared, "true") == 0) {
+			own_want = shared_want = "true";
+			break;
+		}
 		own_want = "false";
 		shared_want =
 			shared && strcmp(shared, "true") == 0 && others == 1 ? "true" : "false";
@@ -285,12 +318,6 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 			shared_want = shared;
 		break;
 	}
-	bool same_own = own_want ? own && strcmp(own, own_want) == 0 : !own;
-	bool same_shared = shared_want ? shared && strcmp(shared, shared_want) == 0 : !shared;
-	if (same_own && same_shared) {
-		*ret_patch = NULL;
-		return 0;
-	}
 	struct json_object *p = json_object_new_object(), *m = json_object_new_object(),
 			   *l = json_object_new_object();
 	if (!p || !m || !l) {
@@ -299,8 +326,16 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 		json_object_put(l);
 		return kd_err(err, -ENOMEM, "out of memory");
 	}
-	json_object_object_add(l, c->a->owner, label_value(own_want));
-	json_object_object_add(l, KD_AGENT_LABEL, label_value(shared_want));
+	label_want(node, l, c->a->owner, own_want);
+	label_want(node, l, KD_AGENT_LABEL, shared_want);
+	shim_labels(c, node, l);
+	if (json_object_object_length(l) == 0) {
+		json_object_put(p);
+		json_object_put(m);
+		json_object_put(l);
+		*ret_patch = NULL;
+		return 0;
+	}
 	json_object_object_add(m, "labels", l);
 	json_object_object_add(p, "metadata", m);
 	*ret_patch = p;
@@ -615,13 +650,41 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	return 0;
 }
 
+/* What the engine installed: the handlers to wait for and the shim labels follow it. Enabled
+ * shims the payload does not have are named (log, Warning Event) into missing, not fatal:
+ * their RuntimeClasses select a shim label this node will not get. */
+static int shims_installed(agent *a, kd_install_result *res, char *missing, size_t size,
+			   kd_error *err)
+{
+	kd_strv_free(a->installed);
+	kd_strv_free(a->handlers);
+	a->installed = TAKE_PTR(res->shims);
+	a->handlers = kd_agent_handlers(a->s, a->installed);
+	if (!a->installed || !a->handlers)
+		return kd_err(err, -ENOMEM, "out of memory");
+	missing[0] = '\0';
+	for (char **x = res->skipped; x && *x; x++)
+		snprintf(missing + strlen(missing), size - strlen(missing), "%s%s",
+			 missing[0] ? ", " : "", *x);
+	if (!missing[0])
+		return 0;
+	kd_warn("enabled shims not in the payload, not installed: %s (SHIMS_%s); their "
+		"RuntimeClasses keep pods off this node",
+		missing, a->s->arch);
+	post_event(a, true, "ShimsMissing", "Install",
+		   "enabled shims not in the payload, not installed on this node: %s; the others "
+		   "are installed and their RuntimeClasses select %s<handler>",
+		   missing, KD_AGENT_SHIM_LABEL_PREFIX);
+	return 0;
+}
+
 static int install_steps(agent *a, uint64_t t0, kd_error *err)
 {
 	const kd_agent_settings *s = a->s;
 	_cleanup_json_ struct json_object *node = NULL;
 	struct json_object *status = NULL, *info = NULL;
 	const char *rv = NULL;
-	char prefix[PATH_BUF], state[PATH_BUF];
+	char prefix[PATH_BUF], state[PATH_BUF], missing[EVENT_MESSAGE_MAX / 2] = "";
 	kd_install_result res = {0};
 	kd_install_opts io = {0};
 	int r;
@@ -652,6 +715,7 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
 	io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
 	io.shims = s->shims;
+	io.skip_missing_shims = true; /* one missing component must not fail the node */
 	if ((r = runtime_opts(a, &io.rt, err)) < 0)
 		return r;
 	r = kd_engine_install(a->rootfd, &io, &res, err);
@@ -660,6 +724,10 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	kd_info("payload %s %s in %s (%s); runtime config %s", res.version,
 		res.changed ? "installed" : "already installed", prefix, res.id,
 		res.config_changed ? "changed" : "unchanged");
+	r = shims_installed(a, &res, missing, sizeof(missing), err);
+	kd_install_result_done(&res);
+	if (r < 0)
+		return r;
 	/* The engine restarted the runtime (RUNTIME_RESTART) iff its config changed. */
 	if (res.config_changed) {
 		if (strcmp(s->runtime_restart, "none") != 0)
@@ -683,9 +751,10 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	post_event(a, false, "Installed", "Install",
 		   "Kata Containers %s installed in %s (handlers %s...), runtime %s; "
 		   "node labelled "
-		   "%s=true in %.1f s",
+		   "%s=true in %.1f s%s%s",
 		   res.version, prefix, a->handlers[0], a->rt.id, KD_AGENT_LABEL,
-		   (double)(now_ms() - t0) / 1000.0);
+		   (double)(now_ms() - t0) / 1000.0,
+		   missing[0] ? "; not in the payload, left out: " : "", missing);
 	return 0;
 }
 

@@ -252,8 +252,10 @@ static int load_custom(kd_agent_settings *s, kd_error *err)
 	if (r < 0)
 		return kd_err_wrap(err, r, "CUSTOM_RUNTIMES_ENABLED=true");
 	kd_strv_free(s->custom_handlers);
+	kd_strv_free(s->custom_bases);
 	s->custom_handlers = calloc(1, sizeof(char *));
-	if (!s->custom_handlers)
+	s->custom_bases = calloc(1, sizeof(char *));
+	if (!s->custom_handlers || !s->custom_bases)
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		if (s->shims && !kd_strv_find(s->shims, c[i].base))
@@ -262,7 +264,8 @@ static int load_custom(kd_agent_settings *s, kd_error *err)
 				      "SHIMS_%s",
 				      c[i].handler, s->custom_configs, KD_CUSTOM_LIST, c[i].base,
 				      s->arch);
-		if (kd_strv_push(&s->custom_handlers, c[i].handler) < 0)
+		if (kd_strv_push(&s->custom_handlers, c[i].handler) < 0 ||
+		    kd_strv_push(&s->custom_bases, c[i].base) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -302,11 +305,15 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 	if (!s->shims || !s->shims[0])
 		return kd_err(err, -EINVAL, "%s is empty: enable at least one shim", var);
 	for (char **i = s->shims; *i; i++)
-		if (!kd_hostcheck_shim_known(*i))
-			return kd_err(err, -EINVAL,
-				      "%s: unknown shim '%s' (known: qemu, clh, fc, "
-				      "dragonball, qemu-runtime-rs, ...)",
-				      var, *i);
+		if (!kd_hostcheck_shim_known(*i)) {
+			char known[2048];
+			(void)kd_hostcheck_known_shims(known, sizeof(known));
+			return kd_err(err, -EINVAL, "%s: unknown shim '%s'%s (known: %s)", var, *i,
+				      strcmp(*i, "firecracker") == 0
+					      ? ": upstream kata-deploy 4.x calls it 'fc'"
+					      : "",
+				      known);
+		}
 	if (!*s->default_shim) {
 		free(s->default_shim);
 		s->default_shim = strdup(s->shims[0]);
@@ -390,6 +397,7 @@ void kd_agent_settings_free(kd_agent_settings *s)
 			kd_strv_free(*(char ***)dst);
 	}
 	kd_strv_free(s->custom_handlers);
+	kd_strv_free(s->custom_bases);
 	*s = (kd_agent_settings){0};
 }
 
@@ -423,13 +431,17 @@ void kd_agent_settings_log(const kd_agent_settings *s)
 	}
 }
 
-char **kd_agent_handlers(const kd_agent_settings *s)
+char **kd_agent_handlers(const kd_agent_settings *s, char *const *shims)
 {
-	_cleanup_strv_ char **v = NULL;
+	_cleanup_strv_ char **v = calloc(1, sizeof(char *));
 	char h[256];
 
+	if (!v)
+		return NULL;
+	if (!shims)
+		shims = s->shims;
 	const char *variants[] = {"", s->debug ? "-debug" : NULL, s->devkit ? "-devkit" : NULL};
-	for (char **i = s->shims; *i; i++)
+	for (char *const *i = shims; *i; i++)
 		for (size_t k = 0; k < ELEMENTSOF(variants); k++) {
 			if (!variants[k])
 				continue;
@@ -439,10 +451,17 @@ char **kd_agent_handlers(const kd_agent_settings *s)
 			if (kd_strv_push(&v, h) < 0)
 				return NULL;
 		}
-	for (char **i = s->custom_handlers; i && *i; i++)
-		if (kd_strv_push(&v, *i) < 0)
+	for (size_t i = 0; s->custom_handlers && s->custom_handlers[i]; i++)
+		if (kd_strv_find(shims, s->custom_bases[i]) &&
+		    kd_strv_push(&v, s->custom_handlers[i]) < 0)
 			return NULL;
 	return TAKE_PTR(v);
+}
+
+void kd_agent_shim_label(const kd_agent_settings *s, const char *shim, char *buf, size_t size)
+{
+	snprintf(buf, size, KD_AGENT_SHIM_LABEL_PREFIX "kata-%s%s%s", shim,
+		 *s->multi_install_suffix ? "-" : "", s->multi_install_suffix);
 }
 
 void kd_agent_owner_label(const kd_agent_settings *s, char *buf, size_t size)

@@ -22,6 +22,7 @@ typedef struct kd_agent_settings {
 	bool custom_runtimes;	/* CUSTOM_RUNTIMES_ENABLED */
 	char *custom_configs;	/* dir: dropin-<name>.toml, custom-runtimes.list */
 	char **custom_handlers; /* from the list when custom_runtimes */
+	char **custom_bases;	/* the base shim of each custom handler (same order) */
 	char *k8s_distribution; /* "" = not declared */
 	int health_port;	/* 0 = no health server */
 	char *health_address;
@@ -58,10 +59,17 @@ void kd_agent_settings_free(kd_agent_settings *s);
 /* One line per effective setting: "NAME=value" and where it came from. */
 void kd_agent_settings_log(const kd_agent_settings *s);
 
-/* The handler names we configure: "kata-<shim>[-<suffix>]", NULL-terminated. */
-char **kd_agent_handlers(const kd_agent_settings *s);
+/* The handler names we configure: "kata-<shim>[-<suffix>][-debug|-devkit]" for each of shims
+ * (NULL: every enabled shim), then the custom handlers whose base is one of them;
+ * NULL-terminated. */
+char **kd_agent_handlers(const kd_agent_settings *s, char *const *shims);
 /* "kata-deploy.katacontainers.io/<suffix or default>" */
 void kd_agent_owner_label(const kd_agent_settings *s, char *buf, size_t size);
+/* The node label that says a shim is installed here: KD_AGENT_SHIM_LABEL_PREFIX
+ * "kata-<shim>[-<suffix>]" (its plain handler). The chart's RuntimeClasses of the shim, its
+ * variants and the custom runtimes based on it select it. */
+void kd_agent_shim_label(const kd_agent_settings *s, const char *shim, char *buf, size_t size);
 
 #define KD_AGENT_LABEL "katacontainers.io/kata-runtime"
 #define KD_AGENT_OWNER_PREFIX "kata-deploy.katacontainers.io/"
+#define KD_AGENT_SHIM_LABEL_PREFIX "handler.kata-deploy.katacontainers.io/"

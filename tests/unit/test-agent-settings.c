@@ -134,7 +134,7 @@ TEST(values)
 	CHECK_INT(kd_strv_length(s.snapshotter_mapping), 2);
 	CHECK_INT(kd_strv_length(s.allowed_hypervisor_annotations), 2);
 	/* DEBUG adds a -debug handler after each shim's own. */
-	h = kd_agent_handlers(&s);
+	h = kd_agent_handlers(&s, NULL);
 	CHECK(h && kd_strv_length(h) == 6);
 	if (h && kd_strv_length(h) == 6) {
 		CHECK_STR(h[1], "kata-qemu-blue-2-debug");
@@ -147,7 +147,7 @@ TEST(values)
 	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "DEBUG=true", "DEVKIT=true", NULL), 0);
 	CHECK(s.devkit);
 	kd_strv_free(h);
-	h = kd_agent_handlers(&s);
+	h = kd_agent_handlers(&s, NULL);
 	CHECK(h && kd_strv_length(h) == 3);
 	if (h && kd_strv_length(h) == 3) {
 		CHECK_STR(h[0], "kata-qemu");
@@ -181,7 +181,7 @@ TEST(custom_runtimes)
 	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "CUSTOM_RUNTIMES_ENABLED=true", env,
 		       NULL),
 		  0);
-	h = kd_agent_handlers(&s);
+	h = kd_agent_handlers(&s, NULL);
 	CHECK(h && kd_strv_length(h) == 2);
 	if (h && kd_strv_length(h) == 2)
 		CHECK_STR(h[1], "kata-mine");
@@ -189,7 +189,7 @@ TEST(custom_runtimes)
 	/* The list is not read when disabled. */
 	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", env, NULL), 0);
 	kd_strv_free(h);
-	h = kd_agent_handlers(&s);
+	h = kd_agent_handlers(&s, NULL);
 	CHECK(h && kd_strv_length(h) == 1);
 	kd_agent_settings_free(&s);
 	/* A base shim that is not enabled, a bad line: refused before anything happens. */
