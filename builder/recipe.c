@@ -21,6 +21,7 @@ typedef enum field_type {
 	F_SOURCES,
 	F_VARS,
 	F_SHIMS,
+	F_UPSTREAM_ONLY,
 } field_type;
 
 typedef struct field {
@@ -520,6 +521,58 @@ static int get_shims(const ctx *c, struct json_object *v, kd_shims *s)
 	return 0;
 }
 
+/* upstream_only: shim -> architecture -> upstream's component names (its
+ * shim-components.json), for the shims upstream offers that no recipe here builds. Only the
+ * names are kept; the rest is checked for shape. */
+static int get_upstream_only(const ctx *c, struct json_object *v, kd_shims *s)
+{
+	static const char *const arches[] = {"x86_64", "aarch64", "s390x", "ppc64le"};
+
+	if (!json_object_is_type(v, json_type_object))
+		return fail_at(c, key_line(c, "upstream_only"), -EINVAL,
+			       "upstream_only: expected a mapping");
+	if ((size_t)json_object_object_length(v) > KD_RECIPE_MAX_ITEMS)
+		return fail_at(c, key_line(c, "upstream_only"), -E2BIG,
+			       "upstream_only: more than %u shims", KD_RECIPE_MAX_ITEMS);
+	json_object_object_foreach(v, key, val)
+	{
+		if (!name_valid(key))
+			return fail_at(c, key_line(c, key), -EINVAL,
+				       "upstream_only: bad shim name '%s'", key);
+		if (!json_object_is_type(val, json_type_object) ||
+		    json_object_object_length(val) == 0)
+			return fail_at(c, key_line(c, key), -EINVAL,
+				       "upstream_only.%s: expected a mapping of architecture to "
+				       "components",
+				       key);
+		json_object_object_foreach(val, arch, comps)
+		{
+			bool known = false;
+			for (size_t i = 0; i < ELEMENTSOF(arches); i++)
+				known |= strcmp(arch, arches[i]) == 0;
+			if (!known)
+				return fail_at(c, key_line(c, arch), -EINVAL,
+					       "upstream_only.%s: unknown architecture '%s' (use "
+					       "x86_64, aarch64, s390x or ppc64le)",
+					       key, arch);
+			_cleanup_strv_ char **names = NULL;
+			int r = get_strv(c, comps, arch, &names);
+			if (r < 0)
+				return r;
+			for (char **p = names; *p; p++)
+				if (!name_valid(*p))
+					return fail_at(c, key_line(c, arch), -EINVAL,
+						       "upstream_only.%s.%s: bad component name "
+						       "'%s'",
+						       key, arch, *p);
+		}
+		if (kd_strv_push(&s->upstream_only, key) < 0)
+			return kd_err(c->err, -ENOMEM, "out of memory");
+	}
+	kd_strv_sort(s->upstream_only);
+	return 0;
+}
+
 static int parse_object(const ctx *c, struct json_object *obj, const char *where,
 			const field *table, size_t n_table, void *base)
 {
@@ -580,6 +633,9 @@ static int parse_object(const ctx *c, struct json_object *obj, const char *where
 			break;
 		case F_SHIMS:
 			r = get_shims(c, val, base);
+			break;
+		case F_UPSTREAM_ONLY:
+			r = get_upstream_only(c, val, base);
 			break;
 		default:
 			r = -EINVAL;
@@ -808,11 +864,13 @@ void kd_shims_free(kd_shims *s)
 	}
 	free(s->shims);
 	kd_strv_free(s->components);
+	kd_strv_free(s->upstream_only);
 	free(s);
 }
 
 static const field shims_fields[] = {
 	{"shims", F_SHIMS, 0, true},
+	{"upstream_only", F_UPSTREAM_ONLY, 0, false},
 };
 
 int kd_shims_load(const char *path, kd_shims **ret, kd_error *err)
@@ -831,6 +889,13 @@ int kd_shims_load(const char *path, kd_shims **ret, kd_error *err)
 	ctx c = {.name = path, .text = data, .len = len, .err = err};
 	if ((r = parse_object(&c, root, path, shims_fields, ELEMENTSOF(shims_fields), s)) < 0)
 		return r;
+	for (char **u = s->upstream_only; u && *u; u++)
+		for (size_t i = 0; i < s->n_shims; i++)
+			if (strcmp(s->shims[i].name, *u) == 0)
+				return fail_at(&c, key_line(&c, *u), -EINVAL,
+					       "upstream_only.%s: built here (shims.%s): remove it "
+					       "from upstream_only",
+					       *u, *u);
 	*ret = TAKE_PTR(s);
 	return 0;
 }

@@ -77,7 +77,8 @@ typedef struct kd_shim_map {
 typedef struct kd_shims {
 	kd_shim_map *shims; /* sorted by name */
 	size_t n_shims;
-	char **components; /* union of all shims' components, sorted */
+	char **components;    /* union of all shims' components, sorted */
+	char **upstream_only; /* upstream's shims no recipe here builds (sorted); may be NULL */
 } kd_shims;
 
 int kd_versions_load(const char *path, kd_versions **ret, kd_error *err);

@@ -53,6 +53,30 @@ ALWAYS_MOUNTS = {"/run/kata-deploy": False, "/lib": True}
 STATE = "/var/lib/kata-deploy"
 CUSTOM_DIR = "/custom-configs"
 KATA_RUNTIME = {"katacontainers.io/kata-runtime": "true"}
+# The agent's per-shim node label (node-agent/settings.h KD_AGENT_SHIM_LABEL_PREFIX): set where the
+# shim is installed; every RuntimeClass of the shim (and of custom runtimes based on it) selects it.
+SHIM_LABEL = "handler.kata-deploy.katacontainers.io/kata-{shim}{sfx}"
+
+
+def shim_sel(shim, sfx=""):
+    return {SHIM_LABEL.format(shim=shim, sfx=sfx): "true"}
+
+
+# What upstream 4.1.0's values.yaml enables per architecture (shims.*.enabled: ~ unless
+# disabled, supportedArches exactly as upstream's).
+UPSTREAM_41_SHIMS = {
+    "X86_64": ["clh", "clh-azure", "clh-azure-runtime-rs", "clh-runtime-rs", "dragonball", "fc",
+               "openvmm-azure-runtime-rs", "qemu", "qemu-coco-dev", "qemu-coco-dev-runtime-rs",
+               "qemu-nvidia-cpu", "qemu-nvidia-cpu-runtime-rs", "qemu-nvidia-gpu",
+               "qemu-nvidia-gpu-runtime-rs", "qemu-nvidia-gpu-snp", "qemu-nvidia-gpu-snp-runtime-rs",
+               "qemu-nvidia-gpu-tdx", "qemu-nvidia-gpu-tdx-runtime-rs", "qemu-runtime-rs", "qemu-snp",
+               "qemu-snp-runtime-rs", "qemu-tdx", "qemu-tdx-runtime-rs"],
+    "AARCH64": ["qemu", "qemu-coco-dev-runtime-rs", "qemu-nvidia-cpu", "qemu-nvidia-cpu-runtime-rs",
+                "qemu-nvidia-gpu-runtime-rs", "qemu-runtime-rs"],
+    "S390X": ["qemu", "qemu-coco-dev", "qemu-coco-dev-runtime-rs", "qemu-runtime-rs", "qemu-se",
+              "qemu-se-runtime-rs"],
+    "PPC64LE": ["qemu", "qemu-runtime-rs"],
+}
 DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
               "rke2": "/var/lib/rancher/rke2/agent/etc/containerd",
               "k0s": "/etc/k0s", "microk8s": "/var/snap/microk8s/current/args"}
@@ -122,7 +146,8 @@ CASES = {
             "dropin-kata-qemu-nydus-big.toml": "[hypervisor.qemu]\ndefault_vcpus = 4\ndefault_memory = 8192\n",
             "dropin-qemu.toml": "[hypervisor.qemu]\ndefault_memory = 3072\n",
         },
-        custom_rc={"kata-qemu-nydus-big": ("kata-qemu-nydus-big", OVERHEAD["qemu"], KATA_RUNTIME),
+        custom_rc={"kata-qemu-nydus-big": ("kata-qemu-nydus-big", OVERHEAD["qemu"],
+                                           dict(KATA_RUNTIME, **shim_sel("qemu"))),
                    "kata-coco": ("kata-coco-guest-pull", ("640Mi", "500m"),
                                  dict(KATA_RUNTIME, **{"example.com/tee": "true"}))}),
     # test-helm.sh --set: suffix "next", qemu-nvidia-gpu enabled, a custom runtime on it without
@@ -131,12 +156,13 @@ CASES = {
     # a disabled shim (clh), which is left out.
     "custom-set": case(
         sfx="next", custom_enabled="true",
-        shims={"X86_64": ["qemu", "qemu-nvidia-gpu"], "AARCH64": ["qemu", "qemu-nvidia-gpu"], "S390X": ["qemu"],
+        shims={"X86_64": ["qemu", "qemu-nvidia-gpu"], "AARCH64": ["qemu"], "S390X": ["qemu"],
                "PPC64LE": ["qemu"]},
         custom_data={"custom-runtimes.list": "kata-gpu-lean:qemu-nvidia-gpu::default\nkata-y:qemu::\n"},
         custom_rc={"kata-gpu-lean": ("kata-gpu-lean", None,
                                      dict(KATA_RUNTIME, **{"kata-deploy.katacontainers.io/next": "true",
-                                                           "nvidia.com/cc.ready.state": "false"})),
+                                                           "nvidia.com/cc.ready.state": "false"},
+                                          **shim_sel("qemu-nvidia-gpu", "-next"))),
                    "kata-y-rc": ("kata-y", None, {})}),
     # test-helm.sh --set: qemu's drop-in only; custom runtimes listed but not enabled.
     "dropin-only": case(custom_data={"dropin-qemu.toml": "[runtime]\nenable_debug = true\n"}),
@@ -150,7 +176,7 @@ CASES = {
     "crio-none": case(restart="none", runtime_dirs={"/etc/crio"}, probes=("readinessProbe", "startupProbe")),
     # upstream 4.1.0's own values.yaml, verbatim, plus only the image override: every shim
     # enabled (enabled: ~, disableAll false), upstream's defaultShim and image pull policy.
-    "upstream-4.1.0": case(image="registry.example/kata-deploy-c:4.1.0-test", shims=None,
+    "upstream-4.1.0": case(image="registry.example/kata-deploy-c:4.1.0-test", shims=UPSTREAM_41_SHIMS,
                            default={a: "qemu-runtime-rs" for a in ARCHS}),
 }
 
@@ -394,6 +420,8 @@ def main():
                 check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
                       f"{n} has no per-install label (single install)")
             check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
+            eq({k: v for k, v in sel.items() if k.startswith("handler.")}, shim_sel(s, sfx),
+               f"{n} selects the shim's own label")
     for n, (handler, overhead, selector) in sorted(c["custom_rc"].items()):
         rc = rcs.get(n)
         if not check(rc is not None, f"custom RuntimeClass {n} exists"):
@@ -408,6 +436,8 @@ def main():
     if c["default_rc"]:
         n, handler, shim = c["default_rc"]
         eq(rcs[n]["handler"], handler, f"default RuntimeClass {n} handler")
+        eq({k: v for k, v in rcs[n]["scheduling"]["nodeSelector"].items() if k.startswith("handler.")},
+           shim_sel(shim), f"default RuntimeClass {n} selects its shim's label")
         mem, cpu = OVERHEAD[shim]
         eq(rcs[n].get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"default RuntimeClass {n} overhead")
 

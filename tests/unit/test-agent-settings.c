@@ -185,6 +185,14 @@ TEST(custom_runtimes)
 	CHECK(h && kd_strv_length(h) == 2);
 	if (h && kd_strv_length(h) == 2)
 		CHECK_STR(h[1], "kata-mine");
+	/* Its base shim not installed (not in the payload): not waited for either. */
+	{
+		char *none_of_qemu[] = {"clh", NULL};
+		_cleanup_strv_ char **h2 = kd_agent_handlers(&s, none_of_qemu);
+		CHECK(h2 && kd_strv_length(h2) == 1);
+		if (h2 && h2[0])
+			CHECK_STR(h2[0], "kata-clh");
+	}
 	kd_agent_settings_free(&s);
 	/* The list is not read when disabled. */
 	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", env, NULL), 0);
@@ -210,6 +218,46 @@ TEST(custom_runtimes)
 	rmdir(dir);
 }
 
+/* Upstream 4.1.0's values.yaml enables these on x86_64 (its shims.*.enabled: ~): all load. */
+TEST(upstream_41_shims)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+	char label[256];
+	char *installed[] = {"clh-azure", "qemu", NULL};
+	_cleanup_strv_ char **h = NULL;
+
+	CHECK_INT(
+		load(&s, &err, "install", "NODE_NAME=n1",
+		     "SHIMS_<ARCH>=clh clh-azure clh-azure-runtime-rs clh-runtime-rs dragonball fc "
+		     "openvmm-azure-runtime-rs qemu qemu-coco-dev qemu-coco-dev-runtime-rs "
+		     "qemu-nvidia-cpu qemu-nvidia-cpu-runtime-rs qemu-nvidia-gpu "
+		     "qemu-nvidia-gpu-runtime-rs qemu-nvidia-gpu-snp qemu-nvidia-gpu-snp-runtime-rs "
+		     "qemu-nvidia-gpu-tdx qemu-nvidia-gpu-tdx-runtime-rs qemu-runtime-rs qemu-snp "
+		     "qemu-snp-runtime-rs qemu-tdx qemu-tdx-runtime-rs",
+		     "DEFAULT_SHIM_<ARCH>=qemu-runtime-rs", NULL),
+		0);
+	if (err.msg[0])
+		printf("# %s\n", kd_err_msg(&err));
+	CHECK_INT(kd_strv_length(s.shims), 23);
+	/* Only the installed shims' handlers are waited for. */
+	h = kd_agent_handlers(&s, installed);
+	CHECK(h && kd_strv_length(h) == 2);
+	if (h && kd_strv_length(h) == 2)
+		CHECK_STR(h[0], "kata-clh-azure");
+	kd_agent_shim_label(&s, "qemu-nvidia-gpu-snp-runtime-rs", label, sizeof(label));
+	CHECK_STR(label,
+		  "handler.kata-deploy.katacontainers.io/kata-qemu-nvidia-gpu-snp-runtime-rs");
+	kd_agent_settings_free(&s);
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "MULTI_INSTALL_SUFFIX=abcdefghijklmnop",
+		       NULL),
+		  0);
+	/* The longest shim with the longest suffix still fits a label name (63). */
+	kd_agent_shim_label(&s, "qemu-nvidia-gpu-snp-runtime-rs", label, sizeof(label));
+	CHECK(strlen(strchr(label, '/') + 1) <= 63);
+	kd_agent_settings_free(&s);
+}
+
 TEST(node_name_required_except_for_wait)
 {
 	kd_agent_settings s;
@@ -228,7 +276,10 @@ TEST(refusals)
 		"DEFAULT_SHIM_<ARCH>=clh", NULL);
 	refused("DEFAULT_SHIM_<ARCH>=fc: not among the enabled shims (SHIMS_<ARCH>=qemu clh)",
 		"DEFAULT_SHIM_<ARCH>=fc", "SHIMS_<ARCH>=qemu clh");
-	refused("SHIMS_<ARCH>: unknown shim 'qemuu'", "SHIMS_<ARCH>=qemu qemuu", NULL);
+	refused("SHIMS_<ARCH>: unknown shim 'qemuu' (known: clh, clh-azure, ",
+		"SHIMS_<ARCH>=qemu qemuu", NULL);
+	refused("SHIMS_<ARCH>: unknown shim 'firecracker': upstream kata-deploy 4.x calls it 'fc'",
+		"SHIMS_<ARCH>=qemu firecracker", NULL);
 	refused("HEALTH_PORT=70000: not an integer in 0..65535", "HEALTH_PORT=70000", NULL);
 	refused("POLL_INTERVAL_MS=5x: not an integer in 10..600000", "POLL_INTERVAL_MS=5x", NULL);
 	refused("DEBUG=maybe: not a boolean; use true or false", "DEBUG=maybe", NULL);
@@ -421,6 +472,7 @@ int main(void)
 	RUN(empty_values);
 	RUN(values);
 	RUN(custom_runtimes);
+	RUN(upstream_41_shims);
 	RUN(node_name_required_except_for_wait);
 	RUN(refusals);
 	RUN(value_limit);

@@ -425,6 +425,76 @@ TEST(json_and_errors)
 	CHECK(r2 == NULL);
 }
 
+/* Upstream kata-deploy 4.1.0's shims (tools/packaging/kata-deploy/shim-components.json and its
+ * chart's values.yaml): every one has host checks; upstream dropped the firecracker alias. */
+TEST(upstream_41_shims_known)
+{
+	static const char *const upstream[] = {
+		"clh",
+		"clh-azure",
+		"clh-azure-runtime-rs",
+		"clh-runtime-rs",
+		"dragonball",
+		"fc",
+		"openvmm-azure-runtime-rs",
+		"qemu",
+		"qemu-coco-dev",
+		"qemu-coco-dev-runtime-rs",
+		"qemu-nvidia-cpu",
+		"qemu-nvidia-cpu-runtime-rs",
+		"qemu-nvidia-gpu",
+		"qemu-nvidia-gpu-runtime-rs",
+		"qemu-nvidia-gpu-snp",
+		"qemu-nvidia-gpu-snp-runtime-rs",
+		"qemu-nvidia-gpu-tdx",
+		"qemu-nvidia-gpu-tdx-runtime-rs",
+		"qemu-runtime-rs",
+		"qemu-se",
+		"qemu-se-runtime-rs",
+		"qemu-snp",
+		"qemu-snp-runtime-rs",
+		"qemu-tdx",
+		"qemu-tdx-runtime-rs",
+		"remote",
+	};
+	char known[2048];
+	size_t n = 0;
+
+	for (size_t i = 0; i < ELEMENTSOF(upstream); i++)
+		if (!kd_hostcheck_shim_known(upstream[i])) {
+			printf("#   not known: %s\n", upstream[i]);
+			CHECK(false);
+		}
+	CHECK(!kd_hostcheck_shim_known("firecracker"));
+	while (kd_hostcheck_shim_at(n))
+		n++;
+	CHECK_INT((int)n, (int)ELEMENTSOF(upstream) + 4); /* + older payloads' names */
+	CHECK_INT(kd_hostcheck_known_shims(known, sizeof(known)), 0);
+	CHECK(strncmp(known, "clh, clh-azure, clh-azure-runtime-rs, ", 38) == 0);
+	CHECK_INT(kd_hostcheck_known_shims(known, 8), -ENOSPC);
+}
+
+/* OpenVMM's shim needs OpenVMM in the payload (and nothing of QEMU's). */
+TEST(openvmm_needs_its_binary)
+{
+	const char *root = mkhost("openvmm", "GenuineIntel", INTEL_FLAGS);
+
+	sh("mkdir -p '%s/opt/kata/runtime-rs/bin' && printf '#!/bin/sh\\n' > "
+	   "'%s/opt/kata/runtime-rs/bin/containerd-shim-kata-v2' && chmod 755 "
+	   "'%s/opt/kata/runtime-rs/bin/containerd-shim-kata-v2'",
+	   root, root, root);
+	_cleanup_hostcheck_report_ kd_hostcheck_report *r =
+		run(root, "openvmm-azure-runtime-rs", NULL, false);
+	if (!r)
+		return;
+	CHECK_INT(st(r, "payload.openvmm"), KD_CHECK_FAIL);
+	CHECK_INT(st(r, "payload.shim-runtime-rs"), KD_CHECK_PASS);
+	CHECK(kd_hostcheck_find(r, "qemu.qmp") == NULL);
+	CHECK_INT(shim_ok(r, "openvmm-azure-runtime-rs"), 0);
+	CHECK(strstr(kd_hostcheck_verdict(r, "openvmm-azure-runtime-rs")->failed,
+		     "payload.openvmm") != NULL);
+}
+
 int main(void)
 {
 	const char *s = getenv("KD_SRCDIR");
@@ -442,6 +512,8 @@ int main(void)
 	RUN(payload_real_qemu_and_hanging_qemu);
 	RUN(runtime_versions);
 	RUN(json_and_errors);
+	RUN(upstream_41_shims_known);
+	RUN(openvmm_needs_its_binary);
 	sh("rm -rf '%s'", tmpdir);
 	TAP_END();
 }

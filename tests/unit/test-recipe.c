@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "builder/recipe.h"
+#include "strv.h"
 #include "tap.h"
 
 static kd_versions *versions(void)
@@ -199,6 +200,49 @@ TEST(path_safe)
 	CHECK(!kd_recipe_path_safe("", true));
 }
 
+static int shims_text(const char *text, kd_shims **ret, kd_error *err)
+{
+	char path[] = "/tmp/kd-test-shims.XXXXXX";
+	int fd = mkstemp(path), r;
+	if (fd < 0 || write(fd, text, strlen(text)) < 0)
+		return -EIO;
+	close(fd);
+	r = kd_shims_load(path, ret, err);
+	unlink(path);
+	return r;
+}
+
+/* artifacts/shims.yaml: the shims built here, and upstream 4.1's others (upstream_only). */
+TEST(shims_upstream_only)
+{
+	_cleanup_shims_ kd_shims *s = NULL;
+	kd_error err = {0};
+
+	CHECK_INT(kd_shims_load("artifacts/shims.yaml", &s, &err), 0);
+	if (!s) {
+		printf("# %s\n", kd_err_msg(&err));
+		return;
+	}
+	CHECK_STR(s->shims[0].name, "qemu");
+	CHECK(kd_strv_find(s->upstream_only, "clh-azure"));
+	CHECK(kd_strv_find(s->upstream_only, "clh-azure-runtime-rs"));
+	CHECK(kd_strv_find(s->upstream_only, "openvmm-azure-runtime-rs"));
+	CHECK(!kd_strv_find(s->upstream_only, "firecracker"));
+	CHECK_INT((int)(s->n_shims + kd_strv_length(s->upstream_only)), 26);
+
+	kd_shims *t = NULL;
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\nupstream_only:\n  qemu:\n    x86_64: [b]\n", &t,
+			     &err),
+		  -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "upstream_only.qemu: built here") != NULL);
+	kd_err_clear(&err);
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\nupstream_only:\n  fc:\n    riscv64: [b]\n", &t,
+			     &err),
+		  -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "unknown architecture 'riscv64'") != NULL);
+	kd_shims_free(t);
+}
+
 int main(void)
 {
 	RUN(good_recipe);
@@ -209,5 +253,6 @@ int main(void)
 	RUN(git_sources);
 	RUN(variables);
 	RUN(path_safe);
+	RUN(shims_upstream_only);
 	TAP_END();
 }

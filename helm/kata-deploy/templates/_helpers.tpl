@@ -425,7 +425,9 @@ etc-systemd|/etc/systemd/system|Directory|true
 {{/*
 overhead and scheduling of a RuntimeClass, from shims.<shim>.runtimeClass: overhead unless
 disabled (globally, for the shim, or with overhead false), then the kata-runtime node label, the
-per-install label with a suffix, and the shim's nodeSelector.
+per-install label with a suffix, the shim's own label (the agent sets it on nodes where it
+installed the shim: a shim the node's payload lacks keeps its pods off that node) and the
+shim's nodeSelector.
 Call with (dict "root" $ "shim" NAME "overhead" BOOL).
 */}}
 {{- define "kd.rcTail" -}}
@@ -443,7 +445,17 @@ scheduling:
     {{- with $root.Values.env.multiInstallSuffix }}
     kata-deploy.katacontainers.io/{{ . }}: "true"
     {{- end }}
+    {{ include "kd.shimLabel" (dict "root" $root "shim" .shim) }}: "true"
     {{- with $rc.nodeSelector }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+{{- end -}}
+
+{{/*
+The node label the agent sets when it installed a shim (KD_AGENT_SHIM_LABEL_PREFIX in
+node-agent/settings.h): handler.kata-deploy.katacontainers.io/kata-<shim>[-<suffix>].
+Call with (dict "root" $ "shim" NAME).
+*/}}
+{{- define "kd.shimLabel" -}}
+handler.kata-deploy.katacontainers.io/kata-{{ .shim }}{{ include "kd.sfx" .root }}
 {{- end -}}
