@@ -77,6 +77,18 @@ UPSTREAM_41_SHIMS = {
               "qemu-se-runtime-rs"],
     "PPC64LE": ["qemu", "qemu-runtime-rs"],
 }
+# ... and its per-shim containerd.snapshotter and crio.guestPull, as the agent's variables.
+UPSTREAM_41_SNAPSHOTTERS = {
+    "X86_64": ",".join(['fc:devmapper', 'qemu-coco-dev:nydus', 'qemu-coco-dev-runtime-rs:nydus', 'qemu-nvidia-gpu-snp:nydus', 'qemu-nvidia-gpu-snp-runtime-rs:nydus', 'qemu-nvidia-gpu-tdx:nydus', 'qemu-nvidia-gpu-tdx-runtime-rs:nydus', 'qemu-snp:nydus', 'qemu-snp-runtime-rs:nydus', 'qemu-tdx:nydus', 'qemu-tdx-runtime-rs:nydus']),
+    "AARCH64": ",".join(['qemu-coco-dev-runtime-rs:nydus']),
+    "S390X": ",".join(['qemu-coco-dev:nydus', 'qemu-coco-dev-runtime-rs:nydus', 'qemu-se:nydus', 'qemu-se-runtime-rs:nydus']),
+}
+UPSTREAM_41_PULL = {
+    "X86_64": ",".join(s + ":guest-pull" for s in ['qemu-coco-dev', 'qemu-coco-dev-runtime-rs', 'qemu-nvidia-gpu-snp', 'qemu-nvidia-gpu-snp-runtime-rs', 'qemu-nvidia-gpu-tdx', 'qemu-nvidia-gpu-tdx-runtime-rs', 'qemu-snp', 'qemu-snp-runtime-rs', 'qemu-tdx', 'qemu-tdx-runtime-rs']),
+    "AARCH64": ",".join(s + ":guest-pull" for s in ['qemu-coco-dev-runtime-rs']),
+    "S390X": ",".join(s + ":guest-pull" for s in ['qemu-coco-dev', 'qemu-coco-dev-runtime-rs', 'qemu-se', 'qemu-se-runtime-rs']),
+}
+
 DISTRO_DIR = {"k3s": "/var/lib/rancher/k3s/agent/etc/containerd",
               "rke2": "/var/lib/rancher/rke2/agent/etc/containerd",
               "k0s": "/etc/k0s", "microk8s": "/var/snap/microk8s/current/args"}
@@ -103,7 +115,7 @@ def case(**kw):
 CASES = {
     "default": case(),
     "k3s": case(distro="k3s", runtime_dirs={DISTRO_DIR["k3s"]},
-                shims={"X86_64": ["clh", "qemu"], "AARCH64": ["clh", "qemu"], "S390X": ["qemu"],
+                shims={"X86_64": ["clh", "qemu"], "AARCH64": ["qemu"], "S390X": ["qemu"],
                        "PPC64LE": ["qemu"]},
                 default_rc=("kata", "kata-qemu", "qemu")),
     "rke2": case(distro="rke2", runtime_dirs={DISTRO_DIR["rke2"]},
@@ -177,6 +189,7 @@ CASES = {
     # upstream 4.1.0's own values.yaml, verbatim, plus only the image override: every shim
     # enabled (enabled: ~, disableAll false), upstream's defaultShim and image pull policy.
     "upstream-4.1.0": case(image="registry.example/kata-deploy-c:4.1.0-test", shims=UPSTREAM_41_SHIMS,
+                           snap=UPSTREAM_41_SNAPSHOTTERS, pull=UPSTREAM_41_PULL,
                            default={a: "qemu-runtime-rs" for a in ARCHS}),
 }
 

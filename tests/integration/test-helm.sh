@@ -45,7 +45,7 @@ shims = set(vals["shims"]) - {"disableAll"}
 props = set(schema["properties"]["shims"]["properties"]) - {"disableAll"}
 enum = set(schema["properties"]["defaultShim"]["properties"]["amd64"]["enum"])
 base = set(schema["definitions"]["customRuntime"]["properties"]["baseConfig"]["enum"])
-sys.exit(0 if shims == props == enum == base and len(shims) == 27 else 1)
+sys.exit(0 if shims == props == enum == base and len(shims) == 26 else 1)
 PYEOF
 
 # --- lint + template + rendered-output checks: defaults and every example
@@ -255,6 +255,16 @@ if tar -xzf "$SRC" -O kata-containers-4.1.0/tools/packaging/kata-deploy/helm-cha
 	fi
 	expect_warning "$W/upstream-4.1.0.yaml" "snapshotter.setup (nydus) is ignored"
 	reject "image.reference \"quay.io/kata-containers/kata-deploy\" is upstream's image, which does not contain this chart's agent" -f "$UP"
+	# Every shim upstream offers (its shim-components.json) is known to the chart (values,
+	# schema, supportedArches as upstream's), artifacts/shims.yaml and the agent's host checks.
+	tar -xzf "$SRC" -O kata-containers-4.1.0/tools/packaging/kata-deploy/shim-components.json >"$W/shim-components.json"
+	"${KD_BUILD:-$ROOT/build}/kata-deploy" check --shims no-such-shim >"$W/known.txt" 2>&1
+	if "$PY" tests/helm/check-shims.py "$UP" "$W/shim-components.json" "$CHART" artifacts/shims.yaml \
+		"$W/known.txt" >"$W/shims.out"; then
+		ok "upstream 4.1.0's shims: chart, schema, supportedArches, shims.yaml, host checks agree ($(grep -c '^ok' "$W/shims.out") checks)"
+	else
+		bad "upstream 4.1.0's shims and ours disagree"; grep -v '^ok' "$W/shims.out" | sed 's/^/#   /'
+	fi
 else
 	bad "upstream values.yaml from $SRC: $(cat "$W/tar.err")"
 fi
