@@ -131,16 +131,16 @@ static bool same_shims(kd_ctx *c, const kd_install_opts *o, const kd_version *cu
 	return true;
 }
 
-/* "a,b,c" */
-static char *join_commas(char *const *v)
+/* "a<sep>b<sep>c" */
+static char *join(char *const *v, const char *sep)
 {
 	size_t n = 1;
 	for (char *const *i = v; i && *i; i++)
-		n += strlen(*i) + 1;
+		n += strlen(*i) + strlen(sep);
 	char *out = calloc(1, n);
 	for (char *const *i = v; out && i && *i; i++) {
 		if (*out)
-			strcat(out, ",");
+			strcat(out, sep);
 		strcat(out, *i);
 	}
 	return out;
@@ -477,7 +477,7 @@ static int absent_opts(const kd_install_opts *o, char *const *missing, kd_instal
 	*ret = *o;
 	if (!missing || !missing[0])
 		return 0;
-	*ret_absent = join_commas(missing);
+	*ret_absent = join(missing, ",");
 	if (!*ret_absent)
 		return -ENOMEM;
 	ret->rt.absent_shims = *ret_absent;
@@ -561,8 +561,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			for (size_t i = 0; has && i < m->n_shims; i++)
 				if (kd_strv_push(&has, m->shims[i].name) < 0)
 					kd_strv_free(TAKE_PTR(has));
-			_cleanup_free_ char *asked = join_commas(o->shims),
-					    *known = join_commas(has);
+			_cleanup_free_ char *asked = join(o->shims, ","), *known = join(has, ", ");
 			r = kd_err(
 				err, -ENOENT,
 				"none of the shims asked for (%s) is in this payload (it has: %s)",

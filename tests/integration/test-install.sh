@@ -226,6 +226,48 @@ check "... and leaves the root untouched" cmp -s "$T/b5" "$T/a7"
 expect_fail "a missing root is named" "$T/nope" "$KD" install --root "$T/nope" --payload "$P"
 expect_fail "an unknown shim is named" "nosuchshim" "$KD" install --root "$R2" --payload "$P" --shims nosuchshim
 expect_fail "install without --payload is a usage error" "--payload is required" "$KD" install --root "$R2"
+
+# --skip-missing-shims (the node agent's mode): the shims the payload lacks are left out and
+# named; the others install; options naming a left-out shim are accepted and unused; the state
+# remembers them, so the re-run is a no-op; uninstall is exact.
+R5=$T/skip; make_host_root "$R5"; snapshot "$R5" >"$T/b-skip"
+SK=("$KD" install --root "$R5" --payload "$P" --runtime containerd --runtime-version 1.7.2)
+expect_fail "--skip-missing-shims: none of the shims in the payload is refused" \
+	"none of the shims asked for (clh-azure,fc) is in this payload (it has: clh, qemu)" \
+	"${SK[@]}" --shims clh-azure,fc --skip-missing-shims
+check "... and writes nothing" cmp -s "$T/b-skip" <(snapshot "$R5")
+expect_fail "without --skip-missing-shims a missing shim is refused" "unknown shim 'clh-azure'" \
+	"${SK[@]}" --shims qemu,clh-azure
+out=$("${SK[@]}" --shims qemu,clh-azure,openvmm-azure-runtime-rs --skip-missing-shims \
+	--snapshotter-handler-mapping clh-azure:nydus,qemu:overlayfs --output json 2>"$T/skip.err")
+check "--skip-missing-shims: installs the shims the payload has ($out)" \
+	grep -q '"shims":\["qemu"\],"skipped":\["clh-azure","openvmm-azure-runtime-rs"\]' <<<"$out"
+check "--skip-missing-shims: each left-out shim is named on stderr" \
+	grep -q "shim 'openvmm-azure-runtime-rs' is not in this payload: left out" "$T/skip.err"
+check "--skip-missing-shims: only kata-qemu is configured" \
+	test "$(grep -rhoE 'runtimes\.(\x27|")?kata-[a-z-]+' "$R5/etc/containerd" | sort -u | sed -E 's/.*(kata-[a-z-]+)/\1/')" = kata-qemu
+cur_shims() { "$KD" status --root "$R5" --output json | jq -c .current.shims; }
+check "--skip-missing-shims: the state records the installed shims ($(cur_shims))" test "$(cur_shims)" = '["qemu"]'
+find "$R5" -printf '%p %T@ %C@\n' | sort >"$T/mt-skip1"
+out=$("${SK[@]}" --shims qemu,clh-azure,openvmm-azure-runtime-rs --skip-missing-shims \
+	--snapshotter-handler-mapping clh-azure:nydus,qemu:overlayfs 2>&1)
+check "--skip-missing-shims: the re-run is a no-op that names the left-out shims again" \
+	grep -q "already installed: nothing to do" <<<"$out"
+check "... (left out: clh-azure openvmm-azure-runtime-rs)" \
+	grep -q "left out, not in the payload: clh-azure openvmm-azure-runtime-rs" <<<"$out"
+find "$R5" -printf '%p %T@ %C@\n' | sort >"$T/mt-skip2"
+check "... and writes nothing" cmp -s "$T/mt-skip1" "$T/mt-skip2"
+out=$("${SK[@]}" --shims qemu,clh,clh-azure --skip-missing-shims --snapshotter-handler-mapping clh:overlayfs 2>&1)
+check "--skip-missing-shims: clh (in the payload) enabled later installs" \
+	grep -q "left out, not in the payload: clh-azure" <<<"$out"
+check "... kata-clh configured" grep -rq "kata-clh" "$R5/etc/containerd"
+# The mapping names clh, which the version rolled back to does not have: absent there too.
+"$KD" rollback --root "$R5" >"$T/skip-rb.log" 2>&1
+check "--skip-missing-shims: rollback to the qemu-only version ($(tail -1 "$T/skip-rb.log"))" \
+	test "$(cur_shims)" = '["qemu"]'
+check "... kata-clh no longer configured" test -z "$(grep -rl kata-clh "$R5/etc/containerd")"
+"$KD" uninstall --root "$R5" >/dev/null 2>&1
+check "--skip-missing-shims: uninstall restores the root byte for byte" cmp -s "$T/b-skip" <(snapshot "$R5")
 rc=0; "$KD" install --root "$R2" >/dev/null 2>&1 || rc=$?
 check "usage errors exit 2" test "$rc" = 2
 RO=$T/ro; make_host_root "$RO"; snapshot "$RO" >"$T/b4"
