@@ -161,6 +161,8 @@ run_agent a1 "$R1"
 if wait_ready a1 60; then ok "install: /readyz 200 after $(( ($(date +%s%N) - t0) / 1000000 )) ms"; else not_ok "install: agent never ready"; show a1; fi
 check "label katacontainers.io/kata-runtime=true" [ "$(label katacontainers.io/kata-runtime)" = true ]
 check "owner label kata-deploy.katacontainers.io/default=true" [ "$(label kata-deploy.katacontainers.io/default)" = true ]
+SHIM_LABEL=handler.kata-deploy.katacontainers.io
+check "shim label $SHIM_LABEL/kata-qemu=true" [ "$(label $SHIM_LABEL/kata-qemu)" = true ]
 # (kube-apiserver's TaintNodesByCondition admission adds node.kubernetes.io/not-ready on create.)
 taints=" $(k get node $NODE -o jsonpath='{.spec.taints[*].key}') "
 check "startup taint removed, other taint kept ($taints)" \
@@ -188,10 +190,17 @@ check "SIGTERM with DaemonSet present: still installed" [ -e "$R1/opt/kata/curre
 check "SIGTERM with DaemonSet present: label still true" [ "$(label katacontainers.io/kata-runtime)" = true ]
 
 # --- already installed: no restart, straight to labelled ---------------------------------------
+# (a rolling update's new pod: its claim keeps the serving node's labels true throughout)
 : >"$T/restarts"
+k get node "$NODE" --watch -o jsonpath='{.metadata.labels.katacontainers\.io/kata-runtime}{" "}{.metadata.labels.kata-deploy\.katacontainers\.io/default}{"\n"}' \
+	>"$T/labels-a2" 2>/dev/null &
+watch_pid=$!
 run_agent a2 "$R1"
 if wait_ready a2 60; then ok "re-run on an installed host: ready"; else not_ok "re-run: not ready"; show a2; fi
+kill "$watch_pid" 2>/dev/null; wait "$watch_pid" 2>/dev/null || true
 check "re-run on an installed host: no runtime restart" [ ! -s "$T/restarts" ]
+check "re-run on an installed host: the labels stayed true ($(sort "$T/labels-a2" | uniq -c | tr -s ' \n' ' '))" \
+	[ -s "$T/labels-a2" ] && ! grep -qv '^true true$' "$T/labels-a2"
 
 # DaemonSet deleted -> SIGTERM uninstalls and restores the root byte for byte.
 k delete daemonset kata-deploy -n kube-system >/dev/null
@@ -200,9 +209,36 @@ wait_exit a2 60 || not_ok "agent did not exit after SIGTERM (DaemonSet gone)"
 check "SIGTERM, DaemonSet gone: exit 0" [ "$(cat "$T/agent-a2.rc")" = 0 ]
 snapshot "$R1" >"$T/r1.snap"
 if diff -u "$T/orig.snap" "$T/r1.snap" >"$T/diff"; then ok "SIGTERM, DaemonSet gone: root restored byte for byte"; else not_ok "root differs"; sed 's/^/#   /' "$T/diff" | head -20; fi
-check "SIGTERM, DaemonSet gone: labels removed" [ -z "$(label katacontainers.io/kata-runtime)$(label kata-deploy.katacontainers.io/default)" ]
+check "SIGTERM, DaemonSet gone: labels removed" [ -z "$(label katacontainers.io/kata-runtime)$(label kata-deploy.katacontainers.io/default)$(label $SHIM_LABEL/kata-qemu)" ]
 check "SIGTERM, DaemonSet gone: runtime restarted" [ "$(cat "$T/restarts")" = containerd.service ]
 check "event Uninstalled" [ "$(events Uninstalled)" -ge 1 ]
+k apply -f manifests/20-daemonset.yaml >/dev/null
+
+# --- enabled shims the payload does not have (upstream's values enable them all) ---------------
+# The demo payload has qemu and clh: clh-azure and openvmm-azure-runtime-rs are named (log,
+# ShimsMissing Event) and left out; the node installs the others and is labelled; the missing
+# shims' labels are not set (a stale one is removed), so their RuntimeClasses keep pods away.
+k label node "$NODE" "$SHIM_LABEL/kata-clh-azure=true" >/dev/null
+R4=$T/r4; cp -a "$T/orig" "$R4"
+MS=("SHIMS_X86_64=qemu clh-azure openvmm-azure-runtime-rs" DEFAULT_SHIM_X86_64=clh-azure
+	SNAPSHOTTER_HANDLER_MAPPING_X86_64=clh-azure:nydus HOST_CHECK=false)
+run_agent ms "$R4" "${MS[@]}"
+if wait_ready ms 60; then ok "missing shims: the node installs the others, ready"; else not_ok "missing shims: not ready"; show ms; fi
+check "missing shims: named in the log" grep -q \
+	"enabled shims not in the payload, not installed: clh-azure, openvmm-azure-runtime-rs (SHIMS_X86_64)" "$T/agent-ms.log"
+check "missing shims: a ShimsMissing Warning Event" [ "$(events ShimsMissing)" -ge 1 ]
+check "missing shims: the Event names them" grep -q "clh-azure, openvmm-azure-runtime-rs" \
+	<(k get events -n kube-system --field-selector "involvedObject.name=$NODE,reason=ShimsMissing" -o jsonpath='{.items[*].message}')
+check "missing shims: label katacontainers.io/kata-runtime true" [ "$(label katacontainers.io/kata-runtime)" = true ]
+check "missing shims: $SHIM_LABEL/kata-qemu=true" [ "$(label $SHIM_LABEL/kata-qemu)" = true ]
+check "missing shims: no $SHIM_LABEL/kata-openvmm-azure-runtime-rs" [ -z "$(label $SHIM_LABEL/kata-openvmm-azure-runtime-rs)" ]
+check "missing shims: the stale $SHIM_LABEL/kata-clh-azure removed" [ -z "$(label $SHIM_LABEL/kata-clh-azure)" ]
+check "missing shims: only kata-qemu configured" [ "$(grep -rhoE 'runtimes\.(\x27|")?kata-[a-z-]+' "$R4/etc/containerd" | sed -E 's/.*(kata-[a-z-]+)/\1/' | sort -u)" = kata-qemu ]
+k delete daemonset kata-deploy -n kube-system >/dev/null
+kill -TERM "$(agent_pid ms)"
+wait_exit ms 60 || not_ok "missing shims: agent did not exit after SIGTERM"
+check "missing shims: uninstall removes the shim label it set" [ -z "$(label $SHIM_LABEL/kata-qemu)" ]
+check "missing shims: root restored byte for byte" diff -q <(snapshot "$R4") "$T/orig.snap"
 k apply -f manifests/20-daemonset.yaml >/dev/null
 
 # --- errors that must be clear ------------------------------------------------------------------
