@@ -34,7 +34,7 @@ _kata_deploy() {
 			--debug --devkit --agent-https-proxy --agent-no-proxy
 			--allowed-hypervisor-annotations --snapshotter-handler-mapping --pull-type-mapping
 			--custom-configs --custom-runtimes"
-		[ "$verb" = install ] && opts+=" --output" ;;
+		[ "$verb" = install ] && opts+=" --output --skip-missing-shims" ;;
 	uninstall | rollback) opts+=" --restart" ;;
 	status) opts+=" --output" ;;
 	check) opts+=" --output --fix --dry-run --shims --modules-dir --qemu --runtime-version
