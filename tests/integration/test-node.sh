@@ -66,7 +66,6 @@ machine_fp() {
 		[ -d "$p" ] && find "$p" -xdev -type f -exec sha256sum {} + | LC_ALL=C sort
 	done
 	ip -o link show | awk '{print $2}'
-	ls -d /sys/fs/cgroup/*/kd-node-* 2>/dev/null
 }
 machine_fp >"$T/machine.before"
 
@@ -458,5 +457,8 @@ tests/peers/node-down.sh "$N" >"$T/node-down.log" 2>&1 || { cat "$T/node-down.lo
 machine_fp >"$T/machine.after"
 check "the machine's /etc/containerd, /opt, /var/lib/kata-deploy, /run/nri, … unchanged" \
 	diff -u "$T/machine.before" "$T/machine.after"
+# (only this node's cgroup root: another test's node may come and go meanwhile)
+check "this node's cgroup root /$KD_NODE_NAME removed in every controller" \
+	test -z "$(ls -d /sys/fs/cgroup/*/"$KD_NODE_NAME" 2>/dev/null)"
 say "done"
 finish
