@@ -76,6 +76,125 @@ static bool link_stays_inside(const char *path, const char *target)
 	return true;
 }
 
+/* ---- links resolved against the tree ---- */
+
+/* The kernel's MAXSYMLINKS: links followed in one path lookup, nested ones included. */
+#define LINK_MAX_HOPS 40u
+/* Where a chain of links may lead while it is resolved (the tree's own paths are shorter). */
+#define LINK_MAX_RESOLVED (2u * KD_PATH_MAX)
+
+/* Where each symlink of the manifest leads: the path it resolves to relative to the tree
+ * ("" = the tree's root), resolved as the kernel would resolve it in the installed tree. */
+typedef struct link_res {
+	char *to;
+	unsigned hops;	/* links followed to get there, this one included */
+	uint8_t state;	/* 0 not yet, 1 being resolved, 2 done */
+} link_res;
+
+typedef struct link_walk {
+	const kd_manifest *m;
+	link_res *res;
+	kd_error *err;
+} link_walk;
+
+/* The kernel resolves a link's text from the link's directory, component by component; a
+ * component that is itself a link is replaced by where that link leads, wherever it is in the
+ * text (so "s/../../x" through "s -> ../.." climbs from where s leads, not from s). A chain
+ * that leaves the tree at any step is refused, whatever it reaches afterwards. Components the
+ * manifest does not have (and files in the middle of a path) are walked as directories: the
+ * kernel would fail there, so this only refuses more. */
+static int resolve_link(link_walk *w, size_t i, unsigned depth)
+{
+	const kd_pfile *f = &w->m->files[i];
+	link_res *lr = &w->res[i];
+	char cur[LINK_MAX_RESOLVED + 1];
+	const char *via = NULL, *p, *c;
+	size_t len;
+
+	if (lr->state == 2)
+		return 0;
+	if (lr->state == 1)
+		return kd_err(w->err, -ELOOP, "manifest: symlink '%s' -> '%s' is part of a cycle",
+			      f->path, f->target);
+	if (depth >= LINK_MAX_HOPS)
+		return kd_err(w->err, -ELOOP,
+			      "manifest: symlink '%s' -> '%s': more than %u links in a chain",
+			      f->path, f->target, LINK_MAX_HOPS);
+	lr->state = 1;
+	lr->hops = 1;
+	p = strrchr(f->path, '/');
+	len = p ? (size_t)(p - f->path) : 0;
+	memcpy(cur, f->path, len);
+	cur[len] = '\0';
+	for (p = f->target; *p; p = *c ? c + 1 : c) {
+		c = strchrnul(p, '/');
+		size_t n = (size_t)(c - p);
+		if (n == 0 || (n == 1 && p[0] == '.'))
+			continue;
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			if (len == 0) {
+				if (via)
+					return kd_err(w->err, -EPERM,
+						      "manifest: symlink '%s' -> '%s' escapes %s "
+						      "through the link '%s'",
+						      f->path, f->target, PREFIX, via);
+				return kd_err(w->err, -EPERM, "manifest: symlink '%s' -> '%s' escapes %s",
+					      f->path, f->target, PREFIX);
+			}
+			char *s = strrchr(cur, '/');
+			len = s ? (size_t)(s - cur) : 0;
+			cur[len] = '\0';
+			continue;
+		}
+		if (len + 1 + n > LINK_MAX_RESOLVED)
+			return kd_err(w->err, -ENAMETOOLONG,
+				      "manifest: symlink '%s' -> '%s' leads to a path longer than "
+				      "%u bytes",
+				      f->path, f->target, LINK_MAX_RESOLVED);
+		if (len)
+			cur[len++] = '/';
+		memcpy(cur + len, p, n);
+		len += n;
+		cur[len] = '\0';
+		const kd_pfile *t = len <= KD_PATH_MAX ? kd_manifest_find(w->m, cur) : NULL;
+		if (!t || t->type != KD_FILE_SYMLINK)
+			continue;
+		size_t j = (size_t)(t - w->m->files);
+		int r = resolve_link(w, j, depth + 1);
+		if (r < 0)
+			return r;
+		lr->hops += w->res[j].hops;
+		if (lr->hops > LINK_MAX_HOPS)
+			return kd_err(w->err, -ELOOP,
+				      "manifest: symlink '%s' -> '%s': more than %u links in a chain",
+				      f->path, f->target, LINK_MAX_HOPS);
+		via = t->path;
+		len = strlen(w->res[j].to);
+		memcpy(cur, w->res[j].to, len + 1);
+	}
+	if (!(lr->to = strdup(cur)))
+		return kd_err(w->err, -ENOMEM, "out of memory");
+	lr->state = 2;
+	return 0;
+}
+
+/* Every symlink, resolved through the others, stays inside the tree. */
+static int validate_links(const kd_manifest *m, kd_error *err)
+{
+	link_walk w = {.m = m, .err = err};
+	int r = 0;
+
+	if (!(w.res = calloc(m->n_files ? m->n_files : 1, sizeof(link_res))))
+		return kd_err(err, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < m->n_files && r >= 0; i++)
+		if (m->files[i].type == KD_FILE_SYMLINK)
+			r = resolve_link(&w, i, 0);
+	for (size_t i = 0; i < m->n_files; i++)
+		free(w.res[i].to);
+	free(w.res);
+	return r;
+}
+
 /* Cross-entry rules: unique paths, parents are directories, hardlinks point at earlier regular
  * files of the same component, total size. */
 static int validate_files(kd_manifest *m, kd_error *err)
@@ -120,7 +239,7 @@ static int validate_files(kd_manifest *m, kd_error *err)
 		f->size = t->size;
 		memcpy(f->sha256, t->sha256, sizeof(f->sha256));
 	}
-	return 0;
+	return validate_links(m, err);
 }
 
 /* ---- the text reader ---- */

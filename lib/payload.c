@@ -74,8 +74,9 @@ static int hash_whole(int fd, const kd_payload_index *ix, uint64_t size,
 	return 0;
 }
 
-/* The first entry of the archive (format 2: of its first frame, the only one read). */
-static int read_manifest(int fd, const kd_payload_index *ix, kd_manifest **ret, kd_error *err)
+/* The first entry of the archive (format 2: of its first frame, the only one read), its text. */
+static int read_manifest(int fd, const kd_payload_index *ix, char **ret, size_t *ret_len,
+			 kd_error *err)
 {
 	_cleanup_(kd_tar_reader_freep) kd_tar_reader *tr = NULL;
 	_cleanup_free_ char *json = NULL;
@@ -115,9 +116,9 @@ static int read_manifest(int fd, const kd_payload_index *ix, kd_manifest **ret, 
 	if (off != e.size)
 		return kd_err(err, -EBADMSG, "%s: truncated", KD_PAYLOAD_MANIFEST_NAME);
 	json[off] = '\0';
-	/* The decompressor (its 1 MiB window) goes before the manifest's structures come. */
-	kd_tar_reader_free(TAKE_PTR(tr));
-	return kd_manifest_parse(json, off, ret, err);
+	*ret = TAKE_PTR(json);
+	*ret_len = off;
+	return 0;
 }
 
 static void hex_of(const uint8_t bin[KD_SHA256_LEN], char out[KD_SHA256_HEX_LEN + 1])
@@ -211,13 +212,20 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			      "payload '%s': the manifest's frame has sha256 %s, the index says %s",
 			      name, hex, want);
 	}
-	if ((r = read_manifest(p->fd, p->index, &p->manifest, err)) < 0 && !p->index)
-		return kd_err_wrap(err, r,
-				   "payload '%s': no frame index at the end of the file (format 1, "
-				   "or format 2 truncated)",
-				   name);
-	if (r < 0)
-		return kd_err_wrap(err, r, "payload '%s'", name);
+	{
+		_cleanup_free_ char *json = NULL;
+		size_t len = 0;
+		/* The decompressor (its 1 MiB window) is gone before the manifest's structures
+		 * come. A manifest that is there but refused is named as such, not as a missing
+		 * index. */
+		if ((r = read_manifest(p->fd, p->index, &json, &len, err)) < 0 && !p->index)
+			return kd_err_wrap(err, r,
+					   "payload '%s': no frame index at the end of the file "
+					   "(format 1, or format 2 truncated)",
+					   name);
+		if (r < 0 || (r = kd_manifest_parse(json, len, &p->manifest, err)) < 0)
+			return kd_err_wrap(err, r, "payload '%s'", name);
+	}
 	if (!p->index && p->manifest->format >= 2)
 		return kd_err(err, -EBADMSG,
 			      "payload '%s': a format %d manifest but no frame index at the end of "

@@ -1,14 +1,19 @@
 /* Fuzz payload open + extract: the input is a payload file (tar, any compression). Whatever
  * happens, nothing may be created outside the scratch directory; extraction of an accepted
- * payload must verify. Limits are lowered so one input stays small. */
+ * payload must verify, and no link of the extracted tree may lead out of it (each is opened
+ * with openat2(RESOLVE_BENEATH), which fails with EXDEV at the first step outside). Limits
+ * are lowered so one input stays small. */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/fsroot.h"
@@ -38,6 +43,20 @@ static int count_entries(int dirfd)
 	return n;
 }
 
+static void check_links(const kd_manifest *m, int dfd)
+{
+	for (size_t i = 0; i < m->n_files; i++) {
+		if (m->files[i].type != KD_FILE_SYMLINK)
+			continue;
+		struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH};
+		int fd = (int)syscall(SYS_openat2, dfd, m->files[i].path, &how, sizeof(how));
+		if (fd < 0 && errno == EXDEV)
+			abort();
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	kd_error err = {0};
@@ -64,9 +83,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		int dfd = kd_openat(rootfd, "dest", O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, NULL);
 		if (dfd < 0)
 			abort();
-		if (kd_payload_extract(p, dfd, &o, NULL, &err) >= 0 &&
-		    kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err) < 0)
-			abort();
+		if (kd_payload_extract(p, dfd, &o, NULL, &err) >= 0) {
+			if (kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err) <
+			    0)
+				abort();
+			check_links(kd_payload_manifest(p), dfd);
+		}
 		close(dfd);
 		if (kd_remove_tree(rootfd, "dest", &err) < 0)
 			abort();

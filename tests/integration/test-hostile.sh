@@ -29,6 +29,25 @@ quick_fail() { # quick_fail DESC TEXT CMD...
 	fi
 }
 
+# ---- item 1: a chain of links that leaves the prefix ----------------------------------------
+# The payload: d1/…/d6/s -> ../../../../../.. and d1/…/d6/x -> s/../…/etc/shadow, each
+# inside when read alone; kata-containers.img -> x reached the host's /etc/shadow.
+python3 tests/tools/mkhostile.py --tree artifacts/demo/tree chain-escape "$T/chain.tar.zst"
+fresh chain
+snapshot "$R" >"$T/chain.before"
+chain_msg="symlink 'd1/d2/d3/d4/d5/d6/x' -> 's/../../../../../../../etc/shadow' escapes opt/kata/ through the link 'd1/d2/d3/d4/d5/d6/s'"
+expect_fail "a chain of links out of the prefix: install refuses it, naming both links" \
+	"$chain_msg" "$KD" install --root "$R" --payload "$T/chain.tar.zst" --runtime-version 1.7
+expect_fail "… plan refuses it the same way" \
+	"$chain_msg" "$KD" plan --root "$R" --payload "$T/chain.tar.zst" --runtime-version 1.7
+check "… and nothing was written to the root" diff -q "$T/chain.before" <(snapshot "$R")
+check "… no link under the root resolves outside it" \
+	bash -c "! find '$R' -type l -exec realpath -m {} + | grep -v '^$R/'"
+# The same tree packed: refused by the packer (it reads its manifest back) before any payload.
+mkdir -p "$T/chaintree" && tar -I zstd -xf "$T/chain.tar.zst" -C "$T/chaintree" opt
+expect_fail "payload pack refuses the chain too" "escapes opt/kata/ through the link" \
+	"$KD" payload pack "$T/chaintree" --version 1 --arch x86_64 -o "$T/chain-packed.tar.zst"
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

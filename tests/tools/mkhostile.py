@@ -2,6 +2,11 @@
 """Write hostile kata-deploy payloads for the extraction tests (docs/PAYLOAD.md).
 
     mkhostile.py CASE OUT [OUTSIDE]
+    mkhostile.py --tree DIR CASE OUT
+
+--tree starts from a real tree (DIR holds opt/kata/, e.g. artifacts/demo/tree) packed as one
+component "kata" with a shim per configuration-<shim>.toml, so the payload would install but
+for the one thing the case adds (the integration tests install these).
 
 CASE is one of the names in CASES below; OUT is the .tar.zst to write; OUTSIDE is a directory
 the escapes aim at (default /tmp/kd-outside). Every payload starts with a manifest that passes
@@ -55,6 +60,32 @@ class Payload:
         self.add("share", "dir")
         self.add("share/b", "file", 0o644, b"data\n" * 3)
 
+    def from_tree(self, top):
+        """Every entry below top/opt/kata, modes normalised as the packer does."""
+        import os
+        root = os.path.join(top, PREFIX)
+        self.shims = {}
+        for d, dirs, files in sorted(os.walk(root)):
+            dirs.sort()
+            rel = os.path.relpath(d, root)
+            if rel != ".":
+                self.add(rel, "dir")
+            for n in sorted(files + [x for x in dirs if os.path.islink(os.path.join(d, x))]):
+                full = os.path.join(d, n)
+                path = n if rel == "." else rel + "/" + n
+                if os.path.islink(full):
+                    self.add(path, "symlink", 0o777, target=os.readlink(full))
+                else:
+                    mode = 0o755 if os.stat(full).st_mode & 0o111 else 0o644
+                    with open(full, "rb") as f:
+                        self.add(path, "file", mode, f.read())
+                    if n.startswith("configuration-") and n.endswith(".toml"):
+                        self.shims[n[len("configuration-"):-len(".toml")]] = ["kata"]
+
+    def remove(self, path):
+        self.files = [f for f in self.files if f["path"] != path]
+        self.entries = [e for e in self.entries if e["name"] != PREFIX + path]
+
     def manifest(self):
         return {
             "format": 1,
@@ -62,7 +93,7 @@ class Payload:
             "arch": "x86_64",
             "components": [{"name": "kata", "version": "1.0",
                             "files": sorted(self.files, key=lambda f: f["path"])}],
-            "shims": {"qemu": ["kata"]},
+            "shims": getattr(self, "shims", None) or {"qemu": ["kata"]},
         }
 
     def write(self, out, corrupt_manifest=None):
@@ -104,9 +135,28 @@ class Payload:
             f.write(z.stdout)
 
 
-def case(p, name, outside):
-    p.base()
-    if name == "dotdot":
+def case(p, name, outside, tree=None):
+    if tree:
+        p.from_tree(tree)
+    else:
+        p.base()
+    if name == "chain-escape":
+        # Issue 14: each link stays inside when read lexically; resolved through s (which
+        # leads to the tree's root), x climbs seven levels from there: to the host's /etc.
+        d = "d1"
+        p.add(d, "dir")
+        for i in range(2, 7):
+            d += "/d%d" % i
+            p.add(d, "dir")
+        p.add(d + "/s", "symlink", 0o777, target="../../../../../..")
+        p.add(d + "/x", "symlink", 0o777, target="s/../../../../../../../etc/shadow")
+        if tree:
+            img = "share/kata-containers/kata-containers.img"
+            p.remove(img)
+            p.add(img, "symlink", 0o777, target="../../" + d + "/x")
+        else:
+            p.add("share/img", "symlink", 0o777, target="../" + d + "/x")
+    elif name == "dotdot":
         p.add("x", "file", 0o644, b"evil\n", manifest=False,
               tar_path=PREFIX + "../outside/dotdot")
     elif name == "absolute":
@@ -156,7 +206,7 @@ def case(p, name, outside):
         raise SystemExit("mkhostile: unknown case %r (known: %s)" % (name, ", ".join(CASES)))
 
 
-CASES = ["dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+CASES = ["chain-escape", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
          "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
          "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
          "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",
@@ -164,11 +214,15 @@ CASES = ["dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "sym
 
 
 def main():
-    if len(sys.argv) not in (3, 4):
+    args = sys.argv[1:]
+    tree = None
+    if args[:1] == ["--tree"] and len(args) == 4:
+        tree, args = args[1], args[2:]
+    if len(args) not in (2, 3):
         raise SystemExit(__doc__)
     p = Payload()
-    case(p, sys.argv[1], sys.argv[3] if len(sys.argv) == 4 else "/tmp/kd-outside")
-    p.write(sys.argv[2])
+    case(p, args[0], args[2] if len(args) == 3 else "/tmp/kd-outside", tree)
+    p.write(args[1])
 
 
 if __name__ == "__main__":

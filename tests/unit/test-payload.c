@@ -578,6 +578,7 @@ static const hostile hostiles[] = {
 	{"missing", false, "opt/kata/share/c", "missing"},
 	{"duplicate", false, "opt/kata/bin/d", "twice"},
 	{"type-mismatch", false, "opt/kata/bin/t", "is a dir in the archive"},
+	{"chain-escape", true, "symlink 'd1/d2/d3/d4/d5/d6/x'", "through the link"},
 };
 
 static const char *src_dir(void)
@@ -662,6 +663,7 @@ HOSTILE(not_in_manifest, 15)
 HOSTILE(missing_file, 16)
 HOSTILE(duplicate_entry, 17)
 HOSTILE(type_mismatch, 18)
+HOSTILE(chain_escape, 19)
 
 /* A symlink planted in the destination is never followed. */
 TEST(planted_symlink_in_dest)
@@ -1140,6 +1142,12 @@ static int parse(const char *json, kd_error *err)
 #define HEAD                                                                                       \
 	"{\"format\":1,\"version\":\"1\",\"arch\":\"x86_64\",\"components\":[{\"name\":\"k\",\"version\":\"1\",\"files\":["
 #define TAIL "]}]}"
+#define DIRS6                                                                                      \
+	"{\"path\":\"d1\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2\",\"type\":"      \
+	"\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2/d3\",\"type\":\"dir\",\"mode\":\"0755\"},"  \
+	"{\"path\":\"d1/d2/d3/d4\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":"              \
+	"\"d1/d2/d3/d4/d5\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2/d3/d4/d5/d6\","  \
+	"\"type\":\"dir\",\"mode\":\"0755\"}"
 
 TEST(manifest_validation)
 {
@@ -1207,6 +1215,23 @@ TEST(manifest_validation)
 		{HEAD
 		 "{\"path\":\"l\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"x/../..\"}" TAIL,
 		 "escapes"},
+		/* Issue 14: each link stays inside lexically, the chain does not (s leads to the
+		 * root, x climbs from there). */
+		{HEAD DIRS6 ",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
+		 "\"0777\",\"target\":\"../../../../../..\"},{\"path\":\"d1/d2/d3/d4/d5/d6/x\","
+		 "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
+		 "\"s/../../../../../../../etc/shadow\"}" TAIL,
+		 "symlink 'd1/d2/d3/d4/d5/d6/x' -> 's/../../../../../../../etc/shadow' escapes "
+		 "opt/kata/ through the link 'd1/d2/d3/d4/d5/d6/s'"},
+		/* The escaping link reached through another link's text, not its own. */
+		{HEAD "{\"path\":\"a\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"a/up\","
+		      "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"..\"},{\"path\":"
+		      "\"b\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"a/up/a/up/..\"}" TAIL,
+		 "symlink 'b' -> 'a/up/a/up/..' escapes opt/kata/ through the link 'a/up'"},
+		{HEAD "{\"path\":\"l1\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
+		      "\"l2\"},{\"path\":\"l2\",\"type\":\"symlink\",\"mode\":\"0777\","
+		      "\"target\":\"l1\"}" TAIL,
+		 "is part of a cycle"},
 		{HEAD "{\"path\":\"a\",\"type\":\"fifo\",\"mode\":\"0644\"}" TAIL, "unknown type"},
 		{HEAD "{\"path\":\"d/a\",\"type\":\"dir\",\"mode\":\"0755\"}" TAIL,
 		 "parent of 'd/a'"},
@@ -1225,8 +1250,68 @@ TEST(manifest_validation)
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		kd_err_clear(&err);
 		CHECK(parse(bad[i].json, &err) < 0);
+		if (!has(err.msg, bad[i].msg))
+			printf("#   bad[%zu]: got '%s'\n", i, err.msg);
 		CHECK(has(err.msg, bad[i].msg));
 	}
+}
+
+/* A chain of n links l0 -> l1 -> ... -> l(n-1) -> f, each in dir d. */
+static char *link_chain(unsigned n)
+{
+	size_t cap = 4096 + (size_t)n * 128, len;
+	char *s = malloc(cap);
+	len = (size_t)snprintf(s, cap,
+			       HEAD "{\"path\":\"d\",\"type\":\"dir\",\"mode\":\"0755\"},"
+				    "{\"path\":\"d/f\",\"type\":\"file\",\"mode\":\"0644\","
+				    "\"size\":1,\"sha256\":\"" SHA "\"}");
+	for (unsigned i = 0; i < n; i++) {
+		char next[32];
+		if (i + 1 < n)
+			snprintf(next, sizeof(next), "../d/l%u", i + 1);
+		else
+			snprintf(next, sizeof(next), "f");
+		len += (size_t)snprintf(s + len, cap - len,
+					",{\"path\":\"d/l%u\",\"type\":\"symlink\",\"mode\":"
+					"\"0777\",\"target\":\"%s\"}",
+					i, next);
+	}
+	snprintf(s + len, cap - len, TAIL);
+	return s;
+}
+
+/* Links resolved through each other as the kernel would (issue 14): what stays inside the tree
+ * is accepted however it gets there; chains longer than the kernel follows are refused. */
+TEST(manifest_links)
+{
+	kd_error err = {0};
+	const char *ok[] = {
+		/* Upstream's shape: a link to a file beside it, a link to that link. */
+		HEAD "{\"path\":\"s\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"s/img\","
+		     "\"type\":\"file\",\"mode\":\"0644\",\"size\":1,\"sha256\":\"" SHA "\"},"
+		     "{\"path\":\"s/k.img\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
+		     "\"img\"},{\"path\":\"s/l.img\",\"type\":\"symlink\",\"mode\":\"0777\","
+		     "\"target\":\"./k.img\"}" TAIL,
+		/* Up to the root through a link, then down again: inside at every step. */
+		HEAD DIRS6 ",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
+		     "\"0777\",\"target\":\"../../../../../..\"},{\"path\":\"d1/d2/d3/d4/d5/d6/x\","
+		     "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"s/d1/d2/../d2/d3\"}" TAIL,
+		/* Through a component the manifest does not have: walked as a directory. */
+		HEAD "{\"path\":\"a\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
+		     "\"nothing/..\"}" TAIL,
+	};
+	for (size_t i = 0; i < ELEMENTSOF(ok); i++) {
+		kd_err_clear(&err);
+		if (parse(ok[i], &err) < 0)
+			printf("#   ok[%zu]: %s\n", i, err.msg);
+		CHECK_INT(parse(ok[i], &err), 0);
+	}
+	char *forty = link_chain(40), *more = link_chain(41);
+	kd_err_clear(&err);
+	CHECK_INT(parse(forty, &err), 0);
+	CHECK(parse(more, &err) == -ELOOP && has(err.msg, "more than 40 links in a chain"));
+	free(forty);
+	free(more);
 }
 
 /* The manifest reader: RFC 8259 syntax with positions, escapes decoded, what json-c let through
@@ -1434,6 +1519,7 @@ int main(void)
 	RUN(hostile_missing_file);
 	RUN(hostile_duplicate_entry);
 	RUN(hostile_type_mismatch);
+	RUN(hostile_chain_escape);
 	RUN(planted_symlink_in_dest);
 	RUN(limit_entry_size);
 	RUN(limit_entries);
@@ -1447,6 +1533,7 @@ int main(void)
 	RUN(format1_still_reads);
 	RUN(no_shims_refused);
 	RUN(manifest_validation);
+	RUN(manifest_links);
 	RUN(manifest_reader);
 	RUN(manifest_canonical);
 
