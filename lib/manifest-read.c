@@ -87,8 +87,8 @@ static bool link_stays_inside(const char *path, const char *target)
  * ("" = the tree's root), resolved as the kernel would resolve it in the installed tree. */
 typedef struct link_res {
 	char *to;
-	unsigned hops;	/* links followed to get there, this one included */
-	uint8_t state;	/* 0 not yet, 1 being resolved, 2 done */
+	unsigned hops; /* links followed to get there, this one included */
+	uint8_t state; /* 0 not yet, 1 being resolved, 2 done */
 } link_res;
 
 typedef struct link_walk {
@@ -138,8 +138,9 @@ static int resolve_link(link_walk *w, size_t i, unsigned depth)
 						      "manifest: symlink '%s' -> '%s' escapes %s "
 						      "through the link '%s'",
 						      f->path, f->target, PREFIX, via);
-				return kd_err(w->err, -EPERM, "manifest: symlink '%s' -> '%s' escapes %s",
-					      f->path, f->target, PREFIX);
+				return kd_err(w->err, -EPERM,
+					      "manifest: symlink '%s' -> '%s' escapes %s", f->path,
+					      f->target, PREFIX);
 			}
 			char *s = strrchr(cur, '/');
 			len = s ? (size_t)(s - cur) : 0;
@@ -165,9 +166,10 @@ static int resolve_link(link_walk *w, size_t i, unsigned depth)
 			return r;
 		lr->hops += w->res[j].hops;
 		if (lr->hops > LINK_MAX_HOPS)
-			return kd_err(w->err, -ELOOP,
-				      "manifest: symlink '%s' -> '%s': more than %u links in a chain",
-				      f->path, f->target, LINK_MAX_HOPS);
+			return kd_err(
+				w->err, -ELOOP,
+				"manifest: symlink '%s' -> '%s': more than %u links in a chain",
+				f->path, f->target, LINK_MAX_HOPS);
 		via = t->path;
 		len = strlen(w->res[j].to);
 		memcpy(cur, w->res[j].to, len + 1);
@@ -1064,6 +1066,16 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 	if (f->mode & 07000)
 		return kd_err(err, -EPERM, "%s: '%s': mode %04o has setuid/setgid/sticky bits",
 			      where, path, (unsigned)f->mode);
+	/* Anyone who may write a file we install may change what runs as root (a symlink's
+	 * own mode means nothing; a hardlink has its target's). */
+	if ((f->type == KD_FILE_REG || f->type == KD_FILE_DIR) && (f->mode & 022))
+		return kd_err(err, -EPERM,
+			      "%s: '%s': mode %04o lets %s write it: files and directories "
+			      "installed as root may be writable by their owner only",
+			      where, path, (unsigned)f->mode,
+			      (f->mode & 022) == 022 ? "group and others"
+			      : f->mode & 02	     ? "others"
+						     : "its group");
 	if (f->type == KD_FILE_REG) {
 		if (!sha || !kd_sha256_hex_valid(sha))
 			return kd_err(err, -EINVAL,

@@ -535,6 +535,9 @@ static ssize_t check_entry(extract_state *x, const kd_tar_entry *e, kd_error *er
 	if (e->mode & 07000)
 		return kd_err(err, -EPERM, "'%s': mode %04o has setuid/setgid/sticky bits", p,
 			      (unsigned)e->mode);
+	if ((e->type == KD_ENTRY_FILE || e->type == KD_ENTRY_DIR) && (e->mode & 022))
+		return kd_err(err, -EPERM, "'%s': mode %04o lets group or others write it", p,
+			      (unsigned)e->mode);
 	if (e->type == KD_ENTRY_FILE && e->size > x->lim.max_entry_size)
 		return kd_err(
 			err, -EFBIG, "'%s': %llu bytes exceeds the limit of %llu bytes per file", p,

@@ -81,7 +81,8 @@ static char *manifest_of(char *text)
 			fputs("}", f);
 			break;
 		default:
-			fputs(",\"type\":\"file\",\"mode\":\"0644\",\"size\":0,\"sha256\":\"" SHA "\"}",
+			fputs(",\"type\":\"file\",\"mode\":\"0644\",\"size\":0,\"sha256\":\"" SHA
+			      "\"}",
 			      f);
 		}
 	}

@@ -48,6 +48,21 @@ mkdir -p "$T/chaintree" && tar -I zstd -xf "$T/chain.tar.zst" -C "$T/chaintree" 
 expect_fail "payload pack refuses the chain too" "escapes opt/kata/ through the link" \
 	"$KD" payload pack "$T/chaintree" --version 1 --arch x86_64 -o "$T/chain-packed.tar.zst"
 
+# ---- item 2: nothing installed may be writable by group or others ---------------------------
+fresh writable
+snapshot "$R" >"$T/writable.before"
+for c in "writable-exec bin/w 0777 group and others" "writable-file share/w 0666 group and others" \
+	"writable-dir wdir 0777 group and others" "group-writable-dir gdir 0775 its group"; do
+	read -r case entry mode who <<<"$c"
+	python3 tests/tools/mkhostile.py --tree artifacts/demo/tree "$case" "$T/$case.tar.zst"
+	expect_fail "a $mode entry ($case) is refused by install, naming it" \
+		"'$entry': mode $mode lets $who write it" \
+		"$KD" install --root "$R" --payload "$T/$case.tar.zst" --runtime-version 1.7
+	expect_fail "… and by plan" "'$entry': mode $mode lets $who write it" \
+		"$KD" plan --root "$R" --payload "$T/$case.tar.zst" --runtime-version 1.7
+done
+check "refused writable entries wrote nothing" diff -q "$T/writable.before" <(snapshot "$R")
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

@@ -156,6 +156,17 @@ def case(p, name, outside, tree=None):
             p.add(img, "symlink", 0o777, target="../../" + d + "/x")
         else:
             p.add("share/img", "symlink", 0o777, target="../" + d + "/x")
+    elif name == "writable-file":
+        p.add("share/w", "file", 0o666, b"anyone may change me\n")
+    elif name == "writable-exec":
+        p.add("bin/w", "file", 0o777, b"#!/bin/sh\n")
+    elif name == "writable-dir":
+        p.add("wdir", "dir", 0o777)
+        p.add("wdir/f", "file", 0o644, b"replaceable through its directory\n")
+    elif name == "writable-tar":
+        p.add("share/t", "file", 0o644, b"0644 in the manifest\n", tar_mode=0o666)
+    elif name == "group-writable-dir":
+        p.add("gdir", "dir", 0o775)
     elif name == "dotdot":
         p.add("x", "file", 0o644, b"evil\n", manifest=False,
               tar_path=PREFIX + "../outside/dotdot")
@@ -206,7 +217,8 @@ def case(p, name, outside, tree=None):
         raise SystemExit("mkhostile: unknown case %r (known: %s)" % (name, ", ".join(CASES)))
 
 
-CASES = ["chain-escape", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+CASES = ["chain-escape", "writable-file", "writable-exec", "writable-dir",
+         "group-writable-dir", "writable-tar", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
          "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
          "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
          "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",

@@ -579,6 +579,11 @@ static const hostile hostiles[] = {
 	{"duplicate", false, "opt/kata/bin/d", "twice"},
 	{"type-mismatch", false, "opt/kata/bin/t", "is a dir in the archive"},
 	{"chain-escape", true, "symlink 'd1/d2/d3/d4/d5/d6/x'", "through the link"},
+	{"writable-file", true, "'share/w': mode 0666", "lets group and others write it"},
+	{"writable-exec", true, "'bin/w': mode 0777", "lets group and others write it"},
+	{"writable-dir", true, "'wdir': mode 0777", "lets group and others write it"},
+	{"group-writable-dir", true, "'gdir': mode 0775", "lets its group write it"},
+	{"writable-tar", false, "'opt/kata/share/t': mode 0666", "lets group or others write it"},
 };
 
 static const char *src_dir(void)
@@ -664,6 +669,11 @@ HOSTILE(missing_file, 16)
 HOSTILE(duplicate_entry, 17)
 HOSTILE(type_mismatch, 18)
 HOSTILE(chain_escape, 19)
+HOSTILE(writable_file, 20)
+HOSTILE(writable_exec, 21)
+HOSTILE(writable_dir, 22)
+HOSTILE(group_writable_dir, 23)
+HOSTILE(writable_tar, 24)
 
 /* A symlink planted in the destination is never followed. */
 TEST(planted_symlink_in_dest)
@@ -1143,9 +1153,9 @@ static int parse(const char *json, kd_error *err)
 	"{\"format\":1,\"version\":\"1\",\"arch\":\"x86_64\",\"components\":[{\"name\":\"k\",\"version\":\"1\",\"files\":["
 #define TAIL "]}]}"
 #define DIRS6                                                                                      \
-	"{\"path\":\"d1\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2\",\"type\":"      \
-	"\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2/d3\",\"type\":\"dir\",\"mode\":\"0755\"},"  \
-	"{\"path\":\"d1/d2/d3/d4\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":"              \
+	"{\"path\":\"d1\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2\",\"type\":"       \
+	"\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2/d3\",\"type\":\"dir\",\"mode\":\"0755\"},"   \
+	"{\"path\":\"d1/d2/d3/d4\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":"                 \
 	"\"d1/d2/d3/d4/d5\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"d1/d2/d3/d4/d5/d6\","  \
 	"\"type\":\"dir\",\"mode\":\"0755\"}"
 
@@ -1217,16 +1227,18 @@ TEST(manifest_validation)
 		 "escapes"},
 		/* Issue 14: each link stays inside lexically, the chain does not (s leads to the
 		 * root, x climbs from there). */
-		{HEAD DIRS6 ",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
+		{HEAD DIRS6
+		 ",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
 		 "\"0777\",\"target\":\"../../../../../..\"},{\"path\":\"d1/d2/d3/d4/d5/d6/x\","
 		 "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
 		 "\"s/../../../../../../../etc/shadow\"}" TAIL,
 		 "symlink 'd1/d2/d3/d4/d5/d6/x' -> 's/../../../../../../../etc/shadow' escapes "
 		 "opt/kata/ through the link 'd1/d2/d3/d4/d5/d6/s'"},
 		/* The escaping link reached through another link's text, not its own. */
-		{HEAD "{\"path\":\"a\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"a/up\","
-		      "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"..\"},{\"path\":"
-		      "\"b\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"a/up/a/up/..\"}" TAIL,
+		{HEAD
+		 "{\"path\":\"a\",\"type\":\"dir\",\"mode\":\"0755\"},{\"path\":\"a/up\","
+		 "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"..\"},{\"path\":"
+		 "\"b\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"a/up/a/up/..\"}" TAIL,
 		 "symlink 'b' -> 'a/up/a/up/..' escapes opt/kata/ through the link 'a/up'"},
 		{HEAD "{\"path\":\"l1\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
 		      "\"l2\"},{\"path\":\"l2\",\"type\":\"symlink\",\"mode\":\"0777\","
@@ -1293,9 +1305,10 @@ TEST(manifest_links)
 		     "\"img\"},{\"path\":\"s/l.img\",\"type\":\"symlink\",\"mode\":\"0777\","
 		     "\"target\":\"./k.img\"}" TAIL,
 		/* Up to the root through a link, then down again: inside at every step. */
-		HEAD DIRS6 ",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
-		     "\"0777\",\"target\":\"../../../../../..\"},{\"path\":\"d1/d2/d3/d4/d5/d6/x\","
-		     "\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"s/d1/d2/../d2/d3\"}" TAIL,
+		HEAD DIRS6
+		",{\"path\":\"d1/d2/d3/d4/d5/d6/s\",\"type\":\"symlink\",\"mode\":"
+		"\"0777\",\"target\":\"../../../../../..\"},{\"path\":\"d1/d2/d3/d4/d5/d6/x\","
+		"\"type\":\"symlink\",\"mode\":\"0777\",\"target\":\"s/d1/d2/../d2/d3\"}" TAIL,
 		/* Through a component the manifest does not have: walked as a directory. */
 		HEAD "{\"path\":\"a\",\"type\":\"symlink\",\"mode\":\"0777\",\"target\":"
 		     "\"nothing/..\"}" TAIL,
@@ -1520,6 +1533,11 @@ int main(void)
 	RUN(hostile_duplicate_entry);
 	RUN(hostile_type_mismatch);
 	RUN(hostile_chain_escape);
+	RUN(hostile_writable_file);
+	RUN(hostile_writable_exec);
+	RUN(hostile_writable_dir);
+	RUN(hostile_group_writable_dir);
+	RUN(hostile_writable_tar);
 	RUN(planted_symlink_in_dest);
 	RUN(limit_entry_size);
 	RUN(limit_entries);
