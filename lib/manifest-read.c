@@ -1034,6 +1034,22 @@ static int get_uint64(reader *p, const field *f, const char *where, bool require
 	return 1;
 }
 
+/* KD_TMP_PREFIX names are ours: temporary files that recovery removes as debris wherever the
+ * engine writes (the prefix, .versions/, the state directory), so a payload may not use them. */
+static int check_reserved(const char *path, const char *where, kd_error *err)
+{
+	const size_t n = strlen(KD_TMP_PREFIX);
+	for (const char *c = path; c; c = strchr(c, '/')) {
+		c += *c == '/';
+		if (strncmp(c, KD_TMP_PREFIX, n) == 0)
+			return kd_err(err, -EPERM,
+				      "%s: '%s': names starting with '%s' are reserved for "
+				      "kata-deploy's temporary files",
+				      where, path, KD_TMP_PREFIX);
+	}
+	return 0;
+}
+
 static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_pfile *f)
 {
 	field fl[] = {{"path", 0}, {"type", 0},	  {"mode", 0},
@@ -1056,6 +1072,8 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 	f->component = comp;
 	if (!kd_path_is_safe(path) || strlen(path) > KD_PATH_MAX - PREFIX_LEN)
 		return kd_err(err, -EINVAL, "%s: unsafe path '%s'", where, path);
+	if ((r = check_reserved(path, where, err)) < 0)
+		return r;
 	f->path = strdup(path);
 	if (!f->path)
 		return kd_err(err, -ENOMEM, "out of memory");

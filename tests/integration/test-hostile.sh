@@ -63,6 +63,19 @@ for c in "writable-exec bin/w 0777 group and others" "writable-file share/w 0666
 done
 check "refused writable entries wrote nothing" diff -q "$T/writable.before" <(snapshot "$R")
 
+# ---- item 15: our reserved names ------------------------------------------------------------
+# A top-level .#kd.* entry became <prefix>/.#kd.* (a link), which the next recover deleted as
+# our debris.
+fresh reserved
+snapshot "$R" >"$T/reserved.before"
+python3 tests/tools/mkhostile.py --tree artifacts/demo/tree reserved-name "$T/reserved.tar.zst"
+expect_fail "a payload entry named .#kd.* is refused by install" \
+	"'.#kd.staging-x': names starting with '.#kd.' are reserved for kata-deploy's temporary files" \
+	"$KD" install --root "$R" --payload "$T/reserved.tar.zst" --runtime-version 1.7
+expect_fail "… and by plan" "names starting with '.#kd.' are reserved" \
+	"$KD" plan --root "$R" --payload "$T/reserved.tar.zst" --runtime-version 1.7
+check "… nothing written" diff -q "$T/reserved.before" <(snapshot "$R")
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

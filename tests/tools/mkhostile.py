@@ -165,6 +165,11 @@ def case(p, name, outside, tree=None):
         p.add("wdir/f", "file", 0o644, b"replaceable through its directory\n")
     elif name == "writable-tar":
         p.add("share/t", "file", 0o644, b"0644 in the manifest\n", tar_mode=0o666)
+    elif name == "reserved-name":
+        p.add(".#kd.staging-x", "dir")
+        p.add(".#kd.staging-x/f", "file", 0o644, b"recover deletes this as debris\n")
+    elif name == "reserved-name-deep":
+        p.add("share/.#kd.1.tmp", "file", 0o644, b"a temporary name of ours\n")
     elif name == "group-writable-dir":
         p.add("gdir", "dir", 0o775)
     elif name == "dotdot":
@@ -218,7 +223,7 @@ def case(p, name, outside, tree=None):
 
 
 CASES = ["chain-escape", "writable-file", "writable-exec", "writable-dir",
-         "group-writable-dir", "writable-tar", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+         "group-writable-dir", "writable-tar", "reserved-name", "reserved-name-deep", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
          "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
          "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
          "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",

@@ -584,6 +584,9 @@ static const hostile hostiles[] = {
 	{"writable-dir", true, "'wdir': mode 0777", "lets group and others write it"},
 	{"group-writable-dir", true, "'gdir': mode 0775", "lets its group write it"},
 	{"writable-tar", false, "'opt/kata/share/t': mode 0666", "lets group or others write it"},
+	{"reserved-name", true, "'.#kd.staging-x'", "reserved for kata-deploy's temporary files"},
+	{"reserved-name-deep", true, "'share/.#kd.1.tmp'",
+	 "names starting with '.#kd.' are reserved"},
 };
 
 static const char *src_dir(void)
@@ -674,6 +677,8 @@ HOSTILE(writable_exec, 21)
 HOSTILE(writable_dir, 22)
 HOSTILE(group_writable_dir, 23)
 HOSTILE(writable_tar, 24)
+HOSTILE(reserved_name, 25)
+HOSTILE(reserved_name_deep, 26)
 
 /* A symlink planted in the destination is never followed. */
 TEST(planted_symlink_in_dest)
@@ -1538,6 +1543,8 @@ int main(void)
 	RUN(hostile_writable_dir);
 	RUN(hostile_group_writable_dir);
 	RUN(hostile_writable_tar);
+	RUN(hostile_reserved_name);
+	RUN(hostile_reserved_name_deep);
 	RUN(planted_symlink_in_dest);
 	RUN(limit_entry_size);
 	RUN(limit_entries);
