@@ -14,6 +14,7 @@
 #include "fsroot.h"
 #include "http.h"
 #include "journal.h"
+#include "kataconfig.h"
 #include "json.h"
 #include "log.h"
 #include "state.h"
@@ -596,8 +597,10 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask, err);
 	if (r < 0)
 		goto out_p;
-	/* A damaged frame of a selected component is refused here, before any write. */
-	if ((r = kd_payload_check_components(p, mask, err)) < 0)
+	/* A damaged frame of a selected component is refused here, before any write, and so is
+	 * what plan refuses too (kd_kata_check_sources). */
+	if ((r = kd_payload_check_components(p, mask, err)) < 0 ||
+	    (r = kd_kata_check_sources(m, mask, shims, o->rt.devkit, err)) < 0)
 		goto out_p;
 	for (size_t i = 0; i < m->n_components; i++)
 		if (mask[i])

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "fsroot.h"
+#include "payload.h"
 #include "strv.h"
 #include "toml.h"
 
@@ -380,6 +381,42 @@ static int prefix_dropin(const kd_toml_doc *pristine, const char *hv, const char
 	return 0;
 }
 
+static void source_path(const char *shim, char *buf, size_t size)
+{
+	snprintf(buf, size, "share/defaults/kata-containers/%sconfiguration-%s.toml",
+		 kd_shim_is_rust(shim) ? "runtime-rs/" : "", shim);
+}
+
+static int check_source(const kd_manifest *m, const bool *mask, const char *path, const char *what,
+			kd_error *err)
+{
+	const kd_pfile *f = kd_manifest_find(m, path);
+	if (!f || !mask[f->component] || f->type == KD_FILE_REG || f->type == KD_FILE_HARDLINK)
+		return 0; /* a missing file is the render's error, the same for install and plan */
+	return kd_err(err, -EINVAL,
+		      "%s %s%s is a %s in the payload; it must be a regular file (kata-deploy "
+		      "reads it without following links)",
+		      what, KD_PAYLOAD_TREE_PREFIX, path,
+		      f->type == KD_FILE_SYMLINK ? "symlink" : "directory");
+}
+
+int kd_kata_check_sources(const kd_manifest *m, const bool *mask, char *const *shims, bool devkit,
+			  kd_error *err)
+{
+	char path[KD_PATH_MAX], what[128];
+	int r;
+	for (size_t i = 0; shims && shims[i]; i++) {
+		source_path(shims[i], path, sizeof(path));
+		snprintf(what, sizeof(what), "the configuration of shim '%s',", shims[i]);
+		if ((r = check_source(m, mask, path, what, err)) < 0)
+			return r;
+	}
+	if (devkit)
+		return check_source(m, mask, KD_DEVKIT_ROOT_HASH, "the devkit image's root hash,",
+				    err);
+	return 0;
+}
+
 int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
 		   kd_kata_file *ret, size_t *ret_n, kd_error *err)
 {
@@ -397,8 +434,7 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 	size_t len, n = 0;
 	const char *hv = kd_shim_hypervisor(shim);
 	const char *pfx = o->prefix[0] == '/' ? o->prefix + 1 : o->prefix;
-	snprintf(src, sizeof(src), "share/defaults/kata-containers/%sconfiguration-%s.toml",
-		 kd_shim_is_rust(shim) ? "runtime-rs/" : "", shim);
+	source_path(shim, src, sizeof(src));
 	int r = tree_read(tree, src, &data, &len, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "the payload has no configuration for shim '%s'", shim);

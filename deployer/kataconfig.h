@@ -83,5 +83,13 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 int kd_kata_render(const kd_tree_src *tree, const char *shim, kd_variant v, const kd_kata_opts *o,
 		   kd_kata_file *ret, size_t *ret_n, kd_error *err);
 void kd_kata_files_free(kd_kata_file *f, size_t n);
+/* The payload's files that rendering reads (each shim's pristine configuration; with devkit,
+ * KD_DEVKIT_ROOT_HASH), checked in the manifest before anything is written: where present they
+ * must be regular files (or hardlinks to one), not symlinks, since install reads them from the
+ * version tree without following links. install and plan both call it, so both refuse the
+ * same payloads with the same message. mask: the selected components. */
+struct kd_manifest;
+int kd_kata_check_sources(const struct kd_manifest *m, const bool *mask, char *const *shims,
+			  bool devkit, kd_error *err);
 /* Check the per-shim option syntax against the enabled shims. */
 int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err);

@@ -15,6 +15,7 @@
 #include "engine.h"
 #include "fsroot.h"
 #include "http.h"
+#include "kataconfig.h"
 #include "log.h"
 #include "restart.h"
 #include "state.h"
@@ -24,7 +25,6 @@
 #define PLAN_CONFIG_DIR "share/defaults/kata-containers/"
 #define PLAN_MAX_CONFIG_FILE (1u << 20) /* one pristine Kata configuration file */
 #define PLAN_MAX_CONFIG_FILES 256u	/* files kept from that directory */
-#define PLAN_MAX_LINK_HOPS 8u
 
 /* The files of share/defaults/kata-containers/ (selected components), read from the payload
  * and checked against the manifest like an extraction would. */
@@ -131,58 +131,28 @@ static int pristine_load(kd_payload *payload, const kd_manifest *m, const bool *
 	return r < 0 ? kd_err_wrap(err, r, "read the payload's Kata configuration") : 0;
 }
 
-/* kd_tree_read_fn over the pristine files: links are resolved through the manifest. */
+/* kd_tree_read_fn over the pristine files. Like install's read from the version tree, links are
+ * not followed (kd_kata_check_sources refuses them first); a hardlink is its target's data. */
 static int pristine_read(void *userdata, const char *path, size_t max, char **ret_data,
 			 size_t *ret_len, kd_error *err)
 {
 	pristine *p = userdata;
-	char cur[KD_PATH_MAX];
-	snprintf(cur, sizeof(cur), "%s", path);
-	for (unsigned hop = 0; hop <= PLAN_MAX_LINK_HOPS; hop++) {
-		const kd_pfile *f = kd_manifest_find(p->m, cur);
-		if (f && f->type == KD_FILE_SYMLINK) {
-			char dir[KD_PATH_MAX];
-			const char *slash = strrchr(cur, '/');
-			snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - cur) : 0, cur);
-			/* Normalise "dir/../x" and "./x", the only forms a payload link may have.
-			 */
-			const char *t = f->target;
-			while (!strncmp(t, "./", 2) || !strncmp(t, "../", 3)) {
-				if (t[1] == '/') {
-					t += 2;
-					continue;
-				}
-				char *s = strrchr(dir, '/');
-				if (s)
-					*s = '\0';
-				else
-					dir[0] = '\0';
-				t += 3;
-			}
-			char next[KD_PATH_MAX];
-			snprintf(next, sizeof(next), "%s%s%s", dir, dir[0] ? "/" : "", t);
-			snprintf(cur, sizeof(cur), "%s", next);
+	const kd_pfile *f = kd_manifest_find(p->m, path);
+	if (f && f->type == KD_FILE_SYMLINK)
+		return kd_err(err, -ELOOP, "'%s' is a symlink", path);
+	const char *cur = f && f->type == KD_FILE_HARDLINK ? f->target : path;
+	for (size_t i = 0; i < p->n; i++) {
+		if (strcmp(p->path[i], cur) != 0)
 			continue;
-		}
-		if (f && f->type == KD_FILE_HARDLINK) {
-			snprintf(cur, sizeof(cur), "%s", f->target);
-			continue;
-		}
-		for (size_t i = 0; i < p->n; i++) {
-			if (strcmp(p->path[i], cur) != 0)
-				continue;
-			if (p->len[i] > max)
-				return kd_err(err, -EFBIG, "'%s': larger than %zu bytes", path,
-					      max);
-			if (!(*ret_data = malloc(p->len[i] + 1)))
-				return -ENOMEM;
-			memcpy(*ret_data, p->data[i], p->len[i] + 1);
-			*ret_len = p->len[i];
-			return 0;
-		}
-		return kd_err(err, -ENOENT, "'/%s': not in the selected components", path);
+		if (p->len[i] > max)
+			return kd_err(err, -EFBIG, "'%s': larger than %zu bytes", path, max);
+		if (!(*ret_data = malloc(p->len[i] + 1)))
+			return -ENOMEM;
+		memcpy(*ret_data, p->data[i], p->len[i] + 1);
+		*ret_len = p->len[i];
+		return 0;
 	}
-	return kd_err(err, -ELOOP, "'%s': too many levels of links", path);
+	return kd_err(err, -ENOENT, "'/%s': not in the selected components", path);
 }
 
 static bool pristine_exists(void *userdata, const char *path)
@@ -415,7 +385,9 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	}
 	kd_strv_sort(shims);
 	if ((r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask,
-				    err)) < 0)
+				    err)) < 0 ||
+	    (r = kd_payload_check_components(p, mask, err)) < 0 ||
+	    (r = kd_kata_check_sources(m, mask, shims, o->rt.devkit, err)) < 0)
 		goto out;
 	for (size_t i = 0; i < m->n_components; i++)
 		if (mask[i])

@@ -76,6 +76,22 @@ expect_fail "… and by plan" "names starting with '.#kd.' are reserved" \
 	"$KD" plan --root "$R" --payload "$T/reserved.tar.zst" --runtime-version 1.7
 check "… nothing written" diff -q "$T/reserved.before" <(snapshot "$R")
 
+# ---- item 14: plan and install validate the same way ---------------------------------------
+# configuration-qemu.toml a link (to a file beside it): plan showed a plan (rc 0), install
+# refused it, after the switch. Both now refuse it before anything, with the same message.
+fresh cfglink
+snapshot "$R" >"$T/cfglink.before"
+python3 tests/tools/mkhostile.py --tree artifacts/demo/tree config-symlink "$T/cfglink.tar.zst"
+cfg_msg="the configuration of shim 'qemu', opt/kata/share/defaults/kata-containers/configuration-qemu.toml is a symlink in the payload"
+expect_fail "a shim configuration that is a symlink: plan refuses it" "$cfg_msg" \
+	"$KD" plan --root "$R" --payload "$T/cfglink.tar.zst" --runtime-version 1.7
+expect_fail "… install refuses it with the same message" "$cfg_msg" \
+	"$KD" install --root "$R" --payload "$T/cfglink.tar.zst" --runtime-version 1.7
+check "… before writing anything" diff -q "$T/cfglink.before" <(snapshot "$R")
+check "… a shim that does not read it (clh): plan agrees with install" bash -c \
+	"'$KD' plan --root '$R' --payload '$T/cfglink.tar.zst' --runtime-version 1.7 --shims clh >/dev/null 2>&1 &&
+	 '$KD' install --root '$R' --payload '$T/cfglink.tar.zst' --runtime-version 1.7 --shims clh >/dev/null 2>&1"
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

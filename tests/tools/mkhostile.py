@@ -107,7 +107,11 @@ class Payload:
             ti.size = len(mj)
             ti.mode = 0o644
             t.addfile(ti, io.BytesIO(mj))
-            for e in self.entries:
+            # From a tree: format 1's order (sorted by path), as the packer writes it.
+            entries = self.entries
+            if getattr(self, "shims", None):
+                entries = sorted(entries, key=lambda e: e["name"])
+            for e in entries:
                 ti = tarfile.TarInfo(e["name"])
                 ti.mode = e["mode"]
                 data = None
@@ -170,6 +174,13 @@ def case(p, name, outside, tree=None):
         p.add(".#kd.staging-x/f", "file", 0o644, b"recover deletes this as debris\n")
     elif name == "reserved-name-deep":
         p.add("share/.#kd.1.tmp", "file", 0o644, b"a temporary name of ours\n")
+    elif name == "config-symlink":
+        # Issue 14 item 14: the shim's configuration is a link (inside the tree) to a file.
+        cfg = "share/defaults/kata-containers/configuration-qemu.toml"
+        data = next(e["data"] for e in p.entries if e["name"] == PREFIX + cfg)
+        p.remove(cfg)
+        p.add("share/defaults/kata-containers/qemu.toml", "file", 0o644, data)
+        p.add(cfg, "symlink", 0o777, target="qemu.toml")
     elif name == "group-writable-dir":
         p.add("gdir", "dir", 0o775)
     elif name == "dotdot":
@@ -223,7 +234,7 @@ def case(p, name, outside, tree=None):
 
 
 CASES = ["chain-escape", "writable-file", "writable-exec", "writable-dir",
-         "group-writable-dir", "writable-tar", "reserved-name", "reserved-name-deep", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+         "group-writable-dir", "writable-tar", "reserved-name", "reserved-name-deep", "config-symlink", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
          "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
          "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
          "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",
