@@ -111,4 +111,4 @@ void kd_install_version_id(const char *digest, char **components, char out[17]);
 int kd_install_toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err);
 int kd_install_check_links(kd_ctx *c, char **names, kd_error *err);
 int kd_install_load_manifest(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err);
-int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err);
+int kd_install_version_intact(kd_ctx *c, const kd_version *v, bool rehash, kd_error *err);

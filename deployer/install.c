@@ -70,8 +70,9 @@ int kd_install_load_manifest(kd_ctx *c, const char *id, kd_manifest **ret, kd_er
 	return kd_manifest_parse(data, len, ret, err);
 }
 
-/* A cheap check that an installed version directory is complete: types, modes and sizes. */
-int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
+/* A check that an installed version directory is complete: types, modes and sizes (cheap), and
+ * with rehash every file's sha256 (before its files are used again for another install). */
+int kd_install_version_intact(kd_ctx *c, const kd_version *v, bool rehash, kd_error *err)
 {
 	char path[KD_PATH_MAX];
 	kd_manifest *m = NULL;
@@ -84,7 +85,7 @@ int kd_install_version_intact(kd_ctx *c, const kd_version *v, kd_error *err)
 	snprintf(path, sizeof(path), "%s/%s/%s", c->prefix, KD_VERSIONS_DIR, v->id);
 	_cleanup_close_ int dfd =
 		kd_openat(c->rootfd, path, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW, err);
-	r = dfd < 0 ? dfd : mask ? kd_payload_verify_tree(m, mask, dfd, false, err) : -ENOMEM;
+	r = dfd < 0 ? dfd : mask ? kd_payload_verify_tree(m, mask, dfd, rehash, err) : -ENOMEM;
 	kd_manifest_free(m);
 	return r;
 }
@@ -520,7 +521,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
 		    same_shims(c, o, &s.current, &missing) &&
 		    kd_state_links_intact(c->rootfd, &s) &&
-		    kd_install_version_intact(c, &s.current, NULL) == 0) {
+		    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
 			snprintf(res->version, sizeof(res->version), "%s", s.current.version);
@@ -613,7 +614,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 
 	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
 	    kd_state_links_intact(c->rootfd, &s) &&
-	    kd_install_version_intact(c, &s.current, NULL) == 0) {
+	    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 		res->changed = false; /* same payload and shims: write nothing */
 		r = config_only(c, o, &s, res, err);
 		goto out_p;
@@ -645,10 +646,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	struct stat st;
 	bool have_final = kd_lstat(c->rootfd, final, &st, NULL) == 0;
 	if (have_final) {
-		/* The previous version, or an unfinished GC: reuse it only if it is intact. */
+		/* The previous version, or an unfinished GC: reuse it only if every file still
+		 * has its manifest's sha256 (a file edited in place keeps its size). */
 		kd_version tmpv = {.components = components};
 		memcpy(tmpv.id, id, sizeof(tmpv.id));
-		if (kd_install_version_intact(c, &tmpv, NULL) < 0) {
+		if (kd_install_version_intact(c, &tmpv, true, NULL) < 0) {
 			if ((r = kd_remove_tree_atomic(c->rootfd, final, err)) < 0)
 				goto abort;
 			have_final = false;
@@ -691,6 +693,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			 (unsigned long long)res->stats.files_written,
 			 (unsigned long long)res->stats.files_linked,
 			 (unsigned long long)res->stats.entries_skipped);
+		if (res->stats.files_changed)
+			kd_warn("%llu file(s) of the installed version %s no longer hash to their "
+				"manifest's sha256 (changed in place): written from the payload "
+				"instead of reused",
+				(unsigned long long)res->stats.files_changed, s.current.id);
 		kd_fault_point("extracted");
 		if (syncfs(sfd) < 0) {
 			r = kd_err_errno(err, negative_errno(), "sync extracted files");

@@ -179,7 +179,7 @@ static int plan_payload(kd_ctx *c, FILE *f, const kd_state *s, bool fresh, const
 	_cleanup_strv_ char **tops = NULL;
 	int r;
 	if (s->has_current && strcmp(s->current.id, id) == 0 &&
-	    kd_install_version_intact(c, &s->current, NULL) == 0) {
+	    kd_install_version_intact(c, &s->current, false, NULL) == 0) {
 		fprintf(f, "payload: %s (version dir %s) is already installed: no change\n",
 			m->version, id);
 		*ret_changes = false;

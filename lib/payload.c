@@ -376,12 +376,17 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 	return 0;
 }
 
-/* Hardlink the same file from the previous version's tree. 1 when linked, 0 to write it. */
+/* Hardlink the same file from the previous version's tree. 1 when linked, 0 to write it. The
+ * old file is reused only once its bytes hash to the new manifest's sha256: its own manifest
+ * says what it was when installed, not what it is now (a file edited in place keeps its size,
+ * mode and inode). The link is checked to be the inode that was hashed. */
 static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *base)
 {
 	const kd_extract_opts *o = x->o;
 	const char *rbase;
-	struct stat st;
+	struct stat st, lst;
+	uint8_t bin[KD_SHA256_LEN];
+	char hex[KD_SHA256_HEX_LEN + 1];
 
 	if (o->reuse_dirfd < 0 || !o->reuse_manifest)
 		return 0;
@@ -392,11 +397,26 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 	_cleanup_close_ int rfd = kd_open_parent(o->reuse_dirfd, f->path, &rbase, NULL);
 	if (rfd < 0)
 		return 0;
-	if (fstatat(rfd, rbase, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+	_cleanup_close_ int ofd =
+		openat(rfd, rbase, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (ofd < 0 || fstat(ofd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    (uint64_t)st.st_size != f->size || (st.st_mode & 07777) != f->mode)
 		return 0;
+	if (kd_sha256_fd(ofd, bin, NULL, NULL) < 0)
+		return 0;
+	kd_hex(bin, sizeof(bin), hex);
+	if (strcmp(hex, f->sha256) != 0) {
+		x->st.files_changed++;
+		return 0;
+	}
 	if (linkat(rfd, rbase, pfd, base, 0) < 0)
 		return 0;
+	if (fstatat(pfd, base, &lst, AT_SYMLINK_NOFOLLOW) < 0 || lst.st_ino != st.st_ino ||
+	    lst.st_dev != st.st_dev) {
+		/* Replaced between the hash and the link: write the file instead. */
+		unlinkat(pfd, base, 0);
+		return 0;
+	}
 	return 1;
 }
 

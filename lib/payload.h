@@ -138,8 +138,9 @@ typedef struct kd_payload_limits {
 typedef struct kd_extract_opts {
 	const bool *component_mask; /* n_components entries; NULL = all */
 	int reuse_dirfd;	    /* -1, or a previous version's tree: files whose
-				       sha256 matches reuse_manifest are hardlinked
-				       from there instead of written again */
+				       sha256 matches reuse_manifest and whose bytes
+				       still hash to it are hardlinked from there
+				       instead of written again */
 	const kd_manifest *reuse_manifest;
 	bool sync;			 /* fsync every written file before returning */
 	const kd_payload_limits *limits; /* NULL = defaults */
@@ -149,6 +150,7 @@ typedef struct kd_extract_stats {
 	uint64_t files_written, files_linked, bytes_written, entries_skipped;
 	uint64_t bytes_read;	     /* of the payload file, compressed */
 	uint64_t bytes_decompressed; /* tar bytes the decompressor produced */
+	uint64_t files_changed;	     /* reuse candidates whose bytes no longer match: written */
 } kd_extract_stats;
 
 /* Extract into destfd (an empty directory): paths have opt/kata/ stripped. Every tar entry

@@ -92,6 +92,46 @@ check "… a shim that does not read it (clh): plan agrees with install" bash -c
 	"'$KD' plan --root '$R' --payload '$T/cfglink.tar.zst' --runtime-version 1.7 --shims clh >/dev/null 2>&1 &&
 	 '$KD' install --root '$R' --payload '$T/cfglink.tar.zst' --runtime-version 1.7 --shims clh >/dev/null 2>&1"
 
+# ---- item 13: an upgrade reuses only files proven equal -------------------------------------
+# A file of the installed version edited in place (same size, same mode, same inode) was
+# hard-linked into the new version, whose manifest says otherwise.
+cp -a artifacts/demo/tree "$T/tree2"
+echo "qemu 2" >"$T/tree2/opt/kata/bin/qemu-system-x86_64"
+"$KD" payload pack "$T/tree2" --spec artifacts/demo/payload.yaml -o "$T/p2.tar.zst" >/dev/null
+sha_of() { tar -I zstd -xOf "$1" kata-payload.json | python3 -c \
+	"import json,sys; print([f['sha256'] for c in json.load(sys.stdin)['components'] for f in c['files'] if f['path']=='$2'][0])"; }
+want=$(sha_of "$T/p2.tar.zst" bin/kata-runtime)
+fresh tamper
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+f=$R/opt/kata/current/bin/kata-runtime
+size=$(stat -c %s "$f")
+python3 - "$f" <<'PY'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[-2] ^= 0x20  # one byte flipped, the same size, written in place (same inode)
+open(p, "r+b").write(b)
+PY
+check "(the tampered file kept its size)" test "$(stat -c %s "$f")" = "$size"
+"$KD" install --root "$R" --payload "$T/p2.tar.zst" --runtime-version 1.7 >"$T/tamper.out" 2>&1 ||
+	not_ok "upgrade over a tampered file failed: $(tail -2 "$T/tamper.out")"
+check "upgrade: the new version's file has its manifest's sha256, not the tampered bytes" \
+	test "$(sha256sum "$R/opt/kata/current/bin/kata-runtime" | cut -c1-64)" = "$want"
+check "… and the install says a file of the installed version was changed in place" \
+	grep -q "1 file(s) of the installed version .* no longer hash to their manifest's sha256" "$T/tamper.out"
+check "… the untouched files are still reused (hard-linked)" \
+	grep -qE "installed .*: [0-9]+ files written, [1-9][0-9]* reused" "$T/tamper.out"
+# Back to the first payload: its version dir is still there as the previous one; a file of it
+# edited in place must not be taken back either.
+prev=$(readlink "$R/opt/kata/current")
+g=$(ls -d "$R"/opt/kata/.versions/*/ | grep -v "${prev##*/}" | head -1)share/defaults/kata-containers/configuration-clh.toml
+sed -i 's/clh/CLH/' "$g"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >"$T/back.out" 2>&1 ||
+	not_ok "reinstall of the previous payload failed: $(tail -2 "$T/back.out")"
+check "re-installing the previous version: its tampered file is not reused" \
+	test "$(sha256sum "$R/opt/kata/current/share/defaults/kata-containers/configuration-clh.toml" | cut -c1-64)" = \
+	"$(sha256sum artifacts/demo/tree/opt/kata/share/defaults/kata-containers/configuration-clh.toml | cut -c1-64)"
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

@@ -425,10 +425,22 @@ TEST(reuse_previous_tree)
 	static uint8_t buf[4096];
 	fill(buf, sizeof(buf), 77);
 	write_file(d1, "share/kata-containers/vmlinux-6.1", buf, 100, 0644);
+	/* Another edited in place: same size, mode and inode, one byte different (issue 14). */
+	char path[4200];
+	uint8_t c;
+	snprintf(path, sizeof(path), "%s/bin/containerd-shim-kata-v2", d1);
+	int tfd = open(path, O_RDWR);
+	CHECK(tfd >= 0 && pread(tfd, &c, 1, 0) == 1);
+	c ^= 1;
+	CHECK(tfd >= 0 && pwrite(tfd, &c, 1, 0) == 1);
+	close(tfd);
 	kd_extract_opts o = {.reuse_dirfd = fd1, .reuse_manifest = kd_payload_manifest(p)};
 	CHECK_INT(kd_payload_extract(p, fd2, &o, &st, &err), 0);
-	CHECK_INT(st.files_linked, 8);
-	CHECK_INT(st.files_written, 1);
+	CHECK_INT(st.files_linked, 7);
+	CHECK_INT(st.files_written, 2);
+	CHECK_INT(st.files_changed, 1);
+	CHECK(ino_of(d1, "bin/containerd-shim-kata-v2") !=
+	      ino_of(d2, "bin/containerd-shim-kata-v2"));
 	CHECK(ino_of(d1, "bin/qemu-system-x86_64") == ino_of(d2, "bin/qemu-system-x86_64"));
 	CHECK(ino_of(d1, "share/kata-containers/vmlinux-6.1") !=
 	      ino_of(d2, "share/kata-containers/vmlinux-6.1"));
