@@ -251,7 +251,7 @@ int kd_ctx_recover(kd_ctx *c, kd_error *err)
 	if (uninstalling) {
 		kd_state_done(&s);
 		kd_debug("finishing an interrupted uninstall");
-		return kd_engine_uninstall_locked(c, NULL, NULL, err);
+		return kd_engine_uninstall_locked(c, NULL, NULL, NULL, err);
 	}
 	/* A run killed after its commit may have left empty directories to remove. Only the
 	 * state's list of them needs the disk: on a full one, the list keeps names that are gone,

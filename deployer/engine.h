@@ -56,8 +56,11 @@ void kd_install_result_done(kd_install_result *r);
 
 int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *ret, kd_error *err);
 /* Removes every version, link, directory and state file we created; *ret_changed is false when
- * nothing was installed. */
-int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, kd_error *err);
+ * nothing was installed. *ret_kept (may be NULL) counts what could not be restored or removed
+ * exactly (a config file changed since install, a link or directory no longer only ours), each
+ * named in a warning: 0 means the root is as it was before the first install. */
+int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, unsigned *ret_kept,
+			kd_error *err);
 /* Switch back to the previous version (which becomes the new previous). */
 int kd_engine_rollback(int rootfd, const kd_engine_opts *o, kd_error *err);
 /* Finish or undo an interrupted install, rollback or uninstall, and nothing else. */
@@ -86,7 +89,8 @@ void kd_ctx_close(kd_ctx *c);
 /* Recover an interrupted run and remove temporary debris; then finish an interrupted
  * uninstall if the state says one was under way. */
 int kd_ctx_recover(kd_ctx *c, kd_error *err);
-int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed, kd_error *err);
+int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed,
+			       unsigned *ret_kept, kd_error *err);
 /* The runtime-config step inside a transaction (install, rollback): plan against the version
  * tree id, validate, apply, update s. *ret_changed: a config file changed. */
 int kd_engine_config_step(kd_ctx *c, kd_journal *j, kd_state *s, const char *id, char *const *shims,

@@ -681,10 +681,17 @@ static int simple_verb(int argc, char **argv, const char *verb, const char *help
 		return fail(&err);
 	if (which == 0) {
 		bool changed;
-		if (kd_engine_uninstall(rootfd, &c.e, &changed, &err) < 0)
+		unsigned kept = 0;
+		if (kd_engine_uninstall(rootfd, &c.e, &changed, &kept, &err) < 0)
 			return fail(&err);
-		printf(changed ? "uninstalled: the root is as it was before the first install\n"
-			       : "nothing is installed: nothing to do\n");
+		if (!changed)
+			printf("nothing is installed: nothing to do\n");
+		else if (kept)
+			printf("uninstalled, but %u thing(s) could not be restored exactly (changed "
+			       "since install): the warnings above say what was kept and why\n",
+			       kept);
+		else
+			printf("uninstalled: the root is as it was before the first install\n");
 	} else if (which == 3) {
 		if (kd_engine_recover(rootfd, &c.e, &err) < 0)
 			return fail(&err);

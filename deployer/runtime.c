@@ -21,6 +21,7 @@
 #include "fsroot.h"
 #include "kataconfig.h"
 #include "log.h"
+#include "revert.h"
 #include "strv.h"
 
 #define CONFIG_MAX_SIZE KD_TOML_MAX_SIZE
@@ -180,125 +181,6 @@ static int handler_names_in_text(const char *text, size_t len, char ***names)
 	return 0;
 }
 
-/* ---- three-way revert of one file, in memory -------------------------------------------- */
-
-typedef enum revert_result {
-	REVERT_SAME = 0, /* nothing of ours is left: no change */
-	REVERT_TEXT,	 /* *ret_text is the file without our parts */
-	REVERT_DELETE,	 /* remove the file */
-	REVERT_LEAVE,	 /* our own tables were edited: leave the file */
-} revert_result;
-
-static int revert_text(const kd_config_file *rec, const char *cur, size_t cur_len, char **ret_text,
-		       size_t *ret_len, char *why, size_t why_size, kd_error *err)
-{
-	char sha[65];
-	*ret_text = NULL;
-	why[0] = '\0';
-	if (!cur)
-		return REVERT_SAME;
-	sha_of(cur, cur_len, sha);
-	if (!strcmp(sha, rec->result_sha)) {
-		if (rec->created)
-			return REVERT_DELETE;
-		*ret_text = strdup(rec->base ? rec->base : "");
-		*ret_len = rec->base ? strlen(rec->base) : 0;
-		return *ret_text ? REVERT_TEXT : -ENOMEM;
-	}
-	if (rec->whole) {
-		snprintf(
-			why, why_size,
-			"/%s was changed since kata-deploy wrote it; leaving it: remove it by hand "
-			"if nothing needs it",
-			rec->path);
-		return REVERT_LEAVE;
-	}
-	_cleanup_toml_ kd_toml_doc *doc = NULL;
-	kd_error e2 = {0};
-	if (parse_named(rec->path, cur, cur_len, &doc, &e2) < 0) {
-		snprintf(why, why_size,
-			 "/%s was changed since kata-deploy wrote it and is no longer valid TOML "
-			 "(%s); leaving it: remove the kata handlers by hand",
-			 rec->path, e2.msg);
-		return REVERT_LEAVE;
-	}
-	bool removed = false;
-	char buf[1024], manual[2048] = "";
-	const char *parts[MAX_TABLE_PARTS];
-	/* First check every table, so that we change nothing if one was edited. */
-	for (size_t i = 0; rec->tables && rec->tables[i]; i++) {
-		int n = kd_toml_key_split(rec->tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
-		size_t s, e, tl;
-		if (n <= 0)
-			return kd_err(err, -EINVAL, "state: bad table key '%s'", rec->tables[i]);
-		if (kd_toml_table_range(doc, parts, (size_t)n, &s, &e) < 0)
-			continue;
-		const char *txt = kd_toml_text(doc, &tl);
-		if (e - s != strlen(rec->texts[i]) || memcmp(txt + s, rec->texts[i], e - s) != 0) {
-			size_t ml = strlen(manual);
-			snprintf(manual + ml, sizeof(manual) - ml, "%s[%s]", ml ? ", " : "",
-				 rec->tables[i]);
-		}
-	}
-	if (manual[0]) {
-		snprintf(why, why_size,
-			 "/%s: the kata-deploy tables were edited since install; leaving the file "
-			 "as it is: remove %s by hand",
-			 rec->path, manual);
-		return REVERT_LEAVE;
-	}
-	for (size_t i = kd_strv_length(rec->tables); i-- > 0;) {
-		int n = kd_toml_key_split(rec->tables[i], buf, sizeof(buf), parts, MAX_TABLE_PARTS);
-		int r = kd_toml_remove_table(doc, parts, (size_t)n, err);
-		if (r == -ENOENT) {
-			kd_err_clear(err);
-			continue;
-		}
-		if (r < 0)
-			return kd_err_wrap(err, r, "/%s: remove [%s]", rec->path, rec->tables[i]);
-		removed = true;
-	}
-	if (rec->import) {
-		int version;
-		_cleanup_strv_ char **imports = NULL;
-		int r = kd_containerd_root_info(doc, rec->path, &version, &imports, err);
-		if (r < 0)
-			return r;
-		if (kd_strv_find(imports, rec->import)) {
-			_cleanup_strv_ char **keep = calloc(1, sizeof(char *));
-			for (size_t i = 0; keep && imports[i]; i++)
-				if (strcmp(imports[i], rec->import) &&
-				    kd_strv_push(&keep, imports[i]) < 0)
-					return -ENOMEM;
-			if (!keep)
-				return -ENOMEM;
-			if (!keep[0] && rec->import_key)
-				r = kd_toml_remove_key(doc, NULL, 0, "imports", err);
-			else
-				r = kd_toml_set_strings(doc, NULL, 0, "imports",
-							(const char *const *)keep,
-							kd_strv_length(keep), err);
-			if (r < 0)
-				return kd_err_wrap(err, r, "/%s: remove our imports entry",
-						   rec->path);
-			removed = true;
-		}
-	}
-	if (!removed)
-		return REVERT_SAME;
-	size_t len;
-	const char *t = kd_toml_text(doc, &len);
-	if (rec->created && rec->base && len == strlen(rec->base) && !memcmp(t, rec->base, len))
-		return REVERT_DELETE;
-	snprintf(why, why_size,
-		 "/%s was changed since kata-deploy wrote it: removing only the kata-deploy "
-		 "tables%s and keeping the other changes",
-		 rec->path, rec->import ? " and imports entry" : "");
-	*ret_text = strndup(t, len);
-	*ret_len = len;
-	return *ret_text ? REVERT_TEXT : -ENOMEM;
-}
-
 /* ---- building the plan ----------------------------------------------------------------- */
 
 static void change_free(kd_change *c)
@@ -373,12 +255,13 @@ static int load_base(kd_config_plan *p, int rootfd, const kd_state *prev, const 
 		return 0;
 	}
 	char why[2048];
-	r = revert_text(rec, c->old, c->old_len, ret_base, ret_blen, why, sizeof(why), err);
+	r = kd_revert_text(rec, c->old, c->old_len, false, ret_base, ret_blen, why, sizeof(why),
+			   err);
 	if (r < 0)
 		return r;
-	if (r == REVERT_LEAVE)
+	if (r == KD_REVERT_LEAVE)
 		return kd_err(err, -EBUSY, "cannot update: %s", why);
-	if (r == REVERT_SAME && c->old) {
+	if (r == KD_REVERT_SAME && c->old) {
 		*ret_base = strndup(c->old, c->old_len);
 		*ret_blen = c->old_len;
 	}
@@ -404,6 +287,7 @@ static int finish_record(kd_change *c, const char *base, kd_toml_doc *doc, char 
 	if (!c->new_text || !c->rec.path || !c->rec.texts || (base && !c->rec.base))
 		return -ENOMEM;
 	sha_of(c->new_text, c->new_len, c->rec.result_sha);
+	c->rec.result_len = c->new_len;
 	c->rec.tables = kd_strv_copy(tables);
 	if (!c->rec.tables)
 		return -ENOMEM;
@@ -452,6 +336,7 @@ static int whole_file(kd_config_plan *p, int rootfd, const kd_state *prev, const
 	if (!c->new_text || !c->rec.path || !c->rec.tables || !c->rec.texts)
 		return -ENOMEM;
 	sha_of(c->new_text, c->new_len, c->rec.result_sha);
+	c->rec.result_len = c->new_len;
 	return 0;
 }
 
@@ -745,6 +630,7 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		if (!c->rec.path || !c->rec.tables || !c->rec.texts)
 			return -ENOMEM;
 		sha_of(c->new_text, c->new_len, c->rec.result_sha);
+		c->rec.result_len = c->new_len;
 	} else if ((r = finish_record(c, c->rec.created ? skel : base, doc, tables, own_file, false,
 				      err)) < 0) {
 		return r;
@@ -806,8 +692,10 @@ static int plan_dirs(kd_config_plan *p, int rootfd, const char *path)
 	}
 }
 
-/* Records of earlier runs that this run no longer writes: revert them. */
-static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, kd_error *err)
+/* Records of earlier runs that this run no longer writes: revert them (force: uninstall, which
+ * removes our tables even where they were edited). */
+static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, bool force,
+		      kd_error *err)
 {
 	for (size_t i = 0; prev && i < prev->n_config; i++) {
 		const kd_config_file *rec = &prev->config[i];
@@ -826,13 +714,15 @@ static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, kd_er
 		if (c->old && kd_lstat(rootfd, rec->path, &st, NULL) == 0)
 			c->mode = st.st_mode & 07777;
 		char why[2048];
-		r = revert_text(rec, c->old, c->old_len, &c->new_text, &c->new_len, why,
-				sizeof(why), err);
+		r = kd_revert_text(rec, c->old, c->old_len, force, &c->new_text, &c->new_len, why,
+				   sizeof(why), err);
 		if (r < 0)
 			return r;
-		if (why[0])
+		if (why[0]) {
 			kd_warn("%s", why);
-		if (r == REVERT_SAME || r == REVERT_LEAVE) {
+			p->inexact++;
+		}
+		if (r == KD_REVERT_SAME || r == KD_REVERT_LEAVE) {
 			/* unchanged: new = old */
 			free(c->new_text);
 			c->new_text = c->old ? strndup(c->old, c->old_len) : NULL;
@@ -950,7 +840,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 			goto fail;
 		}
 	}
-	if ((r = plan_stale(&p, in->rootfd, in->prev, err)) < 0)
+	if ((r = plan_stale(&p, in->rootfd, in->prev, false, err)) < 0)
 		goto fail;
 	for (size_t i = 0; i < p.n; i++) {
 		const kd_config_file *pr = find_record(in->prev, p.changes[i].path);
@@ -979,7 +869,7 @@ int kd_runtime_plan_revert(int rootfd, const kd_state *s, bool root_is_host, kd_
 			   kd_error *err)
 {
 	kd_config_plan p = {.root_is_host = root_is_host};
-	int r = plan_stale(&p, rootfd, s, err);
+	int r = plan_stale(&p, rootfd, s, true, err);
 	if (r < 0) {
 		kd_config_plan_done(&p);
 		return r;

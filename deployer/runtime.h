@@ -59,6 +59,7 @@ typedef struct kd_config_plan {
 	char *opts_json;      /* options + flavour, kept in the state for rollback / uninstall */
 	char **prev_handlers; /* runtime handlers the previous install configured (may go away) */
 	bool root_is_host;
+	unsigned inexact; /* files not reverted byte for byte (each said so in a warning) */
 } kd_config_plan;
 
 typedef struct kd_runtime_input {

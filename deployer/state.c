@@ -180,6 +180,9 @@ static int load_config(struct json_object *o, kd_state *s, kd_error *err)
 		f->whole = json_object_get_boolean(json_object_object_get(e, "whole"));
 		f->import_key = json_object_get_boolean(json_object_object_get(e, "import_key"));
 		f->mode = (unsigned)json_object_get_int(json_object_object_get(e, "mode")) & 07777;
+		if (json_object_object_get_ex(e, "result_len", &v) &&
+		    json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0)
+			f->result_len = (uint64_t)json_object_get_int64(v);
 		if (kd_strv_length(f->tables) != kd_strv_length(f->texts))
 			return kd_err(err, -EINVAL, "%s: tables and texts differ in length", where);
 	}
@@ -309,6 +312,10 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 			json_object_object_add(e, "mode", json_object_new_int((int)f->mode));
 			json_object_object_add(e, "result_sha256",
 					       json_object_new_string(f->result_sha));
+			if (f->result_len)
+				json_object_object_add(
+					e, "result_len",
+					json_object_new_int64((int64_t)f->result_len));
 			if (f->base)
 				json_object_object_add(e, "base", json_object_new_string(f->base));
 			json_object_object_add(e, "tables", kd_json_from_strv(f->tables));

@@ -38,6 +38,7 @@ typedef struct kd_config_file {
 	bool whole;	     /* every byte is ours (drop-ins, copies): no table-level revert */
 	char *base;	     /* bytes before our change (created: the skeleton we built on) */
 	char result_sha[65]; /* sha256 of the bytes we wrote */
+	uint64_t result_len; /* how many (0: not recorded, a state of an older kata-deploy) */
 	unsigned mode;	     /* file mode we wrote with */
 	char **tables;	     /* tables we added, as TOML keys, in the order we added them */
 	char **texts;	     /* the exact text of each table as we wrote it */

@@ -62,13 +62,15 @@ static int remove_state_dirs(kd_ctx *c, char **chain, kd_error *err)
 
 /* The runtime configs first, three-way (runtime.c), then the restart that makes the runtime
  * drop our handlers (kata-containers#11072). restart_pending survives a kill in between. */
-static int revert_configs(kd_ctx *c, kd_state *s, const char *restart, kd_error *err)
+static int revert_configs(kd_ctx *c, kd_state *s, const char *restart, unsigned *kept,
+			  kd_error *err)
 {
 	kd_config_plan p = {0};
 	bool host = kd_root_is_host(c->rootfd);
 	int r = kd_runtime_plan_revert(c->rootfd, s, host, &p, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "revert runtime config");
+	*kept += p.inexact;
 	if (kd_runtime_changed(&p) && s->runtime_json && !s->restart_pending) {
 		s->restart_pending = true;
 		if ((r = kd_state_save(c->rootfd, c->state_dir, s, err)) < 0)
@@ -91,9 +93,11 @@ out:
 	return r;
 }
 
-int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed, kd_error *err)
+int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed,
+			       unsigned *ret_kept, kd_error *err)
 {
 	kd_state s;
+	unsigned kept = 0;
 	char path[KD_PATH_MAX];
 	int r = kd_state_load(c->rootfd, c->state_dir, &s, err);
 	if (r == -ENOENT) {
@@ -111,13 +115,15 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 			goto out;
 		kd_fault_point("uninstall-begin");
 	}
-	if ((s.n_config || s.restart_pending) && (r = revert_configs(c, &s, restart, err)) < 0)
+	if ((s.n_config || s.restart_pending) &&
+	    (r = revert_configs(c, &s, restart, &kept, err)) < 0)
 		goto out;
 	/* Links first, so nothing points into a half-removed tree. */
 	for (size_t i = kd_strv_length(s.links); i-- > 0;) {
 		struct stat st;
 		if (kd_lstat(c->rootfd, s.links[i], &st, NULL) == 0 && !S_ISLNK(st.st_mode)) {
 			kd_warn("'/%s' is no longer our link; leaving it", s.links[i]);
+			kept++;
 			continue;
 		}
 		if ((r = kd_remove_tree(c->rootfd, s.links[i], err)) < 0)
@@ -131,10 +137,11 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 	for (size_t i = kd_strv_length(s.created_dirs); i-- > 0;) {
 		kd_error e2 = {0};
 		r = kd_rmdir(c->rootfd, s.created_dirs[i], &e2);
-		if (r == -ENOTEMPTY)
+		if (r == -ENOTEMPTY) {
 			kd_warn("keeping '/%s': it holds files that are not ours",
 				s.created_dirs[i]);
-		else if (r < 0 && r != -ENOENT) {
+			kept++;
+		} else if (r < 0 && r != -ENOENT) {
 			r = kd_err(err, r, "%s", e2.msg);
 			goto out;
 		}
@@ -146,16 +153,20 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 	kd_fault_point("uninstall-state");
 	if (ret_changed)
 		*ret_changed = true;
+	if (ret_kept)
+		*ret_kept += kept;
 	r = 0;
 out:
 	kd_state_done(&s);
 	return r;
 }
 
-int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, kd_error *err)
+int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, unsigned *ret_kept,
+			kd_error *err)
 {
 	kd_ctx c;
 	bool changed = false;
+	unsigned kept = 0;
 	int r = kd_ctx_open(&c, rootfd, o, err);
 	if (r >= 0) {
 		/* Recovery undoes an interrupted install or rollback (and may itself finish an
@@ -166,7 +177,7 @@ int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, 
 	}
 	if (r >= 0) {
 		bool ch = false;
-		r = kd_engine_uninstall_locked(&c, o->restart, &ch, err);
+		r = kd_engine_uninstall_locked(&c, o->restart, &ch, &kept, err);
 		changed = changed || ch;
 	}
 	if (r >= 0)
@@ -176,5 +187,7 @@ int kd_engine_uninstall(int rootfd, const kd_engine_opts *o, bool *ret_changed, 
 		return kd_err_wrap(err, r, "uninstall");
 	if (ret_changed)
 		*ret_changed = changed;
+	if (ret_kept)
+		*ret_kept = kept;
 	return 0;
 }

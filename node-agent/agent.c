@@ -864,7 +864,8 @@ static int cleanup_steps(agent *a, bool force, kd_error *err)
 			return kd_err_wrap(err, r, "detect runtime");
 	}
 	engine_opts(s, &eo, prefix, sizeof(prefix), state, sizeof(state));
-	r = kd_engine_uninstall(a->rootfd, &eo, &changed, err);
+	unsigned kept = 0;
+	r = kd_engine_uninstall(a->rootfd, &eo, &changed, &kept, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "uninstall from %s", s->host_root);
 	kd_info("%s", changed ? "Kata removed from the host" : "nothing was installed");
@@ -875,8 +876,11 @@ static int cleanup_steps(agent *a, bool force, kd_error *err)
 		if ((r = wait_ready(a, err)) < 0)
 			return r;
 	}
-	post_event(a, false, "Uninstalled", "Uninstall", "Kata Containers removed from %s (%s)",
-		   prefix, changed ? "runtime restarted" : "nothing was installed");
+	post_event(a, false, "Uninstalled", "Uninstall", "Kata Containers removed from %s (%s%s)",
+		   prefix, changed ? "runtime restarted" : "nothing was installed",
+		   kept ? "; some host files changed since install were not restored exactly: see "
+			  "the agent's log"
+			: "");
 	return 0;
 }
 

@@ -323,7 +323,8 @@ if [ "$rc" -ne 0 ] && grep -q 'cannot write /etc/containerd/config.toml' <<<"$ou
 check "read-only config dir: nothing written" diff -q "$T/ro.before" <(snapshot "$R")
 
 # Three-way revert: the admin edits another table after install; uninstall keeps the edit and
-# removes only ours. If the admin edits our own table, the file is left and we say so.
+# removes only ours. If the admin edits our own table, uninstall removes it whole anyway (its
+# shim is gone) and names the edit; an install over it refuses to update the file.
 start_case threeway
 printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
 "$KD" install --root "$R" --payload "$P" --runtime-version 1.6 >/dev/null 2>&1
@@ -337,9 +338,17 @@ printf '%s' "$CUSTOM_V2" >"$R/etc/containerd/config.toml"
 "$KD" install --root "$R" --payload "$P" --runtime-version 1.6 >/dev/null 2>&1
 sed -i 's#privileged_without_host_devices = true#privileged_without_host_devices = false#' "$R/etc/containerd/config.toml"
 cp "$R/etc/containerd/config.toml" "$T/edited.toml"
+out=$("$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --debug 2>&1) && rc=0 || rc=$?
+check "our table edited: an install that would rewrite it refuses, naming the tables" \
+	grep -q 'the kata-deploy tables were edited since install: \[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata' <<<"$out"
+check "our table edited: … and leaves the file as the admin has it" cmp -s "$T/edited.toml" "$R/etc/containerd/config.toml"
 out=$("$KD" uninstall --root "$R" 2>&1)
-check "our table edited: file left as the admin has it" cmp -s "$T/edited.toml" "$R/etc/containerd/config.toml"
-check "our table edited: warning says what to remove by hand" grep -q 'remove \[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata' <<<"$out"
+check "our table edited: uninstall removes our tables all the same" \
+	bash -c "! grep -q kata '$R/etc/containerd/config.toml'"
+check "our table edited: … and names the edit it removed with them" \
+	grep -q "'  privileged_without_host_devices = false').* were removed with them" <<<"$out"
+check "our table edited: … and does not claim the root is as it was" \
+	grep -q "could not be restored exactly" <<<"$out"
 
 # Restart: command mode runs only when the effective config changed.
 start_case restart

@@ -132,6 +132,32 @@ check "re-installing the previous version: its tampered file is not reused" \
 	test "$(sha256sum "$R/opt/kata/current/share/defaults/kata-containers/configuration-clh.toml" | cut -c1-64)" = \
 	"$(sha256sum artifacts/demo/tree/opt/kata/share/defaults/kata-containers/configuration-clh.toml | cut -c1-64)"
 
+# ---- item 11: a line an admin appends does not defeat uninstall -----------------------------
+fresh appended
+cp "$R/etc/containerd/config.toml" "$T/appended.orig"
+snapshot "$R" >"$T/appended.before"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+printf '# c\n' >>"$R/etc/containerd/config.toml"
+out=$("$KD" uninstall --root "$R" 2>&1) && rc=0 || rc=$?
+check "a line appended to config.toml: uninstall succeeds" test "$rc" = 0
+check "… no Kata line is left in config.toml" bash -c "! grep -qi kata '$R/etc/containerd/config.toml'"
+check "… the file is the original plus the admin's line" \
+	cmp -s <(cat "$T/appended.orig"; printf '# c\n') "$R/etc/containerd/config.toml"
+check "… the warning says which line was kept and why" \
+	grep -qF "1 line(s) were added after what kata-deploy wrote since install ('# c'): removed kata-deploy's part, kept those lines" <<<"$out"
+check "… and uninstall does not claim the root is as it was" \
+	bash -c "grep -q 'could not be restored exactly' <<<\"\$1\" && ! grep -q 'the root is as it was' <<<\"\$1\"" _ "$out"
+check "… the rest of the root is as before" \
+	diff <(grep -v etc/containerd/config.toml "$T/appended.before") <(snapshot "$R" | grep -v etc/containerd/config.toml)
+# A key added at the end lands inside our last table: removed with it, and quoted.
+fresh appended-key
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+printf '  foo = 1\n' >>"$R/etc/containerd/config.toml"
+out=$("$KD" uninstall --root "$R" 2>&1) && rc=0 || rc=$?
+check "a key appended inside our last table: uninstall removes our tables (rc 0)" \
+	bash -c "[ $rc = 0 ] && ! grep -qi 'kata\|foo' '$R/etc/containerd/config.toml'"
+check "… and names the line it removed with them" grep -qF "(1 line(s) added: '  foo = 1')" <<<"$out"
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"
