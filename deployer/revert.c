@@ -30,11 +30,20 @@ static size_t line_len(const char *s, const char *end)
 	return nl ? (size_t)(nl - s) + 1 : (size_t)(end - s);
 }
 
+/* Append fmt (one "%.*s") with s[0, n) to buf. */
 static void append(char *buf, size_t size, const char *fmt, const char *s, size_t n)
 {
 	size_t l = strlen(buf);
 	if (l + 1 < size)
 		snprintf(buf + l, size - l, fmt, (int)n, s);
+}
+
+/* Quote one line (without its indentation) into buf, ", " between quotes. */
+static void quote(char *buf, size_t size, bool first, const char *line, size_t n)
+{
+	while (n && (*line == ' ' || *line == '\t'))
+		line++, n--;
+	append(buf, size, first ? "'%.*s'" : ", '%.*s'", line, n < QUOTE_MAX ? n : QUOTE_MAX);
 }
 
 /* How one of our tables differs from what we wrote: its lines now against the recorded ones,
@@ -71,13 +80,10 @@ static int diff_table(const char *now, size_t now_len, const char *was, table_di
 			memcpy(d->kept + d->kept_len, p, n);
 			d->kept_len += n;
 			if (body && d->n_kept++ < QUOTE_LINES)
-				append(d->kept_quotes, sizeof(d->kept_quotes),
-				       d->n_kept > 1 ? ", '%.*s'" : "'%.*s'", p,
-				       body < QUOTE_MAX ? body : QUOTE_MAX);
+				quote(d->kept_quotes, sizeof(d->kept_quotes), d->n_kept == 1, p,
+				      body);
 		} else if (d->n_added++ < QUOTE_LINES) {
-			append(d->added_quotes, sizeof(d->added_quotes),
-			       d->n_added > 1 ? ", '%.*s'" : "'%.*s'", p,
-			       body < QUOTE_MAX ? body : QUOTE_MAX);
+			quote(d->added_quotes, sizeof(d->added_quotes), d->n_added == 1, p, body);
 		}
 		p += n;
 	}
@@ -135,8 +141,7 @@ static bool all_notes(const char *s, size_t n, size_t *ret_lines, char *quotes, 
 		if (!line_is_note(p, body))
 			return false;
 		if (body && (*ret_lines)++ < QUOTE_LINES)
-			append(quotes, qsize, *ret_lines > 1 ? ", '%.*s'" : "'%.*s'", p,
-			       body < QUOTE_MAX ? body : QUOTE_MAX);
+			quote(quotes, qsize, *ret_lines == 1, p, body);
 		p += l;
 	}
 	return true;
@@ -236,7 +241,7 @@ int kd_revert_text(const kd_config_file *rec, const char *cur, size_t cur_len, b
 	size_t nt = kd_strv_length(rec->tables);
 	_cleanup_free_ table_diff *d = calloc(nt ? nt : 1, sizeof(table_diff));
 	_cleanup_free_ bool *present = calloc(nt ? nt : 1, sizeof(bool));
-	char buf[1024], removed[1024] = "", kept[1024] = "", edited[1024] = "";
+	char buf[1024], removed[2048] = "", kept[2048] = "", edited[2048] = "";
 	const char *parts[MAX_TABLE_PARTS];
 	bool any = false;
 	r = 0;

@@ -254,7 +254,7 @@ static int load_base(kd_config_plan *p, int rootfd, const kd_state *prev, const 
 		*ret_blen = c->old ? c->old_len : 0;
 		return 0;
 	}
-	char why[2048];
+	char why[8192];
 	r = kd_revert_text(rec, c->old, c->old_len, false, ret_base, ret_blen, why, sizeof(why),
 			   err);
 	if (r < 0)
@@ -713,7 +713,7 @@ static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, bool 
 		struct stat st;
 		if (c->old && kd_lstat(rootfd, rec->path, &st, NULL) == 0)
 			c->mode = st.st_mode & 07777;
-		char why[2048];
+		char why[8192];
 		r = kd_revert_text(rec, c->old, c->old_len, force, &c->new_text, &c->new_len, why,
 				   sizeof(why), err);
 		if (r < 0)

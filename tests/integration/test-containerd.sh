@@ -346,7 +346,7 @@ out=$("$KD" uninstall --root "$R" 2>&1)
 check "our table edited: uninstall removes our tables all the same" \
 	bash -c "! grep -q kata '$R/etc/containerd/config.toml'"
 check "our table edited: … and names the edit it removed with them" \
-	grep -q "'  privileged_without_host_devices = false').* were removed with them" <<<"$out"
+	grep -q "'privileged_without_host_devices = false').* were removed with them" <<<"$out"
 check "our table edited: … and does not claim the root is as it was" \
 	grep -q "could not be restored exactly" <<<"$out"
 

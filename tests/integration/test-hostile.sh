@@ -156,7 +156,7 @@ printf '  foo = 1\n' >>"$R/etc/containerd/config.toml"
 out=$("$KD" uninstall --root "$R" 2>&1) && rc=0 || rc=$?
 check "a key appended inside our last table: uninstall removes our tables (rc 0)" \
 	bash -c "[ $rc = 0 ] && ! grep -qi 'kata\|foo' '$R/etc/containerd/config.toml'"
-check "… and names the line it removed with them" grep -qF "(1 line(s) added: '  foo = 1')" <<<"$out"
+check "… and names the line it removed with them" grep -qF "(1 line(s) added: 'foo = 1')" <<<"$out"
 
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root

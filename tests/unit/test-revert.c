@@ -148,7 +148,7 @@ TEST(comment_inside_our_table)
 	CHECK(o.text && !strstr(o.text, "kata-qemu") && !strstr(o.text, "kata-clh") &&
 	      strstr(o.text, "  # qemu for the batch jobs\n"));
 	CHECK(has(o.why, "including 1 line(s) added inside [" RT
-			 "kata-qemu] ('  # qemu for the batch jobs'): comments and blank lines are "
+			 "kata-qemu] ('# qemu for the batch jobs'): comments and blank lines are "
 			 "no part of a table"));
 	free(o.text);
 }
@@ -170,7 +170,7 @@ TEST(key_edited_in_our_table)
 	revert(cur, true, true, &o);
 	CHECK_INT(o.r, KD_REVERT_TEXT);
 	CHECK_STR(o.text, BASE);
-	CHECK(has(o.why, "'  privileged_without_host_devices = false'"));
+	CHECK(has(o.why, "'privileged_without_host_devices = false'"));
 	CHECK(has(o.why, "were removed with them (a kata-deploy table goes whole"));
 	free(o.text);
 }
@@ -181,7 +181,7 @@ TEST(key_appended)
 	revert(WRITTEN "  foo = 1\n", true, true, &o);
 	CHECK_INT(o.r, KD_REVERT_TEXT);
 	CHECK(o.text && !strstr(o.text, "foo") && !strstr(o.text, "kata"));
-	CHECK(has(o.why, "[" RT "kata-qemu] (1 line(s) added: '  foo = 1')"));
+	CHECK(has(o.why, "[" RT "kata-qemu] (1 line(s) added: 'foo = 1')"));
 	free(o.text);
 }
 
