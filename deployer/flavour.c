@@ -135,6 +135,28 @@ int kd_version_parse(const char *s, int *ret_major, int *ret_minor, int *ret_pat
 	return -EINVAL;
 }
 
+int kd_version_check(const char *what, const char *s, kd_error *err)
+{
+	int a, b, c;
+	if (kd_version_parse(s, &a, &b, &c) == 0)
+		return 0;
+	/* The same scan without the range check: an x.y that is there but too large. */
+	for (const char *p = s; p && *p; p++) {
+		if (!isdigit((unsigned char)*p) ||
+		    (p > s && isalnum((unsigned char)p[-1]) && p[-1] != 'v' && p[-1] != 'V'))
+			continue;
+		const char *e = p + strspn(p, "0123456789");
+		if (*e == '.' && isdigit((unsigned char)e[1]))
+			return kd_err(err, -EINVAL,
+				      "%s '%s': a version number is out of range (major at most "
+				      "1000, minor and patch at most 100000)",
+				      what, s);
+	}
+	return kd_err(err, -EINVAL,
+		      "%s '%s' has no x.y version number (e.g. 1.7, 1.7.2 or containerd://1.7.2)",
+		      what, s);
+}
+
 bool kd_flavour_at_least(const kd_flavour *f, int major, int minor)
 {
 	if (f->major < 0)
@@ -286,8 +308,7 @@ int kd_flavour_detect(int rootfd, const kd_flavour_opts *o, kd_flavour *ret, kd_
 	/* The version: told by the caller, else the binary of the host we run on. */
 	if (o->runtime_version) {
 		if (kd_version_parse(o->runtime_version, &f.major, &f.minor, &f.patch) < 0)
-			return kd_err(err, -EINVAL, "runtime version '%s' has no x.y number",
-				      o->runtime_version);
+			return kd_version_check("runtime version", o->runtime_version, err);
 	} else if (o->binary || (o->root_is_host && found == KD_FLAVOUR_CONTAINERD) ||
 		   (o->root_is_host && found == KD_FLAVOUR_CRIO)) {
 		const char *bin =

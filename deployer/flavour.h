@@ -54,6 +54,9 @@ bool kd_flavour_is_k0s(kd_flavour_id id);
 /* "containerd github.com/containerd/containerd v1.6.20 ...", "1.6.20~ds1", "v2.2.0",
  * "crio version 1.30.2": the first dotted number. -EINVAL if there is none. */
 int kd_version_parse(const char *s, int *ret_major, int *ret_minor, int *ret_patch);
+/* 0 when kd_version_parse reads s; else why not, naming it as what: no x.y at all, or numbers
+ * out of range. */
+int kd_version_check(const char *what, const char *s, kd_error *err);
 /* True if the known version is >= major.minor (false when unknown). */
 bool kd_flavour_at_least(const kd_flavour *f, int major, int minor);
 

@@ -91,8 +91,30 @@ static void per_shim(const char *spec, const char *shim, char *out, size_t size)
 	}
 }
 
+int kd_kata_check_proxy(const char *what, const char *v, kd_error *err)
+{
+	for (const char *p = v; p && *p; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c > ' ' && c != 0x7f && c != '"' && c != '\\')
+			continue;
+		const char *name = c == ' '    ? "a space"
+				   : c == '"'  ? "a quote"
+				   : c == '\\' ? "a backslash"
+					       : "a control character";
+		return kd_err(err, -EINVAL,
+			      "%s '%s' contains %s at byte %zu: the value goes into the guest "
+			      "kernel's command line, where it would add parameters of its own",
+			      what, v, name, (size_t)(p - v) + 1);
+	}
+	return 0;
+}
+
 int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err)
 {
+	int r;
+	if ((r = kd_kata_check_proxy("--agent-https-proxy", o->https_proxy, err)) < 0 ||
+	    (r = kd_kata_check_proxy("--agent-no-proxy", o->no_proxy, err)) < 0)
+		return r;
 	_cleanup_strv_ char **words = o->annotations ? kd_strv_split(o->annotations, ' ') : NULL;
 	for (size_t i = 0; words && words[i]; i++) {
 		char *c = strchr(words[i], ':');

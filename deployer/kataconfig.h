@@ -91,5 +91,10 @@ void kd_kata_files_free(kd_kata_file *f, size_t n);
 struct kd_manifest;
 int kd_kata_check_sources(const struct kd_manifest *m, const bool *mask, char *const *shims,
 			  bool devkit, kd_error *err);
+/* A proxy setting (--agent-https-proxy, --agent-no-proxy, the agent's AGENT_*_PROXY) becomes
+ * part of the guest kernel's command line (agent.https_proxy=V): a space or a control
+ * character would add kernel parameters of its own, a quote or backslash end the TOML string.
+ * what names the option in the message. */
+int kd_kata_check_proxy(const char *what, const char *v, kd_error *err);
 /* Check the per-shim option syntax against the enabled shims. */
 int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err);

@@ -290,9 +290,15 @@ static int runtime_opt(const char *verb, kd_runtime_opts *rt, int opt, const cha
 			return -1;
 		rt->runtime = arg;
 		return 1;
-	case O_RT_VERSION:
+	case O_RT_VERSION: {
+		kd_error e = {0};
+		if (kd_version_check("--runtime-version", arg, &e) < 0) {
+			usage_error(verb, e.msg);
+			return -1;
+		}
 		rt->runtime_version = arg;
 		return 1;
+	}
 	case O_RT_BINARY:
 		rt->runtime_binary = arg;
 		return 1;
@@ -325,11 +331,20 @@ static int runtime_opt(const char *verb, kd_runtime_opts *rt, int opt, const cha
 		rt->custom_runtimes = true;
 		return 1;
 	case O_RT_HTTPS:
-		rt->agent_https_proxy = arg;
+	case O_RT_NOPROXY: {
+		kd_error e = {0};
+		if (kd_kata_check_proxy(opt == O_RT_HTTPS ? "--agent-https-proxy"
+							  : "--agent-no-proxy",
+					arg, &e) < 0) {
+			usage_error(verb, e.msg);
+			return -1;
+		}
+		if (opt == O_RT_HTTPS)
+			rt->agent_https_proxy = arg;
+		else
+			rt->agent_no_proxy = arg;
 		return 1;
-	case O_RT_NOPROXY:
-		rt->agent_no_proxy = arg;
-		return 1;
+	}
 	case O_RT_ANN:
 		rt->allowed_hypervisor_annotations = arg;
 		return 1;
@@ -630,6 +645,8 @@ static void print_status_runtime(struct json_object *st)
 static const char *status_not_done(struct json_object *st)
 {
 	const char *phase = json_object_get_string(json_object_object_get(st, "phase"));
+	if (json_object_get_boolean(json_object_object_get(st, "in_progress")))
+		return "another kata-deploy run is in progress (it holds the host lock)";
 	if (strcmp(json_object_get_string(json_object_object_get(st, "journal")), "clean"))
 		return "an interrupted run waits for 'kata-deploy recover'";
 	if (phase && strcmp(phase, "installed"))

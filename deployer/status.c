@@ -3,9 +3,13 @@
  * the node still needs something: a restart that failed or was interrupted (the runtime has not
  * loaded the handlers written), an interrupted run waiting for recovery, an unfinished
  * uninstall. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine.h"
 #include "fsroot.h"
@@ -69,6 +73,25 @@ static struct json_object *runtime_json(int rootfd, const kd_state *s)
 	return o;
 }
 
+/* Whether another run holds the host lock for writing (an install, upgrade, rollback or
+ * uninstall under way): a shared try-lock that fails. The lock file is opened read-only and never
+ * created, so status still writes nothing; the try-lock is released at once. */
+static bool run_in_progress(int rootfd)
+{
+	struct stat st;
+	int fd;
+	if (fstatat(rootfd, "run", &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+		fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	else
+		fd = kd_openat(rootfd, "run/" KD_LOCK_DIR_NAME "/" KD_LOCK_FILE_NAME,
+			       O_RDONLY | O_NONBLOCK | O_NOCTTY, 0, KD_NOFOLLOW, NULL);
+	if (fd < 0)
+		return false;
+	bool held = flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	close(fd);
+	return held;
+}
+
 int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **ret, kd_error *err)
 {
 	kd_ctx c = {.rootfd = rootfd, .lockfd = -1};
@@ -105,11 +128,14 @@ int kd_engine_status(int rootfd, const kd_engine_opts *o, struct json_object **r
 				       json_object_new_boolean(s.restart_pending));
 	}
 	snprintf(path, sizeof(path), "%s/%s", c.state_dir, KD_JOURNAL_NAME);
-	bool pending = kd_lstat(rootfd, path, &st, NULL) == 0;
-	json_object_object_add(
-		out, "journal",
-		json_object_new_string(pending ? "interrupted run pending recovery" : "clean"));
-	bool done = !pending &&
+	bool pending = kd_lstat(rootfd, path, &st, NULL) == 0, busy = run_in_progress(rootfd);
+	/* A journal while another run holds the lock is that run's, not an interrupted one. */
+	json_object_object_add(out, "journal",
+			       json_object_new_string(pending && busy ? "run in progress"
+						      : pending ? "interrupted run pending recovery"
+								: "clean"));
+	json_object_object_add(out, "in_progress", json_object_new_boolean(busy));
+	bool done = !pending && !busy &&
 		    (r != 0 || (!s.restart_pending && (!s.phase || !strcmp(s.phase, "installed"))));
 	json_object_object_add(out, "done", json_object_new_boolean(done));
 	if (r == 0)

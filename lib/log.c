@@ -40,18 +40,55 @@ int kd_log_level_from_string(const char *s, kd_log_level *ret)
 	return -EINVAL;
 }
 
-static void json_escape(FILE *f, const char *s)
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlong forms, no surrogates, at most
+ * U+10FFFF), 0 when the byte there starts none. */
+static size_t utf8_len(const unsigned char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
+	unsigned c = s[0];
+	size_t n;
+	unsigned min, cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2, min = 0x80, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3, min = 0x800, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4, min = 0x10000, cp = c & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/* A message as one record, whatever it quotes: control characters and bytes that are not UTF-8
+ * become \xHH (\t and \r as such), so a file name can neither move the terminal nor pass for a
+ * line of its own. JSON: its own escapes, and the same \xHH text for bad bytes. Text: a line
+ * break inside a message (a build log's tail) continues on a line that starts with "  | ". */
+static void put_escaped(FILE *f, const char *str, bool json)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	const char *bs = json ? "\\\\" : "\\"; /* one backslash in the output's syntax */
+	while (*s) {
+		unsigned c = *s;
+		size_t n = utf8_len(s);
+		if (c == '\n')
+			fputs(json ? "\\n" : "\n  | ", f);
+		else if (c == '\t' || c == '\r')
+			fprintf(f, "%s%c", bs, c == '\t' ? 't' : 'r');
+		else if (json && (c == '"' || c == '\\'))
 			fprintf(f, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
+		else if (c < 0x20 || c == 0x7f || !n)
+			fprintf(f, "%sx%02x", bs, c);
 		else
-			fputc(c, f);
+			fwrite(s, 1, n, f);
+		s += n ? n : 1;
 	}
 }
 
@@ -76,11 +113,13 @@ void kd_log(kd_log_level level, const char *fmt, ...)
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 		fprintf(stderr, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"program\":\"", ts,
 			(long)(tv.tv_usec / 1000), level_names[level]);
-		json_escape(stderr, log_program);
+		put_escaped(stderr, log_program, true);
 		fputs("\",\"msg\":\"", stderr);
-		json_escape(stderr, msg);
+		put_escaped(stderr, msg, true);
 		fputs("\"}\n", stderr);
 	} else {
-		fprintf(stderr, "%s: %s: %s\n", log_program, level_names[level], msg);
+		fprintf(stderr, "%s: %s: ", log_program, level_names[level]);
+		put_escaped(stderr, msg, false);
+		fputc('\n', stderr);
 	}
 }

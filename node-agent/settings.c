@@ -1,5 +1,6 @@
 #include "settings.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "deployer/custom.h"
 #include "deployer/hostcheck.h"
+#include "deployer/kataconfig.h"
 #include "log.h"
 #include "strv.h"
 
@@ -229,16 +231,17 @@ static int check_shim_entry(const kd_agent_settings *s, const char *var, const c
 
 static int check_proxy(const kd_agent_settings *s, const char *var, const char *v, kd_error *err)
 {
+	int r = kd_kata_check_proxy(var, v, err);
+	if (r < 0)
+		return r;
 	if (!strchr(v, '='))
 		return 0; /* one value for every shim */
 	_cleanup_strv_ char **items = kd_strv_split(v, ';');
 	if (!items)
 		return kd_err(err, -ENOMEM, "out of memory");
-	for (char **i = items; *i; i++) {
-		int r = check_shim_entry(s, var, *i, '=', true, NULL, err);
-		if (r < 0)
+	for (char **i = items; *i; i++)
+		if ((r = check_shim_entry(s, var, *i, '=', true, NULL, err)) < 0)
 			return r;
-	}
 	return 0;
 }
 
@@ -282,6 +285,11 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 			      "sets it from spec.nodeName)");
 	if (s->host_root[0] != '/')
 		return kd_err(err, -EINVAL, "HOST_ROOT=%s: must be an absolute path", s->host_root);
+	struct in_addr a;
+	if (inet_pton(AF_INET, s->health_address, &a) != 1)
+		return kd_err(err, -EINVAL,
+			      "HEALTH_ADDRESS=%s: not an IPv4 address (e.g. 0.0.0.0, 127.0.0.1)",
+			      s->health_address);
 	if (s->host_check_root[0] != '/')
 		return kd_err(err, -EINVAL, "HOST_CHECK_ROOT=%s: must be an absolute path",
 			      s->host_check_root);

@@ -158,6 +158,14 @@ check "a key appended inside our last table: uninstall removes our tables (rc 0)
 	bash -c "[ $rc = 0 ] && ! grep -qi 'kata\|foo' '$R/etc/containerd/config.toml'"
 check "… and names the line it removed with them" grep -qF "(1 line(s) added: 'foo = 1')" <<<"$out"
 
+# ---- clear errors: names are escaped ---------------------------------------------------------
+python3 tests/tools/mkhostile.py newline-name "$T/nl.tar.zst"
+fresh nlname
+out=$("$KD" install --root "$R" --payload "$T/nl.tar.zst" 2>&1) || true
+check "a name with a newline cannot print a line of its own" \
+	bash -c "! grep -q '^kata-deploy: info: installed fine' <<<\"\$1\" && grep -qF '  | kata-deploy: info: installed fine\\x1b[2J' <<<\"\$1\"" _ "$out"
+check "… nor reach the terminal as an escape sequence" bash -c "! grep -q \$'\\x1b' <<<\"\$1\"" _ "$out"
+
 # ---- item 6: FIFOs ------------------------------------------------------------------------
 fresh fifo-root
 mkfifo "$T/fifo"

@@ -181,6 +181,10 @@ def case(p, name, outside, tree=None):
         p.remove(cfg)
         p.add("share/defaults/kata-containers/qemu.toml", "file", 0o644, data)
         p.add(cfg, "symlink", 0o777, target="qemu.toml")
+    elif name == "newline-name":
+        # A tar entry whose name would print a line of its own and clear the terminal.
+        p.add("bin/x", "file", 0o644, b"x\n", manifest=False,
+              tar_path=PREFIX + "bin/evil\nkata-deploy: info: installed fine\x1b[2J")
     elif name == "group-writable-dir":
         p.add("gdir", "dir", 0o775)
     elif name == "dotdot":
@@ -234,7 +238,7 @@ def case(p, name, outside, tree=None):
 
 
 CASES = ["chain-escape", "writable-file", "writable-exec", "writable-dir",
-         "group-writable-dir", "writable-tar", "reserved-name", "reserved-name-deep", "config-symlink", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
+         "group-writable-dir", "writable-tar", "reserved-name", "reserved-name-deep", "config-symlink", "newline-name", "dotdot", "absolute", "outside-prefix", "symlink-escape-manifest", "symlink-escape",
          "hardlink-escape", "hardlink-escape-manifest", "symlink-then-file",
          "symlink-then-file-manifest", "device", "fifo", "setuid", "setuid-manifest",
          "size-mismatch", "digest-mismatch", "not-in-manifest", "missing", "duplicate",
