@@ -268,6 +268,43 @@ check "--sha256 in upper case (as often published) is accepted" \
 	"$KD" install --root "$R" --payload "$P" --sha256 "$(tr a-f A-F <<<"$SHA")" --runtime-version 1.7
 expect_fail "--sha256 that is not 64 hex digits is a usage error" "--sha256 must be 64 hex digits" \
 	"$KD" install --root "$R" --payload "$P" --sha256 "${SHA}0"
+rc_of() { "$@" >/dev/null 2>&1 && echo 0 || echo $?; }
+expect_fail "--runtime-version with a number out of range says so" \
+	"--runtime-version '1.7.0999999999999999999999': a version number is out of range" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7.0999999999999999999999
+check "… as a usage error (exit 2)" test "$(rc_of "$KD" install --root "$R" --payload "$P" \
+	--runtime-version 1.7.0999999999999999999999)" = 2
+expect_fail "--runtime-version without x.y says so" "--runtime-version 'abc' has no x.y version number" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version abc
+expect_fail "a space in --agent-https-proxy is refused (it would add kernel parameters)" \
+	"--agent-https-proxy 'http://p:3128 init=/bin/sh' contains a space at byte 14" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 --agent-https-proxy "http://p:3128 init=/bin/sh"
+check "… and nothing of it reached a Kata configuration" \
+	bash -c "! grep -rq 'init=/bin/sh' '$R/opt/kata/runtimes'"
+check "… as a usage error (exit 2)" test "$(rc_of "$KD" install --root "$R" --payload "$P" \
+	--runtime-version 1.7 --agent-no-proxy "a b")" = 2
+AGENT=$KD_BUILD/kata-deploy-agent
+expect_fail "HEALTH_ADDRESS=not-an-ip: the agent says so" \
+	"HEALTH_ADDRESS=not-an-ip: not an IPv4 address" env NODE_NAME=n HEALTH_ADDRESS=not-an-ip "$AGENT" install
+check "… as a settings error (exit 2)" \
+	test "$(rc_of env NODE_NAME=n HEALTH_ADDRESS=not-an-ip "$AGENT" install)" = 2
+expect_fail "AGENT_HTTPS_PROXY with a space: the agent refuses it" "AGENT_HTTPS_PROXY 'http://a b' contains a space" \
+	env NODE_NAME=n AGENT_HTTPS_PROXY="http://a b" "$AGENT" install
+# status while another run holds the host lock (its journal there): in progress, not interrupted.
+fresh busy
+mkdir -p "$R/run"
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.7 >/dev/null 2>&1
+touch "$R/var/lib/kata-deploy/journal"
+flock -x -o "$R/run/kata-deploy/lock" sleep 3 &
+holder=$!
+sleep 0.5
+out=$("$KD" status --root "$R" 2>&1) && rc=0 || rc=$?
+check "status while a run holds the lock: 'run in progress'" grep -q "^journal: *run in progress" <<<"$out"
+check "… and why it is not done (exit 4)" \
+	bash -c "[ $rc = 4 ] && grep -q 'NOT DONE: another kata-deploy run is in progress' <<<\"\$1\"" _ "$out"
+wait "$holder"
+check "… once the run is gone, the journal left is an interrupted run again" \
+	bash -c "'$KD' status --root '$R' | grep -q '^journal: *interrupted run pending recovery'"
 
 # ---- item 3: kata-build collects outputs without following links above them --------------
 KB=$KD_BUILD/kata-build
