@@ -101,8 +101,35 @@ int kd_component_fetch(const kd_build_opts *o, const char *name, kd_error *err)
 	return rc->fetch ? fetch_steps(o, rc, err) : 0;
 }
 
+/* The inputs being followed, outermost first: a name met again closes a cycle, named in full. */
+typedef struct input_chain {
+	const char *names[KD_BUILD_MAX_DEPTH + 1];
+	int n;
+} input_chain;
+
+static int chain_push(input_chain *c, const char *name, kd_error *err)
+{
+	for (int i = 0; i < c->n; i++) {
+		if (strcmp(c->names[i], name) != 0)
+			continue;
+		char path[1024] = "";
+		size_t l = 0;
+		for (int k = i; k < c->n && l < sizeof(path); k++)
+			l += (size_t)snprintf(path + l, sizeof(path) - l, "%s → ", c->names[k]);
+		if (l < sizeof(path))
+			snprintf(path + l, sizeof(path) - l, "%s", name);
+		return kd_err(err, -ELOOP, "component %s: its inputs form a cycle: %s", c->names[0],
+			      path);
+	}
+	if (c->n > KD_BUILD_MAX_DEPTH)
+		return kd_err(err, -ELOOP, "component %s: inputs nest deeper than %d", c->names[0],
+			      KD_BUILD_MAX_DEPTH);
+	c->names[c->n++] = name;
+	return 0;
+}
+
 /* The key text: every byte a build reads, by digest. Changing any of them changes the key. */
-static int key_of(const kd_build_opts *o, const kd_recipe *rc, int depth, char ret[65],
+static int key_of(const kd_build_opts *o, const kd_recipe *rc, input_chain *chain, char ret[65],
 		  kd_error *err)
 {
 	_cleanup_free_ char *text = NULL;
@@ -110,9 +137,8 @@ static int key_of(const kd_build_opts *o, const kd_recipe *rc, int depth, char r
 	char d[65];
 	int r = 0;
 
-	if (depth > KD_BUILD_MAX_DEPTH)
-		return kd_err(err, -ELOOP, "component %s: inputs nest deeper than %d (a cycle?)",
-			      rc->name, KD_BUILD_MAX_DEPTH);
+	if ((r = chain_push(chain, rc->name, err)) < 0)
+		return r;
 	FILE *f = open_memstream(&text, &len);
 	if (!f)
 		return kd_err(err, -ENOMEM, "out of memory");
@@ -164,9 +190,10 @@ static int key_of(const kd_build_opts *o, const kd_recipe *rc, int depth, char r
 	for (char **in = rc->inputs; r >= 0 && in && *in; in++) {
 		_cleanup_recipe_ kd_recipe *irc = NULL;
 		if ((r = load_recipe(o, *in, &irc, err)) >= 0 &&
-		    (r = key_of(o, irc, depth + 1, d, err)) >= 0)
+		    (r = key_of(o, irc, chain, d, err)) >= 0)
 			fprintf(f, "input %s %s\n", *in, d);
 	}
+	chain->n--;
 	if (fclose(f) != 0 && r >= 0)
 		r = kd_err(err, -ENOMEM, "out of memory");
 	if (r < 0)
@@ -179,8 +206,9 @@ static int key_of(const kd_build_opts *o, const kd_recipe *rc, int depth, char r
 int kd_component_key(const kd_build_opts *o, const char *name, char ret_key[65], kd_error *err)
 {
 	_cleanup_recipe_ kd_recipe *rc = NULL;
+	input_chain chain = {0};
 	int r = load_recipe(o, name, &rc, err);
-	return r < 0 ? r : key_of(o, rc, 0, ret_key, err);
+	return r < 0 ? r : key_of(o, rc, &chain, ret_key, err);
 }
 
 /* ---- packing ---- */
@@ -732,8 +760,8 @@ static void drop_out_link(const kd_build_opts *o, const char *name, const struct
 		unlink(dst);
 }
 
-static int build_one(const kd_build_opts *o, const char *name, int depth, kd_build_result *ret,
-		     kd_error *err)
+static int build_one(const kd_build_opts *o, const char *name, input_chain *chain,
+		     kd_build_result *ret, kd_error *err)
 {
 	_cleanup_recipe_ kd_recipe *rc = NULL;
 	_cleanup_free_ char *cdir = NULL, *ctar = NULL, *work = NULL, *log = NULL, *tmpdir = NULL,
@@ -742,18 +770,20 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 	kd_build_result res = {0};
 	int r;
 
-	if (depth > KD_BUILD_MAX_DEPTH)
-		return kd_err(err, -ELOOP, "component %s: inputs nest deeper than %d", name,
-			      KD_BUILD_MAX_DEPTH);
+	if ((r = chain_push(chain, name, err)) < 0)
+		return r;
 	if ((r = load_recipe(o, name, &rc, err)) < 0)
 		return r;
-	/* Inputs first: their tarballs are read by this build, their keys are part of ours. */
+	/* Inputs first: their tarballs are read by this build, their keys are part of ours. A
+	 * cycle is reported once, from where it closes. */
 	for (char **in = rc->inputs; in && *in; in++) {
 		kd_build_result ir;
-		if ((r = build_one(o, *in, depth + 1, &ir, err)) < 0)
-			return kd_err_wrap(err, r, "component %s: input", name);
+		if ((r = build_one(o, *in, chain, &ir, err)) < 0)
+			return r == -ELOOP ? r : kd_err_wrap(err, r, "component %s: input", name);
 	}
-	if ((r = key_of(o, rc, 0, res.key, err)) < 0)
+	chain->n--;
+	input_chain kc = {0};
+	if ((r = key_of(o, rc, &kc, res.key, err)) < 0)
 		return r;
 	const char *cd = kd_cache_dir(o->cache);
 	if (asprintf(&cdir, "%s/components/%s", cd, res.key) < 0 ||
@@ -859,5 +889,6 @@ static int build_one(const kd_build_opts *o, const char *name, int depth, kd_bui
 int kd_component_build(const kd_build_opts *o, const char *name, kd_build_result *ret,
 		       kd_error *err)
 {
-	return build_one(o, name, 0, ret, err);
+	input_chain chain = {0};
+	return build_one(o, name, &chain, ret, err);
 }

@@ -29,7 +29,7 @@ _kata_deploy() {
 	local opts=$common
 	case $verb in
 	install | plan)
-		opts+=" --payload --sha256 --shims --public-key --signature --insecure --runtime
+		opts+=" --payload --sha256 --shims --public-key --signature --insecure --arch --runtime
 			--runtime-version --runtime-binary --distribution --config --restart --suffix
 			--debug --devkit --agent-https-proxy --agent-no-proxy
 			--allowed-hypervisor-annotations --snapshotter-handler-mapping --pull-type-mapping

@@ -39,6 +39,7 @@ typedef struct kd_install_opts {
 	/* Shims the payload does not have are left out (and listed in the result) instead of
 	 * refused; the install fails only when none of the shims is in the payload. */
 	bool skip_missing_shims;
+	const char *arch;   /* the root's machine architecture; NULL: this machine's */
 	kd_runtime_opts rt; /* runtime configuration (docs/RUNTIME-CONFIG.md) */
 } kd_install_opts;
 
@@ -112,6 +113,9 @@ int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err)
 int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len,
 			      kd_error *err);
 void kd_install_version_id(const char *digest, char **components, char out[17]);
+/* A payload built for another architecture than the root's machine (arch, or this machine's) is
+ * refused; x86_64/amd64 and aarch64/arm64 are the same. */
+int kd_install_check_arch(const kd_manifest *m, const char *arch, kd_error *err);
 int kd_install_toplevel_names(const kd_manifest *m, const bool *mask, char ***ret, kd_error *err);
 int kd_install_check_links(kd_ctx *c, char **names, kd_error *err);
 int kd_install_load_manifest(kd_ctx *c, const char *id, kd_manifest **ret, kd_error *err);

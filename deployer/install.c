@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -312,6 +313,33 @@ int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *r
 	return 0;
 }
 
+static const char *arch_name(const char *a)
+{
+	if (!strcmp(a, "amd64"))
+		return "x86_64";
+	if (!strcmp(a, "arm64"))
+		return "aarch64";
+	return a;
+}
+
+int kd_install_check_arch(const kd_manifest *m, const char *arch, kd_error *err)
+{
+	struct utsname u;
+	const char *here = arch;
+	if (!here) {
+		if (uname(&u) < 0)
+			return 0;
+		here = u.machine;
+	}
+	if (!strcmp(arch_name(m->arch), arch_name(here)))
+		return 0;
+	return kd_err(err, -ENOEXEC,
+		      "the payload is built for %s, %s is %s: its binaries would not run there "
+		      "(--arch %s installs it for a root of a %s machine)",
+		      m->arch, arch ? "the root's machine (--arch)" : "this machine", here, m->arch,
+		      m->arch);
+}
+
 /* Top-level entries of the tree (bin, share, libexec, ...) get a link in the prefix pointing
  * through "current", so switching versions is one rename. Anything already there that is not
  * such a link of ours is a conflict: checked before anything is written. */
@@ -553,6 +581,8 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	if (r < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
+	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)
+		goto out_p;
 
 	/* Which shims, which components. */
 	if (o->shims && o->skip_missing_shims) {

@@ -194,6 +194,8 @@ static const char install_help[] =
 	"  --output text|json    result format (json: the result or the error object on stdout)\n"
 	"  --insecure            allow a plain http:// payload that neither --sha256 nor a\n"
 	"                        signature (--public-key) pins (refused otherwise)\n"
+	"  --arch A              the root's machine architecture (default: this machine's);\n"
+	"                        a payload built for another one is refused\n"
 	"Runtime configuration (docs/RUNTIME-CONFIG.md):\n"
 	"  --runtime containerd|crio|auto|none   (default auto: detected on the root)\n"
 	"  --runtime-version V   runtime version when its binary cannot be asked (root != /)\n"
@@ -407,7 +409,17 @@ static int cmd_install(int argc, char **argv, bool plan)
 	_cleanup_strv_ char **shims = NULL;
 	bool json = false;
 	bool insecure = false;
-	enum { O_PAYLOAD = 1, O_SHA, O_SHIMS, O_KEY, O_SIG, O_OUTPUT, O_INSECURE, O_SKIP_MISSING };
+	enum {
+		O_PAYLOAD = 1,
+		O_SHA,
+		O_SHIMS,
+		O_KEY,
+		O_SIG,
+		O_OUTPUT,
+		O_INSECURE,
+		O_SKIP_MISSING,
+		O_ARCH
+	};
 	static const struct option longopts[] = {
 		COMMON_LONGOPTS,
 		{"payload", required_argument, NULL, O_PAYLOAD},
@@ -418,6 +430,7 @@ static int cmd_install(int argc, char **argv, bool plan)
 		{"output", required_argument, NULL, O_OUTPUT},
 		{"insecure", no_argument, NULL, O_INSECURE},
 		{"skip-missing-shims", no_argument, NULL, O_SKIP_MISSING},
+		{"arch", required_argument, NULL, O_ARCH},
 		RUNTIME_LONGOPTS,
 		{}};
 	const char *verb = plan ? "plan" : "install";
@@ -455,6 +468,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 				return usage_error(verb,
 						   "--skip-missing-shims is not an option of plan");
 			o.skip_missing_shims = true;
+			break;
+		case O_ARCH:
+			o.arch = optarg;
 			break;
 		case O_SHIMS:
 			kd_strv_free(shims);

@@ -374,6 +374,8 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	if ((r = kd_payload_open(fd, o->payload, &v, &p, err)) < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
+	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)
+		goto out;
 	shims = o->shims ? kd_strv_copy(o->shims) : calloc(1, sizeof(char *));
 	for (size_t i = 0; !o->shims && shims && i < m->n_shims; i++)
 		kd_strv_push(&shims, m->shims[i].name);

@@ -269,6 +269,18 @@ check "--sha256 in upper case (as often published) is accepted" \
 expect_fail "--sha256 that is not 64 hex digits is a usage error" "--sha256 must be 64 hex digits" \
 	"$KD" install --root "$R" --payload "$P" --sha256 "${SHA}0"
 rc_of() { "$@" >/dev/null 2>&1 && echo 0 || echo $?; }
+quiet() { "$@" >/dev/null 2>&1; }
+other=s390x
+[ "$(uname -m)" = s390x ] && other=x86_64
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml --arch "$other" -o "$T/other.tar.zst" >/dev/null
+fresh archroot
+expect_fail "a payload built for $other is refused on $(uname -m)" \
+	"the payload is built for $other, this machine is $(uname -m): its binaries would not run there" \
+	"$KD" install --root "$R" --payload "$T/other.tar.zst" --runtime-version 1.7
+expect_fail "… by plan too" "the payload is built for $other" \
+	"$KD" plan --root "$R" --payload "$T/other.tar.zst" --runtime-version 1.7
+check "… and --arch $other (a root of such a machine) installs it" \
+	quiet "$KD" install --root "$R" --payload "$T/other.tar.zst" --runtime-version 1.7 --arch "$other"
 expect_fail "--runtime-version with a number out of range says so" \
 	"--runtime-version '1.7.0999999999999999999999': a version number is out of range" \
 	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7.0999999999999999999999
@@ -320,5 +332,17 @@ expect_fail "kata-build: an output under a symlinked parent (opt/kata -> /etc) i
 	"$KB" --artifacts "$T/art" --cache "$T/kbc" --out "$T/kbo" component linkup
 check "kata-build: no component tarball holds the host's file" \
 	test ! -e "$T/kbo/kata-static-linkup.tar.zst"
+# An input cycle is named as one, not as nesting too deep.
+for pair in "cyca cycb" "cycb cyca"; do
+	read -r me other <<<"$pair"
+	printf '%s\n' "name: $me
+version: '1'
+inputs: [$other]
+steps: ['true']
+outputs: [opt/kata/$me]" >"$T/art/recipes/$me.yaml"
+done
+expect_fail "kata-build: an input cycle is named (component)" \
+	"component cyca: its inputs form a cycle: cyca → cycb → cyca" \
+	"$KB" --artifacts "$T/art" --cache "$T/kbc" --out "$T/kbo" component cyca
 
 finish
