@@ -319,6 +319,12 @@ TEST(refusals)
 	refused("AGENT_HTTPS_PROXY: entry 'clh=http://p' names shim 'clh'",
 		"AGENT_HTTPS_PROXY=qemu=http://q;clh=http://p", NULL);
 	refused("AGENT_NO_PROXY: entry 'qemu=' has an empty value", "AGENT_NO_PROXY=qemu=", NULL);
+	/* Issue 14: a space went into the guest kernel's command line as parameters of its own. */
+	refused("AGENT_HTTPS_PROXY 'http://p:3128 init=/bin/sh' contains a space at byte 14",
+		"AGENT_HTTPS_PROXY=http://p:3128 init=/bin/sh", NULL);
+	refused("AGENT_NO_PROXY 'qemu=a\tb' contains a control character",
+		"AGENT_NO_PROXY=qemu=a\tb", NULL);
+	refused("HEALTH_ADDRESS=not-an-ip: not an IPv4 address", "HEALTH_ADDRESS=not-an-ip", NULL);
 	refused("NODE_READY_TIMEOUT=0: not an integer in 1..86400", "NODE_READY_TIMEOUT=0", NULL);
 }
 
