@@ -286,6 +286,9 @@ expect_fail "--runtime-version with a number out of range says so" \
 	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7.0999999999999999999999
 check "… as a usage error (exit 2)" test "$(rc_of "$KD" install --root "$R" --payload "$P" \
 	--runtime-version 1.7.0999999999999999999999)" = 2
+expect_fail "--runtime-binary that does not exist says why" \
+	"--runtime-binary /nonexistent: cannot execute it: No such file or directory" \
+	"$KD" install --root "$R" --payload "$P" --runtime-binary /nonexistent
 expect_fail "--runtime-version without x.y says so" "--runtime-version 'abc' has no x.y version number" \
 	"$KD" install --root "$R" --payload "$P" --runtime-version abc
 expect_fail "a space in --agent-https-proxy is refused (it would add kernel parameters)" \
@@ -341,6 +344,17 @@ inputs: [$other]
 steps: ['true']
 outputs: [opt/kata/$me]" >"$T/art/recipes/$me.yaml"
 done
+# A sha256 of 64 digits unquoted is a number to YAML: say to quote it (not "url needs sha256").
+printf '%s\n' "name: digits
+version: '1'
+sources:
+  - url: http://127.0.0.1:9/x.tar.gz
+    sha256: $(printf '1%.0s' $(seq 64))
+steps: ['true']
+outputs: [opt/kata/x]" >"$T/art/recipes/digits.yaml"
+expect_fail "kata-build: an unquoted all-digit sha256 is named as a number to quote" \
+	"digits.yaml:5: sha256: expected a string, got double (quote it)" \
+	"$KB" --artifacts "$T/art" --cache "$T/kbc" --out "$T/kbo" component digits
 expect_fail "kata-build: an input cycle is named (component)" \
 	"component cyca: its inputs form a cycle: cyca → cycb → cyca" \
 	"$KB" --artifacts "$T/art" --cache "$T/kbc" --out "$T/kbo" component cyca
