@@ -725,9 +725,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			 (unsigned long long)res->stats.entries_skipped);
 		if (res->stats.files_changed)
 			kd_warn("%llu file(s) of the installed version %s no longer hash to their "
-				"manifest's sha256 (changed in place): written from the payload "
-				"instead of reused",
-				(unsigned long long)res->stats.files_changed, s.current.id);
+				"manifest's sha256 (changed in place; the first: /%s/%s): written "
+				"from the payload instead of reused",
+				(unsigned long long)res->stats.files_changed, s.current.id,
+				c->prefix,
+				res->stats.first_changed + strlen(KD_PAYLOAD_TREE_PREFIX));
 		kd_fault_point("extracted");
 		if (syncfs(sfd) < 0) {
 			r = kd_err_errno(err, negative_errno(), "sync extracted files");

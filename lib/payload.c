@@ -406,7 +406,9 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 		return 0;
 	kd_hex(bin, sizeof(bin), hex);
 	if (strcmp(hex, f->sha256) != 0) {
-		x->st.files_changed++;
+		if (!x->st.files_changed++)
+			snprintf(x->st.first_changed, sizeof(x->st.first_changed), "%s%s", PREFIX,
+				 f->path);
 		return 0;
 	}
 	if (linkat(rfd, rbase, pfd, base, 0) < 0)

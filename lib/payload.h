@@ -151,6 +151,7 @@ typedef struct kd_extract_stats {
 	uint64_t bytes_read;	     /* of the payload file, compressed */
 	uint64_t bytes_decompressed; /* tar bytes the decompressor produced */
 	uint64_t files_changed;	     /* reuse candidates whose bytes no longer match: written */
+	char first_changed[256];     /* the first of them, "opt/kata/..." (truncated) */
 } kd_extract_stats;
 
 /* Extract into destfd (an empty directory): paths have opt/kata/ stripped. Every tar entry

@@ -439,6 +439,7 @@ TEST(reuse_previous_tree)
 	CHECK_INT(st.files_linked, 7);
 	CHECK_INT(st.files_written, 2);
 	CHECK_INT(st.files_changed, 1);
+	CHECK_STR(st.first_changed, "opt/kata/bin/containerd-shim-kata-v2");
 	CHECK(ino_of(d1, "bin/containerd-shim-kata-v2") !=
 	      ino_of(d2, "bin/containerd-shim-kata-v2"));
 	CHECK(ino_of(d1, "bin/qemu-system-x86_64") == ino_of(d2, "bin/qemu-system-x86_64"));
