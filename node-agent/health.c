@@ -1,24 +1,53 @@
 #include "health.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
 #define HEALTH_BODY_MAX 4096
-#define HEALTH_CONNECTION_LIMIT 16
-#define HEALTH_CONNECTION_TIMEOUT_S 10
+/* Connections served at once; one more cuts the oldest (a slot is never held by a slow client). */
+#define HEALTH_CONN_MAX 16
+/* From accept to the last byte of the answer, however the client trickles its bytes; the
+ * kubelet's probe timeout is 3 s in our chart. libmicrohttpd's own timeout is an idle one. */
+#define HEALTH_CONN_DEADLINE_MS 3000
 
 kd_agent_metrics kd_agent_metrics_now;
 
+/* One accepted connection; twice HEALTH_CONN_MAX slots, so the cut ones waiting for
+ * libmicrohttpd to close them never stop an accept. */
+struct hconn {
+	int fd; /* -1: free */
+	int64_t deadline_ms;
+	bool linked; /* libmicrohttpd announced it (MHD_CONNECTION_NOTIFY_STARTED) */
+	bool cut;    /* shut down by us; libmicrohttpd closes it */
+};
+
 static struct MHD_Daemon *daemon_;
-static int listen_fd_ = -1;
+static struct hconn conns_[2 * HEALTH_CONN_MAX];
+static pthread_t thread_;
+static int listen_fd_ = -1, stop_fd_ = -1, epoll_fd_ = -1;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void kd_agent_metric_set(uint64_t *field, uint64_t v)
 {
@@ -206,31 +235,157 @@ static int open_listener(const char *addr, int port, kd_error *err)
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return kd_err_errno(err, negative_errno(), "health server: bind %s:%d", addr, port);
-	if (listen(fd, 16) < 0)
+	if (listen(fd, HEALTH_CONN_MAX) < 0)
 		return kd_err_errno(err, negative_errno(), "health server: listen");
 	return TAKE_FD(fd);
 }
 
+/* The connection table (touched only by the server thread: the notification callback runs
+ * inside MHD_run and MHD_add_connection, which only that thread calls). */
+static struct hconn *conn_by_fd(int fd)
+{
+	for (size_t i = 0; i < ELEMENTSOF(conns_); i++)
+		if (conns_[i].fd == fd && !conns_[i].linked)
+			return &conns_[i];
+	return NULL;
+}
+
+static void notify(void *cls, struct MHD_Connection *mc, void **socket_context,
+		   enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct hconn *c = ci ? conn_by_fd(ci->connect_fd) : NULL;
+		if (c)
+			c->linked = true;
+		*socket_context = c;
+	} else if (*socket_context) {
+		/* Called before libmicrohttpd closes the socket: the fd is not reused yet. */
+		struct hconn *c = *socket_context;
+		c->fd = -1;
+		*socket_context = NULL;
+	}
+}
+
+/* Ends a connection from outside libmicrohttpd: its next read sees EOF (or its write EPIPE) and
+ * it closes the connection itself, in the same MHD_run. */
+static void conn_cut(struct hconn *c)
+{
+	(void)shutdown(c->fd, SHUT_RDWR);
+	c->cut = true;
+}
+
+/* Accept what is queued (a bounded number per round) and hand it to libmicrohttpd; with
+ * HEALTH_CONN_MAX connections live, the oldest is cut to make room. */
+static void accept_some(void)
+{
+	for (int i = 0; i < HEALTH_CONN_MAX; i++) {
+		struct hconn *slot = NULL, *oldest = NULL;
+		size_t live = 0;
+		for (size_t j = 0; j < ELEMENTSOF(conns_); j++) {
+			struct hconn *c = &conns_[j];
+			if (c->fd < 0) {
+				slot = slot ? slot : c;
+				continue;
+			}
+			if (c->cut)
+				continue;
+			live++;
+			if (!oldest || c->deadline_ms < oldest->deadline_ms)
+				oldest = c;
+		}
+		if (!slot)
+			return; /* cut connections not closed yet: the next MHD_run closes them */
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd = accept4(listen_fd_, (struct sockaddr *)&sa, &len,
+				 SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		if (live >= HEALTH_CONN_MAX)
+			conn_cut(oldest);
+		*slot = (struct hconn){.fd = fd, .deadline_ms = now_ms() + HEALTH_CONN_DEADLINE_MS};
+		if (MHD_add_connection(daemon_, fd, (struct sockaddr *)&sa, len) != MHD_YES &&
+		    slot->fd == fd && !slot->linked)
+			slot->fd = -1; /* closed by libmicrohttpd, never announced */
+	}
+}
+
+/* The server thread: our poll over the stop event, the listening socket and libmicrohttpd's
+ * epoll fd; deadlines are ours, since libmicrohttpd's own timeout is reset by every byte. */
+static void *serve(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int64_t now = now_ms(), next = -1;
+		for (size_t i = 0; i < ELEMENTSOF(conns_); i++) {
+			struct hconn *c = &conns_[i];
+			if (c->fd < 0 || c->cut)
+				continue;
+			if (c->deadline_ms <= now)
+				conn_cut(c);
+			else if (next < 0 || c->deadline_ms < next)
+				next = c->deadline_ms;
+		}
+		(void)MHD_run(daemon_);
+		MHD_UNSIGNED_LONG_LONG mhd_ms;
+		int timeout = next < 0 ? -1 : (int)(next - now);
+		if (MHD_get_timeout(daemon_, &mhd_ms) == MHD_YES && mhd_ms < INT_MAX &&
+		    (timeout < 0 || (int)mhd_ms < timeout))
+			timeout = (int)mhd_ms;
+		struct pollfd p[3] = {{.fd = stop_fd_, .events = POLLIN},
+				      {.fd = listen_fd_, .events = POLLIN},
+				      {.fd = epoll_fd_, .events = POLLIN}};
+		if (poll(p, ELEMENTSOF(p), timeout) < 0 && errno != EINTR) {
+			kd_error_log("health server stopped: poll: %m");
+			break;
+		}
+		if (p[0].revents)
+			break;
+		if (p[1].revents & POLLIN)
+			accept_some();
+	}
+	return NULL;
+}
+
 int kd_health_start(const char *addr, int port, int fd, kd_error *err)
 {
+	const union MHD_DaemonInfo *di;
+
 	if (fd < 0) {
 		fd = open_listener(addr, port, err);
 		if (fd < 0)
 			return fd;
 	} else
 		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-	daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC, 0, NULL, NULL,
-				   answer, NULL, MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-				   MHD_OPTION_CONNECTION_LIMIT, (unsigned)HEALTH_CONNECTION_LIMIT,
+	/* accept4 must not block when a client resets between poll and accept. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	for (size_t i = 0; i < ELEMENTSOF(conns_); i++)
+		conns_[i] = (struct hconn){.fd = -1};
+	daemon_ = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, answer,
+				   NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)ELEMENTSOF(conns_),
 				   MHD_OPTION_CONNECTION_TIMEOUT,
-				   (unsigned)HEALTH_CONNECTION_TIMEOUT_S, MHD_OPTION_END);
-	if (!daemon_) {
-		close(fd);
-		return kd_err(err, -EIO, "health server: libmicrohttpd could not start on %s:%d",
-			      addr, port);
+				   (unsigned)(HEALTH_CONN_DEADLINE_MS / 1000),
+				   MHD_OPTION_NOTIFY_CONNECTION, notify, NULL, MHD_OPTION_END);
+	di = daemon_ ? MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+	stop_fd_ = di ? eventfd(0, EFD_CLOEXEC) : -1;
+	if (stop_fd_ >= 0) {
+		epoll_fd_ = di->epoll_fd;
+		listen_fd_ = fd;
+		if (pthread_create(&thread_, NULL, serve, NULL) == 0)
+			return 0;
+		close(stop_fd_);
+		stop_fd_ = -1;
+		listen_fd_ = -1;
 	}
-	listen_fd_ = fd;
-	return 0;
+	if (daemon_)
+		MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+	close(fd);
+	return kd_err(err, -EIO, "health server: libmicrohttpd could not start on %s:%d", addr,
+		      port);
 }
 
 int kd_health_stop(void)
@@ -239,7 +394,10 @@ int kd_health_stop(void)
 
 	if (!daemon_)
 		return -1;
-	(void)MHD_quiesce_daemon(daemon_);
+	(void)eventfd_write(stop_fd_, 1);
+	pthread_join(thread_, NULL);
+	close(stop_fd_);
+	stop_fd_ = -1;
 	MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
 	listen_fd_ = -1;

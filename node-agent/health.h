@@ -1,7 +1,9 @@
-/* The agent's HTTP endpoints for the kubelet and Prometheus, served by libmicrohttpd on its own
- * thread: /healthz (alive), /readyz (200 only once the node is installed), /metrics (install
- * duration, state, runtime restarts, errors, API calls). The listening socket is ours, so it can
- * be handed over across exec to the small idle waiter (docs/AGENT.md). */
+/* The agent's HTTP endpoints for the kubelet and Prometheus: /healthz (alive), /readyz (200 only
+ * once the node is installed), /metrics (install duration, state, runtime restarts, errors, API
+ * calls). libmicrohttpd parses HTTP; a thread of ours accepts, drives it (external epoll mode)
+ * and ends each connection at a total deadline from accept, the oldest first when full (its own
+ * timeout is an idle one). The listening socket is ours, so it can be handed over across exec to
+ * the small idle waiter (docs/AGENT.md). */
 #pragma once
 
 #include <stdbool.h>

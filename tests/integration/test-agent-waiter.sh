@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The idle waiter left on every node after an install: serves /healthz, /readyz and the frozen
-# /metrics on the inherited socket, stays under 4 MiB RSS, and on SIGTERM hands the socket back
-# to the agent ("cleanup") with KD_AGENT_ON_TERM=1.
+# The health servers the kubelet probes. The idle waiter left on every node after an install:
+# serves /healthz, /readyz and the frozen /metrics on the inherited socket, stays under 4 MiB RSS,
+# and on SIGTERM hands the socket back to the agent ("cleanup") with KD_AGENT_ON_TERM=1. Both it
+# and the agent's own server (libmicrohttpd) answer while 33 clients trickle header bytes.
 source "$(dirname "$0")/../lib.sh"
 W=$KD_BUILD/kata-deploy-agent-wait
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -79,4 +80,20 @@ check "SIGTERM with a trickling client: the cleanup runs within 1 s ($ms ms)" te
 kill $SLOW 2>/dev/null || true; wait $SLOW || true
 wait $PID || true
 check "SIGTERM hands over to the agent's cleanup" grep -q "args=cleanup on_term=1 fd=[0-9]* metrics=state=2,ready=1" "$T/agent.out"
+
+# The agent's own health server, while the agent retries an API server that is not there
+# (connection refused: retried with backoff, so it stays in the install's first step).
+mkdir -p "$T/sa" "$T/root"
+echo token >"$T/sa/token"; echo kube-system >"$T/sa/namespace"; : >"$T/sa/ca.crt"
+HPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=1 SERVICEACCOUNT_DIR="$T/sa" \
+	NODE_NAME=n1 POD_NAMESPACE=kube-system HOST_ROOT="$T/root" HEALTH_ADDRESS=127.0.0.1 \
+	HEALTH_PORT="$HPORT" API_RETRIES=30 "$KD_BUILD/kata-deploy-agent" install >"$T/agent.log" 2>&1 &
+APID=$!
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$HPORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+check "agent: /healthz 200 while installing" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HPORT/healthz")" = 200
+probe_under_trickle agent "$HPORT" /healthz /readyz
+check "agent: /readyz is 503 'installing' after the tricklers" test "$(curl -s "http://127.0.0.1:$HPORT/readyz")" = installing
+check "agent: still in the install's first step (no API server)" kill -0 $APID
+kill -KILL $APID; wait $APID 2>/dev/null || true
 finish
