@@ -24,6 +24,9 @@
 /* From accept to the last byte of the answer, however the client trickles its bytes; the
  * kubelet's probe timeout is 3 s in our chart. libmicrohttpd's own timeout is an idle one. */
 #define HEALTH_CONN_DEADLINE_MS 3000
+/* Connections the kernel queues before our accept (which is eager): a burst beyond it has its
+ * SYNs dropped and retried a second later, so it is larger than what we serve at once. */
+#define HEALTH_BACKLOG 64
 
 kd_agent_metrics kd_agent_metrics_now;
 
@@ -235,7 +238,7 @@ static int open_listener(const char *addr, int port, kd_error *err)
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		return kd_err_errno(err, negative_errno(), "health server: bind %s:%d", addr, port);
-	if (listen(fd, HEALTH_CONN_MAX) < 0)
+	if (listen(fd, HEALTH_BACKLOG) < 0)
 		return kd_err_errno(err, negative_errno(), "health server: listen");
 	return TAKE_FD(fd);
 }

@@ -15,7 +15,7 @@ chmod +x "$T/agent"
 python3 - "$W" "$PORT" "$T/agent" <<'EOP' &
 import os, socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[2]))); s.listen(16); os.set_inheritable(s.fileno(), True)
+s.bind(("127.0.0.1", int(sys.argv[2]))); s.listen(64); os.set_inheritable(s.fileno(), True)
 env = dict(os.environ, KD_AGENT_HEALTH_FD=str(s.fileno()), KD_AGENT_EXE=sys.argv[3],
            KD_AGENT_METRICS="state=2,ready=1",
            KD_AGENT_METRICS_TEXT="# TYPE kata_deploy_agent_ready gauge\nkata_deploy_agent_ready 1\n")

@@ -4,8 +4,9 @@ endless request header every INTERVAL seconds, so an idle timeout (reset by ever
 fires.
 
 usage: trickle.py HOST PORT N INTERVAL SECONDS REPORT
-Runs for SECONDS (or until SIGTERM), then writes REPORT: one line per connection,
-"<seconds from connect to the server closing it, or 'open'>", and exits 0.
+Runs for SECONDS (or until SIGTERM), then writes REPORT: one line per connection, the seconds
+from its first byte sent (the handshake done: a full accept queue delays it by the kernel's SYN
+retransmits) to the server closing it, or "open"; exits 0.
 """
 import signal
 import socket
@@ -25,7 +26,7 @@ def on_term(*_):
 
 
 signal.signal(signal.SIGTERM, on_term)
-conns = []  # [socket, connect time, bytes sent, closed after (s) or None, next send]
+conns = []  # [socket, first byte sent at, bytes sent, closed after (s) or None, next send]
 for _ in range(n):
     s = socket.socket()
     s.setblocking(False)
@@ -42,6 +43,8 @@ while not stop and time.monotonic() < end:
         try:
             # The first byte as soon as connected, then one per interval.
             if time.monotonic() >= c[4] and c[0].send(REQUEST[c[2] : c[2] + 1]) == 1:
+                if c[2] == 0:
+                    c[1] = time.monotonic()
                 c[2] += 1
                 c[4] = time.monotonic() + interval
             while True:  # drain an answer; EOF means the server closed it
