@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Side by side with upstream's own kata-deploy (issue 13): the same Kata components, installed
+# by this kata-deploy and by upstream 4.1.0's Rust binary, in one run, alternating, RUNS (5)
+# times each, medians. Not part of `make check` (docs/BENCH.md).
+#
+# Input: the qemu shim's components as kata-build makes them from upstream 4.1.0 source
+# (kata-static-<component>.tar.zst, built or taken from the cache by key), the same bytes for
+# both tools:
+#   upstream  /opt/kata-artifacts/tarballs/kata-static-<c>.tar.zst + shim-components.json
+#             (qemu -> those components) + versions.yaml, as its image holds them; its staged
+#             action `install-stage-artifacts` (no API server: CONTAINER_RUNTIME_VERSION set)
+#             in a chroot whose /opt/kata is a directory of the bench, in a private mount
+#             namespace; upstream's binary built by kata-build (recipe upstream-kata-deploy).
+#   ours      the payload of the same component tarballs (`kata-deploy payload pack` of their
+#             union, one component per tarball), `kata-deploy install --shims qemu` into an
+#             empty root.
+# Scenarios: first install (empty target); no-op (the same input again); upgrade (5 % of the
+# files changed, one byte appended, in new tarballs / a new payload). Wall time, CPU time and
+# peak RSS (/usr/bin/time) of each, the files and bytes written (upgrade: what changed on disk).
+# Upstream verifies nothing per file and does not sync; ours hashes every file, checks the
+# manifest, syncs the file system and switches atomically: the figures include that work.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+O=${O:-build}
+KD=$PWD/$O/kata-deploy
+KB=$PWD/$O/kata-build
+RUNS=${RUNS:-5}
+CACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}
+SRC=${KD_SHARED_SOURCES:-}
+for d in "$PWD/../shared/sources" /work/shared/sources; do
+	[ -n "$SRC" ] || { [ -f "$d/SHA256SUMS" ] && SRC=$(cd "$d" && pwd); }
+done
+[ -n "$SRC" ] || { echo "upstream.sh: no ../shared/sources (set KD_SHARED_SOURCES)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "upstream.sh: needs root (unshare, chroot)" >&2; exit 1; }
+W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/kd-bench-upstream.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+COMPONENTS="shim-v2 qemu kernel guest-initrd virtiofsd"
+
+# ---- the inputs ----
+KBC="$KB --cache $CACHE --mirror $SRC --out $W/kb -q"
+echo "building (or taking from the cache) upstream-kata-deploy and the qemu set: $COMPONENTS"
+$KBC component upstream-kata-deploy $COMPONENTS >"$W/kb.log" 2>&1 || { tail -30 "$W/kb.log"; exit 1; }
+mkdir -p "$W/up-bin"
+tar -I zstd -xf "$W/kb/kata-static-upstream-kata-deploy.tar.zst" -C "$W/up-bin"
+UPBIN=$W/up-bin/opt/kata/bin/upstream-kata-deploy
+SHIMJSON=$W/up-bin/opt/kata/share/upstream-kata-deploy/shim-components.json
+
+# inputs a (as built) and b (5 % of the files changed): per component a tree, its tarball for
+# upstream, and our payload of the union.
+mkdir -p "$W/a"
+for c in $COMPONENTS; do
+	mkdir -p "$W/a/$c" && tar -I zstd -xf "$W/kb/kata-static-$c.tar.zst" -C "$W/a/$c"
+done
+spec() { # spec DIR: our payload spec, one component per upstream tarball
+	echo "version: 4.1.0-bench"
+	echo "components:"
+	for c in $COMPONENTS; do
+		echo "  - name: $c"
+		echo "    paths: [$( (cd "$1/$c/opt/kata" && find . ! -type d | sed 's|^\./||' | sort) | paste -sd, -)]"
+	done
+	echo "shims:"
+	echo "  qemu: [$(echo $COMPONENTS | tr ' ' ,)]"
+}
+mkinput() { # mkinput a|b: tarballs (upstream's layout) and the payload (ours)
+	local v=$1 c
+	mkdir -p "$W/$v/art/tarballs" "$W/$v/union"
+	for c in $COMPONENTS; do
+		tar --sort=name --owner=0 --group=0 --numeric-owner -C "$W/$v/$c" -cf - opt |
+			zstd -q -T0 -19 -o "$W/$v/art/tarballs/kata-static-$c.tar.zst"
+		cp -a "$W/$v/$c/." "$W/$v/union/"
+	done
+	python3 - "$SHIMJSON" "$COMPONENTS" >"$W/$v/art/shim-components.json" <<-'PY'
+		import json, sys
+		doc = json.load(open(sys.argv[1]))
+		doc["shims"] = {"qemu": {"x86_64": sys.argv[2].split()}}
+		json.dump(doc, sys.stdout, indent=1)
+	PY
+	tar -xzf "$SRC/kata-containers-4.1.0.tar.gz" -O kata-containers-4.1.0/versions.yaml >"$W/$v/art/versions.yaml"
+	spec "$W/$v" >"$W/$v/spec.yaml"
+	"$KD" payload pack "$W/$v/union" --spec "$W/$v/spec.yaml" -o "$W/$v/payload.tar.zst" >/dev/null
+}
+cp -a "$W/a" "$W/b"
+python3 - "$W/b" $COMPONENTS <<'PY'
+import os, sys
+files = sorted(os.path.join(dp, f) for c in sys.argv[2:] for dp, _, fn in os.walk(os.path.join(sys.argv[1], c)) for f in fn
+               if not os.path.islink(os.path.join(dp, f)))
+step = max(1, len(files) // max(1, len(files) * 5 // 100))
+for p in files[::step][: max(1, len(files) * 5 // 100)]:
+    with open(p, "ab") as f:
+        f.write(b"\n")
+PY
+mkinput a
+mkinput b
+files=$(find "$W/a/union" ! -type d | wc -l)
+echo "input: $files files, $(du -sm "$W/a/union" | cut -f1) MB installed;" \
+	"upstream tarballs $(du -cm "$W"/a/art/tarballs/* | tail -1 | cut -f1) MB, our payload $(du -m "$W/a/payload.tar.zst" | cut -f1) MB"
+
+# ---- the two installers ----
+# upstream: a chroot holding its static binary, /opt/kata (the target), /opt/kata-artifacts
+# (bind-mounted input), /host-run-lock (its node lock), /proc and /dev.
+UPROOT=$W/uproot
+mkdir -p "$UPROOT"/{opt/kata,opt/kata-artifacts,host-run-lock,proc,dev,tmp,bin}
+cp "$UPBIN" "$UPROOT/bin/kata-deploy"
+up_env=(NODE_NAME=bench CONTAINER_RUNTIME_VERSION=containerd://2.2.9 SHIMS_X86_64=qemu
+	DEFAULT_SHIM_X86_64=qemu RUST_LOG=warn)
+cmd_up() { # cmd_up a|b: argv of upstream's install of input a or b
+	cmd=(unshare --mount --propagation private -- sh -c '
+		mount --bind "$1" "$0/opt/kata-artifacts" && mount -t proc proc "$0/proc" &&
+		mount --rbind /dev "$0/dev" && shift && exec env -i "$@" chroot "$0" /bin/kata-deploy install-stage-artifacts' \
+		"$UPROOT" "$W/$1/art" "${up_env[@]}")
+}
+cmd_our() { cmd=("$KD" install --root "$W/our" --payload "$W/$1/payload.tar.zst" --shims qemu --log-level error); }
+reset_targets() { rm -rf "$W/our" "$UPROOT/opt/kata"; mkdir -p "$W/our" "$UPROOT/opt/kata"; }
+
+measure() { # measure TOOL SCENARIO INPUT: one timed run, appended to the figures
+	local tool=$1 sc=$2 in=$3
+	sync
+	"cmd_$tool" "$in"
+	if ! /usr/bin/time -f '%e %U %S %M' -o "$W/time" "${cmd[@]}" >"$W/$tool.log" 2>&1; then
+		echo "$tool $sc failed:" >&2; tail -20 "$W/$tool.log" >&2; exit 1
+	fi
+	read -r t u s rss <"$W/time"
+	echo "$t" >>"$W/t-$tool-$sc"; echo "$u + $s" | bc >>"$W/cpu-$tool-$sc"; echo "$rss" >>"$W/rss-$tool-$sc"
+}
+written() { # written DIR: the bytes of the files under DIR changed since the marker
+	find "$1" -type f -newer "$W/marker" -printf '%s\n' | awk '{n++; s+=$1} END {printf "%d files, %.1f MB", n, s/1e6}'
+}
+load0=$(cut -d' ' -f1-3 /proc/loadavg)
+for i in $(seq "$RUNS"); do
+	order="up our"
+	[ $((i % 2)) = 1 ] || order="our up"
+	for tool in $order; do
+		reset_targets
+		measure $tool first a
+		touch "$W/marker"; sleep 1.1
+		measure $tool noop a
+		[ "$i" = 1 ] && echo "no-op written: $tool: $(written "$([ $tool = up ] && echo "$UPROOT/opt/kata" || echo "$W/our")")" >>"$W/written"
+		touch "$W/marker"; sleep 1.1
+		measure $tool upgrade b
+		[ "$i" = 1 ] && echo "upgrade written: $tool: $(written "$([ $tool = up ] && echo "$UPROOT/opt/kata" || echo "$W/our")")" >>"$W/written"
+	done
+done
+load1=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# The two installs give the same files (upstream's drop-ins aside): compare the shim's binary.
+cmp -s "$W/our/opt/kata/bin/containerd-shim-kata-v2" "$UPROOT/opt/kata/bin/containerd-shim-kata-v2" ||
+	echo "warning: the two installs differ in bin/containerd-shim-kata-v2" >&2
+
+printf '\n%-10s %-8s %9s %9s %9s %9s\n' scenario tool "wall s" "cpu s" "RSS MiB" ""
+for sc in first noop upgrade; do
+	for tool in our up; do
+		printf '%-10s %-8s %9.3f %9.3f %9.1f\n' $sc $([ $tool = up ] && echo upstream || echo ours) \
+			"$(median <"$W/t-$tool-$sc")" "$(median <"$W/cpu-$tool-$sc")" \
+			"$(echo "$(median <"$W/rss-$tool-$sc") / 1024" | bc -l)"
+	done
+	printf '%-10s %-8s %9.2f %9.2f %9.2f\n' $sc "ratio" \
+		"$(echo "$(median <"$W/t-our-$sc") / $(median <"$W/t-up-$sc")" | bc -l)" \
+		"$(echo "$(median <"$W/cpu-our-$sc") / $(median <"$W/cpu-up-$sc")" | bc -l)" \
+		"$(echo "$(median <"$W/rss-our-$sc") / $(median <"$W/rss-up-$sc")" | bc -l)"
+done
+echo
+cat "$W/written"
+echo "runs: $RUNS each, alternating; medians; ratio = ours / upstream"
+echo "load average before: $load0, after: $load1; $(nproc) CPUs"
