@@ -544,8 +544,51 @@ static int copy_file(const char *from, const char *to, kd_error *err)
 
 /* One script of a recipe: a fetch step (with the network, language dependencies into the
  * shared caches) or a build step (without it unless the recipe says network: true). */
+static size_t count_steps(char **v)
+{
+	size_t n = 0;
+	while (v && v[n])
+		n++;
+	return n;
+}
+
+/* While a step runs: on a terminal one status line, redrawn every second; in a pod or a pipe
+ * a line every STEP_PROGRESS_LINE_S seconds (a kernel step runs for many minutes). The log
+ * size shows that it moves. Nothing with --quiet. */
+#define STEP_PROGRESS_LINE_S 30
+static int wait_step(const kd_build_opts *o, const kd_recipe *rc, pid_t pid, const char *what,
+		     const char *logpath, int logfd, int *status, kd_error *err)
+{
+	bool tty = o->progress && isatty(STDERR_FILENO), shown = false;
+	double t0 = now_s(), last = t0;
+
+	for (;;) {
+		pid_t w = waitpid(pid, status, WNOHANG);
+		if (w == pid)
+			break;
+		if (w < 0 && errno != EINTR)
+			return kd_err_errno(err, negative_errno(), "waitpid");
+		usleep(200 * 1000);
+		double t = now_s();
+		if (!o->progress || t - last < (tty ? 1.0 : STEP_PROGRESS_LINE_S))
+			continue;
+		last = t;
+		struct stat st;
+		char sz[32] = "?";
+		if (fstat(logfd, &st) == 0)
+			kd_format_bytes((double)st.st_size, sz, sizeof(sz));
+		fprintf(stderr, "%s%s: %s, %.0f s, log %s (%s)%s", tty ? "\r" : "", rc->name, what,
+			t - t0, logpath, sz, tty ? "   " : "\n");
+		shown = tty;
+	}
+	if (shown)
+		fputs("\r\033[K", stderr);
+	return 0;
+}
+
 static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *work,
-		    const char *script, bool fetching, size_t idx, int logfd, kd_error *err)
+		    const char *logpath, const char *script, bool fetching, size_t idx, int logfd,
+		    kd_error *err)
 {
 	_cleanup_(kd_toolchains_done) kd_toolchains tc = {0};
 	const char *cd = kd_cache_dir(o->cache);
@@ -633,9 +676,12 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 	}
 	kd_strv_free(env);
 	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return kd_err_errno(err, negative_errno(), "waitpid");
+	char what[64];
+	snprintf(what, sizeof(what), "%s %zu/%zu", fetching ? "fetch" : "step", idx + 1,
+		 count_steps(fetching ? rc->fetch : rc->steps));
+	kd_info("%s: %s (log %s)", rc->name, what, logpath);
+	if ((r = wait_step(o, rc, pid, what, logpath, logfd, &status, err)) < 0)
+		return r;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
 		return 0;
 	/* Quote the end of the log: that is where the reason is. */
@@ -645,10 +691,9 @@ static int run_step(const kd_build_opts *o, const kd_recipe *rc, const char *wor
 	ssize_t n = pread(logfd, tail, KD_BUILD_LOG_TAIL, from);
 	tail[n > 0 ? n : 0] = '\0';
 	char *start = from > 0 ? strchr(tail, '\n') : NULL;
-	return kd_err(err, -EIO, "%s %zu %s %d; log %s/build.log ends with:\n%s",
-		      fetching ? "fetch" : "step", idx + 1,
+	return kd_err(err, -EIO, "%s %s %d; log %s ends with:\n%s", what,
 		      WIFEXITED(status) ? "exited with status" : "killed by signal",
-		      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), work,
+		      WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), logpath,
 		      start ? start + 1 : tail);
 }
 
@@ -719,7 +764,7 @@ static int fetch_steps(const kd_build_opts *o, const kd_recipe *rc, kd_error *er
 	if (logfd < 0)
 		return kd_err_errno(err, negative_errno(), "open %s", log);
 	for (size_t i = 0; rc->fetch[i]; i++)
-		if ((r = run_step(o, rc, work, rc->fetch[i], true, i, logfd, err)) < 0)
+		if ((r = run_step(o, rc, work, log, rc->fetch[i], true, i, logfd, err)) < 0)
 			return kd_err_wrap(err, r, "component %s", rc->name);
 	_cleanup_close_ int cfd = kd_root_open(cd, err);
 	_cleanup_free_ char *rel = NULL;
@@ -828,10 +873,11 @@ static int build_one(const kd_build_opts *o, const char *name, input_chain *chai
 		/* Fetch steps first, with the network: on a warm cache they find everything and
 		 * download nothing; the build steps then run without it. */
 		for (size_t i = 0; rc->fetch && rc->fetch[i]; i++)
-			if ((r = run_step(o, rc, work, rc->fetch[i], true, i, logfd, err)) < 0)
+			if ((r = run_step(o, rc, work, log, rc->fetch[i], true, i, logfd, err)) < 0)
 				return kd_err_wrap(err, r, "component %s", name);
 		for (size_t i = 0; rc->steps[i]; i++)
-			if ((r = run_step(o, rc, work, rc->steps[i], false, i, logfd, err)) < 0)
+			if ((r = run_step(o, rc, work, log, rc->steps[i], false, i, logfd, err)) <
+			    0)
 				return kd_err_wrap(err, r, "component %s", name);
 		/* Pack into a temp dir, then rename: a killed build leaves no half result. */
 		if (asprintf(&tmpdir, "%s/components/.#kd.%s.%d", cd, res.key, (int)getpid()) < 0 ||

@@ -161,16 +161,6 @@ static bool pristine_exists(void *userdata, const char *path)
 	return kd_manifest_find(p->m, path) != NULL;
 }
 
-static void human_bytes(uint64_t b, char *out, size_t size)
-{
-	const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	double v = (double)b;
-	size_t u = 0;
-	while (v >= 1024 && u + 1 < ELEMENTSOF(unit))
-		v /= 1024, u++;
-	snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, unit[u]);
-}
-
 /* The payload half: version dir, files, links, state. Returns whether anything changes. */
 static int plan_payload(kd_ctx *c, FILE *f, const kd_state *s, bool fresh, const kd_manifest *m,
 			const bool *mask, const char *id, bool *ret_changes, kd_error *err)
@@ -205,8 +195,8 @@ static int plan_payload(kd_ctx *c, FILE *f, const kd_state *s, bool fresh, const
 	}
 	kd_manifest_free(cur);
 	char hb[32], hr[32];
-	human_bytes(bytes - reused_bytes, hb, sizeof(hb));
-	human_bytes(reused_bytes, hr, sizeof(hr));
+	kd_format_bytes((double)(bytes - reused_bytes), hb, sizeof(hb));
+	kd_format_bytes((double)reused_bytes, hr, sizeof(hr));
 	struct stat st;
 	snprintf(path, sizeof(path), "%s", c->prefix);
 	for (char *sl = path;; sl++) { /* mkdir -p, outermost first */

@@ -440,18 +440,6 @@ static size_t read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return want;
 }
 
-static void human(double v, char *buf, size_t size)
-{
-	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 		       curl_off_t ulnow)
 {
@@ -475,14 +463,14 @@ static int progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 	double secs = (double)(now.tv_sec - x->progress_start.tv_sec) +
 		      (double)(now.tv_nsec - x->progress_start.tv_nsec) / 1e9;
 	char rate[32];
-	human(secs > 0 ? (double)dlnow / secs : 0, rate, sizeof(rate));
-	human((double)(x->resume_from + (uint64_t)dlnow), a, sizeof(a));
+	kd_format_bytes(secs > 0 ? (double)dlnow / secs : 0, rate, sizeof(rate));
+	kd_format_bytes((double)(x->resume_from + (uint64_t)dlnow), a, sizeof(a));
 	const char *lead = x->progress_tty ? "\r" : "", *tail = x->progress_tty ? "   " : "\n";
 	if (!x->progress_tty)
 		fprintf(stderr, "GET %s: ", x->url);
 	if (dltotal > 0) {
 		double total = (double)(x->resume_from + (uint64_t)dltotal);
-		human(total, b, sizeof(b));
+		kd_format_bytes(total, b, sizeof(b));
 		fprintf(stderr, "%s%s / %s (%3.0f%%), %s/s%s", lead, a, b,
 			100.0 * (double)(x->resume_from + (uint64_t)dlnow) / total, rate, tail);
 	} else {

@@ -123,3 +123,15 @@ void kd_log(kd_log_level level, const char *fmt, ...)
 		fputc('\n', stderr);
 	}
 }
+
+void kd_format_bytes(double v, char *buf, size_t size)
+{
+	static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < ELEMENTSOF(units)) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "macro.h"
 
@@ -19,6 +20,9 @@ kd_log_level kd_log_max_level(void);
 int kd_log_level_from_string(const char *s, kd_log_level *ret);
 
 void kd_log(kd_log_level level, const char *fmt, ...) _printf_(2, 3);
+
+/* "512 B", "1.5 KiB", "3.2 GiB": a byte count for messages and progress lines. */
+void kd_format_bytes(double bytes, char *buf, size_t size);
 
 #define kd_error_log(...) kd_log(KD_LOG_ERROR, __VA_ARGS__)
 #define kd_warn(...) kd_log(KD_LOG_WARNING, __VA_ARGS__)

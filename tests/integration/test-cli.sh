@@ -147,6 +147,32 @@ for v in fetch component payload image push ci verify; do
 		bash -c "[ $rc -eq 0 ] && grep -q '^Usage: kata-build $v' <<<\"\$1\"" _ "$out"
 done
 check "kata-build --version" grep -q '^kata-build [0-9]' <<<"$("$KB" --version)"
+# kata-build says which step runs and where its log is; on a terminal a status line with the
+# elapsed time and the log's size, redrawn every second, while the step runs (issue 16).
+A=$T/kb-art
+mkdir -p "$A/recipes"
+printf 'version: "1"\nsource_date_epoch: 1700000000\nvars: {}\n' >"$A/versions.yaml"
+printf 'shims:\n  qemu: [slow]\n' >"$A/shims.yaml"
+cat >"$A/recipes/slow.yaml" <<-'RECIPE'
+	name: slow
+	version: "1"
+	steps:
+	  - |
+	    echo first; sleep 3; mkdir -p "$KB_OUT/opt/kata" && echo x >"$KB_OUT/opt/kata/x"
+	  - |
+	    echo second
+	outputs: [opt/kata/x]
+	RECIPE
+"$KB" --artifacts "$A" --cache "$T/kbc" --out "$T/kbo" component slow >"$T/kb.out" 2>"$T/kb.err" || cat "$T/kb.err"
+check "kata-build: names each step and its log" \
+	bash -c "grep -q 'slow: step 1/2 (log $T/kbc/work/slow/build.log)' '$T/kb.err' && grep -q 'slow: step 2/2 (log' '$T/kb.err'"
+script -qec "'$KB' --artifacts '$A' --cache '$T/kbc' --out '$T/kbo' --force component slow" /dev/null >"$T/kb.tty" 2>&1 || :
+check "kata-build on a terminal: the running step's status line is redrawn (elapsed, log size)" \
+	bash -c "[ \$(grep -o \$'\\rslow: step 1/2, [0-9]* s, log [^ ]*build.log ([0-9.]* [KM]*i*B)' '$T/kb.tty' | wc -l) -ge 2 ]"
+sed -i 's/echo second/echo second; exit 3/' "$A/recipes/slow.yaml"
+expect_fail "kata-build: a failed step is named with its log" \
+	"step 2/2 exited with status 3; log $T/kbc/work/slow/build.log ends with:" \
+	"$KB" --artifacts "$A" --cache "$T/kbc" --out "$T/kbo" component slow
 check "kata-deploy --version" grep -q '^kata-deploy [0-9]' <<<"$("$KD" --version)"
 check "kata-deploy-agent --version" grep -q '^kata-deploy-agent [0-9]' <<<"$("$KA" --version 2>&1)"
 mkdir -p "$T/x/opt/kata/bin"
