@@ -35,7 +35,7 @@ typedef struct kd_install_opts {
 	const char *public_key; /* verify <payload>.sig (or signature) with this key */
 	const char *signature;	/* default: payload + ".sig" */
 	char **shims;		/* NULL = every shim of the payload */
-	bool progress;		/* download progress bar on a TTY */
+	bool progress;		/* download and extraction progress on stderr (docs/ERRORS.md) */
 	/* Shims the payload does not have are left out (and listed in the result) instead of
 	 * refused; the install fails only when none of the shims is in the payload. */
 	bool skip_missing_shims;

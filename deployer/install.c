@@ -514,6 +514,42 @@ static int absent_opts(const kd_install_opts *o, char *const *missing, kd_instal
 	return 0;
 }
 
+/* Extraction progress (issue 16): on a terminal a line redrawn every 200 ms (bytes, %, rate),
+ * in a pod or a pipe a line every 5 s; nothing for an install that ends sooner. Bytes are those
+ * of the selected files, written or hardlinked from the current version. */
+#define EXTRACT_PROGRESS_TTY_MS 200
+#define EXTRACT_PROGRESS_LINE_MS 5000
+typedef struct extract_progress {
+	bool tty, shown;
+	struct timespec start, last;
+} extract_progress;
+
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+static void show_extract_progress(uint64_t done, uint64_t total, void *userdata)
+{
+	extract_progress *xp = userdata;
+	struct timespec now;
+	char d[32], t[32], rate[32];
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!xp->start.tv_sec && !xp->start.tv_nsec)
+		xp->start = xp->last = now;
+	long since = ms_between(&xp->last, &now), all = ms_between(&xp->start, &now);
+	if (since < (xp->tty ? EXTRACT_PROGRESS_TTY_MS : EXTRACT_PROGRESS_LINE_MS) || all <= 0)
+		return;
+	xp->last = now;
+	kd_format_bytes((double)done, d, sizeof(d));
+	kd_format_bytes((double)total, t, sizeof(t));
+	kd_format_bytes((double)done * 1000.0 / (double)all, rate, sizeof(rate));
+	fprintf(stderr, "%sinstalling: %s / %s (%3.0f%%), %s/s%s", xp->tty ? "\r" : "", d, t,
+		total ? 100.0 * (double)done / (double)total : 100.0, rate, xp->tty ? "   " : "\n");
+	xp->shown = xp->tty;
+}
+
 static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *res, kd_error *err)
 {
 	_cleanup_close_ int fd = -1;
@@ -706,10 +742,15 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 			reuse_fd = kd_openat(c->rootfd, cur, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW,
 					     NULL);
 		}
+		extract_progress xp = {.tty = isatty(STDERR_FILENO)};
 		kd_extract_opts xo = {.component_mask = mask,
 				      .reuse_dirfd = reuse_m ? reuse_fd : -1,
-				      .reuse_manifest = reuse_m};
+				      .reuse_manifest = reuse_m,
+				      .progress = o->progress ? show_extract_progress : NULL,
+				      .progress_userdata = &xp};
 		r = kd_payload_extract(p, sfd, &xo, &res->stats, err);
+		if (xp.shown)
+			fputs("\r\033[K", stderr);
 		kd_manifest_free(reuse_m);
 		if (r < 0) {
 			kd_err_wrap(err, r, "extract payload");

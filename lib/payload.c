@@ -319,6 +319,7 @@ typedef struct extract_state {
 	bool *sel;
 	uint8_t *seen;
 	uint64_t total;
+	uint64_t done, sel_bytes; /* progress: bytes of selected files written or reused, all */
 	/* The parent directory of the previous entry: entries come sorted, so most share it. */
 	char parent[KD_PATH_MAX + 1];
 	int parentfd;
@@ -422,6 +423,13 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 	return 1;
 }
 
+static void progress(extract_state *x, uint64_t n)
+{
+	x->done += n;
+	if (x->o->progress)
+		x->o->progress(x->done, x->sel_bytes, x->o->progress_userdata);
+}
+
 static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, const char *tpath,
 			kd_error *err)
 {
@@ -438,6 +446,7 @@ static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, 
 		return pfd;
 	if ((r = try_reuse(x, f, pfd, base)) > 0) {
 		x->st.files_linked++;
+		progress(x, f->size);
 		return kd_tar_skip(tr, err);
 	}
 	_cleanup_close_ int fd =
@@ -455,6 +464,7 @@ static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, 
 		kd_sha256_update(&h, blk, len);
 		if ((r = write_all(fd, blk, len)) < 0)
 			return kd_err_errno(err, r, "write '%s'", tpath);
+		progress(x, len);
 	}
 	if (r < 0)
 		return r;
@@ -730,6 +740,9 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 		return kd_err(err, -ENOMEM, "out of memory");
 	x.sel = sel;
 	x.seen = seen;
+	for (size_t i = 0; i < x.m->n_files; i++)
+		if (sel[i] && x.m->files[i].type == KD_FILE_REG)
+			x.sel_bytes += x.m->files[i].size;
 	/* +1: the manifest entry. */
 	kd_tar_read_opts tl = {.max_entries = x.lim.max_entries + 1,
 			       .max_path = KD_PATH_MAX,

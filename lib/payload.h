@@ -144,6 +144,10 @@ typedef struct kd_extract_opts {
 	const kd_manifest *reuse_manifest;
 	bool sync;			 /* fsync every written file before returning */
 	const kd_payload_limits *limits; /* NULL = defaults */
+	/* Called as data lands (every block written, every file reused), with the bytes of the
+	 * selected files done so far and their total; the callee decides how often to show it. */
+	void (*progress)(uint64_t done, uint64_t total, void *userdata);
+	void *progress_userdata;
 } kd_extract_opts;
 
 typedef struct kd_extract_stats {

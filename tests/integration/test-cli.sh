@@ -147,6 +147,19 @@ for v in fetch component payload image push ci verify; do
 		bash -c "[ $rc -eq 0 ] && grep -q '^Usage: kata-build $v' <<<\"\$1\"" _ "$out"
 done
 check "kata-build --version" grep -q '^kata-build [0-9]' <<<"$("$KB" --version)"
+# kata-deploy install on a terminal: a progress line (bytes, %, rate) redrawn while it extracts;
+# in a pipe nothing for an install shorter than 5 s (issue 16). 128 MiB that do not compress.
+mkdir -p "$T/big/opt/kata"
+cp -a artifacts/demo/tree/opt/kata/. "$T/big/opt/kata/"
+rm "$T/big/opt/kata/bin/qemu-system-x86_64"
+head -c 134217728 /dev/urandom >"$T/big/opt/kata/bin/qemu-system-x86_64"
+chmod 755 "$T/big/opt/kata/bin/qemu-system-x86_64"
+"$KD" payload pack "$T/big" --spec artifacts/demo/payload.yaml -o "$T/big.tar.zst" >/dev/null
+RB=$T/rootbig; make_host_root "$RB"
+script -qec "'$KD' install --root '$RB' --payload '$T/big.tar.zst' --runtime none --shims qemu" /dev/null >"$T/big.tty" 2>&1 || :
+check "install on a terminal: the extraction's progress line (bytes / total, %, rate)" \
+	grep -qE $'\rinstalling: [0-9.]+ [KMG]?i?B / 1[0-9.]+ MiB \\( *[0-9]+%\\), [0-9.]+ [KMG]?i?B/s' "$T/big.tty"
+check "install on a terminal: the progress line is cleared when extraction ends" grep -q $'\r\033\\[K' "$T/big.tty"
 # kata-build says which step runs and where its log is; on a terminal a status line with the
 # elapsed time and the log's size, redrawn every second, while the step runs (issue 16).
 A=$T/kb-art
