@@ -554,6 +554,9 @@ static bool curl_retryable(xfer *x, CURLcode rc)
 	switch (rc) {
 	case CURLE_COULDNT_CONNECT:
 	case CURLE_COULDNT_RESOLVE_HOST:
+	/* The handshake failed (a server that is starting resets it), not the peer's
+	 * certificate (CURLE_PEER_FAILED_VERIFICATION, never retried). */
+	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_OPERATION_TIMEDOUT:
 	case CURLE_PARTIAL_FILE:
 	case CURLE_RECV_ERROR:
@@ -769,9 +772,11 @@ static int run(const kd_http_request *req, const eff_opts *o, xfer *x, bool foll
 
 		r = attempt(req, o, x, follow, &e);
 		if (r < 0) {
+			/* Nothing reached the server before the TLS handshake completed. */
 			retry = curl_retryable(x, x->rc) &&
 				(idempotent || x->rc == CURLE_COULDNT_CONNECT ||
-				 x->rc == CURLE_COULDNT_RESOLVE_HOST);
+				 x->rc == CURLE_COULDNT_RESOLVE_HOST ||
+				 x->rc == CURLE_SSL_CONNECT_ERROR);
 			if (err)
 				*err = e;
 		} else {

@@ -586,6 +586,50 @@ static int make_cert(const char *cert, const char *key)
 	return system(cmd);
 }
 
+/* A server that accepts TCP and resets during the TLS handshake (an apiserver that is still
+ * starting did this in CI): a transient failure, retried like a refused connection, even for a
+ * POST, since no request reached the server. */
+TEST(tls_reset_during_handshake_is_retried)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t alen = sizeof(a);
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), p[2];
+	char target[128], buf[512];
+	kd_http_opts o = fast;
+	kd_error err = {0};
+
+	CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(lfd, 8) == 0 &&
+	      getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 && pipe(p) == 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		for (;;) {
+			int c = accept(lfd, NULL, NULL);
+			if (c < 0)
+				_exit(1);
+			(void)!read(c, buf, sizeof(buf)); /* the ClientHello */
+			struct linger l = {.l_onoff = 1, .l_linger = 0};
+			setsockopt(c, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+			close(c); /* RST */
+			(void)!write(p[1], "x", 1);
+		}
+	}
+	close(lfd);
+	close(p[1]);
+	snprintf(target, sizeof(target), "https://127.0.0.1:%d/x", ntohs(a.sin_port));
+	o.retries = 2;
+	kd_http_request req = {.method = "POST", .url = target, .body = "{}", .body_len = 2};
+	kd_http_response resp = {0};
+	CHECK(kd_http_do(&req, &o, &resp, &err) < 0);
+	printf("# %s\n", err.msg);
+	CHECK(strstr(err.msg, "TLS") != NULL);
+	kd_http_response_free(&resp);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ssize_t n = read(p[0], buf, sizeof(buf));
+	close(p[0]);
+	CHECK_INT((int)n, 3); /* the first attempt and 2 retries */
+}
+
 TEST(tls_verification_always_on)
 {
 	char target[128];
@@ -661,6 +705,7 @@ int main(void)
 	RUN(request_post_buffer);
 	RUN(request_put_from_fd);
 	RUN(request_statuses_are_answers);
+	RUN(tls_reset_during_handshake_is_retried);
 	RUN(tls_verification_always_on);
 
 	for (pid_t *p = (pid_t[]){files_pid, httpd_pid, tls_pid, 0}; *p; p++) {
