@@ -12,7 +12,7 @@
 #include "log.h"
 #include "merge.h"
 #include "oci.h"
-#include "registry.h"
+#include "push.h"
 #include "strv.h"
 #include "verify.h"
 

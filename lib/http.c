@@ -825,8 +825,9 @@ static void xfer_free(xfer *x)
 	free(x->buf);
 }
 
-static int download(const char *url, enum sink_kind sink, int fd, const kd_http_opts *opts,
-		    char **ret_data, size_t *ret_len, long *ret_status, kd_error *err)
+static int download(const char *url, const char *const *headers, uint64_t from,
+		    enum sink_kind sink, int fd, const kd_http_opts *opts, char **ret_data,
+		    size_t *ret_len, long *ret_status, kd_error *err)
 {
 	eff_opts o = effective(opts);
 	xfer x = {.method = "GET",
@@ -835,7 +836,7 @@ static int download(const char *url, enum sink_kind sink, int fd, const kd_http_
 		  .max = o.max,
 		  .progress = o.progress,
 		  .progress_tty = o.progress && isatty(STDERR_FILENO)};
-	kd_http_request req = {.url = url};
+	kd_http_request req = {.url = url, .headers = headers};
 	char st[160];
 	int r, attempts = 1;
 
@@ -846,13 +847,17 @@ static int download(const char *url, enum sink_kind sink, int fd, const kd_http_
 	if (!kd_is_url(url))
 		return kd_err(err, -EINVAL, "GET %s: not an http:// or https:// URL", x.url);
 	if (sink == SINK_FD) {
-		if (ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0)
+		if (ftruncate(fd, (off_t)from) == 0 && lseek(fd, (off_t)from, SEEK_SET) >= 0)
 			x.seekable = true;
-		else if (errno != EINVAL && errno != ESPIPE)
+		else if (from > 0 || (errno != EINVAL && errno != ESPIPE))
 			return kd_err_errno(err, negative_errno(), "GET %s: truncate output",
 					    x.url);
+		/* The bytes already in the file are the start of this resource: ask for the
+		 * rest; write_cb starts over if the server sends anything else. */
+		x.written = x.resume_from = from;
 	}
-	kd_debug("GET %s (limit %" PRIu64 " bytes, %d retries)", x.url, o.max, o.retries);
+	kd_debug("GET %s (limit %" PRIu64 " bytes, %d retries, from byte %" PRIu64 ")", x.url,
+		 o.max, o.retries, from);
 
 	r = run(&req, &o, &x, true, &attempts, err);
 	if (ret_status)
@@ -888,13 +893,19 @@ static int download(const char *url, enum sink_kind sink, int fd, const kd_http_
 int kd_http_download_fd(const char *url, int fd, const kd_http_opts *opts, long *ret_status,
 			kd_error *err)
 {
-	return download(url, SINK_FD, fd, opts, NULL, NULL, ret_status, err);
+	return download(url, NULL, 0, SINK_FD, fd, opts, NULL, NULL, ret_status, err);
+}
+
+int kd_http_download_at(const char *url, const char *const *headers, int fd, uint64_t from,
+			const kd_http_opts *opts, long *ret_status, kd_error *err)
+{
+	return download(url, headers, from, SINK_FD, fd, opts, NULL, NULL, ret_status, err);
 }
 
 int kd_http_get_buf(const char *url, const kd_http_opts *opts, char **ret_data, size_t *ret_len,
 		    long *ret_status, kd_error *err)
 {
-	return download(url, SINK_BUF, -1, opts, ret_data, ret_len, ret_status, err);
+	return download(url, NULL, 0, SINK_BUF, -1, opts, ret_data, ret_len, ret_status, err);
 }
 
 int kd_http_do(const kd_http_request *req, const kd_http_opts *opts, kd_http_response *ret,

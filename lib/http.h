@@ -44,6 +44,14 @@ typedef struct kd_http_opts {
 int kd_http_download_fd(const char *url, int fd, const kd_http_opts *opts, long *ret_status,
 			kd_error *err);
 
+/* Resume a download: fd already holds the resource's first `from` bytes (a partial file kept
+ * from an earlier run), so ask for the rest with Range (If-Range on retries) and append; a
+ * server that answers 200 instead of 206 starts the file over. headers: NULL-terminated
+ * "Name: value" lines added to every attempt (Authorization). Otherwise as
+ * kd_http_download_fd (which is this with from = 0). */
+int kd_http_download_at(const char *url, const char *const *headers, int fd, uint64_t from,
+			const kd_http_opts *opts, long *ret_status, kd_error *err);
+
 /* Same into a malloc'ed NUL-terminated buffer (the NUL is not counted in *ret_len). */
 int kd_http_get_buf(const char *url, const kd_http_opts *opts, char **ret_data, size_t *ret_len,
 		    long *ret_status, kd_error *err);

@@ -1,6 +1,6 @@
-/* Push an OCI layout to a registry with the distribution API over lib/http: HEAD to skip blobs
- * the repository has, a cross-repository mount when asked, a monolithic POST + PUT upload
- * otherwise, then the manifest PUT by tag. Answers 401 with the registry's WWW-Authenticate
+/* Push an OCI layout to a registry with the distribution API over lib/registry: HEAD to skip
+ * blobs the repository has, a cross-repository mount when asked, a monolithic POST + PUT upload
+ * otherwise, then the manifest PUT by tag. lib/registry answers 401 with the registry's
  * challenge: Bearer (token from the realm, basic credentials from the environment) or Basic. */
 #pragma once
 
@@ -11,8 +11,6 @@
 
 #define KD_REGISTRY_USER_ENV "KATA_BUILD_REGISTRY_USER"
 #define KD_REGISTRY_PASSWORD_ENV "KATA_BUILD_REGISTRY_PASSWORD"
-#define KD_REGISTRY_MAX_TOKEN (64u * 1024) /* bytes of a token answer */
-#define KD_REGISTRY_MAX_AUTH_TRIES 2	   /* 401 answers we act on per request */
 
 typedef struct kd_push_opts {
 	const char *layout;	/* OCI layout directory (kd_oci_build) */
