@@ -31,7 +31,7 @@ typedef struct cli {
 	const char *output, *sign_key, *sign_pubkey;
 	const char *payload, *agent, *layout, *tag, *registry, *mount_from, *ca_file;
 	const char *pr, *sha, *keep, *mirror, *waiter, *ca_bundle;
-	bool verbose, quiet, force, plain_http, no_libs, no_push, with_payload;
+	bool verbose, quiet, force, plain_http, no_libs, no_push, with_payload, no_payload;
 	int jobs;
 	char **names;
 	kd_cache *cache;
@@ -100,12 +100,21 @@ static const struct verb_help {
 		    "                          [--sign-key PEM --sign-pubkey PEM]\n"
 		    "Build the components, then merge them into the payload (default\n"
 		    "OUT/payload.tar.zst), optionally signed.\n"},
-	{"image", "Usage: kata-build image --payload FILE --tag T [--agent BIN] [--waiter BIN]\n"
-		  "                        [--layout DIR] [--no-libs] [--ca-bundle PEM]\n"
-		  "Write the OCI image layout of the node agent with the payload.\n"},
-	{"push", "Usage: kata-build push --layout DIR --registry HOST/REPO --tag T\n"
-		 "                       [--plain-http] [--mount-from REPO] [--ca FILE]\n"
-		 "Push an OCI layout to a registry through the distribution API.\n"},
+	{"image", "Usage: kata-build image --payload FILE|--no-payload --tag T [--agent BIN]\n"
+		  "                        [--waiter BIN] [--layout DIR] [--no-libs]\n"
+		  "                        [--ca-bundle PEM]\n"
+		  "Write the OCI image layout of the node agent with the payload (--no-payload:\n"
+		  "without; the agent then pulls its payload from PAYLOAD, e.g. oci://...).\n"},
+	{"push",
+	 "Usage: kata-build push --layout DIR --registry HOST/REPO --tag T\n"
+	 "                       [--plain-http] [--mount-from REPO] [--ca FILE]\n"
+	 "       kata-build push --payload FILE --registry HOST/REPO --tag T\n"
+	 "                       [--sign-key PEM] [--layout DIR] [--plain-http] [--ca FILE]\n"
+	 "Push an OCI layout to a registry through the distribution API. With --payload:\n"
+	 "the payload (format 2) as an artifact with one layer per component (layout\n"
+	 "default OUT/payload-oci), so that a node pulls only its shims' components\n"
+	 "(kata-deploy install --payload oci://HOST/REPO:T); --sign-key also pushes the\n"
+	 "signature of its manifest under the tag sha256-<hex>.sig.\n"},
 	{"ci", "Usage: kata-build ci --pr N --sha SHA [--registry HOST/REPO] [--no-push]\n"
 	       "Components, payload, image, push, tagged <pr>-<sha>-<arch>.\n"},
 	{"verify", "Usage: kata-build verify [COMPONENT...] [--payload FILE] [--keep DIR]\n"
@@ -301,8 +310,8 @@ static int do_image(cli *c, const char *payload, const char *layout, const char 
 			  .created = c->versions->source_date_epoch,
 			  .bundle_libs = !c->no_libs};
 	kd_info("image: agent %s, waiter %s, CA bundle %s, payload %s, layout %s, tag %s", oo.agent,
-		oo.waiter ? oo.waiter : "none", oo.ca_bundle ? oo.ca_bundle : "none", payload,
-		layout, tag);
+		oo.waiter ? oo.waiter : "none", oo.ca_bundle ? oo.ca_bundle : "none",
+		payload ? payload : "none", layout, tag);
 	return kd_oci_build(&oo, digest, err);
 }
 
@@ -320,17 +329,22 @@ static int cmd_image(cli *c, kd_error *err)
 	char digest[KD_OCI_DIGEST_MAX];
 	if (!layout || !payload)
 		return kd_err(err, -ENOMEM, "out of memory");
-	int r = do_image(c, c->payload ? c->payload : payload, layout,
-			 c->tag ? c->tag : c->versions->version, digest, err);
+	if (c->no_payload && c->payload)
+		return kd_err(err, -EINVAL, "image: --payload and --no-payload exclude each other");
+	int r = do_image(c,
+			 c->no_payload ? NULL
+			 : c->payload  ? c->payload
+				       : payload,
+			 layout, c->tag ? c->tag : c->versions->version, digest, err);
 	if (r < 0)
 		return r;
 	printf("image %s %s\n", layout, digest);
 	return 0;
 }
 
-static int do_push(cli *c, const char *layout, const char *tag, kd_error *err)
+static int do_push(cli *c, const char *layout, const char *tag, char digest[KD_OCI_DIGEST_MAX],
+		   kd_error *err)
 {
-	char digest[KD_OCI_DIGEST_MAX];
 	kd_push_stats st;
 	kd_push_opts po = {.layout = layout,
 			   .target = c->registry,
@@ -348,6 +362,36 @@ static int do_push(cli *c, const char *layout, const char *tag, kd_error *err)
 	return 0;
 }
 
+/* push --payload: the payload as an artifact, and its signature. */
+static int push_payload(cli *c, kd_error *err)
+{
+	_cleanup_free_ char *layout = NULL, *siglayout = NULL, *sigtag = NULL;
+	char digest[KD_OCI_DIGEST_MAX], pushed[KD_OCI_DIGEST_MAX];
+	const char *sde = getenv("SOURCE_DATE_EPOCH");
+	int r;
+
+	if (c->layout ? !(layout = strdup(c->layout))
+		      : asprintf(&layout, "%s/payload-oci", c->out) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	kd_oci_payload_opts po = {.layout = layout,
+				  .payload = c->payload,
+				  .tag = c->tag,
+				  .created = sde ? strtoll(sde, NULL, 10) : 0};
+	if ((r = kd_oci_build_payload(&po, digest, err)) < 0)
+		return r;
+	printf("payload artifact %s %s\n", layout, digest);
+	if ((r = do_push(c, layout, c->tag, pushed, err)) < 0)
+		return r;
+	if (!c->sign_key)
+		return 0;
+	if (asprintf(&siglayout, "%s.sig", layout) < 0 ||
+	    asprintf(&sigtag, "sha256-%s.sig", digest + 7) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = kd_oci_build_signature(siglayout, digest, c->sign_key, sigtag, err)) < 0)
+		return r;
+	return do_push(c, siglayout, sigtag, pushed, err);
+}
+
 static int cmd_push(cli *c, kd_error *err)
 {
 	_cleanup_free_ char *layout = default_layout(c);
@@ -355,7 +399,11 @@ static int cmd_push(cli *c, kd_error *err)
 		return kd_err(err, -EINVAL, "push: --registry and --tag are required");
 	if (!layout)
 		return kd_err(err, -ENOMEM, "out of memory");
-	return do_push(c, layout, c->tag, err);
+	if (!c->payload) {
+		char digest[KD_OCI_DIGEST_MAX];
+		return do_push(c, layout, c->tag, digest, err);
+	}
+	return push_payload(c, err);
 }
 
 static bool tag_part_ok(const char *s)
@@ -392,7 +440,7 @@ static int cmd_ci(cli *c, kd_error *err)
 	if ((r = do_image(c, payload, layout, tag, digest, err)) < 0)
 		return r;
 	printf("image %s %s tag %s\n", layout, digest, tag);
-	return c->no_push ? 0 : do_push(c, layout, tag, err);
+	return c->no_push ? 0 : do_push(c, layout, tag, digest, err);
 }
 
 static int cmd_verify(cli *c, kd_error *err)
@@ -434,6 +482,7 @@ enum {
 	O_WITH_PAYLOAD,
 	O_WAITER,
 	O_CA_BUNDLE,
+	O_NO_PAYLOAD,
 };
 
 /* Apply one option; false for an unknown one. */
@@ -469,6 +518,9 @@ static bool apply_opt(cli *c, int o, const char *arg)
 		break;
 	case O_WITH_PAYLOAD:
 		c->with_payload = true;
+		break;
+	case O_NO_PAYLOAD:
+		c->no_payload = true;
 		break;
 	case O_AGENT:
 		c->agent = arg;
@@ -546,6 +598,7 @@ int main(int argc, char **argv)
 		{"sign-pubkey", required_argument, NULL, O_SIGN_PUB},
 		{"payload", required_argument, NULL, O_PAYLOAD},
 		{"with-payload", no_argument, NULL, O_WITH_PAYLOAD},
+		{"no-payload", no_argument, NULL, O_NO_PAYLOAD},
 		{"agent", required_argument, NULL, O_AGENT},
 		{"layout", required_argument, NULL, O_LAYOUT},
 		{"tag", required_argument, NULL, O_TAG},

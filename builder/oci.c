@@ -15,6 +15,8 @@
 #include "json.h"
 #include "log.h"
 #include "oci.h"
+#include "payload.h"
+#include "sign.h"
 #include "strv.h"
 #include "tarball.h"
 
@@ -333,7 +335,8 @@ static int write_metadata(const kd_oci_opts *o, const char *l1, uint64_t l1size,
 	json_object_object_add(c, "Env", env);
 	json_object_object_add(c, "Labels", labels);
 	json_object_array_add(diffs, json_object_new_string(l1diff));
-	json_object_array_add(diffs, json_object_new_string(l2diff));
+	if (l2)
+		json_object_array_add(diffs, json_object_new_string(l2diff));
 	json_object_object_add(rootfs, "type", json_object_new_string("layers"));
 	json_object_object_add(rootfs, "diff_ids", diffs);
 	json_object_object_add(config, "architecture", json_object_new_string(kd_oci_arch()));
@@ -350,7 +353,8 @@ static int write_metadata(const kd_oci_opts *o, const char *l1, uint64_t l1size,
 	json_object_object_add(manifest, "mediaType", json_object_new_string(KD_OCI_MT_MANIFEST));
 	json_object_object_add(manifest, "config", descriptor(KD_OCI_MT_CONFIG, cfg, cfgsize));
 	json_object_array_add(layers, descriptor(KD_OCI_MT_LAYER_GZIP, l1, l1size));
-	json_object_array_add(layers, descriptor(KD_OCI_MT_LAYER, l2, l2size));
+	if (l2)
+		json_object_array_add(layers, descriptor(KD_OCI_MT_LAYER, l2, l2size));
 	json_object_object_add(manifest, "layers", layers);
 	json_object_object_add(ann, "org.opencontainers.image.created", json_object_new_string(ts));
 	json_object_object_add(ann, "org.opencontainers.image.version",
@@ -393,12 +397,12 @@ int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_er
 	size_t n_agent = 0, n_pay = 0;
 	char l1[KD_OCI_DIGEST_MAX], l1diff[KD_OCI_DIGEST_MAX], l2[KD_OCI_DIGEST_MAX],
 		l2diff[KD_OCI_DIGEST_MAX];
-	uint64_t l1size, l2size;
+	uint64_t l1size, l2size = 0;
 	int r;
 
 	if (access(o->agent, R_OK) < 0)
 		return kd_err_errno(err, negative_errno(), "image: agent %s", o->agent);
-	if (access(o->payload, R_OK) < 0)
+	if (o->payload && access(o->payload, R_OK) < 0)
 		return kd_err_errno(err, negative_errno(), "image: payload %s", o->payload);
 	if (o->waiter && access(o->waiter, R_OK) < 0)
 		return kd_err_errno(err, negative_errno(), "image: waiter %s", o->waiter);
@@ -445,15 +449,17 @@ int kd_oci_build(const kd_oci_opts *o, char ret_digest[KD_OCI_DIGEST_MAX], kd_er
 	for (char **l = libs; l && *l; l++)
 		if ((r = add_with_parents(&agent, &n_agent, *l + 1, *l, 0755)) < 0)
 			goto nomem;
-	if ((r = add_with_parents(&pay, &n_pay, KD_OCI_PAYLOAD_PATH, o->payload, 0644)) < 0)
+	if (o->payload &&
+	    (r = add_with_parents(&pay, &n_pay, KD_OCI_PAYLOAD_PATH, o->payload, 0644)) < 0)
 		goto nomem;
 	if ((r = make_layer(o->layout, agent, n_agent, true, o->created, l1, &l1size, l1diff,
 			    err)) < 0 ||
-	    (r = make_layer(o->layout, pay, n_pay, false, o->created, l2, &l2size, l2diff, err)) <
-		    0)
+	    (o->payload && (r = make_layer(o->layout, pay, n_pay, false, o->created, l2, &l2size,
+					   l2diff, err)) < 0))
 		goto out;
 
-	if ((r = write_metadata(o, l1, l1size, l1diff, l2, l2size, l2diff, ret_digest, err)) < 0)
+	if ((r = write_metadata(o, l1, l1size, l1diff, o->payload ? l2 : NULL, l2size, l2diff,
+				ret_digest, err)) < 0)
 		goto out;
 	r = 0;
 	goto out;
@@ -463,6 +469,202 @@ out:
 	free_entries(agent, n_agent);
 	free_entries(pay, n_pay);
 	return r < 0 ? kd_err_wrap(err, r, "image") : 0;
+}
+
+/* ---- a payload as an artifact: one layer per frame range (lib/payload kd_payload_blobs) ---- */
+
+/* An empty layout directory (replacing one that exists). */
+static int fresh_layout(const char *layout, kd_error *err)
+{
+	_cleanup_close_ int root = -1;
+	const char *slash = strrchr(layout, '/');
+	_cleanup_free_ char *parent =
+				    slash ? strndup(layout, (size_t)(slash - layout)) : strdup("."),
+			    *b = NULL, *blobs = NULL;
+	int r;
+	if (!parent)
+		return kd_err(err, -ENOMEM, "out of memory");
+	root = kd_root_open(*parent ? parent : "/", err);
+	if (root < 0)
+		return root;
+	if ((r = kd_remove_tree(root, slash ? slash + 1 : layout, err)) < 0)
+		return r;
+	if (asprintf(&b, "%s/blobs", layout) < 0 || asprintf(&blobs, "%s/blobs/sha256", layout) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if (mkdir(layout, 0755) < 0 || mkdir(b, 0755) < 0 || mkdir(blobs, 0755) < 0)
+		return kd_err_errno(err, negative_errno(), "mkdir %s", blobs);
+	return 0;
+}
+
+/* Bytes [off, off + size) of fd as a blob of the layout. */
+static int store_range(const char *layout, int fd, uint64_t off, uint64_t size,
+		       char ret[KD_OCI_DIGEST_MAX], kd_error *err)
+{
+	_cleanup_free_ char *tmp = NULL;
+	uint64_t got;
+	if (asprintf(&tmp, "%s/blobs/sha256/.#kd.range", layout) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	_cleanup_close_ int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (out < 0)
+		return kd_err_errno(err, negative_errno(), "create %s", tmp);
+	for (loff_t in_off = (loff_t)off, left = (loff_t)size; left > 0;) {
+		ssize_t n = copy_file_range(fd, &in_off, out, NULL, (size_t)left, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return kd_err_errno(err, n < 0 ? negative_errno() : -EIO, "copy to %s",
+					    tmp);
+		left -= n;
+	}
+	return store_blob(layout, tmp, ret, &got, err);
+}
+
+static int write_index(const char *layout, const char *mt, const char *man, uint64_t mansize,
+		       const char *tag, kd_error *err)
+{
+	_cleanup_json_ struct json_object *index = json_object_new_object(),
+					  *lo = json_object_new_object();
+	struct json_object *mans = json_object_new_array(), *md = descriptor(mt, man, mansize),
+			   *ann = json_object_new_object();
+	json_object_object_add(ann, "org.opencontainers.image.ref.name",
+			       json_object_new_string(tag));
+	json_object_object_add(md, "annotations", ann);
+	json_object_array_add(mans, md);
+	json_object_object_add(index, "schemaVersion", json_object_new_int(2));
+	json_object_object_add(index, "mediaType", json_object_new_string(KD_OCI_MT_INDEX));
+	json_object_object_add(index, "manifests", mans);
+	json_object_object_add(lo, "imageLayoutVersion", json_object_new_string("1.0.0"));
+	_cleanup_close_ int lfd = kd_root_open(layout, err);
+	int r;
+	if (lfd < 0)
+		return lfd;
+	if ((r = kd_json_write_atomic(lfd, "index.json", index, KD_JSON_CANONICAL, 0644, err)) <
+		    0 ||
+	    (r = kd_json_write_atomic(lfd, "oci-layout", lo, KD_JSON_CANONICAL, 0644, err)) < 0)
+		return r;
+	return 0;
+}
+
+/* The empty config of an artifact ("{}", application/vnd.oci.empty.v1+json). */
+static int store_empty_config(const char *layout, char ret[KD_OCI_DIGEST_MAX], uint64_t *size,
+			      kd_error *err)
+{
+	_cleanup_json_ struct json_object *empty = json_object_new_object();
+	return store_json(layout, empty, ret, size, err);
+}
+
+static void created_ts(int64_t created, char ts[32])
+{
+	time_t t = (time_t)created;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(ts, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int kd_oci_build_payload(const kd_oci_payload_opts *o, char ret_digest[KD_OCI_DIGEST_MAX],
+			 kd_error *err)
+{
+	_cleanup_close_ int fd = open(o->payload, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ kd_payload_blob *blobs = NULL;
+	_cleanup_json_ struct json_object *manifest = NULL;
+	kd_payload *p = NULL;
+	size_t n = 0;
+	char cfg[KD_OCI_DIGEST_MAX], man[KD_OCI_DIGEST_MAX], ts[32];
+	uint64_t cfgsize, mansize;
+	int r;
+
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "payload artifact: open %s", o->payload);
+	if ((r = kd_payload_open(fd, o->payload, NULL, &p, err)) < 0)
+		return kd_err_wrap(err, r, "payload artifact");
+	const kd_manifest *m = kd_payload_manifest(p);
+	if ((r = kd_payload_blobs(p, &blobs, &n, err)) < 0 ||
+	    (r = kd_payload_check_components(p, NULL, err)) < 0 ||
+	    (r = fresh_layout(o->layout, err)) < 0 ||
+	    (r = store_empty_config(o->layout, cfg, &cfgsize, err)) < 0)
+		goto out;
+	created_ts(o->created, ts);
+	manifest = json_object_new_object();
+	struct json_object *layers = json_object_new_array(), *ann = json_object_new_object();
+	for (size_t i = 0; i < n; i++) {
+		char d[KD_OCI_DIGEST_MAX];
+		if ((r = store_range(o->layout, fd, blobs[i].offset, blobs[i].size, d, err)) < 0)
+			goto out;
+		const char *mt = i == 0	      ? KD_PAYLOAD_OCI_MT_MANIFEST
+				 : i + 1 == n ? KD_PAYLOAD_OCI_MT_TAIL
+					      : KD_PAYLOAD_OCI_MT_COMPONENT;
+		struct json_object *desc = descriptor(mt, d, blobs[i].size);
+		if (i > 0 && i + 1 < n) {
+			struct json_object *la = json_object_new_object();
+			json_object_object_add(la, KD_PAYLOAD_OCI_ANN_COMPONENT,
+					       json_object_new_string(m->components[i - 1].name));
+			json_object_object_add(desc, "annotations", la);
+		}
+		json_object_array_add(layers, desc);
+	}
+	json_object_object_add(manifest, "schemaVersion", json_object_new_int(2));
+	json_object_object_add(manifest, "mediaType", json_object_new_string(KD_OCI_MT_MANIFEST));
+	json_object_object_add(manifest, "artifactType",
+			       json_object_new_string(KD_PAYLOAD_OCI_ARTIFACT_TYPE));
+	json_object_object_add(manifest, "config", descriptor(KD_OCI_MT_EMPTY, cfg, cfgsize));
+	json_object_object_add(manifest, "layers", layers);
+	json_object_object_add(ann, "org.opencontainers.image.created", json_object_new_string(ts));
+	json_object_object_add(ann, "org.opencontainers.image.version",
+			       json_object_new_string(m->version));
+	json_object_object_add(ann, KD_PAYLOAD_OCI_ANN_SHA256,
+			       json_object_new_string(kd_payload_digest(p)));
+	json_object_object_add(manifest, "annotations", ann);
+	if ((r = store_json(o->layout, manifest, man, &mansize, err)) < 0 ||
+	    (r = write_index(o->layout, KD_OCI_MT_MANIFEST, man, mansize, o->tag, err)) < 0)
+		goto out;
+	memcpy(ret_digest, man, KD_OCI_DIGEST_MAX);
+	r = 0;
+out:
+	kd_payload_free(p);
+	return r < 0 ? kd_err_wrap(err, r, "payload artifact") : 0;
+}
+
+int kd_oci_build_signature(const char *layout, const char *subject, const char *sign_key,
+			   const char *tag, kd_error *err)
+{
+	_cleanup_free_ uint8_t *sig = NULL;
+	_cleanup_free_ char *msg = NULL, *tmp = NULL;
+	size_t siglen;
+	char cfg[KD_OCI_DIGEST_MAX], layer[KD_OCI_DIGEST_MAX], man[KD_OCI_DIGEST_MAX];
+	uint64_t cfgsize, lsize, mansize;
+	int r;
+
+	if (asprintf(&msg, "%s%s", KD_PAYLOAD_OCI_SIG_CONTEXT, subject) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if ((r = kd_sign_buf(sign_key, msg, strlen(msg), &sig, &siglen, err)) < 0 ||
+	    (r = fresh_layout(layout, err)) < 0 ||
+	    (r = store_empty_config(layout, cfg, &cfgsize, err)) < 0)
+		return kd_err_wrap(err, r, "signature of %s", subject);
+	if (asprintf(&tmp, "%s/blobs/sha256/.#kd.sig", layout) < 0)
+		return kd_err(err, -ENOMEM, "out of memory");
+	{
+		_cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (fd < 0 || write(fd, sig, siglen) != (ssize_t)siglen)
+			return kd_err_errno(err, negative_errno(), "write %s", tmp);
+	}
+	if ((r = store_blob(layout, tmp, layer, &lsize, err)) < 0)
+		return r;
+	_cleanup_json_ struct json_object *manifest = json_object_new_object();
+	struct json_object *layers = json_object_new_array(), *ann = json_object_new_object();
+	json_object_array_add(layers, descriptor(KD_PAYLOAD_OCI_SIG_TYPE, layer, lsize));
+	json_object_object_add(manifest, "schemaVersion", json_object_new_int(2));
+	json_object_object_add(manifest, "mediaType", json_object_new_string(KD_OCI_MT_MANIFEST));
+	json_object_object_add(manifest, "artifactType",
+			       json_object_new_string(KD_PAYLOAD_OCI_SIG_TYPE));
+	json_object_object_add(manifest, "config", descriptor(KD_OCI_MT_EMPTY, cfg, cfgsize));
+	json_object_object_add(manifest, "layers", layers);
+	json_object_object_add(ann, "io.katacontainers.deploy.signature.subject",
+			       json_object_new_string(subject));
+	json_object_object_add(manifest, "annotations", ann);
+	if ((r = store_json(layout, manifest, man, &mansize, err)) < 0 ||
+	    (r = write_index(layout, KD_OCI_MT_MANIFEST, man, mansize, tag, err)) < 0)
+		return r;
+	return 0;
 }
 
 void kd_oci_image_free(kd_oci_image *img)

@@ -33,8 +33,7 @@ static char *resolve(const reg *g, const char *location)
 	const char *base = kd_registry_base(g->r);
 	if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0)
 		return strdup(location);
-	return asprintf(&u, "%s%s%s", base, location[0] == '/' ? "" : "/", location) < 0 ? NULL
-											  : u;
+	return asprintf(&u, "%s%s%s", base, location[0] == '/' ? "" : "/", location) < 0 ? NULL : u;
 }
 
 static int push_blob(reg *g, const kd_oci_blob *b, kd_push_stats *st, kd_error *err)
@@ -43,7 +42,8 @@ static int push_blob(reg *g, const kd_oci_blob *b, kd_push_stats *st, kd_error *
 	_cleanup_http_response_ kd_http_response resp = {0};
 	int r;
 
-	if (asprintf(&url, "%s/v2/%s/blobs/%s", kd_registry_base(g->r), kd_registry_repo(g->r), b->digest) < 0)
+	if (asprintf(&url, "%s/v2/%s/blobs/%s", kd_registry_base(g->r), kd_registry_repo(g->r),
+		     b->digest) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
 	kd_http_request head = {.method = "HEAD", .url = url};
 	if ((r = do_req(g, &head, NULL, &resp, err)) < 0)
@@ -58,10 +58,12 @@ static int push_blob(reg *g, const kd_oci_blob *b, kd_push_stats *st, kd_error *
 	free(url);
 	url = NULL;
 	if (g->o->mount_from) {
-		if (asprintf(&url, "%s/v2/%s/blobs/uploads/?mount=%s&from=%s", kd_registry_base(g->r), kd_registry_repo(g->r),
-			     b->digest, g->o->mount_from) < 0)
+		if (asprintf(&url, "%s/v2/%s/blobs/uploads/?mount=%s&from=%s",
+			     kd_registry_base(g->r), kd_registry_repo(g->r), b->digest,
+			     g->o->mount_from) < 0)
 			return kd_err(err, -ENOMEM, "out of memory");
-	} else if (asprintf(&url, "%s/v2/%s/blobs/uploads/", kd_registry_base(g->r), kd_registry_repo(g->r)) < 0)
+	} else if (asprintf(&url, "%s/v2/%s/blobs/uploads/", kd_registry_base(g->r),
+			    kd_registry_repo(g->r)) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
 	kd_http_request post = {.method = "POST", .url = url};
 	if ((r = do_req(g, &post, NULL, &resp, err)) < 0)

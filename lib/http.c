@@ -825,9 +825,9 @@ static void xfer_free(xfer *x)
 	free(x->buf);
 }
 
-static int download(const char *url, const char *const *headers, uint64_t from,
-		    enum sink_kind sink, int fd, const kd_http_opts *opts, char **ret_data,
-		    size_t *ret_len, long *ret_status, kd_error *err)
+static int download(const char *url, const char *const *headers, uint64_t from, enum sink_kind sink,
+		    int fd, const kd_http_opts *opts, char **ret_data, size_t *ret_len,
+		    long *ret_status, kd_error *err)
 {
 	eff_opts o = effective(opts);
 	xfer x = {.method = "GET",

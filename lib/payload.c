@@ -21,6 +21,7 @@ struct kd_payload {
 	kd_manifest *manifest;
 	kd_payload_index *index; /* format 2, else NULL */
 	bool *component_ok;	 /* format 2: the component's frame matched the manifest */
+	bool *absent;		 /* a partial payload: the component's frame is not here */
 };
 
 DEFINE_CLEANUP(kd_payload *, kd_payload_free)
@@ -71,6 +72,41 @@ static int hash_whole(int fd, const kd_payload_index *ix, uint64_t size,
 	if ((r = kd_sha256_final(&h, bin, err)) < 0)
 		return r;
 	kd_hex(bin, sizeof(bin), out);
+	return 0;
+}
+
+/* A partial payload: the sha256 of frame 0, of the end frame and of the frames of the present
+ * components (want[k] for frame k), each read with pread; the others stay zero. */
+static int hash_frames(int fd, const kd_payload_index *ix, const bool *want,
+		       uint8_t (*ret_frames)[KD_SHA256_LEN], kd_error *err)
+{
+	_cleanup_free_ uint8_t *buf = malloc(HASH_BUF);
+	int r;
+	if (!buf)
+		return kd_err(err, -ENOMEM, "out of memory");
+	for (uint32_t k = 0; k < ix->n; k++) {
+		_cleanup_sha256_ kd_sha256 h = {0};
+		const kd_pframe *f = &ix->frames[k];
+		if (!want[k])
+			continue;
+		if ((r = kd_sha256_init(&h, err)) < 0)
+			return r;
+		for (uint64_t at = f->offset, end = f->offset + f->size; at < end;) {
+			size_t len = end - at < HASH_BUF ? (size_t)(end - at) : HASH_BUF;
+			ssize_t n = pread(fd, buf, len, (off_t)at);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return kd_err_errno(err, negative_errno(), "read");
+			if (n == 0)
+				return kd_err(err, -EIO,
+					      "read: the file is shorter than its index");
+			kd_sha256_update(&h, buf, (size_t)n);
+			at += (uint64_t)n;
+		}
+		if ((r = kd_sha256_final(&h, ret_frames[k], err)) < 0)
+			return r;
+	}
 	return 0;
 }
 
@@ -171,6 +207,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 	_cleanup_free_ uint8_t(*frames)[KD_SHA256_LEN] = NULL;
 	char digest[KD_SHA256_HEX_LEN + 1];
 	struct stat st;
+	bool partial = v && v->manifest_frame_sha256;
 	int r;
 
 	if (dfd < 0)
@@ -190,12 +227,43 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		return kd_err_wrap(err, r, "payload '%s'", name);
 	if (p->index && !(frames = calloc(p->index->n, KD_SHA256_LEN)))
 		return kd_err(err, -ENOMEM, "out of memory");
-	if ((r = hash_whole(p->fd, p->index, (uint64_t)st.st_size, digest, frames, err)) < 0)
+	if (partial) {
+		_cleanup_free_ bool *want = NULL;
+		if (!p->index)
+			return kd_err(
+				err, -EBADMSG,
+				"payload '%s': no frame index: only format 2 can be read from "
+				"its frames",
+				name);
+		if (!kd_sha256_hex_valid(v->manifest_frame_sha256) || !v->digest ||
+		    !kd_sha256_hex_valid(v->digest))
+			return kd_err(err, -EINVAL, "payload '%s': bad frame or payload digest",
+				      name);
+		if (!(want = calloc(p->index->n, sizeof(bool))))
+			return kd_err(err, -ENOMEM, "out of memory");
+		want[0] = want[p->index->n - 1] = true;
+		for (uint32_t k = 1; v->present && k + 1 < p->index->n; k++)
+			want[k] = v->present[k - 1];
+		if ((r = hash_frames(p->fd, p->index, want, frames, err)) < 0)
+			return kd_err_wrap(err, r, "payload '%s'", name);
+		char hex[KD_SHA256_HEX_LEN + 1];
+		hex_of(frames[0], hex);
+		if (strcmp(hex, v->manifest_frame_sha256) != 0)
+			return kd_err(
+				err, -EBADMSG,
+				"payload '%s': the manifest's frame has sha256 %s, expected %s",
+				name, hex, v->manifest_frame_sha256);
+		if (memcmp(frames[p->index->n - 1], p->index->frames[p->index->n - 1].sha256,
+			   KD_SHA256_LEN) != 0)
+			return kd_err(err, -EBADMSG,
+				      "payload '%s': the end frame does not match the index", name);
+		snprintf(digest, sizeof(digest), "%s", v->digest);
+	} else if ((r = hash_whole(p->fd, p->index, (uint64_t)st.st_size, digest, frames, err)) < 0)
 		return kd_err_wrap(err, r, "payload '%s'", name);
-	if (v && v->expect_sha256 && strcmp(v->expect_sha256, digest) != 0)
+	if (!partial && v && v->expect_sha256 && strcmp(v->expect_sha256, digest) != 0)
 		return kd_err(err, -EBADMSG, "payload '%s': sha256 is %s, expected %s", name,
 			      digest, v->expect_sha256);
-	if (v && v->pubkey_path) {
+	if (!partial && v && v->pubkey_path) {
 		char msg[sizeof(KD_PAYLOAD_SIG_CONTEXT) + KD_SHA256_HEX_LEN];
 		if (!v->sig || !v->siglen)
 			return kd_err(err, -EINVAL, "payload '%s': no signature to verify", name);
@@ -237,6 +305,13 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			return kd_err(err, -ENOMEM, "out of memory");
 		if ((r = check_frames(p, frames, err)) < 0)
 			return kd_err_wrap(err, r, "payload '%s'", name);
+		if (partial) {
+			p->absent = calloc(p->manifest->n_components + 1, sizeof(bool));
+			if (!p->absent)
+				return kd_err(err, -ENOMEM, "out of memory");
+			for (size_t i = 0; i < p->manifest->n_components; i++)
+				p->absent[i] = !v->present || !v->present[i];
+		}
 	}
 	const kd_manifest *m = p->manifest;
 	if (m->signing_key) {
@@ -268,7 +343,13 @@ int kd_payload_check_components(const kd_payload *p, const bool *mask, kd_error 
 	if (!p->index)
 		return 0;
 	for (size_t i = 0; i < p->manifest->n_components; i++)
-		if ((!mask || mask[i]) && !p->component_ok[i])
+		if ((!mask || mask[i]) && p->absent && p->absent[i])
+			return kd_err(
+				err, -ENOENT,
+				"payload '%s': component '%s' was not pulled (its blob is not "
+				"here)",
+				p->name, p->manifest->components[i].name);
+		else if ((!mask || mask[i]) && !p->component_ok[i])
 			return kd_err(
 				err, -EBADMSG,
 				"payload '%s': component '%s' is damaged: its %llu bytes do not "
@@ -276,6 +357,29 @@ int kd_payload_check_components(const kd_payload *p, const bool *mask, kd_error 
 				p->name, p->manifest->components[i].name,
 				(unsigned long long)p->manifest->components[i].blob_size,
 				p->manifest->components[i].blob_sha256);
+	return 0;
+}
+
+int kd_payload_blobs(const kd_payload *p, kd_payload_blob **ret, size_t *ret_n, kd_error *err)
+{
+	const kd_payload_index *ix = p->index;
+	struct stat st;
+	if (!ix)
+		return kd_err(err, -EINVAL,
+			      "payload '%s' is format %d: only format 2 has a blob per component "
+			      "(repack it with kata-deploy payload pack)",
+			      p->name, p->manifest->format);
+	if (fstat(p->fd, &st) < 0)
+		return kd_err_errno(err, negative_errno(), "payload '%s': stat", p->name);
+	kd_payload_blob *b = calloc(ix->n, sizeof(*b));
+	if (!b)
+		return kd_err(err, -ENOMEM, "out of memory");
+	for (uint32_t k = 0; k < ix->n; k++)
+		b[k] = (kd_payload_blob){ix->frames[k].offset, ix->frames[k].size};
+	/* The end frame and the index travel together: the index is what finds the frames. */
+	b[ix->n - 1].size = (uint64_t)st.st_size - b[ix->n - 1].offset;
+	*ret = b;
+	*ret_n = ix->n;
 	return 0;
 }
 
@@ -304,6 +408,7 @@ void kd_payload_free(kd_payload *p)
 	kd_manifest_free(p->manifest);
 	kd_payload_index_free(p->index);
 	free(p->component_ok);
+	free(p->absent);
 	free(p);
 }
 

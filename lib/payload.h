@@ -119,6 +119,18 @@ typedef struct kd_payload_verify {
 	const char *pubkey_path;   /* optional */
 	const uint8_t *sig;	   /* required when pubkey_path is set */
 	size_t siglen;
+	/* A format 2 payload of which only some frames are present (pulled from a registry, one
+	 * blob per frame; docs/PAYLOAD.md "In a registry"): the file has the whole payload's
+	 * layout, but only the manifest's frame, the end frame, the index and the frames of the
+	 * components set in present (n_components flags, NULL = none) hold their bytes; the
+	 * others may be holes. Only those frames are hashed. No whole-file sha256 or signature
+	 * is checked here (expect_sha256 and sig are ignored): the caller has authenticated
+	 * manifest_frame_sha256 (hex), and the manifest names every other frame by digest. A
+	 * selected component that is not present is refused like a damaged one. digest (hex) is
+	 * what kd_payload_digest() returns. The signing_key rule still applies to pubkey_path. */
+	const char *manifest_frame_sha256;
+	const bool *present;
+	const char *digest;
 } kd_payload_verify;
 int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,
 		    kd_error *err);
@@ -126,6 +138,30 @@ const kd_manifest *kd_payload_manifest(const kd_payload *p);
 const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
 int kd_payload_format(const kd_payload *p);	    /* 1 or 2 */
 void kd_payload_free(kd_payload *p);
+
+/* ---- a payload in a registry (docs/PAYLOAD.md "In a registry") ---- */
+
+/* An OCI artifact with one layer per frame range of kd_payload_blobs(), in that order. */
+#define KD_PAYLOAD_OCI_ARTIFACT_TYPE "application/vnd.katacontainers.deploy.payload.v2"
+#define KD_PAYLOAD_OCI_MT_MANIFEST "application/vnd.katacontainers.deploy.payload.manifest.v2+zstd"
+#define KD_PAYLOAD_OCI_MT_COMPONENT                                                                \
+	"application/vnd.katacontainers.deploy.payload.component.v2+zstd"
+#define KD_PAYLOAD_OCI_MT_TAIL "application/vnd.katacontainers.deploy.payload.tail.v2+zstd"
+#define KD_PAYLOAD_OCI_ANN_COMPONENT "io.katacontainers.deploy.payload.component"
+#define KD_PAYLOAD_OCI_ANN_SHA256 "io.katacontainers.deploy.payload.sha256"
+/* The signature of an artifact signs this context followed by "sha256:<hex>" of its OCI
+ * manifest; it is published as an artifact of this type under the tag sha256-<hex>.sig. */
+#define KD_PAYLOAD_OCI_SIG_CONTEXT "kata-deploy oci payload v1\n"
+#define KD_PAYLOAD_OCI_SIG_TYPE "application/vnd.katacontainers.deploy.signature.v1"
+
+typedef struct kd_payload_blob {
+	uint64_t offset, size;
+} kd_payload_blob;
+
+/* Format 2: the byte ranges that are one registry blob each: [0] the manifest's frame,
+ * [1..N] the frames of the N components in manifest order, [N+1] the end frame and the index,
+ * to the end of the file. Their concatenation is the file. -EINVAL for format 1. */
+int kd_payload_blobs(const kd_payload *p, kd_payload_blob **ret, size_t *ret_n, kd_error *err);
 
 /* Limits applied while extracting; 0 fields mean the KD_PAYLOAD_MAX_* defaults. Tests lower them
  * to exercise each limit's error. */

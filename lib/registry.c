@@ -79,7 +79,8 @@ int kd_registry_ref_parse(const char *s, kd_registry_ref *ret, kd_error *err)
 	const char *slash = strchr(s, '/');
 	if (!slash || !host_valid(s, (size_t)(slash - s)))
 		return kd_err(err, -EINVAL,
-			      "reference '%s': not REGISTRY[:PORT]/REPOSITORY[:TAG|@sha256:HEX]", s);
+			      "reference '%s': not REGISTRY[:PORT]/REPOSITORY[:TAG|@sha256:HEX]",
+			      s);
 	const char *rest = slash + 1, *at = strchr(rest, '@');
 	const char *end = at ? at : rest + strlen(rest);
 	const char *colon = memrchr(rest, ':', (size_t)(end - rest));
@@ -99,11 +100,11 @@ int kd_registry_ref_parse(const char *s, kd_registry_ref *ret, kd_error *err)
 			return kd_err(err, -EINVAL, "reference '%s': bad tag '%.*s'", s, (int)n, t);
 	}
 	if (at && (strncmp(at + 1, "sha256:", 7) != 0 || !kd_sha256_hex_valid(at + 8)))
-		return kd_err(err, -EINVAL, "reference '%s': a digest must be sha256:<64 hex digits>",
-			      s);
+		return kd_err(err, -EINVAL,
+			      "reference '%s': a digest must be sha256:<64 hex digits>", s);
 	if (!colon && !at)
-		return kd_err(err, -EINVAL, "reference '%s': name a tag (:TAG) or a digest (@sha256:HEX)",
-			      s);
+		return kd_err(err, -EINVAL,
+			      "reference '%s': name a tag (:TAG) or a digest (@sha256:HEX)", s);
 	r.host = strndup(s, (size_t)(slash - s));
 	r.repo = strndup(rest, (size_t)(repo_end - rest));
 	r.tag = colon ? strndup(colon + 1, (size_t)(end - colon - 1)) : NULL;
@@ -188,7 +189,8 @@ static bool auth_key_matches(const char *key, const char *host)
 int kd_registry_auth_file(const char *path, const char *host, char **ret_user, char **ret_password,
 			  kd_error *err)
 {
-	_cleanup_close_ int base = open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_close_ int base =
+		open(path[0] == '/' ? "/" : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	_cleanup_free_ char *text = NULL, *pair = NULL;
 	_cleanup_json_ struct json_object *doc = NULL;
 	struct json_object *auths = NULL;
@@ -403,8 +405,9 @@ static int authenticate(kd_registry *g, const char *challenge, kd_error *err)
 	if (resp.status != 200)
 		return kd_err(err, kd_http_status_errno(resp.status),
 			      "token from %s: HTTP %ld %s%s%s%s", realm, resp.status,
-			      kd_http_reason(resp.status), creds ? "" : " (no credentials: ",
-			      creds ? "" : g->cred_hint, creds ? "" : ")");
+			      kd_http_reason(resp.status),
+			      creds ? "" : " (no credentials: ", creds ? "" : g->cred_hint,
+			      creds ? "" : ")");
 	_cleanup_json_ struct json_object *tok = NULL;
 	const char *t = NULL;
 	if ((r = kd_json_parse(resp.body, resp.body_len, "token answer", &tok, err)) < 0)
@@ -455,8 +458,7 @@ int kd_registry_do(kd_registry *g, kd_http_request *req, const char *extra_hdr,
 	}
 }
 
-int kd_registry_unexpected(const kd_http_request *req, const kd_http_response *resp,
-			   kd_error *err)
+int kd_registry_unexpected(const kd_http_request *req, const kd_http_response *resp, kd_error *err)
 {
 	char body[201] = "";
 	if (resp->body)
@@ -483,7 +485,8 @@ int kd_registry_get_manifest(kd_registry *g, const char *reference, char **ret_b
 
 	if (asprintf(&url, "%s/v2/%s/manifests/%s", g->base, g->repo, reference) < 0)
 		return kd_err(err, -ENOMEM, "out of memory");
-	kd_http_request req = {.method = "GET", .url = url, .max_response = KD_REGISTRY_MAX_MANIFEST};
+	kd_http_request req = {
+		.method = "GET", .url = url, .max_response = KD_REGISTRY_MAX_MANIFEST};
 	if ((r = kd_registry_do(g, &req, "Accept: " KD_REGISTRY_MT_OCI_MANIFEST, &resp, err)) < 0)
 		return r;
 	if (resp.status != 200)
@@ -494,7 +497,8 @@ int kd_registry_get_manifest(kd_registry *g, const char *reference, char **ret_b
 	if (strncmp(reference, "sha256:", 7) == 0 && strcmp(reference, ret_digest) != 0)
 		return kd_err(err, -EBADMSG, "GET %s: the manifest's bytes hash to %s", url,
 			      ret_digest);
-	if (resp.content_type && !(mt = strndup(resp.content_type, strcspn(resp.content_type, "; "))))
+	if (resp.content_type &&
+	    !(mt = strndup(resp.content_type, strcspn(resp.content_type, "; "))))
 		return kd_err(err, -ENOMEM, "out of memory");
 	*ret_body = TAKE_PTR(resp.body);
 	*ret_len = resp.body_len;

@@ -11,12 +11,12 @@
 #include "err.h"
 #include "http.h"
 
-#define KD_REGISTRY_MAX_TOKEN (64u * 1024)	  /* bytes of a token answer */
-#define KD_REGISTRY_MAX_AUTH_TRIES 2		  /* 401 answers we act on per request */
-#define KD_REGISTRY_MAX_MANIFEST (4u << 20)	  /* bytes of a manifest we read */
-#define KD_REGISTRY_MAX_AUTH_FILE (1u << 20)	  /* bytes of a docker config file */
-#define KD_REGISTRY_MAX_REF 1024u		  /* bytes of a reference */
-#define KD_REGISTRY_DIGEST_MAX 72		  /* "sha256:" + 64 hex + NUL */
+#define KD_REGISTRY_MAX_TOKEN (64u * 1024)   /* bytes of a token answer */
+#define KD_REGISTRY_MAX_AUTH_TRIES 2	     /* 401 answers we act on per request */
+#define KD_REGISTRY_MAX_MANIFEST (4u << 20)  /* bytes of a manifest we read */
+#define KD_REGISTRY_MAX_AUTH_FILE (1u << 20) /* bytes of a docker config file */
+#define KD_REGISTRY_MAX_REF 1024u	     /* bytes of a reference */
+#define KD_REGISTRY_DIGEST_MAX 72	     /* "sha256:" + 64 hex + NUL */
 #define KD_REGISTRY_MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
 
 /* "host[:port]/repository[:tag|@sha256:hex]". */
@@ -65,8 +65,7 @@ const char *kd_registry_repo(const kd_registry *g);
 int kd_registry_do(kd_registry *g, kd_http_request *req, const char *extra_hdr,
 		   kd_http_response *resp, kd_error *err);
 /* The answer that is not the expected one, as an error ("GET url: HTTP 404 Not Found: ..."). */
-int kd_registry_unexpected(const kd_http_request *req, const kd_http_response *resp,
-			   kd_error *err);
+int kd_registry_unexpected(const kd_http_request *req, const kd_http_response *resp, kd_error *err);
 
 /* GET /v2/<repo>/manifests/<tag or digest> accepting the OCI manifest type; the bytes (at most
  * KD_REGISTRY_MAX_MANIFEST), their "sha256:<hex>" and media type (malloc'ed). When reference
