@@ -30,8 +30,8 @@ typedef struct kd_engine_opts {
 
 typedef struct kd_install_opts {
 	kd_engine_opts e;
-	const char *payload;	/* local path or http(s) URL */
-	const char *sha256;	/* expected payload digest, optional */
+	const char *payload;	/* local path, http(s) URL or oci://REGISTRY/REPO:TAG */
+	const char *sha256;	/* expected payload digest (oci://: of the artifact's manifest) */
 	const char *public_key; /* verify <payload>.sig (or signature) with this key */
 	const char *signature;	/* default: payload + ".sig" */
 	char **shims;		/* NULL = every shim of the payload */
@@ -39,8 +39,12 @@ typedef struct kd_install_opts {
 	/* Shims the payload does not have are left out (and listed in the result) instead of
 	 * refused; the install fails only when none of the shims is in the payload. */
 	bool skip_missing_shims;
-	const char *arch;   /* the root's machine architecture; NULL: this machine's */
-	kd_runtime_opts rt; /* runtime configuration (docs/RUNTIME-CONFIG.md) */
+	const char *arch; /* the root's machine architecture; NULL: this machine's */
+	/* oci:// payloads (deployer/pull.h) */
+	const char *registry_auth; /* docker config JSON with the registry's credentials */
+	const char *blob_cache;	   /* NULL: $TMPDIR or /var/tmp + /kata-deploy-blobs */
+	bool plain_http;	   /* the registry over http:// */
+	kd_runtime_opts rt;	   /* runtime configuration (docs/RUNTIME-CONFIG.md) */
 } kd_install_opts;
 
 typedef struct kd_install_result {
@@ -109,9 +113,9 @@ bool kd_root_is_host(int rootfd);
 /* Whether a config change makes kd_restart do something (a unit, a mode other than none). */
 bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool root_is_host);
 /* install.c's steps that plan.c repeats without writing. */
-int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err);
-int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len,
-			      kd_error *err);
+/* The payload of o, opened and verified: a local file, an http(s) download, or an oci:// pull
+ * of only the chosen shims' components (deployer/pull.h). */
+int kd_install_open_payload(const kd_install_opts *o, kd_payload **ret, kd_error *err);
 void kd_install_version_id(const char *digest, char **components, char out[17]);
 /* A payload built for another architecture than the root's machine (arch, or this machine's) is
  * refused; x86_64/amd64 and aarch64/arm64 are the same. */

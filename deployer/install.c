@@ -18,6 +18,7 @@
 #include "kataconfig.h"
 #include "json.h"
 #include "log.h"
+#include "pull.h"
 #include "state.h"
 #include "strv.h"
 
@@ -253,7 +254,7 @@ static int begin_with_state_dir(kd_ctx *c, kd_journal *j, const char *op, char *
 	return 0;
 }
 
-int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err)
+static int open_source(const kd_install_opts *o, int *ret_fd, kd_error *err)
 {
 	if (!kd_is_url(o->payload)) {
 		int fd = open(o->payload, O_RDONLY | O_CLOEXEC);
@@ -282,8 +283,7 @@ int kd_install_open_source(const kd_install_opts *o, int *ret_fd, kd_error *err)
 	return 0;
 }
 
-int kd_install_read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len,
-			      kd_error *err)
+static int read_signature(const kd_install_opts *o, uint8_t **ret, size_t *ret_len, kd_error *err)
 {
 	char path[KD_PATH_MAX];
 	snprintf(path, sizeof(path), "%s%s", o->signature ? o->signature : o->payload,
@@ -338,6 +338,56 @@ int kd_install_check_arch(const kd_manifest *m, const char *arch, kd_error *err)
 		      "(--arch %s installs it for a root of a %s machine)",
 		      m->arch, arch ? "the root's machine (--arch)" : "this machine", here, m->arch,
 		      m->arch);
+}
+
+/* oci://: only the chosen shims' blobs, laid out as the whole payload (deployer/pull.c). */
+static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err)
+{
+	kd_pull_result pr = {.fd = -1};
+	kd_pull_opts po = {.ref = o->payload,
+			   .pin = o->sha256,
+			   .public_key = o->public_key,
+			   .signature = o->signature,
+			   .shims = o->shims,
+			   .skip_missing = o->skip_missing_shims,
+			   .auth_file = o->registry_auth,
+			   .cache_dir = o->blob_cache,
+			   .plain_http = o->plain_http,
+			   .progress = o->progress};
+	int r = kd_pull_payload(&po, &pr, err);
+	if (r < 0)
+		return r;
+	kd_info("pull: %u of %zu layers used (%u fetched, %u from the cache): %llu bytes received, "
+		"%llu resumed, %llu from the cache; %llu of the artifact's %llu bytes",
+		pr.blobs_fetched + pr.blobs_cached, pr.n_components + 2, pr.blobs_fetched,
+		pr.blobs_cached, (unsigned long long)pr.bytes_fetched,
+		(unsigned long long)pr.bytes_resumed, (unsigned long long)pr.bytes_cached,
+		(unsigned long long)pr.bytes_used, (unsigned long long)pr.bytes_artifact);
+	kd_payload_verify v = {.pubkey_path = o->public_key,
+			       .manifest_frame_sha256 = pr.frame0_sha256,
+			       .present = pr.present,
+			       .digest = pr.manifest_digest};
+	r = kd_payload_open(pr.fd, o->payload, &v, ret, err);
+	kd_pull_result_done(&pr);
+	return r;
+}
+
+int kd_install_open_payload(const kd_install_opts *o, kd_payload **ret, kd_error *err)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_free_ uint8_t *sig = NULL;
+	size_t siglen = 0;
+	int r;
+	if (kd_is_oci_ref(o->payload))
+		return open_pulled(o, ret, err);
+	if ((r = open_source(o, &fd, err)) < 0 ||
+	    (o->public_key && (r = read_signature(o, &sig, &siglen, err)) < 0))
+		return r;
+	kd_payload_verify v = {.expect_sha256 = o->sha256,
+			       .pubkey_path = o->public_key,
+			       .sig = sig,
+			       .siglen = siglen};
+	return kd_payload_open(fd, o->payload, &v, ret, err);
 }
 
 /* Top-level entries of the tree (bin, share, libexec, ...) get a link in the prefix pointing
@@ -419,7 +469,7 @@ static int set_source(kd_state *s, const kd_install_opts *o, int fd, const char 
 	struct stat st;
 	free(s->source.path);
 	memset(&s->source, 0, sizeof(s->source));
-	if (kd_is_url(o->payload) || fstat(fd, &st) < 0)
+	if (kd_is_url(o->payload) || kd_is_oci_ref(o->payload) || fstat(fd, &st) < 0)
 		return 0; /* only local files get the stat-based no-op shortcut */
 	char *abs = realpath(o->payload, NULL);
 	if (!abs)
@@ -550,10 +600,9 @@ static void show_extract_progress(uint64_t done, uint64_t total, void *userdata)
 	xp->shown = xp->tty;
 }
 
-static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *res, kd_error *err)
+static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
+		      kd_install_result *res, kd_error *err)
 {
-	_cleanup_close_ int fd = -1;
-	_cleanup_free_ uint8_t *sig = NULL;
 	_cleanup_strv_ char **shims = NULL, **components = NULL, **tops = NULL;
 	_cleanup_free_ bool *mask = NULL;
 	_cleanup_strv_ char **state_created = NULL, **created = NULL, **links = NULL;
@@ -577,7 +626,8 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	}
 
 	/* The cheap no-op: same local file (by stat), same shims, tree still intact. */
-	if (!fresh && s.has_current && !kd_is_url(o->payload) && !o->public_key) {
+	if (!fresh && s.has_current && !kd_is_url(o->payload) && !kd_is_oci_ref(o->payload) &&
+	    !o->public_key) {
 		struct stat st;
 		_cleanup_free_ char *abs = realpath(o->payload, NULL);
 		if (abs && stat(abs, &st) == 0 && source_unchanged(&s, abs, &st) &&
@@ -603,18 +653,9 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		kd_strv_free(TAKE_PTR(missing));
 	}
 
-	r = kd_install_open_source(o, &fd, err);
-	if (r < 0)
-		goto out;
-	size_t siglen = 0;
-	if (o->public_key && (r = kd_install_read_signature(o, &sig, &siglen, err)) < 0)
-		goto out;
-	kd_payload_verify v = {.expect_sha256 = o->sha256,
-			       .pubkey_path = o->public_key,
-			       .sig = sig,
-			       .siglen = siglen};
-	r = kd_payload_open(fd, o->payload, &v, &p, err);
-	if (r < 0)
+	if (pulled)
+		p = TAKE_PTR(*pulled);
+	else if ((r = kd_install_open_payload(o, &p, err)) < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
 	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)
@@ -759,7 +800,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 		kd_debug("extract: payload format %d, %llu bytes of %llu read, %llu bytes "
 			 "decompressed, %llu files written, %llu linked, %llu entries skipped",
 			 kd_payload_format(p), (unsigned long long)res->stats.bytes_read,
-			 (unsigned long long)st_payload_size(fd),
+			 (unsigned long long)st_payload_size(kd_payload_fd(p)),
 			 (unsigned long long)res->stats.bytes_decompressed,
 			 (unsigned long long)res->stats.files_written,
 			 (unsigned long long)res->stats.files_linked,
@@ -849,7 +890,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_install_result *re
 	s.created_dirs = TAKE_PTR(created);
 	kd_strv_free(s.links);
 	s.links = TAKE_PTR(links);
-	set_source(&s, o, fd, kd_payload_digest(p));
+	set_source(&s, o, kd_payload_fd(p), kd_payload_digest(p));
 	char spath[KD_PATH_MAX];
 	snprintf(spath, sizeof(spath), "%s/%s", c->state_dir, KD_STATE_FILE);
 	if ((r = kd_journal_file(&j, spath, err)) < 0 ||
@@ -878,12 +919,19 @@ int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *r
 {
 	kd_ctx c;
 	kd_install_result res = {0};
-	int r = kd_ctx_open(&c, rootfd, &o->e, err);
+	kd_payload *pulled = NULL;
+	int r;
+	/* A registry payload is pulled and verified before the host is locked or written to:
+	 * a long download holds no lock, and a bad blob leaves the host as it was. */
+	if (kd_is_oci_ref(o->payload) && (r = kd_install_open_payload(o, &pulled, err)) < 0)
+		return kd_err_wrap(err, r, "install");
+	r = kd_ctx_open(&c, rootfd, &o->e, err);
 	if (r >= 0)
 		r = kd_ctx_recover(&c, err);
 	if (r >= 0)
-		r = do_install(&c, o, &res, err);
+		r = do_install(&c, o, pulled ? &pulled : NULL, &res, err);
 	kd_ctx_close(&c);
+	kd_payload_free(pulled);
 	if (r < 0) {
 		kd_install_result_done(&res);
 		return kd_err_wrap(err, r, "install");

@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "payload.h"
+#include "pull.h"
 #include "restart.h"
 #include "sign.h"
 #include "strv.h"
@@ -178,22 +179,34 @@ static int bad_option(const char *verb, char **argv)
 }
 
 static const char install_help[] =
-	"Usage: kata-deploy install --payload PATH|URL [options]\n"
+	"Usage: kata-deploy install --payload PATH|URL|oci://REGISTRY/REPO:TAG [options]\n"
 	"Verify the payload, extract the components the chosen shims need into a new version\n"
 	"directory, verify every file, then switch to it atomically. The previous version is kept\n"
 	"for 'rollback'. Installing the same payload and shims again changes nothing.\n\n"
 	"  --payload PATH|URL    payload file (.tar.zst made by 'payload pack', 'payload import' or\n"
 	"                        kata-build; upstream's kata-static-*.tar.* need 'payload import')\n"
-	"  --sha256 HEX          expected sha256 of the payload file (64 hex digits)\n"
+	"  --payload oci://REGISTRY[:PORT]/REPO:TAG|@sha256:HEX   a payload pushed by\n"
+	"                        'kata-build push --payload': only the chosen shims' component\n"
+	"                        blobs are pulled (resumable, cached in --blob-cache)\n"
+	"  --sha256 HEX          expected sha256 of the payload file (64 hex digits); oci://:\n"
+	"                        of the artifact's manifest\n"
 	"  --shims LIST          comma-separated shims (default: every shim in the payload)\n"
 	"  --skip-missing-shims  leave out the --shims the payload does not have (named on\n"
 	"                        stderr and in the result) instead of refusing; fails only when\n"
 	"                        none of them is in the payload\n"
 	"  --public-key FILE     verify the payload's detached signature with this PEM key\n"
-	"  --signature PATH|URL  the signature (default: payload + .sig)\n"
+	"  --signature PATH|URL  the signature (default: payload + .sig; oci://: the registry's\n"
+	"                        tag sha256-<manifest hex>.sig)\n"
+	"  --registry-auth FILE  oci://: credentials, a docker config.json / dockerconfigjson\n"
+	"                        Secret (default $REGISTRY_AUTH_FILE)\n"
+	"  --plain-http          oci://: talk to the registry over http:// (needs a pin:\n"
+	"                        --sha256, @sha256:, or --public-key; else --insecure)\n"
+	"  --blob-cache DIR      oci://: blobs and partial downloads (default\n"
+	"                        $TMPDIR or /var/tmp + /kata-deploy-blobs)\n"
 	"  --output text|json    result format (json: the result or the error object on stdout)\n"
-	"  --insecure            allow a plain http:// payload that neither --sha256 nor a\n"
-	"                        signature (--public-key) pins (refused otherwise)\n"
+	"  --insecure            allow a plain http:// payload (or --plain-http registry) that\n"
+	"                        neither --sha256 nor a signature (--public-key) pins (refused\n"
+	"                        otherwise)\n"
 	"  --arch A              the root's machine architecture (default: this machine's);\n"
 	"                        a payload built for another one is refused\n"
 	"Runtime configuration (docs/RUNTIME-CONFIG.md):\n"
@@ -418,7 +431,10 @@ static int cmd_install(int argc, char **argv, bool plan)
 		O_OUTPUT,
 		O_INSECURE,
 		O_SKIP_MISSING,
-		O_ARCH
+		O_ARCH,
+		O_REG_AUTH,
+		O_PLAIN_HTTP,
+		O_BLOB_CACHE
 	};
 	static const struct option longopts[] = {
 		COMMON_LONGOPTS,
@@ -431,6 +447,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 		{"insecure", no_argument, NULL, O_INSECURE},
 		{"skip-missing-shims", no_argument, NULL, O_SKIP_MISSING},
 		{"arch", required_argument, NULL, O_ARCH},
+		{"registry-auth", required_argument, NULL, O_REG_AUTH},
+		{"plain-http", no_argument, NULL, O_PLAIN_HTTP},
+		{"blob-cache", required_argument, NULL, O_BLOB_CACHE},
 		RUNTIME_LONGOPTS,
 		{}};
 	const char *verb = plan ? "plan" : "install";
@@ -472,6 +491,15 @@ static int cmd_install(int argc, char **argv, bool plan)
 		case O_ARCH:
 			o.arch = optarg;
 			break;
+		case O_REG_AUTH:
+			o.registry_auth = optarg;
+			break;
+		case O_PLAIN_HTTP:
+			o.plain_http = true;
+			break;
+		case O_BLOB_CACHE:
+			o.blob_cache = optarg;
+			break;
 		case O_SHIMS:
 			kd_strv_free(shims);
 			shims = kd_strv_split(optarg, ',');
@@ -499,15 +527,24 @@ static int cmd_install(int argc, char **argv, bool plan)
 		return usage_error(verb, "unexpected argument");
 	if (!o.payload)
 		return usage_error(verb, "--payload is required");
-	if (!strncasecmp(o.payload, "http://", 7) && !o.sha256 && !o.public_key) {
+	bool oci = kd_is_oci_ref(o.payload);
+	if (!oci && (o.plain_http || o.registry_auth || o.blob_cache))
+		return usage_error(verb, "--plain-http, --registry-auth and --blob-cache are for "
+					 "oci:// payloads");
+	if (oci && !o.registry_auth && getenv("REGISTRY_AUTH_FILE") &&
+	    *getenv("REGISTRY_AUTH_FILE"))
+		o.registry_auth = getenv("REGISTRY_AUTH_FILE");
+	/* oci://...@sha256:HEX pins the manifest as --sha256 does. */
+	bool oci_pinned = oci && strstr(o.payload, "@sha256:");
+	if ((!strncasecmp(o.payload, "http://", 7) || (oci && o.plain_http)) && !o.sha256 &&
+	    !o.public_key && !oci_pinned) {
 		if (!insecure)
 			return usage_error(
-				verb,
-				"refusing a plain http:// payload that nothing authenticates: "
-				"anyone on the path could swap the root-owned binaries it "
-				"installs. Pin it with --sha256 HEX or a signature "
-				"(--public-key), use https://, or accept the risk with "
-				"--insecure");
+				verb, "refusing a plain http payload that nothing authenticates: "
+				      "anyone on the path could swap the root-owned binaries it "
+				      "installs. Pin it with --sha256 HEX or a signature "
+				      "(--public-key), use https://, or accept the risk with "
+				      "--insecure");
 		kd_log_setup("kata-deploy", c.level, c.json_log);
 		kd_warn("%s: --insecure: INSTALLING AN UNAUTHENTICATED PAYLOAD over plain http "
 			"(%s): no --sha256, no signature; whoever controls the network path "
@@ -527,7 +564,8 @@ static int cmd_install(int argc, char **argv, bool plan)
 	} files[] = {{"--payload", o.payload},
 		     {"--public-key", o.public_key},
 		     {o.signature ? "--signature" : "the signature (--payload + .sig)",
-		      o.public_key ? sigpath : NULL}};
+		      o.public_key ? sigpath : NULL},
+		     {"--registry-auth", o.registry_auth}};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (!files[i].path || strstr(files[i].path, "://"))
 			continue;

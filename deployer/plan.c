@@ -318,8 +318,6 @@ static int plan_config(kd_ctx *c, FILE *f, const kd_install_opts *o, kd_state *s
 
 static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_changes, kd_error *err)
 {
-	_cleanup_close_ int fd = -1;
-	_cleanup_free_ uint8_t *sig = NULL;
 	_cleanup_strv_ char **shims = NULL;
 	_cleanup_free_ bool *mask = NULL;
 	_cleanup_strv_ char **components = NULL;
@@ -353,15 +351,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 			s.prefix, c->prefix);
 		goto out;
 	}
-	size_t siglen = 0;
-	if ((r = kd_install_open_source(o, &fd, err)) < 0 ||
-	    (o->public_key && (r = kd_install_read_signature(o, &sig, &siglen, err)) < 0))
-		goto out;
-	kd_payload_verify v = {.expect_sha256 = o->sha256,
-			       .pubkey_path = o->public_key,
-			       .sig = sig,
-			       .siglen = siglen};
-	if ((r = kd_payload_open(fd, o->payload, &v, &p, err)) < 0)
+	if ((r = kd_install_open_payload(o, &p, err)) < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
 	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)

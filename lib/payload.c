@@ -383,6 +383,11 @@ int kd_payload_blobs(const kd_payload *p, kd_payload_blob **ret, size_t *ret_n, 
 	return 0;
 }
 
+int kd_payload_fd(const kd_payload *p)
+{
+	return p->fd;
+}
+
 int kd_payload_format(const kd_payload *p)
 {
 	return p->manifest->format;

@@ -137,6 +137,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 const kd_manifest *kd_payload_manifest(const kd_payload *p);
 const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
 int kd_payload_format(const kd_payload *p);	    /* 1 or 2 */
+int kd_payload_fd(const kd_payload *p);		    /* its (dup'ed) fd, for fstat */
 void kd_payload_free(kd_payload *p);
 
 /* ---- a payload in a registry (docs/PAYLOAD.md "In a registry") ---- */
