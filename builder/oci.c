@@ -484,6 +484,15 @@ static int fresh_layout(const char *layout, kd_error *err)
 	int r;
 	if (!parent)
 		return kd_err(err, -ENOMEM, "out of memory");
+	for (char *q = parent + 1;; q++) /* mkdir -p */
+		if (*q == '/' || !*q) {
+			char c = *q;
+			*q = '\0';
+			if (*parent && mkdir(parent, 0755) < 0 && errno != EEXIST)
+				return kd_err_errno(err, negative_errno(), "mkdir %s", parent);
+			if (!(*q = c))
+				break;
+		}
 	root = kd_root_open(*parent ? parent : "/", err);
 	if (root < 0)
 		return root;

@@ -342,8 +342,6 @@ static int verify_signature(puller *pl, kd_error *err)
 	if ((r = kd_verify_buf(pl->o->public_key, msg, strlen(msg), sig, siglen, err)) < 0)
 		return kd_err_wrap(err, r, "signature of manifest sha256:%s",
 				   pl->res->manifest_digest);
-	kd_info("pull: manifest sha256:%s signed by %s", pl->res->manifest_digest,
-		pl->o->public_key);
 	return 0;
 }
 
@@ -402,7 +400,7 @@ static int pull(puller *pl, kd_error *err)
 		return r;
 	kd_info("pull: manifest sha256:%s%s", res->manifest_digest,
 		o->pin || pl->ref.digest ? " (pinned)"
-		: o->public_key		 ? " (signed)"
+		: o->public_key		 ? " (signature verified)"
 					 : " (not pinned, not signed: trusted for its TLS origin)");
 	if ((r = parse_artifact(pl, body, len, err)) < 0)
 		return kd_err_wrap(err, r, "manifest sha256:%s", res->manifest_digest);

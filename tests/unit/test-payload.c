@@ -1105,6 +1105,89 @@ TEST(format2_bad_index)
 	free(bad);
 }
 
+/* A payload of which only some frames are here (an oci:// pull): zeros instead of qemu's frame,
+ * the manifest's frame authenticated by the caller. */
+static void range_sha256(const char *path, uint64_t off, uint64_t size, char hex[65])
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = malloc(size);
+	if (fd < 0 || !buf || pread(fd, buf, size, (off_t)off) != (ssize_t)size)
+		abort();
+	kd_sha256_buf(buf, size, hex);
+	free(buf);
+	close(fd);
+}
+
+TEST(format2_partial)
+{
+	kd_error err = {0};
+	kd_extract_stats st = {0};
+	frame_rec f[8];
+	char f0[KD_SHA256_HEX_LEN + 1], wrong[KD_SHA256_HEX_LEN + 1];
+	int n = read_index(payload_spec, f, 8, NULL);
+	CHECK_INT(n, 6);
+	if (n != 6)
+		return;
+	range_sha256(payload_spec, f[0].offset, f[0].size, f0);
+	memset(wrong, 'a', KD_SHA256_HEX_LEN);
+	wrong[KD_SHA256_HEX_LEN] = '\0';
+
+	/* kd_payload_blobs: the frames, the last one to the end of the file. */
+	{
+		kd_payload *p = NULL;
+		kd_payload_blob *b = NULL;
+		size_t nb = 0;
+		struct stat sst;
+		CHECK_INT(open_payload(payload_spec, NULL, &p, &err), 0);
+		CHECK_INT(kd_payload_blobs(p, &b, &nb, &err), 0);
+		CHECK_INT(nb, 6);
+		CHECK(stat(payload_spec, &sst) == 0);
+		uint64_t at = 0;
+		for (size_t i = 0; i < nb; i++) {
+			CHECK(b[i].offset == at);
+			at += b[i].size;
+		}
+		CHECK(at == (uint64_t)sst.st_size);
+		free(b);
+		kd_payload_free(p);
+	}
+
+	char *part = copy_payload("partial", payload_spec);
+	uint8_t *zeros = calloc(1, f[3].size);
+	patch(part, f[3].offset, zeros, f[3].size); /* qemu was not pulled */
+	free(zeros);
+	bool present[4] = {true, true, false, true}; /* kata, kernel, qemu, clh */
+	kd_payload_verify v = {.manifest_frame_sha256 = f0,
+			       .present = present,
+			       .digest = wrong /* any identity the caller gives */};
+	char *dest = NULL;
+	CHECK_INT(extract_shim(part, "clh", &v, &st, NULL, &err), 0);
+	CHECK(st.bytes_read == f[0].size + f[1].size + f[2].size + f[4].size + f[5].size);
+	err = (kd_error){0};
+	CHECK(extract_shim(part, "qemu", &v, &st, &dest, &err) < 0);
+	CHECK(has(err.msg, "component 'qemu' was not pulled"));
+	CHECK_INT(count_entries(dest), 0);
+	free(dest);
+	{
+		kd_payload *p = NULL;
+		CHECK_INT(open_payload(part, &v, &p, &err), 0);
+		CHECK_STR(kd_payload_digest(p), wrong);
+		kd_payload_free(p);
+	}
+	/* Claiming the zeros are qemu's frame: damaged, refused. */
+	bool all[4] = {true, true, true, true};
+	v.present = all;
+	err = (kd_error){0};
+	CHECK(extract_shim(part, "qemu", &v, &st, NULL, &err) < 0);
+	CHECK(has(err.msg, "component 'qemu' is damaged"));
+	/* The manifest's frame must be the one the caller authenticated. */
+	v.manifest_frame_sha256 = wrong;
+	err = (kd_error){0};
+	CHECK(extract_shim(part, "clh", &v, &st, NULL, &err) < 0);
+	CHECK(has(err.msg, "the manifest's frame has sha256"));
+	free(part);
+}
+
 TEST(format1_still_reads)
 {
 	kd_error err = {0};
@@ -1568,6 +1651,7 @@ int main(void)
 	RUN(format2_reads_only_selected);
 	RUN(format2_damaged_frames);
 	RUN(format2_bad_index);
+	RUN(format2_partial);
 	RUN(format1_still_reads);
 	RUN(no_shims_refused);
 	RUN(manifest_validation);
