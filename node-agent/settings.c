@@ -75,11 +75,15 @@ static const setting table[] = {
 	{"HOST_ROOT", T_STRING, OFF(host_root), KD_AGENT_DEFAULT_HOST_ROOT, 0, 0, NULL,
 	 "the host's / as mounted in the pod"},
 	{"PAYLOAD", T_STRING, OFF(payload), KD_AGENT_DEFAULT_PAYLOAD, 0, 0, NULL,
-	 "payload file in the image (or a URL)"},
+	 "payload file in the image, a URL, or oci://REGISTRY/REPO:TAG"},
 	{"PAYLOAD_SHA256", T_STRING, OFF(payload_sha256), "", 0, 0, NULL,
-	 "expected payload digest"},
+	 "expected payload digest (oci://: of the artifact's manifest)"},
 	{"PAYLOAD_PUBLIC_KEY", T_STRING, OFF(payload_public_key), "", 0, 0, NULL,
 	 "verify the payload signature"},
+	{"PAYLOAD_REGISTRY_AUTH", T_STRING, OFF(payload_registry_auth), "", 0, 0, NULL,
+	 "oci:// payload: registry credentials, a dockerconfigjson file"},
+	{"PAYLOAD_PLAIN_HTTP", T_BOOL, OFF(payload_plain_http), "false", 0, 0, NULL,
+	 "oci:// payload: the registry over http (needs PAYLOAD_SHA256 or a key)"},
 	{"RUNTIME_RESTART", T_STRING, OFF(runtime_restart), "systemd", 0, 0, NULL,
 	 "systemd | none | command:<cmd>"},
 	{"NODE_READY_TIMEOUT", T_INT, OFF(node_ready_timeout_s), "300", 1, 86400, NULL,
@@ -364,6 +368,19 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 		return kd_err(err, -EINVAL,
 			      "RUNTIME_RESTART=%s: use systemd, none or command:<shell command>",
 			      s->runtime_restart);
+	bool oci = strncmp(s->payload, "oci://", 6) == 0;
+	if (!oci && (s->payload_plain_http || *s->payload_registry_auth))
+		return kd_err(err, -EINVAL,
+			      "PAYLOAD_PLAIN_HTTP and PAYLOAD_REGISTRY_AUTH are for an oci:// "
+			      "PAYLOAD, not '%s'",
+			      s->payload);
+	if (oci && s->payload_plain_http && !*s->payload_sha256 && !*s->payload_public_key &&
+	    !strstr(s->payload, "@sha256:"))
+		return kd_err(
+			err, -EINVAL,
+			"PAYLOAD_PLAIN_HTTP: a payload pulled over plain http must be pinned: "
+			"set PAYLOAD_SHA256 (the artifact manifest's digest), use "
+			"PAYLOAD=oci://...@sha256:<hex>, or PAYLOAD_PUBLIC_KEY");
 	if (*s->payload_sha256) {
 		size_t n = strlen(s->payload_sha256);
 		if (n != 64 || strspn(s->payload_sha256, "0123456789abcdef") != n)

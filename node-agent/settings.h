@@ -40,7 +40,9 @@ typedef struct kd_agent_settings {
 	char *payload;
 	char *payload_sha256;
 	char *payload_public_key;
-	char *runtime_restart; /* "systemd", "none" or "command:<shell command>" */
+	char *payload_registry_auth; /* oci://: dockerconfigjson file, "" = none */
+	bool payload_plain_http;     /* oci://: http:// to the registry */
+	char *runtime_restart;	     /* "systemd", "none" or "command:<shell command>" */
 	int node_ready_timeout_s;
 	int handlers_timeout_s;
 	int poll_interval_ms;

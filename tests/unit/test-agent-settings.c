@@ -270,6 +270,25 @@ TEST(node_name_required_except_for_wait)
 	kd_agent_settings_free(&s);
 }
 
+TEST(oci_payload)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+	CHECK_INT(
+		load(&s, &err, "install", "NODE_NAME=n1", "PAYLOAD=oci://reg:5000/kata/p:v1",
+		     "PAYLOAD_PLAIN_HTTP=true", "PAYLOAD_REGISTRY_AUTH=/etc/auth/.dockerconfigjson",
+		     "PAYLOAD_SHA256=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		     NULL),
+		0);
+	CHECK(s.payload_plain_http);
+	CHECK_STR(s.payload_registry_auth, "/etc/auth/.dockerconfigjson");
+	kd_agent_settings_free(&s);
+	refused("a payload pulled over plain http must be pinned", "PAYLOAD=oci://reg/kata/p:v1",
+		"PAYLOAD_PLAIN_HTTP=true");
+	refused("are for an oci:// PAYLOAD", "PAYLOAD_PLAIN_HTTP=true", NULL);
+	refused("are for an oci:// PAYLOAD", "PAYLOAD_REGISTRY_AUTH=/x", NULL);
+}
+
 TEST(refusals)
 {
 	refused("DEFAULT_SHIM_<ARCH>=clh: not among the enabled shims (SHIMS_<ARCH>=qemu)",
@@ -480,6 +499,7 @@ int main(void)
 	RUN(custom_runtimes);
 	RUN(upstream_41_shims);
 	RUN(node_name_required_except_for_wait);
+	RUN(oci_payload);
 	RUN(refusals);
 	RUN(value_limit);
 	RUN(detect_plain_runtimes);
