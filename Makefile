@@ -154,6 +154,7 @@ kernel-repro: all
 bench: all
 	@O=$(O) bench/run.sh
 	@O=$(O) bench/subset.sh
+	@O=$(O) bench/oci-pull.sh
 	@O=$(O) bench/pack.sh
 	@O=$(O) bench/kata.sh
 

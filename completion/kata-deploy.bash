@@ -29,7 +29,8 @@ _kata_deploy() {
 	local opts=$common
 	case $verb in
 	install | plan)
-		opts+=" --payload --sha256 --shims --public-key --signature --insecure --arch --runtime
+		opts+=" --payload --sha256 --shims --public-key --signature --insecure --arch
+			--registry-auth --plain-http --blob-cache --runtime
 			--runtime-version --runtime-binary --distribution --config --restart --suffix
 			--debug --devkit --agent-https-proxy --agent-no-proxy
 			--allowed-hypervisor-annotations --snapshotter-handler-mapping --pull-type-mapping
@@ -74,6 +75,7 @@ _kata_build() {
 		COMPREPLY=($(compgen -W "--artifacts --cache --out --jobs --force --mirror --output
 			--sign-key --sign-pubkey --payload --agent --layout --tag --no-libs --waiter
 			--ca-bundle --registry --plain-http --mount-from --ca --pr --sha --no-push --keep
+			--no-payload
 			--verbose --quiet --help --version" -- "$cur"))
 	elif [ -z "$verb" ]; then
 		COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
