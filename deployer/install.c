@@ -366,6 +366,7 @@ static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err
 	kd_payload_verify v = {.pubkey_path = o->public_key,
 			       .manifest_frame_sha256 = pr.frame0_sha256,
 			       .present = pr.present,
+			       .n_present = pr.n_components,
 			       .digest = pr.manifest_digest};
 	r = kd_payload_open(pr.fd, o->payload, &v, ret, err);
 	kd_pull_result_done(&pr);

@@ -242,7 +242,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		if (!(want = calloc(p->index->n, sizeof(bool))))
 			return kd_err(err, -ENOMEM, "out of memory");
 		want[0] = want[p->index->n - 1] = true;
-		for (uint32_t k = 1; v->present && k + 1 < p->index->n; k++)
+		for (uint32_t k = 1; v->present && k + 1 < p->index->n && k - 1 < v->n_present; k++)
 			want[k] = v->present[k - 1];
 		if ((r = hash_frames(p->fd, p->index, want, frames, err)) < 0)
 			return kd_err_wrap(err, r, "payload '%s'", name);
@@ -310,7 +310,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			if (!p->absent)
 				return kd_err(err, -ENOMEM, "out of memory");
 			for (size_t i = 0; i < p->manifest->n_components; i++)
-				p->absent[i] = !v->present || !v->present[i];
+				p->absent[i] = !v->present || i >= v->n_present || !v->present[i];
 		}
 	}
 	const kd_manifest *m = p->manifest;

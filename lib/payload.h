@@ -122,7 +122,7 @@ typedef struct kd_payload_verify {
 	/* A format 2 payload of which only some frames are present (pulled from a registry, one
 	 * blob per frame; docs/PAYLOAD.md "In a registry"): the file has the whole payload's
 	 * layout, but only the manifest's frame, the end frame, the index and the frames of the
-	 * components set in present (n_components flags, NULL = none) hold their bytes; the
+	 * components set in present (n_present flags, NULL = none) hold their bytes; the
 	 * others may be holes. Only those frames are hashed. No whole-file sha256 or signature
 	 * is checked here (expect_sha256 and sig are ignored): the caller has authenticated
 	 * manifest_frame_sha256 (hex), and the manifest names every other frame by digest. A
@@ -130,6 +130,7 @@ typedef struct kd_payload_verify {
 	 * what kd_payload_digest() returns. The signing_key rule still applies to pubkey_path. */
 	const char *manifest_frame_sha256;
 	const bool *present;
+	size_t n_present;
 	const char *digest;
 } kd_payload_verify;
 int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,

@@ -1159,6 +1159,7 @@ TEST(format2_partial)
 	bool present[4] = {true, true, false, true}; /* kata, kernel, qemu, clh */
 	kd_payload_verify v = {.manifest_frame_sha256 = f0,
 			       .present = present,
+			       .n_present = 4,
 			       .digest = wrong /* any identity the caller gives */};
 	char *dest = NULL;
 	CHECK_INT(extract_shim(part, "clh", &v, &st, NULL, &err), 0);
