@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deployer/pull.h"
 #include "deployer/restart.h"
 #include "fsroot.h"
 #include "http.h"
@@ -95,13 +96,13 @@ int kd_agent_self_check(FILE *out)
 	kd_err_clear(&e);
 	r = kd_http_load(&e);
 	fails += report(out, "libcurl.so.4", r,
-			r < 0 ? e.msg : "loaded (Kubernetes API, URL payloads)");
+			r < 0 ? e.msg : "loaded (Kubernetes API, URL and oci:// payloads)");
 	fails += check_ca_bundle(out);
 	fails += check_waiter(out);
 	fails += check_scratch(out);
 	if (!payload || !*payload)
 		payload = KD_AGENT_DEFAULT_PAYLOAD;
-	if (!kd_is_url(payload)) {
+	if (!kd_is_url(payload) && !kd_is_oci_ref(payload)) {
 		r = access(payload, R_OK) == 0 ? 0 : -errno;
 		char msg[PATH_MAX + 64];
 		snprintf(msg, sizeof(msg), "%s%s%s", payload, r < 0 ? ": " : "",
