@@ -8,7 +8,8 @@
 # A corrupted blob is refused before the host is touched (the root snapshot is unchanged, no
 # lock file either); a download cut mid-blob resumes with Range from the partial file on the next
 # run; the registry's token auth (docker-registry verifying JWTs from an issuer at its realm)
-# with credentials from a dockerconfigjson file; pins, signatures and the plain-http rule.
+# with credentials from a dockerconfigjson file; pins, signatures and the plain-http rule; the
+# node agent with PAYLOAD=oci://… against a real kube-apiserver.
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 KB=$KD_BUILD/kata-build
@@ -268,6 +269,62 @@ check "the issuer granted pull on kata/payload" grep -qx "token repository:kata/
 want=$(expect_bytes "$T/layers1" manifest tail shim-v2 qemu kernel image)
 check "token registry: bytes pulled = the qemu node's components" \
 	[ "$(blob_gets "$T/reg2/log" 1 | sum_bytes)" = "$want" ]
+
+# ---- the node agent: PAYLOAD=oci://…, its credentials as the chart mounts them ----
+# A real kube-apiserver (tests/peers/apiserver-up.sh) with the chart's RBAC, a Node standing in
+# for the kubelet, as in test-agent.sh; the agent installs from the token registry.
+PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}
+AGENT=$KD_BUILD/kata-deploy-agent
+if [ -x "$AGENT" ] && scripts/peers/all.sh kube-apiserver kubectl >"$T/peers.log" 2>&1 &&
+	. tests/peers/apiserver-up.sh "$T/api" >/dev/null; then
+	trap 'rc=$?; [ -n "${apid:-}" ] && kill -9 "$apid" 2>/dev/null; bash tests/peers/apiserver-down.sh "$T/api" >/dev/null 2>&1; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
+	k() { "$PEERS/bin/kubectl" --kubeconfig "$KD_APISERVER_KUBECONFIG" "$@"; }
+	k apply -f manifests/ >/dev/null
+	NODE=kd-oci-node
+	printf 'apiVersion: v1\nkind: Node\nmetadata: {name: %s, labels: {kubernetes.io/os: linux}}\n' "$NODE" | k apply -f - >/dev/null
+	k patch node "$NODE" --subresource=status --type=merge -p '{"status":{"nodeInfo":{"containerRuntimeVersion":"containerd://1.7.2","kubeletVersion":"v1.33.0","osImage":"Debian","kernelVersion":"6.1","operatingSystem":"linux","architecture":"amd64","machineID":"m","systemUUID":"u","bootID":"b","kubeProxyVersion":""},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"test","lastHeartbeatTime":"2025-01-01T00:00:00Z","lastTransitionTime":"2025-01-01T00:00:00Z"}],"runtimeHandlers":[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]}}' >/dev/null
+	mkdir -p "$T/sa"
+	cp "$KD_APISERVER_CA" "$T/sa/ca.crt"
+	echo kube-system >"$T/sa/namespace"
+	k create token kata-deploy-sa -n kube-system --duration=1h >"$T/sa/token"
+	HC=$T/hc
+	tests/tools/mkfakeko.sh tree "$HC" 6.1.0-fake >/dev/null 2>&1
+	mkdir -p "$HC/proc/sys/kernel" "$HC/dev" "$HC/sys/fs/cgroup"
+	printf 'processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu lm sse4_1 sse4_2 vmx\n' >"$HC/proc/cpuinfo"
+	echo 6.1.0-fake >"$HC/proc/sys/kernel/osrelease"
+	echo "cpu memory pids" >"$HC/sys/fs/cgroup/cgroup.controllers"
+	: >"$HC/dev/kvm"
+	make_host_root "$T/n"
+	mkdir -p "$T/agent-tmp"
+	hp=$(free_port)
+	m2=$(wc -l <"$T/reg2/log")
+	env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="${KD_APISERVER_URL##*:}" \
+		SERVICEACCOUNT_DIR="$T/sa" NODE_NAME=$NODE POD_NAMESPACE=kube-system HOST_ROOT="$T/n" \
+		HOST_CHECK_ROOT="$HC" RUNTIME_RESTART=none POLL_INTERVAL_MS=100 LABEL_STABLE_READS=2 \
+		HEALTH_ADDRESS=127.0.0.1 HEALTH_PORT="$hp" RUNTIME_HANDLERS_TIMEOUT=60 \
+		SHIMS_X86_64=qemu PAYLOAD="oci://$R2/kata/payload:v1" PAYLOAD_SHA256="${D1#sha256:}" \
+		PAYLOAD_PLAIN_HTTP=true PAYLOAD_REGISTRY_AUTH="$T/auth.json" TMPDIR="$T/agent-tmp" \
+		"$AGENT" install >"$T/agent.log" 2>&1 &
+	apid=$!
+	ready=
+	for _ in $(seq 600); do
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$hp/readyz")" = 200 ] && { ready=1; break; }
+		kill -0 "$apid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -n "$ready" ]; then ok "agent: PAYLOAD=oci:// with PAYLOAD_REGISTRY_AUTH: installed, ready"; else
+		not_ok "agent: PAYLOAD=oci:// never ready"; tail -20 "$T/agent.log" | sed 's/^/#   /'; fi
+	check "agent: qemu on the host root, cloud-hypervisor not" \
+		test -x "$T/n/opt/kata/bin/qemu-system-x86_64" -a ! -e "$T/n/opt/kata/bin/cloud-hypervisor"
+	check "agent: bytes pulled = the qemu shim's components" \
+		[ "$(blob_gets "$T/reg2/log" $((m2 + 1)) | sum_bytes)" = "$want" ]
+	check "agent: its settings logged" grep -q "setting PAYLOAD_PLAIN_HTTP=true" "$T/agent.log"
+	kill -9 "$apid" 2>/dev/null; wait "$apid" 2>/dev/null || :
+	apid=
+else
+	echo "# kube-apiserver peer unavailable: $(tail -3 "$T/peers.log" 2>/dev/null)"
+	not_ok "agent section: kube-apiserver peer"
+fi
 
 # ---- the agent image without the payload: how small ----
 if [ -x "$KD_BUILD/kata-deploy-agent" ] &&
