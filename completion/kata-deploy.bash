@@ -30,7 +30,7 @@ _kata_deploy() {
 	case $verb in
 	install | plan)
 		opts+=" --payload --sha256 --shims --public-key --signature --insecure --arch
-			--registry-auth --plain-http --blob-cache --runtime
+			--registry-auth --plain-http --blob-cache --registry-ca --runtime
 			--runtime-version --runtime-binary --distribution --config --restart --suffix
 			--debug --devkit --agent-https-proxy --agent-no-proxy
 			--allowed-hypervisor-annotations --snapshotter-handler-mapping --pull-type-mapping

@@ -42,6 +42,7 @@ typedef struct kd_install_opts {
 	const char *arch; /* the root's machine architecture; NULL: this machine's */
 	/* oci:// payloads (deployer/pull.h) */
 	const char *registry_auth; /* docker config JSON with the registry's credentials */
+	const char *registry_ca;   /* CA bundle for the registry's TLS, NULL: the system's */
 	const char *blob_cache;	   /* NULL: $TMPDIR or /var/tmp + /kata-deploy-blobs */
 	bool plain_http;	   /* the registry over http:// */
 	kd_runtime_opts rt;	   /* runtime configuration (docs/RUNTIME-CONFIG.md) */

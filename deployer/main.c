@@ -201,6 +201,7 @@ static const char install_help[] =
 	"                        Secret (default $REGISTRY_AUTH_FILE)\n"
 	"  --plain-http          oci://: talk to the registry over http:// (needs a pin:\n"
 	"                        --sha256, @sha256:, or --public-key; else --insecure)\n"
+	"  --registry-ca FILE    oci://: CA certificates (PEM) for the registry's TLS\n"
 	"  --blob-cache DIR      oci://: blobs and partial downloads (default\n"
 	"                        $TMPDIR or /var/tmp + /kata-deploy-blobs)\n"
 	"  --output text|json    result format (json: the result or the error object on stdout)\n"
@@ -434,7 +435,8 @@ static int cmd_install(int argc, char **argv, bool plan)
 		O_ARCH,
 		O_REG_AUTH,
 		O_PLAIN_HTTP,
-		O_BLOB_CACHE
+		O_BLOB_CACHE,
+		O_REG_CA
 	};
 	static const struct option longopts[] = {
 		COMMON_LONGOPTS,
@@ -450,6 +452,7 @@ static int cmd_install(int argc, char **argv, bool plan)
 		{"registry-auth", required_argument, NULL, O_REG_AUTH},
 		{"plain-http", no_argument, NULL, O_PLAIN_HTTP},
 		{"blob-cache", required_argument, NULL, O_BLOB_CACHE},
+		{"registry-ca", required_argument, NULL, O_REG_CA},
 		RUNTIME_LONGOPTS,
 		{}};
 	const char *verb = plan ? "plan" : "install";
@@ -500,6 +503,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 		case O_BLOB_CACHE:
 			o.blob_cache = optarg;
 			break;
+		case O_REG_CA:
+			o.registry_ca = optarg;
+			break;
 		case O_SHIMS:
 			kd_strv_free(shims);
 			shims = kd_strv_split(optarg, ',');
@@ -528,9 +534,9 @@ static int cmd_install(int argc, char **argv, bool plan)
 	if (!o.payload)
 		return usage_error(verb, "--payload is required");
 	bool oci = kd_is_oci_ref(o.payload);
-	if (!oci && (o.plain_http || o.registry_auth || o.blob_cache))
-		return usage_error(verb, "--plain-http, --registry-auth and --blob-cache are for "
-					 "oci:// payloads");
+	if (!oci && (o.plain_http || o.registry_auth || o.blob_cache || o.registry_ca))
+		return usage_error(verb, "--plain-http, --registry-auth, --registry-ca and "
+					 "--blob-cache are for oci:// payloads");
 	if (oci && !o.registry_auth && getenv("REGISTRY_AUTH_FILE") &&
 	    *getenv("REGISTRY_AUTH_FILE"))
 		o.registry_auth = getenv("REGISTRY_AUTH_FILE");
@@ -565,7 +571,8 @@ static int cmd_install(int argc, char **argv, bool plan)
 		     {"--public-key", o.public_key},
 		     {o.signature ? "--signature" : "the signature (--payload + .sig)",
 		      o.public_key ? sigpath : NULL},
-		     {"--registry-auth", o.registry_auth}};
+		     {"--registry-auth", o.registry_auth},
+		     {"--registry-ca", o.registry_ca}};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (!files[i].path || strstr(files[i].path, "://"))
 			continue;

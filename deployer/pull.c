@@ -368,7 +368,9 @@ static int connect_registry(puller *pl, kd_error *err)
 		.cred_hint = o->auth_file ? "check the credentials in the registry auth file"
 					  : "give credentials with a registry auth file "
 					    "(--registry-auth, a dockerconfigjson)",
-		.http = {.user_agent = "kata-deploy", .progress = o->progress}};
+		.http = {.user_agent = "kata-deploy",
+			 .progress = o->progress,
+			 .ca_file = o->ca_file}};
 	r = kd_registry_new(&ro, &pl->g, err);
 	if (password)
 		explicit_bzero(password, strlen(password));

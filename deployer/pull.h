@@ -24,6 +24,7 @@ typedef struct kd_pull_opts {
 	bool skip_missing;	/* shims the payload lacks are left out (the engine says
 				   which), not refused */
 	const char *auth_file;	/* docker config JSON with credentials, optional */
+	const char *ca_file;	/* CA bundle for the registry (and token realm), optional */
 	const char *cache_dir;	/* NULL: $TMPDIR (else /var/tmp) / KD_PULL_CACHE_NAME */
 	bool plain_http;	/* http:// to the registry */
 	bool progress;		/* download progress on stderr */

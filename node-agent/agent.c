@@ -715,6 +715,7 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
 	io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
 	io.registry_auth = *s->payload_registry_auth ? s->payload_registry_auth : NULL;
+	io.registry_ca = *s->payload_registry_ca ? s->payload_registry_ca : NULL;
 	io.plain_http = s->payload_plain_http;
 	io.shims = s->shims;
 	io.skip_missing_shims = true; /* one missing component must not fail the node */

@@ -82,6 +82,8 @@ static const setting table[] = {
 	 "verify the payload signature"},
 	{"PAYLOAD_REGISTRY_AUTH", T_STRING, OFF(payload_registry_auth), "", 0, 0, NULL,
 	 "oci:// payload: registry credentials, a dockerconfigjson file"},
+	{"PAYLOAD_REGISTRY_CA", T_STRING, OFF(payload_registry_ca), "", 0, 0, NULL,
+	 "oci:// payload: CA certificates (PEM) for the registry's TLS"},
 	{"PAYLOAD_PLAIN_HTTP", T_BOOL, OFF(payload_plain_http), "false", 0, 0, NULL,
 	 "oci:// payload: the registry over http (needs PAYLOAD_SHA256 or a key)"},
 	{"RUNTIME_RESTART", T_STRING, OFF(runtime_restart), "systemd", 0, 0, NULL,
@@ -369,11 +371,12 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 			      "RUNTIME_RESTART=%s: use systemd, none or command:<shell command>",
 			      s->runtime_restart);
 	bool oci = strncmp(s->payload, "oci://", 6) == 0;
-	if (!oci && (s->payload_plain_http || *s->payload_registry_auth))
-		return kd_err(err, -EINVAL,
-			      "PAYLOAD_PLAIN_HTTP and PAYLOAD_REGISTRY_AUTH are for an oci:// "
-			      "PAYLOAD, not '%s'",
-			      s->payload);
+	if (!oci && (s->payload_plain_http || *s->payload_registry_auth || *s->payload_registry_ca))
+		return kd_err(
+			err, -EINVAL,
+			"PAYLOAD_PLAIN_HTTP, PAYLOAD_REGISTRY_AUTH and PAYLOAD_REGISTRY_CA are "
+			"for an oci:// PAYLOAD, not '%s'",
+			s->payload);
 	if (oci && s->payload_plain_http && !*s->payload_sha256 && !*s->payload_public_key &&
 	    !strstr(s->payload, "@sha256:"))
 		return kd_err(

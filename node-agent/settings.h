@@ -41,6 +41,7 @@ typedef struct kd_agent_settings {
 	char *payload_sha256;
 	char *payload_public_key;
 	char *payload_registry_auth; /* oci://: dockerconfigjson file, "" = none */
+	char *payload_registry_ca;   /* oci://: CA bundle for the registry, "" = the image's */
 	bool payload_plain_http;     /* oci://: http:// to the registry */
 	char *runtime_restart;	     /* "systemd", "none" or "command:<shell command>" */
 	int node_ready_timeout_s;

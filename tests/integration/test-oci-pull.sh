@@ -21,7 +21,7 @@ trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 export TMPDIR=$T/tmp # the default blob cache is $TMPDIR/kata-deploy-blobs
 mkdir -p "$TMPDIR"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
+wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "$@" && return 0; sleep 0.1; done; return 1; }
 wait_file() { for _ in $(seq 100); do [ -s "$1" ] && return 0; sleep 0.1; done; return 1; }
 
 # ---- a payload with components of distinct sizes ----
@@ -183,7 +183,7 @@ expect_fail "a signature by another key" "signature of manifest $D1" \
 	KDI --root "$T/x" --payload "$REF:v1" --plain-http --public-key "$T/otherpub.pem" --shims qemu
 expect_fail "https is the default" "https://$R" \
 	KDI --root "$T/x" --payload "$REF:v1" --sha256 "${D1#sha256:}" --shims qemu
-expect_fail "--plain-http is for oci:// only" "are for oci:// payloads" \
+expect_fail "--plain-http is for oci:// only" "--blob-cache are for oci:// payloads" \
 	KDI --root "$T/x" --payload "$T/p1.tar.zst" --plain-http
 expect_fail "a plain image is not a payload artifact" "not a kata-deploy payload" \
 	sh -c "'$KB' push --layout '$T/l1.sig' --registry '$R/kata/plain' --tag t --plain-http >/dev/null &&
@@ -269,6 +269,35 @@ check "the issuer granted pull on kata/payload" grep -qx "token repository:kata/
 want=$(expect_bytes "$T/layers1" manifest tail shim-v2 qemu kernel image)
 check "token registry: bytes pulled = the qemu node's components" \
 	[ "$(blob_gets "$T/reg2/log" 1 | sum_bytes)" = "$want" ]
+
+# ---- https, the default: a registry with its own CA ----
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" -days 2 \
+	-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+tls_port=$(free_port)
+mkdir -p "$T/reg3/data"
+cat >"$T/reg3/config.yml" <<CFG
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $T/reg3/data}
+http:
+  addr: 127.0.0.1:$tls_port
+  tls: {certificate: $T/tls.crt, key: $T/tls.key}
+CFG
+docker-registry serve "$T/reg3/config.yml" >"$T/reg3/log" 2>&1 &
+pids+=($!)
+wait_http "https://127.0.0.1:$tls_port/v2/" --cacert "$T/tls.crt"
+R3=127.0.0.1:$tls_port
+check "kata-build push --payload over https (--ca)" \
+	"$KB" --out "$T/kb" push --payload "$T/p1.tar.zst" --registry "$R3/kata/payload" --tag v1 \
+	--layout "$T/l1c" --ca "$T/tls.crt"
+make_host_root "$T/s"
+expect_fail "https: a registry whose CA we do not know is refused" "https://$R3" \
+	KDI --root "$T/s" --payload "oci://$R3/kata/payload:v1" --shims qemu --blob-cache "$T/cs"
+KDI --root "$T/s" --payload "oci://$R3/kata/payload:v1" --shims qemu --blob-cache "$T/cs" \
+	--registry-ca "$T/tls.crt" >"$T/tls.out" 2>&1 || cat "$T/tls.out"
+check "https with --registry-ca, neither pinned nor signed: installed, trusting the TLS origin" \
+	sh -c "grep -q 'trusted for its TLS origin' '$T/tls.out' && test -x '$T/s/opt/kata/bin/qemu-system-x86_64'"
 
 # ---- the node agent: PAYLOAD=oci://…, its credentials as the chart mounts them ----
 # A real kube-apiserver (tests/peers/apiserver-up.sh) with the chart's RBAC, a Node standing in
