@@ -105,7 +105,15 @@ check "v2 shares every layer but the manifest, cloud-hypervisor and the tail" \
 # GETs of the payloads' blobs in the registry's access log since line FROM: "DIGEST STATUS
 # BYTES" lines (a signature's blob is not counted: it is not part of the payload).
 awk '{print $2}' "$T/layers1" "$T/layers2" | sort -u >"$T/payload-blobs"
+settle() { # LOG: the registry logs a request after answering it: wait until no line comes
+	local a b
+	for _ in $(seq 30); do
+		a=$(wc -l <"$1"); sleep 0.2; b=$(wc -l <"$1")
+		[ "$a" = "$b" ] && return 0
+	done
+}
 blob_gets() { # LOG FROM
+	settle "$1"
 	tail -n +"$2" "$1" |
 		sed -n 's|.*"GET /v2/[^ ]*/blobs/sha256:\([0-9a-f]*\) HTTP/1.1" \([0-9]*\) \([0-9]*\).*|\1 \2 \3|p' |
 		{ grep -F -f "$T/payload-blobs" || :; }
