@@ -124,7 +124,7 @@ expect_bytes() { # LAYERS NAME...: the sum of those layers' sizes
 	for n in "$@"; do s=$((s + $(size_of "$f" "$n"))); done
 	echo "$s"
 }
-mark() { wc -l <"$T/reg1/log"; }
+mark() { settle "$T/reg1/log"; wc -l <"$T/reg1/log"; }
 same_root() { # ROOT SNAPSHOT [-a ! -e PATH]: the root's snapshot is that file (and PATH is absent)
 	snapshot "$1" >"$T/snap.now" && cmp -s "$T/snap.now" "$2" && { [ $# -lt 5 ] || [ ! -e "$5" ]; }
 }
@@ -334,7 +334,7 @@ if [ -x "$AGENT" ] && scripts/peers/all.sh kube-apiserver kubectl >"$T/peers.log
 	make_host_root "$T/n"
 	mkdir -p "$T/agent-tmp"
 	hp=$(free_port)
-	m2=$(wc -l <"$T/reg2/log")
+	settle "$T/reg2/log"; m2=$(wc -l <"$T/reg2/log")
 	env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="${KD_APISERVER_URL##*:}" \
 		SERVICEACCOUNT_DIR="$T/sa" NODE_NAME=$NODE POD_NAMESPACE=kube-system HOST_ROOT="$T/n" \
 		HOST_CHECK_ROOT="$HC" RUNTIME_RESTART=none POLL_INTERVAL_MS=100 LABEL_STABLE_READS=2 \
