@@ -147,6 +147,16 @@ check "qemu node: qemu installed, cloud-hypervisor not" \
 check "qemu node: the installed qemu is the payload's" \
 	cmp "$T/q/opt/kata/bin/qemu-system-x86_64" "$T/tree1/opt/kata/bin/qemu-system-x86_64"
 
+make_host_root "$T/k"
+m=$(mark)
+check "--skip-missing-shims: a shim the payload lacks is left out, as from a file" \
+	KDI --root "$T/k" --payload "$REF:v1" --plain-http --sha256 "${D1#sha256:}" --shims qemu,fc \
+	--skip-missing-shims --blob-cache "$T/ck"
+check "--skip-missing-shims: bytes pulled = the qemu shim's components" \
+	[ "$(blob_gets "$T/reg1/log" $((m + 1)) | sum_bytes)" = "$(expect_bytes "$T/layers1" manifest tail shim-v2 qemu kernel image)" ]
+expect_fail "without it, a shim the payload lacks is refused" "fc" \
+	KDI --root "$T/k" --payload "$REF:v1" --plain-http --sha256 "${D1#sha256:}" --shims qemu,fc --blob-cache "$T/ck"
+
 make_host_root "$T/c"
 m=$(mark)
 check "clh node: install oci:// by digest (@sha256:)" \
