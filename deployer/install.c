@@ -350,6 +350,7 @@ static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err
 			   .signature = o->signature,
 			   .shims = o->shims,
 			   .skip_missing = o->skip_missing_shims,
+			   .arch = o->arch,
 			   .auth_file = o->registry_auth,
 			   .ca_file = o->registry_ca,
 			   .cache_dir = o->blob_cache,

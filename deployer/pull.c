@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "digest.h"
+#include "engine.h"
 #include "fsroot.h"
 #include "http.h"
 #include "json.h"
@@ -422,6 +423,9 @@ static int pull(puller *pl, kd_error *err)
 	if ((r = kd_payload_open(res->fd, o->ref, &v, &p, err)) < 0)
 		return r;
 	const kd_manifest *m = kd_payload_manifest(p);
+	/* A payload for another machine is refused before its components are pulled. */
+	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)
+		goto out;
 	if (m->n_components + 2 != pl->n) {
 		r = kd_err(err, -EBADMSG, "%zu layers for the payload's %zu components", pl->n,
 			   m->n_components);

@@ -21,6 +21,7 @@ typedef struct kd_pull_opts {
 	const char *public_key; /* verify the manifest's signature with this key */
 	const char *signature;	/* its file or URL; NULL: the registry's tag sha256-<hex>.sig */
 	char *const *shims;	/* NULL: every shim of the payload */
+	const char *arch;	/* the root's machine (kd_install_check_arch), NULL: ours */
 	bool skip_missing;	/* shims the payload lacks are left out (the engine says
 				   which), not refused */
 	const char *auth_file;	/* docker config JSON with credentials, optional */

@@ -206,6 +206,12 @@ expect_fail "--plain-http is for oci:// only" "--blob-cache are for oci:// paylo
 expect_fail "a plain image is not a payload artifact" "not a kata-deploy payload" \
 	sh -c "'$KB' push --layout '$T/l1.sig' --registry '$R/kata/plain' --tag t --plain-http >/dev/null &&
 	'$KD' install --root '$T/x' --payload 'oci://$R/kata/plain:t' --plain-http --insecure --runtime-version 1.6 --restart none"
+m=$(mark)
+expect_fail "a payload for another architecture is refused" "the payload is built for x86_64" \
+	KDI --root "$T/x" --payload "$REF:v1" --plain-http --sha256 "${D1#sha256:}" --shims qemu \
+	--arch aarch64 --blob-cache "$T/carch"
+check "... before any component blob is pulled" \
+	[ "$(blob_gets "$T/reg1/log" $((m + 1)) | sum_bytes)" = "$(expect_bytes "$T/layers1" manifest tail)" ]
 check "refusals left the root as it was" same_root "$T/x" "$T/x.before"
 
 # ---- a corrupted blob is refused before any host write ----
