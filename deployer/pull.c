@@ -384,6 +384,7 @@ static int pull(puller *pl, kd_error *err)
 	kd_pull_result *res = pl->res;
 	_cleanup_free_ char *body = NULL, *mt = NULL;
 	_cleanup_free_ bool *used = NULL;
+	_cleanup_strv_ char **shims = NULL; /* before any goto out */
 	char dg[KD_REGISTRY_DIGEST_MAX];
 	kd_payload *p = NULL;
 	size_t len;
@@ -453,7 +454,7 @@ static int pull(puller *pl, kd_error *err)
 	}
 	/* The engine's rule: with skip_missing, the shims the payload has (it refuses the
 	 * install when there is none, naming them). */
-	_cleanup_strv_ char **shims = o->shims ? calloc(1, sizeof(char *)) : NULL;
+	shims = o->shims ? calloc(1, sizeof(char *)) : NULL;
 	for (char *const *x = o->shims; x && *x && shims; x++)
 		if ((!o->skip_missing || kd_manifest_find_shim(m, *x)) &&
 		    kd_strv_push(&shims, *x) < 0)
