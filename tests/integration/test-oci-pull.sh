@@ -17,7 +17,7 @@ command -v docker-registry >/dev/null || { echo "# docker-registry missing"; not
 
 pids=()
 cleanup_servers() { for p in "${pids[@]}"; do { kill -9 "$p"; wait "$p"; } 2>/dev/null || :; done; }
-trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 export TMPDIR=$T/tmp # the default blob cache is $TMPDIR/kata-deploy-blobs
 mkdir -p "$TMPDIR"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -330,7 +330,7 @@ PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}
 AGENT=$KD_BUILD/kata-deploy-agent
 if [ -x "$AGENT" ] && scripts/peers/all.sh kube-apiserver kubectl >"$T/peers.log" 2>&1 &&
 	. tests/peers/apiserver-up.sh "$T/api" >/dev/null; then
-	trap 'rc=$?; [ -n "${apid:-}" ] && kill -9 "$apid" 2>/dev/null; bash tests/peers/apiserver-down.sh "$T/api" >/dev/null 2>&1; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
+	trap 'rc=$?; set +e; [ -n "${apid:-}" ] && kill -9 "$apid" 2>/dev/null; bash tests/peers/apiserver-down.sh "$T/api" >/dev/null 2>&1; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 	k() { "$PEERS/bin/kubectl" --kubeconfig "$KD_APISERVER_KUBECONFIG" "$@"; }
 	k apply -f manifests/ >/dev/null
 	NODE=kd-oci-node
