@@ -47,7 +47,7 @@ printf 'shims:\n  qemu: [%s]\n' "$(echo $COMPONENTS | sed 's/ /, /g')" >"$ART/sh
 
 pids=()
 cleanup_servers() { for p in "${pids[@]}"; do { kill "$p"; wait "$p"; } 2>/dev/null || :; done; }
-trap 'rc=$?; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
+trap 'rc=$?; set +e; cleanup_servers; (exit $rc); _kd_cleanup' EXIT
 
 # ---- QEMU from source, by key, in the real cache ----
 QCACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}

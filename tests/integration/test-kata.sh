@@ -24,7 +24,7 @@ REF=$ROOTDIR/artifacts/reference/kata.sha256
 COMPONENTS="shim-v2 kata-agent guest-initrd virtiofsd qemu kernel vhost-device-vsock"
 pids=()
 cleanup() { for p in "${pids[@]}"; do { kill "$p"; wait "$p"; } 2>/dev/null || :; done; }
-trap 'rc=$?; cleanup; (exit $rc); _kd_cleanup' EXIT
+trap 'rc=$?; set +e; cleanup; (exit $rc); _kd_cleanup' EXIT
 
 # ---- 1. build ----
 KBC="$KB --cache $CACHE --mirror $SHARED_SOURCES --out $OUT"
