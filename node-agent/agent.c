@@ -678,6 +678,34 @@ static int shims_installed(agent *a, kd_install_result *res, char *missing, size
 	return 0;
 }
 
+/* A plain containerd whose config disables the CRI plugin (Docker's containerd.io package does
+ * by default) serves no kubelet: the kubelet of this node talks to another runtime, and
+ * handlers written here would never be used. Refused, with an Event that says why. */
+static int refuse_cri_disabled(agent *a, kd_error *err)
+{
+	static const char path[] = "etc/containerd/config.toml";
+	_cleanup_free_ char *text = NULL;
+	size_t len;
+	char which[64];
+	kd_error e = {0};
+
+	if (strcmp(a->rt.id, "containerd") != 0 ||
+	    kd_read_file(a->rootfd, path, 4u << 20, &text, &len, &e) < 0 ||
+	    kd_hostcheck_cri_disabled(text, len, which, sizeof(which), &e) <= 0)
+		return 0;
+	post_event(
+		a, true, "CRIDisabled", "Install",
+		"/%s disables containerd's CRI plugin (disabled_plugins contains \"%s\"): this "
+		"node's kubelet cannot be using this containerd, so Kata handlers written to it "
+		"would serve no pod; remove \"%s\" from disabled_plugins and restart containerd, "
+		"or point the chart at the runtime the kubelet uses",
+		path, which, which);
+	return kd_err(err, -EOPNOTSUPP,
+		      "/%s disables containerd's CRI plugin (disabled_plugins contains \"%s\"): "
+		      "refusing to install Kata handlers that no kubelet would use",
+		      path, which);
+}
+
 static int install_steps(agent *a, uint64_t t0, kd_error *err)
 {
 	const kd_agent_settings *s = a->s;
@@ -701,6 +729,8 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	if (r < 0)
 		return kd_err_wrap(err, r, "detect runtime");
 	kd_info("runtime %s %s (%s), unit %s", a->rt.id, a->rt.version, a->rt.evidence, a->rt.unit);
+	if ((r = refuse_cri_disabled(a, err)) < 0)
+		return r;
 
 	r = set_labels(a, LABELS_CLAIM, err);
 	if (r < 0)

@@ -286,6 +286,20 @@ check "host check refuses: exit 1" [ "$(cat "$T/agent-hc.rc")" = 1 ]
 check "host check refuses: message" grep -q "host check: no enabled shim can run on this node: qemu (" "$T/agent-hc.log"
 check "host check refuses: InstallFailed event" [ "$(events InstallFailed)" -ge 1 ]
 check "host check refuses: host root untouched" diff -q <(snapshot "$R3") "$T/orig.snap"
+# containerd's CRI plugin disabled (the default of Docker's containerd.io package): whatever
+# kubelet runs this node does not use that containerd; refused before any host write, with an
+# Event that says why (issue 16).
+R3c=$T/r3c; cp -a "$T/orig" "$R3c"
+sed -i '1a disabled_plugins = ["cri"]' "$R3c/etc/containerd/config.toml"
+snapshot "$R3c" >"$T/r3c.snap"
+run_agent cri "$R3c" HOST_CHECK=false
+wait_exit cri 60 || not_ok "CRI disabled: agent did not exit"
+check "CRI disabled: exit 1" [ "$(cat "$T/agent-cri.rc")" = 1 ]
+check "CRI disabled: the log says why" grep -q "disables containerd's CRI plugin (disabled_plugins contains \"cri\"): refusing" "$T/agent-cri.log"
+check "CRI disabled: a CRIDisabled Warning Event" [ "$(events CRIDisabled)" -ge 1 ]
+check "CRI disabled: the Event says what to do" grep -q 'remove "cri" from disabled_plugins and restart containerd' \
+	<(k get events -n kube-system --field-selector "involvedObject.name=$NODE,reason=CRIDisabled" -o jsonpath='{.items[*].message}')
+check "CRI disabled: host root untouched" diff -q <(snapshot "$R3c") "$T/r3c.snap"
 # HOST_CHECK=false (the chart's hostCheck: false): the same node installs, unchecked.
 R3b=$T/r3b; cp -a "$T/orig" "$R3b"
 run_agent hcoff "$R3b" HOST_CHECK_ROOT="$T/emptyhc" HOST_CHECK=false
