@@ -62,6 +62,7 @@ void kd_state_done(kd_state *s)
 	kd_strv_free(s->created_dirs);
 	kd_strv_free(s->state_dirs);
 	kd_strv_free(s->links);
+	kd_strv_free(s->shared_dirs);
 	kd_strv_free(s->config_files);
 	free(s->source.path);
 	memset(s, 0, sizeof(*s));
@@ -227,6 +228,7 @@ int kd_state_load(int rootfd, const char *state_dir, kd_state *s, kd_error *err)
 	    (r = get_strv(o, "", "created_dirs", &s->created_dirs, err)) < 0 ||
 	    (r = get_strv(o, "", "state_dirs", &s->state_dirs, err)) < 0 ||
 	    (r = get_strv(o, "", "links", &s->links, err)) < 0 ||
+	    (r = get_strv(o, "", "shared_dirs", &s->shared_dirs, err)) < 0 ||
 	    (r = get_strv(o, "", "config_files", &s->config_files, err)) < 0)
 		goto fail;
 	if ((r = kd_json_get_object(o, "", "current", false, &sub, err)) < 0)
@@ -300,6 +302,8 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 	json_object_object_add(o, "created_dirs", kd_json_from_strv(s->created_dirs));
 	json_object_object_add(o, "state_dirs", kd_json_from_strv(s->state_dirs));
 	json_object_object_add(o, "links", kd_json_from_strv(s->links));
+	if (s->shared_dirs && s->shared_dirs[0])
+		json_object_object_add(o, "shared_dirs", kd_json_from_strv(s->shared_dirs));
 	json_object_object_add(o, "config_files", kd_json_from_strv(s->config_files));
 	if (s->n_config) {
 		struct json_object *a = json_object_new_array();

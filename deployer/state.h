@@ -54,8 +54,11 @@ typedef struct kd_state {
 	bool has_current, has_previous;
 	kd_version current, previous;
 	char **created_dirs; /* directories we created outside the state dir, outermost first */
-	char **state_dirs; /* the state dir and the ancestors we created for it, outermost first */
-	char **links;	   /* links we created in the prefix (relative to the root) */
+	char **state_dirs;  /* the state dir and the ancestors we created for it, outermost first */
+	char **links;	    /* links we created in the prefix (relative to the root) */
+	char **shared_dirs; /* directories another kata-deploy install created that ours uses too
+			     * (e.g. etc/containerd/conf.d for both suffixes): whoever uninstalls
+			     * last removes them, if empty */
 	char **config_files; /* runtime config files we changed (the runtime-config step owns them)
 			      */
 	kd_source_stat source;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -58,6 +59,37 @@ static int remove_state_dirs(kd_ctx *c, char **chain, kd_error *err)
 		}
 	}
 	return kd_remove_tree_atomic(c->rootfd, chain[top], err);
+}
+
+static int deeper_first(const void *a, const void *b)
+{
+	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
+	return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+/* Directories another install created and ours used too (state.h): the last install to go
+ * removes them, when empty, after its state directory (one may be that directory's parent).
+ * Deepest first, so a shared parent goes after its shared child. The state is gone by now: a
+ * run killed here leaves them (empty) behind. */
+static void remove_shared_dirs(kd_ctx *c, char **dirs)
+{
+	size_t n = kd_strv_length(dirs);
+
+	if (n == 0)
+		return;
+	qsort(dirs, n, sizeof(*dirs), deeper_first);
+	for (size_t i = 0; i < n; i++) {
+		kd_error e2 = {0};
+		int r = kd_rmdir(c->rootfd, dirs[i], &e2);
+		if (r == 0)
+			kd_debug("removed '/%s': the last install that used it is gone", dirs[i]);
+		else if (r == -ENOTEMPTY || r == -ENOENT)
+			kd_debug("keeping '/%s': %s", dirs[i],
+				 r == -ENOENT ? "already gone"
+					      : "another install or the host uses it");
+		else
+			kd_warn("keeping '/%s': %s", dirs[i], e2.msg);
+	}
 }
 
 /* The runtime configs first, three-way (runtime.c), then the restart that makes the runtime
@@ -151,6 +183,7 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 	if (r < 0)
 		goto out;
 	kd_fault_point("uninstall-state");
+	remove_shared_dirs(c, s.shared_dirs);
 	if (ret_changed)
 		*ret_changed = true;
 	if (ret_kept)

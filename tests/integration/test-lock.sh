@@ -99,4 +99,43 @@ expect_fail "a symlinked lock directory is refused" "lock: open /run/kata-deploy
 	"$KD" install --root "$R" --payload "$P" --runtime-version 1.7
 rm "$R/run/kata-deploy"
 
+# 7. Two suffixes on a containerd 2.2 root whose config imports conf.d, which does not exist, nor
+#    does /var/lib/kata-deploy: the first install creates both, the second puts its drop-in and
+#    its state beside the first's. Uninstalled in either order, the root is byte for byte as
+#    before: the directories go with the last install that used them, whichever created them.
+#    A conf.d that was there before any install stays.
+R2=$T/host2
+mkdir -p "$R2/etc/containerd" "$R2/run"
+printf "version = 3\nimports = ['/etc/containerd/conf.d/*.toml']\n" >"$R2/etc/containerd/config.toml"
+snap2() { snapshot "$R2" | grep -v ' \./run/kata-deploy'; } # the lock stays in /run (a tmpfs)
+snap2 >"$T/r2.before"
+two() { # SUFFIX VERB
+	local extra=()
+	[ "$2" = install ] && extra=(--payload "$P" --runtime-version 2.2 --suffix "$1")
+	"$KD" "$2" --root "$R2" "${extra[@]}" --prefix "/opt/kata-$1" \
+		--state-dir "/var/lib/kata-deploy/$1" >>"$T/two.out" 2>&1
+}
+shares() { jq -e '.shared_dirs | index("etc/containerd/conf.d") and index("var/lib/kata-deploy")' "$1" >/dev/null; }
+for order in "a b" "b a"; do
+	two a install && two b install
+	check "2.2 conf.d, two suffixes: both drop-ins in the conf.d the first created" \
+		test -f "$R2/etc/containerd/conf.d/kata-deploy-a.toml" -a -f "$R2/etc/containerd/conf.d/kata-deploy-b.toml"
+	check "2.2 conf.d: the second install shares conf.d and /var/lib/kata-deploy (its state says so)" \
+		shares "$R2/var/lib/kata-deploy/b/state.json"
+	set -- $order
+	two "$1" uninstall
+	check "2.2 conf.d: $1 uninstalled first: conf.d stays for the other's drop-in" \
+		test -f "$R2/etc/containerd/conf.d/kata-deploy-$2.toml"
+	two "$2" uninstall
+	snap2 >"$T/r2.after"
+	check "2.2 conf.d: uninstalled $1 then $2: no empty conf.d or state dir left, root byte for byte" \
+		diff -u "$T/r2.before" "$T/r2.after"
+done
+mkdir "$R2/etc/containerd/conf.d"
+snap2 >"$T/r2.before"
+two a install && two b install && two a uninstall && two b uninstall
+snap2 >"$T/r2.after"
+check "2.2 conf.d: a conf.d that was there before stays (root byte for byte)" \
+	diff -u "$T/r2.before" "$T/r2.after"
+
 finish
