@@ -40,6 +40,7 @@ typedef struct agent {
 	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
 	char *snapshotters;
 	char *pull_types;
+	bool claimed; /* our claim labels are on the Node (released when the install fails) */
 } agent;
 
 static void agent_done(agent *a)
@@ -735,6 +736,7 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	r = set_labels(a, LABELS_CLAIM, err);
 	if (r < 0)
 		return r;
+	a->claimed = true;
 	if (s->host_check && (r = host_check(a, rv, err)) < 0)
 		return r;
 	if (kd_agent_terminating())
@@ -791,6 +793,24 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	return 0;
 }
 
+/* A failed install exits and the kubelet restarts the agent after a back-off: our claim ("false")
+ * must not stay on the Node meanwhile, or after the release is uninstalled while the pod waits
+ * in CrashLoopBackOff (no agent runs then to clean up): the labels are released as on uninstall
+ * (the shared label stays "true" when another install serves the node). Terminated, the cleanup
+ * that follows decides. Best effort: the install's error is the one reported. */
+static void release_failed_claim(agent *a)
+{
+	kd_error e2 = {0};
+
+	if (!a->claimed || kd_agent_terminating())
+		return;
+	if (set_labels(a, LABELS_RELEASE, &e2) < 0)
+		kd_warn("install failed and the claim stays on the node: %s", kd_err_msg(&e2));
+	else
+		kd_info("install failed: labels released on node %s", a->s->node_name);
+	kd_err_clear(&e2);
+}
+
 int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
 {
 	agent a;
@@ -806,6 +826,7 @@ int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_erro
 		kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_FAILED);
 		if (a.k && a.node_uid[0])
 			post_event(&a, true, "InstallFailed", "Install", "%s", kd_err_msg(err));
+		release_failed_claim(&a);
 	} else {
 		kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLED);
 		kd_agent_metric_set(&kd_agent_metrics_now.ready, 1);

@@ -286,6 +286,12 @@ check "host check refuses: exit 1" [ "$(cat "$T/agent-hc.rc")" = 1 ]
 check "host check refuses: message" grep -q "host check: no enabled shim can run on this node: qemu (" "$T/agent-hc.log"
 check "host check refuses: InstallFailed event" [ "$(events InstallFailed)" -ge 1 ]
 check "host check refuses: host root untouched" diff -q <(snapshot "$R3") "$T/orig.snap"
+# It had claimed the node ("false"); failed, it exits and waits in CrashLoopBackOff, where no
+# agent runs to clean up if the release is uninstalled: the claim must not stay behind.
+check "host check refuses: it had claimed the node" grep -q "node $NODE claimed" "$T/agent-hc.log"
+check "host check refuses: labels released on exit (not left 'false')" \
+	[ -z "$(label katacontainers.io/kata-runtime)$(label kata-deploy.katacontainers.io/default)" ]
+check "host check refuses: the release is logged" grep -q "install failed: labels released on node $NODE" "$T/agent-hc.log"
 # containerd's CRI plugin disabled (the default of Docker's containerd.io package): whatever
 # kubelet runs this node does not use that containerd; refused before any host write, with an
 # Event that says why (issue 16).
@@ -320,7 +326,7 @@ k create secret generic tok-b -n kube-system >/dev/null
 mkdir -p "$T/sa-rot"
 mint_sa_dir "$T/sa-rot" kata-deploy-sa --bound-object-kind Secret --bound-object-name tok-a
 node_status '[]'
-# (the host-check scenario left the labels claimed: remove them, so the wait below sees our claim)
+# (the HOST_CHECK=false scenario left the labels true: remove them, so the wait below sees our claim)
 k label node "$NODE" katacontainers.io/kata-runtime- kata-deploy.katacontainers.io/default- >/dev/null
 R4=$T/r4; cp -a "$T/orig" "$R4"
 run_agent rot "$R4" SERVICEACCOUNT_DIR="$T/sa-rot"
