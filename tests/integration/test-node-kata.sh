@@ -246,6 +246,7 @@ check "deleted: containerd runs" ctd_up
 
 say "node down"
 tests/peers/node-down.sh "$N" >"$T/node-down.log" 2>&1 || { cat "$T/node-down.log"; not_ok "node down"; }
+check "the node's cgroup root is gone from every controller" kd_node_cgroups_gone "$N"
 kd_machine_fp >"$T/machine.after"
 check "the machine's /etc/containerd, /opt, /var/lib/kata-deploy, /run/nri, /dev/log, … unchanged" \
 	diff -u "$T/machine.before" "$T/machine.after"

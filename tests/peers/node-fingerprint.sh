@@ -3,8 +3,9 @@
 # node's sandboxed host state that kata-deploy changes and must revert byte for byte.
 
 # The machine's /etc/containerd, /opt, /var/lib/kata-deploy, /run/nri, … (paths, types, modes,
-# owners, sizes, mtimes; file contents for /etc/containerd and /var/lib/kata-deploy), its network
-# links and its kd-node-* cgroups.
+# owners, sizes, mtimes; file contents for /etc/containerd and /var/lib/kata-deploy) and its network
+# links. Not the kd-node-* cgroups: other node tests may run at the same time; a test checks that
+# its own node's cgroup root is gone (kd_node_cgroups_gone).
 KD_MACHINE_PATHS=(/etc/containerd /opt /var/lib/kata-deploy /run/nri /etc/crio /etc/cni /var/lib/cni
 	/run/netns /var/lib/kubelet /var/lib/containerd /run/containerd /var/log/pods
 	/var/log/containers /opt/containerd /etc/nri /opt/nri /run/kata-containers /run/vc /dev/log
@@ -22,7 +23,13 @@ kd_machine_fp() {
 		[ -d "$p" ] && find "$p" -xdev -type f -exec sha256sum {} + | LC_ALL=C sort
 	done
 	ip -o link show | awk '{print $2}'
-	ls -d /sys/fs/cgroup/*/kd-node-* 2>/dev/null
+}
+
+# kd_node_cgroups_gone DIR: node-down.sh removed the node's cgroup root from every controller.
+kd_node_cgroups_gone() {
+	local root
+	root=$(sed -n "s/^export KD_NODE_CGROUP_ROOT='\(.*\)'$/\1/p" "$1/node.env")
+	[ -n "$root" ] && ! ls -d /sys/fs/cgroup/*"$root" 2>/dev/null | grep -q .
 }
 
 # kd_node_host_fp DIR: the node's kata-relevant host state (lib.sh's snapshot of each directory).
