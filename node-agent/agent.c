@@ -252,7 +252,7 @@ static int other_owners(struct json_object *node, const char *own)
 	return res;
 }
 
-typedef enum { LABELS_CLAIM, LABELS_READY, LABELS_RELEASE } label_op;
+typedef enum { LABELS_CLAIM, LABELS_READY, LABELS_RELEASE, LABELS_UNCLAIM } label_op;
 typedef struct label_ctx {
 	const agent *a;
 	label_op op;
@@ -297,6 +297,12 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 	const char *own = labels_get(node, c->a->owner), *shared = labels_get(node, KD_AGENT_LABEL);
 	int others = other_owners(node, c->a->owner);
 
+	/* A failed install takes back its claim, unless the claim kept "true": the installed
+	 * version (the engine undid the failed run) still serves. */
+	if (c->op == LABELS_UNCLAIM && own && strcmp(own, "true") == 0) {
+		*ret_patch = NULL;
+		return 0;
+	}
 	switch (c->op) {
 	case LABELS_CLAIM:
 		/* Never take "true" away from an install that is serving: another one, or ours
@@ -313,6 +319,7 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 		own_want = shared_want = "true";
 		break;
 	case LABELS_RELEASE:
+	case LABELS_UNCLAIM:
 		own_want = NULL;
 		shared_want = others == 1 ? "true" : others == 0 ? "false" : NULL;
 		if (others == 1 && shared && strcmp(shared, "true") == 0)
@@ -346,7 +353,8 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 static int set_labels(agent *a, label_op op, kd_error *err)
 {
 	label_ctx c = {a, op};
-	static const char *const what[] = {"claim", "label ready", "release labels on"};
+	static const char *const what[] = {"claim", "label ready", "release labels on",
+					   "take back the claim on"};
 	int r = kd_k8s_patch_guarded(a->k, a->node_path, labels_mutate, &c, NULL, err);
 	sync_metrics(a);
 	if (r < 0)
@@ -796,18 +804,21 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 /* A failed install exits and the kubelet restarts the agent after a back-off: our claim ("false")
  * must not stay on the Node meanwhile, or after the release is uninstalled while the pod waits
  * in CrashLoopBackOff (no agent runs then to clean up): the labels are released as on uninstall
- * (the shared label stays "true" when another install serves the node). Terminated, the cleanup
- * that follows decides. Best effort: the install's error is the one reported. */
+ * (the shared label stays "true" when another install serves the node). A claim that kept
+ * "true" (a re-run or upgrade of a serving install) stays: that install still serves. Terminated,
+ * the cleanup that follows decides. Best effort: the install's error is the one reported. */
 static void release_failed_claim(agent *a)
 {
 	kd_error e2 = {0};
 
 	if (!a->claimed || kd_agent_terminating())
 		return;
-	if (set_labels(a, LABELS_RELEASE, &e2) < 0)
+	if (set_labels(a, LABELS_UNCLAIM, &e2) < 0)
 		kd_warn("install failed and the claim stays on the node: %s", kd_err_msg(&e2));
 	else
-		kd_info("install failed: labels released on node %s", a->s->node_name);
+		kd_info("install failed: claim taken back on node %s (labels released unless "
+			"the installed version serves)",
+			a->s->node_name);
 	kd_err_clear(&e2);
 }
 

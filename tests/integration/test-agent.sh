@@ -291,7 +291,7 @@ check "host check refuses: host root untouched" diff -q <(snapshot "$R3") "$T/or
 check "host check refuses: it had claimed the node" grep -q "node $NODE claimed" "$T/agent-hc.log"
 check "host check refuses: labels released on exit (not left 'false')" \
 	[ -z "$(label katacontainers.io/kata-runtime)$(label kata-deploy.katacontainers.io/default)" ]
-check "host check refuses: the release is logged" grep -q "install failed: labels released on node $NODE" "$T/agent-hc.log"
+check "host check refuses: the release is logged" grep -q "install failed: claim taken back on node $NODE" "$T/agent-hc.log"
 # containerd's CRI plugin disabled (the default of Docker's containerd.io package): whatever
 # kubelet runs this node does not use that containerd; refused before any host write, with an
 # Event that says why (issue 16).
@@ -313,6 +313,13 @@ if wait_ready hcoff 60; then ok "HOST_CHECK=false: installs where the host check
 check "HOST_CHECK=false: setting logged" grep -q "setting HOST_CHECK=false" "$T/agent-hcoff.log"
 check "HOST_CHECK=false: Kata installed" [ -e "$R3b/opt/kata/current" ]
 kill_agent hcoff
+# A re-run on that serving install fails (the host check refuses now): its claim kept "true" and
+# taking it back leaves it: the installed version still serves.
+run_agent hcre "$R3b" HOST_CHECK_ROOT="$T/emptyhc"
+wait_exit hcre 60 || not_ok "host check on a serving install: agent did not exit"
+check "host check refuses a re-run on a serving install: exit 1" [ "$(cat "$T/agent-hcre.rc")" = 1 ]
+check "... the labels stay true (the installed version serves)" \
+	[ "$(label katacontainers.io/kata-runtime)/$(label kata-deploy.katacontainers.io/default)/$(label $SHIM_LABEL/kata-qemu)" = true/true/true ]
 
 # --- 409 Conflict on a guarded label update (lib/k8s through the test driver) ----------------
 out=$("$K8SC" "$KD_APISERVER_KUBECONFIG" conflict "$NODE" 2>&1) || true
