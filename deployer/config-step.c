@@ -55,7 +55,7 @@ static int others_add(kd_ctx *c, const char *dir, char ***others)
  * the default state directory and its subdirectories (var/lib/kata-deploy/<suffix>: the
  * agent's layout), and in the subdirectories of our own state directory; an install with a
  * state directory elsewhere is not seen. The host lock is held: no other run changes them now. */
-static int others_created(kd_ctx *c, char ***ret)
+int kd_engine_others_dirs(kd_ctx *c, char ***ret)
 {
 	const char *bases[] = {KD_DEFAULT_STATE_DIR + 1, c->state_dir};
 	int r = 0;
@@ -111,7 +111,7 @@ static int share_dirs(kd_ctx *c, kd_state *s, char *const *created)
 
 	if (!others)
 		return -ENOMEM;
-	if ((r = others_created(c, &others)) < 0)
+	if ((r = kd_engine_others_dirs(c, &others)) < 0)
 		return r;
 	if (!others[0])
 		return 0;

@@ -110,6 +110,10 @@ int kd_engine_after_commit(kd_ctx *c, kd_state *s, const char *restart, kd_error
  * under <prefix>/runtimes/ are considered. After a commit, and by recover (a run killed between
  * its commit and this). */
 int kd_engine_prune_dirs(kd_ctx *c, kd_state *s, kd_error *err);
+/* The directories other kata-deploy installs on this root record as created, state or shared
+ * dirs (their states under the default state dir, its subdirectories and ours), appended to *ret
+ * (a string vector). Called with the host lock held. */
+int kd_engine_others_dirs(kd_ctx *c, char ***ret);
 bool kd_root_is_host(int rootfd);
 /* Whether a config change makes kd_restart do something (a unit, a mode other than none). */
 bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool root_is_host);

@@ -61,6 +61,16 @@ static int remove_state_dirs(kd_ctx *c, char **chain, kd_error *err)
 	return kd_remove_tree_atomic(c->rootfd, chain[top], err);
 }
 
+/* Another install's state names dir (created or shared): it is kept for that install, not left
+ * behind. others is read once, on first use. */
+static bool shared_with_other(kd_ctx *c, char ***others, const char *dir)
+{
+	if (!*others &&
+	    (!(*others = calloc(1, sizeof(char *))) || kd_engine_others_dirs(c, others) < 0))
+		return false;
+	return kd_strv_find(*others, dir);
+}
+
 static int deeper_first(const void *a, const void *b)
 {
 	size_t la = strlen(*(char *const *)a), lb = strlen(*(char *const *)b);
@@ -129,6 +139,7 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 			       unsigned *ret_kept, kd_error *err)
 {
 	kd_state s;
+	_cleanup_strv_ char **others = NULL;
 	unsigned kept = 0;
 	char path[KD_PATH_MAX];
 	int r = kd_state_load(c->rootfd, c->state_dir, &s, err);
@@ -169,7 +180,11 @@ int kd_engine_uninstall_locked(kd_ctx *c, const char *restart, bool *ret_changed
 	for (size_t i = kd_strv_length(s.created_dirs); i-- > 0;) {
 		kd_error e2 = {0};
 		r = kd_rmdir(c->rootfd, s.created_dirs[i], &e2);
-		if (r == -ENOTEMPTY) {
+		if (r == -ENOTEMPTY && shared_with_other(c, &others, s.created_dirs[i])) {
+			kd_info("keeping '/%s': another kata-deploy install uses it (the last one "
+				"to go removes it)",
+				s.created_dirs[i]);
+		} else if (r == -ENOTEMPTY) {
 			kd_warn("keeping '/%s': it holds files that are not ours",
 				s.created_dirs[i]);
 			kept++;

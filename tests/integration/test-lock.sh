@@ -126,6 +126,8 @@ for order in "a b" "b a"; do
 	two "$1" uninstall
 	check "2.2 conf.d: $1 uninstalled first: conf.d stays for the other's drop-in" \
 		test -f "$R2/etc/containerd/conf.d/kata-deploy-$2.toml"
+	check "2.2 conf.d: ... kept for the other install, not reported as left behind" \
+		sh -c "! tail -n 4 '$T/two.out' | grep -Eq 'uninstall kept|not ours'"
 	two "$2" uninstall
 	snap2 >"$T/r2.after"
 	check "2.2 conf.d: uninstalled $1 then $2: no empty conf.d or state dir left, root byte for byte" \
