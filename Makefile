@@ -163,6 +163,7 @@ bench: all
 	@O=$(O) bench/oci-pull.sh
 	@O=$(O) bench/pack.sh
 	@O=$(O) bench/kata.sh
+	@O=$(O) bench/upstream.sh
 
 MANDIR ?= $(PREFIX)/share/man
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
