@@ -7,31 +7,13 @@
 #   oci   from oci://127.0.0.1:PORT/bench/payload@sha256:… with an empty blob cache (a fresh node)
 # Prints medians of wall time, CPU time (user + system), peak RSS, and the bytes the registry's
 # access log shows each oci run pulled against the payload's size. Not part of make check.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-O=${O:-build}
-KD=$PWD/$O/kata-deploy
-KB=$PWD/$O/kata-build
-RUNS=${RUNS:-5}
-W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/kd-bench-oci.XXXXXX")
+source "$(dirname "$0")/lib.sh"
+bench_workdir oci
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$W"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 python3 bench/gen-tree.py "$W/src" "${BENCH_MB:-300}"
-cat >"$W/spec.yaml" <<'SPEC'
-version: 1.0-bench
-components:
-  - name: kata
-    paths: [bin/containerd-shim-kata-v2, share/defaults/, share/kata-containers/]
-  - name: qemu
-    paths: [bin/qemu-system-x86_64]
-  - name: clh
-    paths: [bin/cloud-hypervisor]
-shims:
-  qemu: [kata, qemu]
-  clh: [kata, clh]
-SPEC
+synthetic_spec >"$W/spec.yaml"
 "$KD" payload pack "$W/src" --spec "$W/spec.yaml" -o "$W/p.tar.zst" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$W/reg"

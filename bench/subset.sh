@@ -10,29 +10,12 @@
 # Prints medians of wall time, CPU time (user + system, less sensitive to the machine's load),
 # peak RSS (/usr/bin/time), the bytes the install read and decompressed (its --log-level debug
 # line; an older binary does not print them), and the load.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-O=${O:-build}
-KD=$PWD/$O/kata-deploy
-RUNS=${RUNS:-5}
-W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/kd-bench-subset.XXXXXX")
+source "$(dirname "$0")/lib.sh"
+bench_workdir subset
 trap 'rm -rf "$W"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 python3 bench/gen-tree.py "$W/src" "${BENCH_MB:-300}"
-cat >"$W/spec.yaml" <<'SPEC'
-version: 1.0-bench
-components:
-  - name: kata
-    paths: [bin/containerd-shim-kata-v2, share/defaults/, share/kata-containers/]
-  - name: qemu
-    paths: [bin/qemu-system-x86_64]
-  - name: clh
-    paths: [bin/cloud-hypervisor]
-shims:
-  qemu: [kata, qemu]
-  clh: [kata, clh]
-SPEC
+synthetic_spec >"$W/spec.yaml"
 "$KD" payload pack "$W/src" --spec "$W/spec.yaml" -o "$W/format2.tar.zst" >/dev/null
 variants="format2 format1"
 if [ -n "${KD_BEFORE:-}" ]; then

@@ -19,22 +19,12 @@
 # peak RSS (/usr/bin/time) of each, and the bytes each wrote (its file system outputs, %O).
 # Upstream verifies nothing per file and does not sync; ours hashes every file, checks the
 # manifest, syncs the file system and switches atomically: the figures include that work.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-O=${O:-build}
-KD=$PWD/$O/kata-deploy
-KB=$PWD/$O/kata-build
-RUNS=${RUNS:-5}
+source "$(dirname "$0")/lib.sh"
 CACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}
-SRC=${KD_SHARED_SOURCES:-}
-for d in "$PWD/../shared/sources" /work/shared/sources; do
-	[ -n "$SRC" ] || { [ -f "$d/SHA256SUMS" ] && SRC=$(cd "$d" && pwd); }
-done
-[ -n "$SRC" ] || { echo "upstream.sh: no ../shared/sources (set KD_SHARED_SOURCES)" >&2; exit 1; }
+SRC=$(shared_sources) || { echo "upstream.sh: no ../shared/sources (set KD_SHARED_SOURCES)" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "upstream.sh: needs root (unshare, chroot)" >&2; exit 1; }
-W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/kd-bench-upstream.XXXXXX")
+bench_workdir upstream
 trap 'rm -rf "$W"' EXIT
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 COMPONENTS="shim-v2 qemu kernel guest-initrd virtiofsd"
 
 # ---- the inputs ----
