@@ -50,23 +50,9 @@ _node_cleanup() {
 trap _node_cleanup EXIT
 
 # --- the machine, before ----------------------------------------------------------------------
-MACHINE_PATHS=(/etc/containerd /opt /var/lib/kata-deploy /run/nri /etc/crio /etc/cni /var/lib/cni
-	/run/netns /var/lib/kubelet /var/lib/containerd /run/containerd /var/log/pods
-	/var/log/containers /opt/containerd /etc/nri /opt/nri)
-machine_fp() {
-	local p
-	for p in "${MACHINE_PATHS[@]}"; do
-		if [ -e "$p" ]; then
-			find "$p" -xdev -printf '%p %y %m %U %G %s %T@ %l\n' 2>/dev/null | LC_ALL=C sort
-		else
-			echo "$p absent"
-		fi
-	done
-	for p in /etc/containerd /var/lib/kata-deploy; do
-		[ -d "$p" ] && find "$p" -xdev -type f -exec sha256sum {} + | LC_ALL=C sort
-	done
-	ip -o link show | awk '{print $2}'
-}
+# (tests/peers/node-fingerprint.sh, shared with test-node-kata.sh)
+source tests/peers/node-fingerprint.sh
+machine_fp() { kd_machine_fp; }
 machine_fp >"$T/machine.before"
 
 # --- the node (in the background) and the images ---------------------------------------------
@@ -101,13 +87,7 @@ have_images() { local l; l=$(kd_node_ctr images ls -q 2>/dev/null); for i in "$@
 check "agent images imported as kd.test/kata-deploy:a and :b" have_images kd.test/kata-deploy:a kd.test/kata-deploy:b
 
 # The sandboxed host's kata-relevant state: compared byte for byte after each uninstall.
-host_fp() {
-	local d
-	for d in host/etc-containerd host/opt-kata host/var-lib-kata-deploy ovl/etc/upper ovl/opt/upper; do
-		echo "== $d"
-		snapshot "$N/$d"
-	done
-}
+host_fp() { kd_node_host_fp "$N"; }
 host_fp >"$T/host.pristine"
 
 LABEL=katacontainers.io/kata-runtime
