@@ -567,8 +567,9 @@ static int absent_opts(const kd_install_opts *o, char *const *missing, kd_instal
 	return 0;
 }
 
-/* Extraction progress (issue 16): on a terminal a line redrawn every 200 ms (bytes, %, rate),
- * in a pod or a pipe a line every 5 s; nothing for an install that ends sooner. Bytes are those
+/* Extraction progress (issue 16): on a terminal a line drawn with the first bytes and redrawn
+ * every 200 ms (bytes, %, rate), in a pod or a pipe a line every 5 s, nothing for an install
+ * that ends sooner. Bytes are those
  * of the selected files, written or hardlinked from the current version. */
 #define EXTRACT_PROGRESS_TTY_MS 200
 #define EXTRACT_PROGRESS_LINE_MS 5000
@@ -592,8 +593,14 @@ static void show_extract_progress(uint64_t done, uint64_t total, void *userdata)
 	if (!xp->start.tv_sec && !xp->start.tv_nsec)
 		xp->start = xp->last = now;
 	long since = ms_between(&xp->last, &now), all = ms_between(&xp->start, &now);
-	if (since < (xp->tty ? EXTRACT_PROGRESS_TTY_MS : EXTRACT_PROGRESS_LINE_MS) || all <= 0)
+	/* On a terminal the line appears with the first bytes, then is redrawn; a fast install
+	 * clears it at once. In a pipe only an install that lasts prints anything. */
+	bool first = xp->tty && !xp->shown && done > 0;
+	if (!first &&
+	    (since < (xp->tty ? EXTRACT_PROGRESS_TTY_MS : EXTRACT_PROGRESS_LINE_MS) || all <= 0))
 		return;
+	if (all <= 0)
+		all = 1;
 	xp->last = now;
 	kd_format_bytes((double)done, d, sizeof(d));
 	kd_format_bytes((double)total, t, sizeof(t));
