@@ -17,6 +17,8 @@
 #define SD_DEST "org.freedesktop.systemd1"
 #define SD_PATH "/org/freedesktop/systemd1"
 #define SD_MANAGER "org.freedesktop.systemd1.Manager"
+#define SD_UNIT "org.freedesktop.systemd1.Unit"
+#define SD_SERVICE "org.freedesktop.systemd1.Service"
 #define CRIO_PID_FILE "run/crio/crio.pid"
 
 static const char *effective(const char *restart, bool root_is_host)
@@ -179,7 +181,36 @@ static int sdbus_connect(sdbus_api *a, int rootfd, bool root_is_host, sd_bus **r
 	return 0;
 }
 
-static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
+/* The unit's object path, then one of its properties (a string); *ret is malloc'ed. */
+static int unit_property(sdbus_api *a, sd_bus *b, const char *unit, const char *iface,
+			 const char *name, char **ret, kd_error *err)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *um = NULL;
+	const char *upath;
+	int r;
+
+	if ((r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &um, "s", unit)) <
+		    0 ||
+	    (r = a->message_read(um, "o", &upath)) < 0) {
+		r = kd_err(err, r, "systemd GetUnit %s: %s", unit,
+			   e.message ? e.message : strerror(-r));
+		a->error_free(&e);
+		if (um)
+			a->message_unref(um);
+		return r;
+	}
+	r = a->get_property_string(b, SD_DEST, upath, iface, name, &e, ret);
+	a->message_unref(um);
+	if (r < 0)
+		r = kd_err(err, r, "systemd %s.%s of %s: %s", iface, name, unit,
+			   e.message ? e.message : strerror(-r));
+	a->error_free(&e);
+	return r < 0 ? r : 0;
+}
+
+/* RestartUnit, then wait for its job to finish: 0, or < 0 when systemd refused the call. */
+static int restart_job(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
 {
 	sd_bus_error e = SD_BUS_ERROR_NULL;
 	sd_bus_message *m = NULL;
@@ -215,26 +246,47 @@ static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *
 		usleep(100 * 1000);
 	}
 	a->message_unref(m);
-	sd_bus_message *um = NULL;
-	const char *upath;
-	if ((r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &um, "s", unit)) <
-		    0 ||
-	    (r = a->message_read(um, "o", &upath)) < 0) {
+	return 0;
+}
+
+static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
+{
+	_cleanup_free_ char *active = NULL, *result = NULL;
+	int r;
+
+	if ((r = restart_job(a, b, unit, err)) < 0 ||
+	    (r = unit_property(a, b, unit, SD_UNIT, "ActiveState", &active, err)) < 0)
+		return r;
+	/* systemd counts every start, ours included, against the unit's StartLimitBurst= per
+	 * StartLimitIntervalSec= (default 5 in 10 s) and then refuses to start it: the unit stays
+	 * down ("start-limit-hit"). The runtime must come back: reset the counter (what
+	 * `systemctl reset-failed` does) and restart once more. */
+	if (strcmp(active, "failed") == 0 &&
+	    unit_property(a, b, unit, SD_SERVICE, "Result", &result, NULL) == 0 &&
+	    strcmp(result, "start-limit-hit") == 0) {
+		sd_bus_error e = SD_BUS_ERROR_NULL;
+		kd_warn("%s hit systemd's start rate limit (StartLimitBurst=, StartLimitIntervalSec=): "
+			"reset-failed and restart it again",
+			unit);
+		r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", &e, NULL,
+				   "s", unit);
+		if (r < 0) {
+			r = kd_err(err, r, "systemd ResetFailedUnit %s: %s", unit,
+				   e.message ? e.message : strerror(-r));
+			a->error_free(&e);
+			return r;
+		}
 		a->error_free(&e);
-		if (um)
-			a->message_unref(um);
-		return kd_err_errno(err, r, "systemd GetUnit %s", unit);
+		free(active);
+		active = NULL;
+		if ((r = restart_job(a, b, unit, err)) < 0 ||
+		    (r = unit_property(a, b, unit, SD_UNIT, "ActiveState", &active, err)) < 0)
+			return r;
 	}
-	char *active = NULL;
-	r = a->get_property_string(b, SD_DEST, upath, "org.freedesktop.systemd1.Unit",
-				   "ActiveState", &e, &active);
-	a->message_unref(um);
-	a->error_free(&e);
-	if (r >= 0 && strcmp(active, "active") != 0)
-		r = kd_err(err, -EIO, "%s is '%s' after the restart (journalctl -u %s)", unit,
-			   active, unit);
-	free(active);
-	return r < 0 ? r : 0;
+	if (strcmp(active, "active") != 0)
+		return kd_err(err, -EIO, "%s is '%s' after the restart (journalctl -u %s)", unit,
+			      active, unit);
+	return 0;
 }
 
 /* CRI-O's pid from its pid file: only where the root's /run is ours (the host, a test root). */

@@ -58,6 +58,8 @@ PKGS=(
 	libseccomp-dev libcap-ng-dev busybox-static
 	# the sandboxed Kubernetes node (docs/NODE-TEST.md): bridge/host-local/loopback CNI plugins
 	containernetworking-plugins
+	# a real systemd as PID 1 of a sandbox, with the system bus (test-systemd-restart.sh)
+	systemd dbus
 )
 if ! dpkg -s "${PKGS[@]}" >/dev/null 2>&1; then
 	apt_install "${PKGS[@]}"
