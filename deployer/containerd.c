@@ -515,7 +515,9 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 				"remove it or choose another --suffix",
 				h[i].name);
 		snprintf(type, sizeof(type), "io.containerd.%s.v2", h[i].name);
-		const char *ann[] = {"io.katacontainers.*", "cdi.k8s.io/*"};
+		/* upstream 4.x dropped the cdi.k8s.io entry (nvidia-gpu shims) from pod_annotations
+		 */
+		const char *ann[] = {"io.katacontainers.*"};
 		const char *cann[] = {"io.kubernetes.container.terminationMessage*"};
 		if ((r = add_table(doc, tp, 5, tables, err)) < 0 ||
 		    (r = kd_toml_set_string(doc, tp, 5, "runtime_type", type, err)) < 0 ||
@@ -523,8 +525,7 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 			    0 ||
 		    (r = kd_toml_set_bool(doc, tp, 5, "privileged_without_host_devices", true,
 					  err)) < 0 ||
-		    (r = kd_toml_set_strings(doc, tp, 5, "pod_annotations", ann,
-					     strstr(h[i].shim, "nvidia-gpu") ? 2 : 1, err)) < 0 ||
+		    (r = kd_toml_set_strings(doc, tp, 5, "pod_annotations", ann, 1, err)) < 0 ||
 		    (r = kd_toml_set_strings(doc, tp, 5, "container_annotations", cann, 1, err)) <
 			    0)
 			return r;

@@ -500,6 +500,18 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 		    (r = add_text(ret, &n, dir, "20-debug.toml", d, err)) < 0)
 			goto fail;
 	}
+	if (o->k0s && !kd_shim_is_rust(shim)) {
+		/* k0s's kubelet keeps pod volumes under /var/lib/k0s/kubelet: the Go runtime needs
+		 * it to recognise ConfigMap / Secret volumes and propagate their updates. */
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		const char *rp[] = {"runtime"};
+		if ((r = kd_toml_parse("22", "", 0, &d, err)) < 0 ||
+		    (r = ensure(d, rp, 1, err)) < 0 ||
+		    (r = kd_toml_set_string(d, rp, 1, "kubelet_root_dir", "/var/lib/k0s/kubelet",
+					    err)) < 0 ||
+		    (r = add_text(ret, &n, dir, "22-k0s-kubelet-root.toml", d, err)) < 0)
+			goto fail;
+	}
 	if (variant == KD_VARIANT_DEVKIT) {
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		if ((r = devkit_dropin(tree, pristine, shim, o, &d, err)) < 0 ||

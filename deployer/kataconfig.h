@@ -1,9 +1,9 @@
 /* Kata's own configuration per shim. The CRI points each handler at a copy of the payload's
  * configuration-<shim>.toml in <prefix>/runtimes/<shim>/ (a managed copy, as upstream does), and
  * our settings go into drop-ins next to it in config.d/, which Kata merges in name order:
- * 10-installation-prefix, 20-debug, 25-devkit, 30-kernel-params (agent proxy, guest debug
- * logging), 40-annotations. The copies live outside the versioned tree, which stays exactly as
- * the payload made it.
+ * 10-installation-prefix, 20-debug, 22-k0s-kubelet-root (k0s, Go runtime), 25-devkit,
+ * 30-kernel-params (agent proxy, guest debug logging), 40-annotations. The copies live outside the
+ * versioned tree, which stays exactly as the payload made it.
  *
  * Each shim may have up to three handlers, each with a directory of its own: the plain one
  * (runtimes/<shim>/), a debug variant (runtimes/<shim>-debug/: Kata and guest debug, the debug
@@ -18,7 +18,7 @@
 
 #define KD_KATA_RUNTIMES_DIR "runtimes"
 #define KD_KATA_CUSTOM_DIR "custom" /* runtimes/custom/<handler>/ */
-#define KD_KATA_MAX_FILES 9
+#define KD_KATA_MAX_FILES 10
 /* The devkit guest extension image and its dm-verity parameters, in the payload tree. */
 #define KD_DEVKIT_IMAGE "share/kata-containers/kata-containers-devkit-extension.img"
 #define KD_DEVKIT_ROOT_HASH "share/kata-containers/root_hash_devkit-extension.txt"
@@ -35,6 +35,7 @@ typedef struct kd_kata_opts {
 	const char *https_proxy; /* URL for every shim, or "shim=URL;shim=URL" */
 	const char *no_proxy;	 /* the same forms */
 	const char *annotations; /* "a b shim:c,d": bare words for all shims, shim: for one */
+	bool k0s;		 /* k0s: 22-k0s-kubelet-root.toml for the Go shims, as upstream */
 } kd_kata_opts;
 
 typedef struct kd_kata_file {

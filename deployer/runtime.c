@@ -793,7 +793,8 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		}
 		kd_kata_opts ko = {.https_proxy = o->agent_https_proxy,
 				   .no_proxy = o->agent_no_proxy,
-				   .annotations = o->allowed_hypervisor_annotations};
+				   .annotations = o->allowed_hypervisor_annotations,
+				   .k0s = kd_flavour_is_k0s(p.flavour.id)};
 		char prefix[KD_PATH_MAX];
 		snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
 		ko.prefix = prefix;

@@ -40,6 +40,7 @@ typedef struct agent {
 	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
 	char *snapshotters;
 	char *pull_types;
+	char ctd_config[PATH_BUF]; /* etc/containerd/<CONTAINERD_CONFIG_FILE_NAME>, "" = default */
 	bool claimed; /* our claim labels are on the Node (released when the install fails) */
 } agent;
 
@@ -615,6 +616,19 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.pull_type_mapping = nonempty(a->pull_types),
 		.default_shim = nonempty(s->default_shim),
 	};
+	/* Upstream's CONTAINERD_CONFIG_FILE_NAME: another file in /etc/containerd; the
+	 * distributions keep their own config elsewhere and ignore it (as upstream). */
+	a->ctd_config[0] = '\0';
+	if (*s->containerd_config_file_name) {
+		if (strcmp(a->rt.id, "containerd") == 0) {
+			snprintf(a->ctd_config, sizeof(a->ctd_config), "etc/containerd/%s",
+				 s->containerd_config_file_name);
+			rt->config_path = a->ctd_config;
+		} else
+			kd_warn("CONTAINERD_CONFIG_FILE_NAME=%s is ignored: the node runs %s, "
+				"whose configuration is not in /etc/containerd",
+				s->containerd_config_file_name, a->rt.id);
+	}
 	return 0;
 }
 

@@ -1,6 +1,6 @@
 /* kata-deploy-agent: the DaemonSet's process. See docs/AGENT.md.
  *
- *   kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] [install|cleanup
+ *   kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] [--log-level LEVEL] [install|cleanup
  * [--force]|reset|self-check]
  *
  * install (default) stays running afterwards as a small waiter (this binary
@@ -34,6 +34,7 @@
 static void usage(FILE *f)
 {
 	fputs("usage: kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] "
+	      "[--log-level error|warn|info|debug|trace] "
 	      "[install | cleanup [--force] | reset | self-check]\n"
 	      "       kata-deploy-agent --version | --help\n"
 	      "Settings come from the environment (NODE_NAME, SHIMS_<ARCH>, ...); see "
@@ -130,6 +131,7 @@ int main(int argc, char **argv)
 		{"kubeconfig", required_argument, NULL, 'k'},
 		{"host-root", required_argument, NULL, 'r'},
 		{"force", no_argument, NULL, 'f'},
+		{"log-level", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -151,6 +153,10 @@ int main(int argc, char **argv)
 			break;
 		case 'f':
 			force = true;
+			break;
+		case 'l':
+			/* upstream's --log-level; through the environment so re-execs keep it */
+			setenv("LOG_LEVEL", optarg, 1);
 			break;
 		case 'h':
 			usage(stdout);
@@ -191,8 +197,7 @@ int main(int argc, char **argv)
 		kd_agent_settings_free(&s);
 		return 2;
 	}
-	if (s.debug)
-		kd_log_setup("kata-deploy-agent", KD_LOG_DEBUG, false);
+	kd_log_setup("kata-deploy-agent", (kd_log_level)kd_agent_log_level(&s), false);
 	if (strcmp(action, "wait") == 0) {
 		r = run_wait(&s);
 		kd_agent_settings_free(&s);

@@ -107,6 +107,12 @@ static const setting table[] = {
 	 "refuse when no enabled shim can run here"},
 	{"HOST_CHECK_ROOT", T_STRING, OFF(host_check_root), "/", 0, 0, NULL,
 	 "where the host checks see /proc, /sys, /dev (a privileged pod: its own /)"},
+	{"LOG_LEVEL", T_STRING, OFF(log_level), "", 0, 0, "|error|warn|info|debug|trace",
+	 "the agent's log level (--log-level; empty: debug with DEBUG, else info)"},
+	{"CONTAINERD_CONFIG_FILE_NAME", T_STRING, OFF(containerd_config_file_name), "", 0, 0, NULL,
+	 "containerd's config file in /etc/containerd (k8s; empty: config.toml)"},
+	{"CONTAINERD_USER_DROP_IN_SOURCE_FILE", T_STRING, OFF(containerd_user_drop_in), "", 0, 0,
+	 NULL, "TOML for containerd, installed as a drop-in next to ours"},
 };
 
 static const char *machine_arch(void)
@@ -384,6 +390,17 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 			"PAYLOAD_PLAIN_HTTP: a payload pulled over plain http must be pinned: "
 			"set PAYLOAD_SHA256 (the artifact manifest's digest), use "
 			"PAYLOAD=oci://...@sha256:<hex>, or PAYLOAD_PUBLIC_KEY");
+	if (*s->containerd_config_file_name && (strchr(s->containerd_config_file_name, '/') ||
+						strcmp(s->containerd_config_file_name, ".") == 0 ||
+						strcmp(s->containerd_config_file_name, "..") == 0))
+		return kd_err(err, -EINVAL,
+			      "CONTAINERD_CONFIG_FILE_NAME=%s: must be a file name in "
+			      "/etc/containerd, without '/'",
+			      s->containerd_config_file_name);
+	if (*s->containerd_user_drop_in && s->containerd_user_drop_in[0] != '/')
+		return kd_err(err, -EINVAL,
+			      "CONTAINERD_USER_DROP_IN_SOURCE_FILE=%s: must be an absolute path",
+			      s->containerd_user_drop_in);
 	if (*s->payload_sha256) {
 		size_t n = strlen(s->payload_sha256);
 		if (n != 64 || strspn(s->payload_sha256, "0123456789abcdef") != n)
@@ -457,6 +474,18 @@ void kd_agent_settings_log(const kd_agent_settings *s)
 		}
 		kd_info("setting %s=%s%s", name, buf, getenv(name) ? "" : " (default)");
 	}
+}
+
+int kd_agent_log_level(const kd_agent_settings *s)
+{
+	const char *l = s->log_level;
+	if (!*l)
+		return s->debug ? KD_LOG_DEBUG : KD_LOG_INFO;
+	/* trace: our finest level is debug */
+	return strcmp(l, "error") == 0	? KD_LOG_ERROR
+	       : strcmp(l, "warn") == 0 ? KD_LOG_WARNING
+	       : strcmp(l, "info") == 0 ? KD_LOG_INFO
+					: KD_LOG_DEBUG;
 }
 
 char **kd_agent_handlers(const kd_agent_settings *s, char *const *shims)

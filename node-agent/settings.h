@@ -53,6 +53,9 @@ typedef struct kd_agent_settings {
 	int api_retries;
 	bool host_check;
 	char *host_check_root; /* where /proc, /sys, /dev and /lib/modules are seen */
+	char *log_level;       /* "" (info, debug with DEBUG), error, warn, info, debug, trace */
+	char *containerd_config_file_name; /* "" = config.toml, in /etc/containerd (k8s) */
+	char *containerd_user_drop_in;	   /* a file of TOML for containerd, "" = none */
 } kd_agent_settings;
 
 /* Read every setting from the environment (getenv) and validate it; the action decides what is
@@ -61,6 +64,8 @@ int kd_agent_settings_load(kd_agent_settings *s, const char *action, kd_error *e
 void kd_agent_settings_free(kd_agent_settings *s);
 /* One line per effective setting: "NAME=value" and where it came from. */
 void kd_agent_settings_log(const kd_agent_settings *s);
+/* The log level LOG_LEVEL (upstream's --log-level) asks for, else debug with DEBUG, else info. */
+int kd_agent_log_level(const kd_agent_settings *s);
 
 /* The handler names we configure: "kata-<shim>[-<suffix>][-debug|-devkit]" for each of shims
  * (NULL: every enabled shim), then the custom handlers whose base is one of them;

@@ -10,9 +10,14 @@ of being read from the chart, so that the test is an independent oracle.
 Prints one "ok - ..." line per check and exits 1 on the first failed case.
 Needs PyYAML (Debian package python3-yaml).
 """
+import os
 import sys
 
 import yaml
+
+# The Kata release the payload is built from: RuntimeClasses carry it (katacontainers.io/kata-version).
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../artifacts/versions.yaml")) as f:
+    KATA_VERSION = yaml.safe_load(f)["vars"]["kata_version"]
 
 # Reference §3.2: RuntimeClass overhead (memory, cpu) per shim.
 OVERHEAD = {}
@@ -56,6 +61,8 @@ ALWAYS_MOUNTS = {"/run/kata-deploy": False, "/lib": True}
 STATE = "/var/lib/kata-deploy"
 CUSTOM_DIR = "/custom-configs"
 KATA_RUNTIME = {"katacontainers.io/kata-runtime": "true"}
+# The agent's owner label of an install without a suffix (upstream's instance label).
+OWNER_DEFAULT = {"kata-deploy.katacontainers.io/default": "true"}
 # The agent's per-shim node label (node-agent/settings.h KD_AGENT_SHIM_LABEL_PREFIX): set where the
 # shim is installed; every RuntimeClass of the shim (and of custom runtimes based on it) selects it.
 SHIM_LABEL = "handler.kata-deploy.katacontainers.io/kata-{shim}{sfx}"
@@ -162,7 +169,7 @@ CASES = {
             "dropin-qemu.toml": "[hypervisor.qemu]\ndefault_memory = 3072\n",
         },
         custom_rc={"kata-qemu-nydus-big": ("kata-qemu-nydus-big", OVERHEAD["qemu"],
-                                           dict(KATA_RUNTIME, **shim_sel("qemu"))),
+                                           dict(KATA_RUNTIME, **OWNER_DEFAULT, **shim_sel("qemu"))),
                    "kata-coco": ("kata-coco-guest-pull", ("640Mi", "500m"),
                                  dict(KATA_RUNTIME, **{"example.com/tee": "true"}))}),
     # test-helm.sh --set: suffix "next", qemu-nvidia-gpu enabled, a custom runtime on it without
@@ -429,12 +436,12 @@ def main():
             eq(rc.get("overhead"), {"podFixed": {"memory": mem, "cpu": cpu}}, f"{n} overhead")
             sel = rc["scheduling"]["nodeSelector"]
             check(sel.get("katacontainers.io/kata-runtime") == "true", f"{n} selects kata-runtime=true")
-            if c["sfx"]:
-                check(sel.get(f"kata-deploy.katacontainers.io/{c['sfx']}") == "true",
-                      f"{n} selects the per-install label")
-            else:
-                check(not any(k.startswith("kata-deploy.katacontainers.io/") for k in sel),
-                      f"{n} has no per-install label (single install)")
+            # The owner label the agent sets (upstream's instance label): the suffix, or "default".
+            eq({k: v for k, v in sel.items() if k.startswith("kata-deploy.katacontainers.io/")},
+               {f"kata-deploy.katacontainers.io/{c['sfx'] or 'default'}": "true"},
+               f"{n} selects the per-install (owner) label")
+            eq((rc["metadata"].get("annotations") or {}).get("katacontainers.io/kata-version"), KATA_VERSION,
+               f"{n} kata-version annotation is Kata's version")
             check(len(rc["handler"]) <= 63, f"handler {rc['handler']} fits a DNS label")
             eq({k: v for k, v in sel.items() if k.startswith("handler.")}, shim_sel(s, sfx),
                f"{n} selects the shim's own label")
@@ -447,7 +454,7 @@ def main():
         eq(rc.get("overhead"), {"podFixed": {"memory": overhead[0], "cpu": overhead[1]}} if overhead else None,
            f"custom RuntimeClass {n} overhead")
         eq((rc.get("scheduling") or {}).get("nodeSelector") or {}, selector, f"custom RuntimeClass {n} nodeSelector")
-        eq((rc["metadata"].get("annotations") or {}).get("katacontainers.io/kata-version"), "0.1.0",
+        eq((rc["metadata"].get("annotations") or {}).get("katacontainers.io/kata-version"), KATA_VERSION,
            f"custom RuntimeClass {n} kata-version annotation")
     if c["default_rc"]:
         n, handler, shim = c["default_rc"]

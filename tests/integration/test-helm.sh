@@ -83,7 +83,7 @@ render "$W/warn.yaml" --set logLevel=debug --set containerd.configDir=/x \
 	--set shims.qemu.dropIn=x --set shims.qemu.containerd.forceGuestPull=true \
 	--set customRuntimes.enabled=true --set monitor.enabled=true --set node-feature-discovery.enabled=true \
 	--set verification.pod=x --set env.hostOS=cbl-mariner
-for w in "logLevel is ignored" "containerd.configDir is ignored" \
+for w in "containerd.configDir is ignored" \
 	"shims.qemu.containerd.forceGuestPull is ignored" \
 	"customRuntimes.enabled has no effect: customRuntimes.runtimes is empty" \
 	"monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
@@ -91,9 +91,9 @@ for w in "logLevel is ignored" "containerd.configDir is ignored" \
 	expect_warning "$W/warn.yaml" "$w"
 done
 # shims.<s>.dropIn and customRuntimes are supported now: no "is ignored" for them.
-grep -E '^# WARNING: (shims\.qemu\.dropIn|customRuntimes is)' "$W/warn.yaml" &&
-	bad "shims.<s>.dropIn or customRuntimes still reported as ignored" ||
-	ok "no warning for shims.<s>.dropIn and enabled customRuntimes"
+grep -E '^# WARNING: (shims\.qemu\.dropIn|customRuntimes is|logLevel)' "$W/warn.yaml" &&
+	bad "shims.<s>.dropIn, customRuntimes or logLevel still reported as ignored" ||
+	ok "no warning for shims.<s>.dropIn, enabled customRuntimes and logLevel"
 
 # --- bad values are refused, with a message that names the problem
 reject() { # TEXT helm-args...

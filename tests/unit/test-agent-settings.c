@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "fsroot.h"
+#include "log.h"
 #include "node-agent/detect.h"
 #include "node-agent/settings.h"
 #include "strv.h"
@@ -345,6 +346,45 @@ TEST(refusals)
 		"AGENT_NO_PROXY=qemu=a\tb", NULL);
 	refused("HEALTH_ADDRESS=not-an-ip: not an IPv4 address", "HEALTH_ADDRESS=not-an-ip", NULL);
 	refused("NODE_READY_TIMEOUT=0: not an integer in 1..86400", "NODE_READY_TIMEOUT=0", NULL);
+	refused("LOG_LEVEL=verbose: not allowed; use one of: (empty)|error|warn|info|debug|trace",
+		"LOG_LEVEL=verbose", NULL);
+	refused("CONTAINERD_CONFIG_FILE_NAME=../etc/shadow: must be a file name in /etc/containerd",
+		"CONTAINERD_CONFIG_FILE_NAME=../etc/shadow", NULL);
+	refused("CONTAINERD_CONFIG_FILE_NAME=..: must be a file name",
+		"CONTAINERD_CONFIG_FILE_NAME=..", NULL);
+	refused("CONTAINERD_USER_DROP_IN_SOURCE_FILE=x.toml: must be an absolute path",
+		"CONTAINERD_USER_DROP_IN_SOURCE_FILE=x.toml", NULL);
+}
+
+/* Upstream's --log-level (LOG_LEVEL): it wins over DEBUG; empty: debug with DEBUG, else info. */
+TEST(log_level)
+{
+	static const struct {
+		const char *level, *debug;
+		int want;
+	} cases[] = {
+		{"", "false", KD_LOG_INFO},	  {"", "true", KD_LOG_DEBUG},
+		{"warn", "true", KD_LOG_WARNING}, {"error", "false", KD_LOG_ERROR},
+		{"info", "true", KD_LOG_INFO},	  {"trace", "false", KD_LOG_DEBUG},
+		{"debug", "false", KD_LOG_DEBUG},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		kd_agent_settings s;
+		kd_error err = {0};
+		char l[64], d[64];
+		snprintf(l, sizeof(l), "LOG_LEVEL=%s", cases[i].level);
+		snprintf(d, sizeof(d), "DEBUG=%s", cases[i].debug);
+		CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", l, d, NULL), 0);
+		CHECK_INT(kd_agent_log_level(&s), cases[i].want);
+		kd_agent_settings_free(&s);
+	}
+	kd_agent_settings s;
+	kd_error err = {0};
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1",
+		       "CONTAINERD_CONFIG_FILE_NAME=config.v2.toml", NULL),
+		  0);
+	CHECK_STR(s.containerd_config_file_name, "config.v2.toml");
+	kd_agent_settings_free(&s);
 }
 
 TEST(value_limit)
@@ -502,6 +542,7 @@ int main(void)
 	RUN(oci_payload);
 	RUN(refusals);
 	RUN(value_limit);
+	RUN(log_level);
 	RUN(detect_plain_runtimes);
 	RUN(detect_distributions);
 	RUN(detect_refusals);

@@ -469,7 +469,8 @@ TEST(test_render_v3_snapshotter_and_gpu)
 		"runtime_type = \"io.containerd.kata-nvidia-gpu-x.v2\"\n"
 		"runtime_path = \"/opt/kata/bin/containerd-shim-kata-v2\"\n"
 		"privileged_without_host_devices = true\n"
-		"pod_annotations = [\"io.katacontainers.*\", \"cdi.k8s.io/*\"]\n"
+		/* upstream 4.x: no cdi.k8s.io entry for nvidia-gpu shims either */
+		"pod_annotations = [\"io.katacontainers.*\"]\n"
 		"container_annotations = [\"io.kubernetes.container.terminationMessage*\"]\n"
 		"snapshotter = \"nydus\"\n"
 		"\n"
@@ -602,6 +603,16 @@ TEST(test_kata_dropins)
 	kd_kata_opts plain = {.prefix = "/opt/kata"};
 	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_PLAIN, &plain, f, &n, &err), 0);
 	CHECK_INT(n, 1);
+	kd_kata_files_free(f, n);
+	/* k0s: the Go runtime learns k0s's kubelet root (upstream's 22-k0s-kubelet-root.toml). */
+	kd_kata_opts k0s = {.prefix = "/opt/kata", .k0s = true};
+	CHECK_INT(kd_kata_render(&src, "qemu", KD_VARIANT_PLAIN, &k0s, f, &n, &err), 0);
+	CHECK_INT(n, 2);
+	if (n == 2) {
+		CHECK_STR(f[1].path, "opt/kata/runtimes/qemu/config.d/22-k0s-kubelet-root.toml");
+		CHECK_STR(f[1].text, "# Written by kata-deploy.\n[runtime]\n"
+				     "kubelet_root_dir = \"/var/lib/k0s/kubelet\"\n");
+	}
 	kd_kata_files_free(f, n);
 }
 

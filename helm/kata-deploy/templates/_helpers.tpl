@@ -23,6 +23,11 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 kata-deploy/instance: {{ include "kd.instance" . }}
 {{- end -}}
 
+{{/* The Kata version of the image's payload (Chart.yaml annotation), for RuntimeClasses. */}}
+{{- define "kd.kataVersion" -}}
+{{- index (.Chart.Annotations | default dict) "katacontainers.io/kata-version" -}}
+{{- end -}}
+
 {{- define "kd.image" -}}
 {{ .Values.image.reference }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
@@ -298,6 +303,11 @@ Checks the schema cannot express. Fails the render with a message naming the key
 {{- if include "kd.customOn" $root -}}
 {{- include "kd.validateCustom" $root -}}
 {{- end -}}
+{{- with trim ($root.Values.containerd.configFileName | default "") -}}
+{{- if or (contains "/" .) (eq . ".") (eq . "..") -}}
+{{- fail (printf "kata-deploy: containerd.configFileName %q must be a file name in /etc/containerd, without '/'" .) -}}
+{{- end -}}
+{{- end -}}
 {{- if and $root.Values.devkit (not $root.Values.debug) -}}
 {{- fail "kata-deploy: devkit: true needs debug: true (devkit handlers are debug handlers with the devkit guest image)" -}}
 {{- end -}}
@@ -311,13 +321,16 @@ Warnings for accepted upstream keys that have no effect here, one per line.
 */}}
 {{- define "kd.warnings" -}}
 {{- $v := .Values -}}
-{{- range $k := list "configDir" "runtimeSocket" "configFileName" "userDropIn" -}}
+{{- range $k := list "configDir" "runtimeSocket" -}}
 {{- if get $v.containerd $k }}
 containerd.{{ $k }} is ignored: the agent finds the runtime configuration from k8sDistribution and the node.
 {{- end -}}
 {{- end -}}
-{{- if $v.logLevel }}
-logLevel is ignored: use debug: true for verbose agent logs.
+{{- if and (trim ($v.containerd.configFileName | default "")) (ne $v.k8sDistribution "k8s") }}
+containerd.configFileName is ignored with k8sDistribution {{ $v.k8sDistribution }}: it names a file in /etc/containerd, which {{ $v.k8sDistribution }}'s containerd does not read.
+{{- end -}}
+{{- if $v.containerd.userDropIn }}
+containerd.userDropIn is ignored: user containerd drop-ins are not supported yet.
 {{- end -}}
 {{- if $v.snapshotter.setup }}
 snapshotter.setup ({{ join ", " $v.snapshotter.setup }}) is ignored: snapshotters are not installed by this chart; shims.<name>.containerd.snapshotter can still name one the node already has.
@@ -425,9 +438,10 @@ etc-systemd|/etc/systemd/system|Directory|true
 {{/*
 overhead and scheduling of a RuntimeClass, from shims.<shim>.runtimeClass: overhead unless
 disabled (globally, for the shim, or with overhead false), then the kata-runtime node label, the
-per-install label with a suffix, the shim's own label (the agent sets it on nodes where it
+per-install (owner) label kata-deploy.katacontainers.io/<suffix or "default">, as upstream's
+(the agent sets it where this install serves the node), the shim's own label (the agent sets it on nodes where it
 installed the shim: a shim the node's payload lacks keeps its pods off that node) and the
-shim's nodeSelector.
+shim's nodeSelector without those keys.
 Call with (dict "root" $ "shim" NAME "overhead" BOOL).
 */}}
 {{- define "kd.rcTail" -}}
@@ -442,11 +456,13 @@ overhead:
 scheduling:
   nodeSelector:
     katacontainers.io/kata-runtime: "true"
-    {{- with $root.Values.env.multiInstallSuffix }}
-    kata-deploy.katacontainers.io/{{ . }}: "true"
-    {{- end }}
+    kata-deploy.katacontainers.io/{{ include "kd.instance" $root }}: "true"
     {{ include "kd.shimLabel" (dict "root" $root "shim" .shim) }}: "true"
-    {{- with $rc.nodeSelector }}
+    {{- /* The keys above are the ownership gate: a shim's own nodeSelector may not restate them
+           (a duplicate key would point the class at nodes this install does not hold). */}}
+    {{- $own := list "katacontainers.io/kata-runtime" (printf "kata-deploy.katacontainers.io/%s" (include "kd.instance" $root)) (include "kd.shimLabel" (dict "root" $root "shim" .shim)) }}
+    {{- $user := omit ($rc.nodeSelector | default dict) "katacontainers.io/kata-runtime" (index $own 1) (index $own 2) }}
+    {{- with $user }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end -}}
