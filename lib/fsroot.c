@@ -179,6 +179,121 @@ int kd_readlink(int rootfd, const char *path, char *buf, size_t size, kd_error *
 	return (int)n;
 }
 
+void kd_dircache_init(kd_dircache *dc, int rootfd, bool create)
+{
+	memset(dc, 0, sizeof(*dc));
+	dc->rootfd = rootfd;
+	dc->create = create;
+	for (size_t i = 0; i < KD_DIRCACHE_SLOTS; i++)
+		dc->slot[i].fd = -1;
+}
+
+void kd_dircache_done(kd_dircache *dc)
+{
+	for (size_t i = 0; i < KD_DIRCACHE_SLOTS; i++) {
+		if (dc->slot[i].fd >= 0)
+			close(dc->slot[i].fd);
+		free(dc->slot[i].path);
+		dc->slot[i].fd = -1;
+		dc->slot[i].path = NULL;
+	}
+}
+
+/* The fd of the directory made of the first len bytes of path. */
+static int dircache_get(kd_dircache *dc, const char *path, size_t len, kd_error *err)
+{
+	size_t victim = 0;
+
+	if (len == 0)
+		return dc->rootfd;
+	for (size_t i = 0; i < KD_DIRCACHE_SLOTS; i++)
+		if (dc->slot[i].fd >= 0 && dc->slot[i].len == len &&
+		    memcmp(dc->slot[i].path, path, len) == 0) {
+			dc->slot[i].used = ++dc->tick;
+			return dc->slot[i].fd;
+		}
+	const char *slash = memrchr(path, '/', len);
+	size_t plen = slash ? (size_t)(slash - path) : 0;
+	const char *name = slash ? slash + 1 : path;
+	size_t nlen = len - (size_t)(name - path);
+	char comp[256];
+	if (nlen == 0 || (nlen == 1 && name[0] == '.') ||
+	    (nlen == 2 && name[0] == '.' && name[1] == '.'))
+		return kd_err(err, -EINVAL, "'%.*s': '.', '..' or empty path components", (int)len,
+			      path);
+	if (nlen >= sizeof(comp))
+		return kd_err(err, -ENAMETOOLONG, "'%.*s': path component too long", (int)len,
+			      path);
+	memcpy(comp, name, nlen);
+	comp[nlen] = '\0';
+	int pfd = dircache_get(dc, path, plen, err);
+	if (pfd < 0)
+		return pfd;
+	int fd = openat(pfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && dc->create) {
+		if (mkdirat(pfd, comp, 0755) < 0 && errno != EEXIST)
+			return kd_err_errno(err, negative_errno(), "mkdir '%.*s'", (int)len, path);
+		fd = openat(pfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		/* mkdir honours umask; make the mode exact. */
+		if (fd >= 0 && fchmod(fd, 0755) < 0) {
+			int r = negative_errno();
+			close(fd);
+			return kd_err_errno(err, r, "chmod '%.*s'", (int)len, path);
+		}
+	}
+	if (fd < 0) {
+		int r = negative_errno();
+		if (r == -ENOTDIR || r == -ELOOP)
+			return kd_err(err, -ELOOP, "'%.*s' is a symlink or not a directory",
+				      (int)len, path);
+		return kd_err_errno(err, r, "open '%.*s'", (int)len, path);
+	}
+	char *copy = strndup(path, len);
+	if (!copy) {
+		close(fd);
+		return kd_err(err, -ENOMEM, "out of memory");
+	}
+	/* The least recently used slot (the parent, just used, is not it). */
+	for (size_t i = 1; i < KD_DIRCACHE_SLOTS; i++)
+		if (dc->slot[i].used < dc->slot[victim].used)
+			victim = i;
+	if (dc->slot[victim].fd >= 0)
+		close(dc->slot[victim].fd);
+	free(dc->slot[victim].path);
+	dc->slot[victim].path = copy;
+	dc->slot[victim].len = len;
+	dc->slot[victim].fd = fd;
+	dc->slot[victim].used = ++dc->tick;
+	return fd;
+}
+
+int kd_dircache_dir(kd_dircache *dc, const char *path, kd_error *err)
+{
+	size_t len = strnlen(path, KD_PATH_MAX + 1);
+	if (len > KD_PATH_MAX)
+		return kd_err(err, -ENAMETOOLONG, "path too long (limit %d bytes)", KD_PATH_MAX);
+	if (path[0] == '/')
+		return kd_err(err, -EINVAL, "'%s': not a relative path", path);
+	return dircache_get(dc, path, len, err);
+}
+
+int kd_dircache_parent(kd_dircache *dc, const char *path, const char **ret_base, kd_error *err)
+{
+	size_t len = strnlen(path, KD_PATH_MAX + 1);
+	if (len > KD_PATH_MAX)
+		return kd_err(err, -ENAMETOOLONG, "path too long (limit %d bytes)", KD_PATH_MAX);
+	if (path[0] == '/')
+		return kd_err(err, -EINVAL, "'%s': not a relative path", path);
+	const char *slash = memrchr(path, '/', len);
+	const char *base = slash ? slash + 1 : path;
+	if (*base == '\0' || strcmp(base, ".") == 0 || strcmp(base, "..") == 0)
+		return kd_err(err, -EINVAL, "'%s': not a file path", path);
+	int fd = dircache_get(dc, path, slash ? (size_t)(slash - path) : 0, err);
+	if (fd >= 0)
+		*ret_base = base;
+	return fd;
+}
+
 int kd_mkdir_p(int rootfd, const char *path, mode_t mode, kd_mkdir_cb created, void *userdata,
 	       kd_error *err)
 {

@@ -30,6 +30,29 @@ int kd_openat(int rootfd, const char *path, int flags, mode_t mode, int resolve,
  * path at the last component. Fails with -ENOENT if a parent is missing. */
 int kd_open_parent(int rootfd, const char *path, const char **ret_base, kd_error *err);
 
+/* Directory fds kept open by path, for walks over many entries of one tree (an extraction, a
+ * verification): each directory is opened once, relative to its cached parent, instead of every
+ * path being walked from the root. Resolution is the same as kd_open_parent's (no symlinks, no
+ * '.', '..' or empty components). The fds belong to the cache. */
+#define KD_DIRCACHE_SLOTS 32
+typedef struct kd_dircache {
+	int rootfd;
+	bool create; /* missing directories are created, mode 0755 */
+	unsigned long tick;
+	struct {
+		char *path;
+		size_t len;
+		int fd;
+		unsigned long used;
+	} slot[KD_DIRCACHE_SLOTS];
+} kd_dircache;
+void kd_dircache_init(kd_dircache *dc, int rootfd, bool create);
+/* The fd of the directory path itself ("" is the root). */
+int kd_dircache_dir(kd_dircache *dc, const char *path, kd_error *err);
+/* The fd of path's parent directory; *ret_base points into path at the last component. */
+int kd_dircache_parent(kd_dircache *dc, const char *path, const char **ret_base, kd_error *err);
+void kd_dircache_done(kd_dircache *dc);
+
 /* mkdir -p under the root, refusing symlinks; newly created directories get mode.
  * If created is not NULL, it is called for each directory this call created (outermost first). */
 typedef int (*kd_mkdir_cb)(const char *path, void *userdata);

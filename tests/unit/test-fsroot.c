@@ -1,5 +1,7 @@
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -122,6 +124,68 @@ TEST(test_err_chain)
 	CHECK_STR(kd_err_msg(&err), "open x: No such file or directory");
 }
 
+/* Open fds: how many the process holds now. */
+static int open_fds(void)
+{
+	int n = 0;
+	for (int fd = 0; fd < 4096; fd++)
+		n += fcntl(fd, F_GETFD) >= 0;
+	return n;
+}
+
+TEST(test_dircache)
+{
+	kd_error err = {0};
+	kd_dircache dc;
+	const char *base = NULL;
+	struct stat st;
+	char path[64];
+	int before = open_fds();
+
+	CHECK_INT(kd_mkdir_p(rootfd, "dc/a/b", 0755, NULL, NULL, &err), 0);
+	CHECK_INT(symlinkat("/etc", rootfd, "dc/link"), 0);
+	kd_dircache_init(&dc, rootfd, false);
+	int fd = kd_dircache_parent(&dc, "dc/a/b/file", &base, &err);
+	CHECK(fd >= 0);
+	CHECK_STR(base, "file");
+	/* the same directory again: the same fd, nothing opened */
+	CHECK_INT(kd_dircache_dir(&dc, "dc/a/b", &err), fd);
+	CHECK_INT(kd_dircache_parent(&dc, "top", &base, &err), rootfd);
+	CHECK_STR(base, "top");
+	/* without create, a missing directory is -ENOENT; a symlink, '..' or '.' is refused */
+	CHECK_INT(kd_dircache_parent(&dc, "dc/none/x", &base, &err), -ENOENT);
+	CHECK_INT(kd_dircache_parent(&dc, "dc/link/passwd", &base, &err), -ELOOP);
+	CHECK(strstr(err.msg, "symlink") != NULL);
+	CHECK_INT(kd_dircache_parent(&dc, "dc/../x", &base, &err), -EINVAL);
+	CHECK_INT(kd_dircache_parent(&dc, "dc/./x", &base, &err), -EINVAL);
+	CHECK_INT(kd_dircache_parent(&dc, "dc//x", &base, &err), -EINVAL);
+	CHECK_INT(kd_dircache_parent(&dc, "/dc/x", &base, &err), -EINVAL);
+	CHECK_INT(kd_dircache_parent(&dc, "dc/a/..", &base, &err), -EINVAL);
+	kd_dircache_done(&dc);
+	CHECK_INT(open_fds(), before);
+
+	/* with create: missing directories are made (0755 whatever the umask), and more
+	 * directories than slots keep working (the least recently used fd is closed) */
+	mode_t old = umask(077);
+	kd_dircache_init(&dc, rootfd, true);
+	for (int i = 0; i < 3 * KD_DIRCACHE_SLOTS; i++) {
+		snprintf(path, sizeof(path), "dc/new/d%d/f", i);
+		fd = kd_dircache_parent(&dc, path, &base, &err);
+		CHECK(fd >= 0);
+		CHECK_INT(mknodat(fd, base, S_IFREG | 0644, 0), 0);
+		CHECK(open_fds() <= before + KD_DIRCACHE_SLOTS);
+	}
+	umask(old);
+	CHECK_INT(kd_dircache_parent(&dc, "dc/a/b/c/d", &base, &err) >= 0, 1);
+	kd_dircache_done(&dc);
+	CHECK_INT(open_fds(), before);
+	CHECK_INT(kd_lstat(rootfd, "dc/new/d0/f", &st, &err), 0);
+	CHECK_INT(kd_lstat(rootfd, "dc/new/d95", &st, &err), 0);
+	CHECK_INT(st.st_mode & 07777, 0755);
+	CHECK_INT(kd_lstat(rootfd, "dc/a/b/c", &st, &err), 0);
+	CHECK(S_ISDIR(st.st_mode));
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpl))
@@ -133,6 +197,7 @@ int main(void)
 	RUN(test_symlink_atomic_and_remove);
 	RUN(test_mkdir_reports_created);
 	RUN(test_err_chain);
+	RUN(test_dircache);
 	int slash = kd_root_open("/", NULL);
 	kd_remove_tree(slash, tmpl + 1, NULL);
 	close(slash);

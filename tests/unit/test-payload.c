@@ -246,6 +246,31 @@ TEST(pack_open_extract_verify)
 	free(dest);
 }
 
+/* Files are created with their mode and chmod'ed only when the umask clears bits of it: under a
+ * strict umask every mode is still the manifest's. */
+TEST(extract_modes_under_umask)
+{
+	kd_error err = {0};
+	kd_payload *p = NULL;
+	char *dest = tmp_path("umask");
+
+	CHECK_INT(open_payload(payload_plain, NULL, &p, &err), 0);
+	if (!p)
+		return;
+	int dfd = open_dir(dest);
+	mode_t old = umask(077);
+	CHECK_INT(kd_payload_extract(p, dfd, NULL, NULL, &err), 0);
+	umask(old);
+	CHECK_INT(mode_of(dest, "bin/containerd-shim-kata-v2"), 0755);
+	CHECK_INT(mode_of(dest, "share/kata-qemu/qemu.img"), 0644);
+	CHECK_INT(mode_of(dest, "libexec/dup2"), 0755);
+	CHECK_INT(mode_of(dest, "var/empty"), 0755);
+	CHECK_INT(kd_payload_verify_tree(kd_payload_manifest(p), NULL, dfd, true, &err), 0);
+	close(dfd);
+	kd_payload_free(p);
+	free(dest);
+}
+
 TEST(verify_tree_rehash)
 {
 	kd_error err = {0};
@@ -1607,6 +1632,7 @@ int main(void)
 	}
 
 	RUN(pack_open_extract_verify);
+	RUN(extract_modes_under_umask);
 	RUN(verify_tree_rehash);
 	RUN(deterministic);
 	RUN(inferred_shims);
