@@ -14,9 +14,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 CC ?= cc
-# libcurl is loaded with dlopen on first use (lib/http.c): only its headers are needed here.
-PKGS := yaml-0.1 json-c libarchive libzstd openssl libkmod libmicrohttpd
-PKG_CFLAGS := $(shell pkg-config --cflags libcurl $(PKGS))
+# libcurl and libarchive are loaded with dlopen on first use (lib/http.c, lib/tarball.c): only
+# their headers are needed here.
+PKGS := yaml-0.1 json-c libzstd openssl libkmod libmicrohttpd
+PKG_CFLAGS := $(shell pkg-config --cflags libcurl libarchive $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \

@@ -2,6 +2,7 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
@@ -11,11 +12,108 @@
 
 #include "digest.h"
 #include "log.h"
+#include "tarball-internal.h"
+
+#define LIBARCHIVE_SONAME "libarchive.so.13"
+
+/* libarchive is loaded on first use, not linked: it reads what our own reader does not (xz,
+ * gzip, old tar dialects) and writes, and linking it maps libxml2, ICU and libstdc++ into every
+ * run of kata-deploy (3.2 MiB of an install's peak RSS) though an install reads only tar.zst
+ * (lib/tar-native.c). The soname pins the ABI; every function we call is in the table. */
+#define LA_FUNCS(X)                                                                                \
+	X(archive_entry_clear)                                                                     \
+	X(archive_entry_copy_hardlink)                                                             \
+	X(archive_entry_copy_pathname)                                                             \
+	X(archive_entry_copy_symlink)                                                              \
+	X(archive_entry_filetype)                                                                  \
+	X(archive_entry_free)                                                                      \
+	X(archive_entry_hardlink)                                                                  \
+	X(archive_entry_new)                                                                       \
+	X(archive_entry_pathname)                                                                  \
+	X(archive_entry_perm)                                                                      \
+	X(archive_entry_set_filetype)                                                              \
+	X(archive_entry_set_gid)                                                                   \
+	X(archive_entry_set_mtime)                                                                 \
+	X(archive_entry_set_perm)                                                                  \
+	X(archive_entry_set_size)                                                                  \
+	X(archive_entry_set_uid)                                                                   \
+	X(archive_entry_size)                                                                      \
+	X(archive_entry_size_is_set)                                                               \
+	X(archive_entry_symlink)                                                                   \
+	X(archive_errno)                                                                           \
+	X(archive_error_string)                                                                    \
+	X(archive_filter_bytes)                                                                    \
+	X(archive_filter_code)                                                                     \
+	X(archive_read_data_block)                                                                 \
+	X(archive_read_data_skip)                                                                  \
+	X(archive_read_free)                                                                       \
+	X(archive_read_new)                                                                        \
+	X(archive_read_next_header)                                                                \
+	X(archive_read_open1)                                                                      \
+	X(archive_read_set_callback_data)                                                          \
+	X(archive_read_set_read_callback)                                                          \
+	X(archive_read_set_skip_callback)                                                          \
+	X(archive_read_support_filter_gzip)                                                        \
+	X(archive_read_support_filter_xz)                                                          \
+	X(archive_read_support_filter_zstd)                                                        \
+	X(archive_read_support_format_raw)                                                         \
+	X(archive_read_support_format_tar)                                                         \
+	X(archive_set_error)                                                                       \
+	X(archive_write_add_filter_gzip)                                                           \
+	X(archive_write_add_filter_xz)                                                             \
+	X(archive_write_close)                                                                     \
+	X(archive_write_data)                                                                      \
+	X(archive_write_finish_entry)                                                              \
+	X(archive_write_free)                                                                      \
+	X(archive_write_header)                                                                    \
+	X(archive_write_new)                                                                       \
+	X(archive_write_open2)                                                                     \
+	X(archive_write_open_fd)                                                                   \
+	X(archive_write_set_bytes_in_last_block)                                                   \
+	X(archive_write_set_bytes_per_block)                                                       \
+	X(archive_write_set_filter_option)                                                         \
+	X(archive_write_set_format_pax_restricted)
+
+static struct {
+#define X(f) __typeof__(f) *f;
+	LA_FUNCS(X)
+#undef X
+} la;
+
+static pthread_once_t la_once = PTHREAD_ONCE_INIT;
+static char la_msg[256]; /* why loading libarchive failed, "" when it did not */
+
+static void la_init(void)
+{
+	/* Never closed: a reader or writer may be open until the process exits. */
+	void *h = dlopen(LIBARCHIVE_SONAME, RTLD_NOW | RTLD_LOCAL);
+	const char *e;
+
+	if (!h) {
+		e = dlerror();
+		snprintf(la_msg, sizeof(la_msg), "cannot load %s: %s", LIBARCHIVE_SONAME,
+			 e ? e : "unknown error");
+		return;
+	}
+#define X(f)                                                                                       \
+	if (!(la.f = (__typeof__(f) *)dlsym(h, #f)) && !la_msg[0])                                 \
+		snprintf(la_msg, sizeof(la_msg), "%s: no symbol %s", LIBARCHIVE_SONAME, #f);
+	LA_FUNCS(X)
+#undef X
+}
+
+static int la_load(kd_error *err)
+{
+	pthread_once(&la_once, la_init);
+	if (la_msg[0])
+		return kd_err(err, -ENOPKG, "archive: %s", la_msg);
+	return 0;
+}
 
 /* With decompress_thread, a second libarchive handle (raw format, compression filters) runs on
  * its own thread and fills a ring of KD_TAR_PIPE_BUFFERS blocks; the tar parser reads them
  * uncompressed. The consumer owns the block at head until its next read callback. */
-typedef struct tar_pipe {
+struct tar_pipe {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -27,24 +125,6 @@ typedef struct tar_pipe {
 	bool eof, stop, started;
 	int err;       /* errno of a failure in the thread, 0 if none */
 	char msg[256]; /* its libarchive message */
-} tar_pipe;
-
-struct kd_tar_reader {
-	struct archive *a;
-	int fd;
-	kd_tar_range *ranges; /* what to read, in order; one range [0, max) for the whole file */
-	size_t n_ranges;
-	size_t range;	   /* current range */
-	uint64_t range_at; /* bytes of it read */
-	uint64_t bytes_read;
-	uint64_t entries;
-	uint64_t max_entries;
-	size_t max_path;
-	int64_t data_off; /* next expected data offset in the current entry */
-	char *path;	  /* current entry's path, trailing '/' removed */
-	size_t path_cap;
-	uint8_t *buf; /* KD_TAR_READ_BLOCK bytes */
-	tar_pipe *pipe;
 };
 
 /* zstd output is made here, not by libarchive's filter: its window would follow the level
@@ -92,8 +172,8 @@ const char *kd_entry_type_name(kd_entry_type t)
 /* libarchive's errno is a real errno or ARCHIVE_ERRNO_MISC (-1); format errors use EILSEQ. */
 static int archive_fail(struct archive *a, kd_error *err, const char *what)
 {
-	int e = a ? archive_errno(a) : 0;
-	const char *s = a ? archive_error_string(a) : NULL;
+	int e = a ? la.archive_errno(a) : 0;
+	const char *s = a ? la.archive_error_string(a) : NULL;
 	int code = e > 0 && e != EILSEQ ? -e : -EBADMSG;
 
 	if (what)
@@ -101,9 +181,8 @@ static int archive_fail(struct archive *a, kd_error *err, const char *what)
 	return kd_err(err, code, "archive: %s", s ? s : "unknown error");
 }
 
-static la_ssize_t reader_read(struct archive *a, void *userdata, const void **ret_buf)
+ssize_t kd_tar_input(kd_tar_reader *r, void *buf, size_t len, char *msg, size_t msg_size)
 {
-	kd_tar_reader *r = userdata;
 	ssize_t n;
 
 	while (r->range < r->n_ranges && r->range_at == r->ranges[r->range].length) {
@@ -114,34 +193,48 @@ static la_ssize_t reader_read(struct archive *a, void *userdata, const void **re
 		return 0;
 	const kd_tar_range *g = &r->ranges[r->range];
 	uint64_t want = g->length - r->range_at;
-	if (want > KD_TAR_READ_BLOCK)
-		want = KD_TAR_READ_BLOCK;
+	if (want > len)
+		want = len;
 	do
-		n = pread(r->fd, r->buf, (size_t)want, (off_t)(g->offset + r->range_at));
+		n = pread(r->fd, buf, (size_t)want, (off_t)(g->offset + r->range_at));
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
-		archive_set_error(a, errno, "read: %s", strerror(errno));
-		return -1;
+		int e = errno;
+		snprintf(msg, msg_size, "read: %s", strerror(e));
+		return -e;
 	}
 	if (n == 0 && g->length != UINT64_MAX) {
-		archive_set_error(a, EIO, "read: the file ends inside bytes %llu-%llu",
-				  (unsigned long long)g->offset,
-				  (unsigned long long)(g->offset + g->length));
-		return -1;
+		snprintf(msg, msg_size, "read: the file ends inside bytes %llu-%llu",
+			 (unsigned long long)g->offset,
+			 (unsigned long long)(g->offset + g->length));
+		return -EIO;
 	}
 	if (n == 0) /* the end of a whole-file range */
 		r->range = r->n_ranges;
 	r->range_at += (uint64_t)n;
 	__atomic_fetch_add(&r->bytes_read, (uint64_t)n, __ATOMIC_RELAXED);
-	*ret_buf = r->buf;
 	return n;
 }
 
-static void reader_rewind(kd_tar_reader *r)
+void kd_tar_input_rewind(kd_tar_reader *r)
 {
 	r->range = 0;
 	r->range_at = 0;
 	r->bytes_read = 0;
+}
+
+static la_ssize_t reader_read(struct archive *a, void *userdata, const void **ret_buf)
+{
+	kd_tar_reader *r = userdata;
+	char msg[256];
+	ssize_t n = kd_tar_input(r, r->buf, KD_TAR_READ_BLOCK, msg, sizeof(msg));
+
+	if (n < 0) {
+		la.archive_set_error(a, (int)-n, "%s", msg);
+		return -1;
+	}
+	*ret_buf = r->buf;
+	return n;
 }
 
 static la_int64_t reader_skip(struct archive *a, void *userdata, la_int64_t request)
@@ -189,14 +282,14 @@ static void *pipe_main(void *userdata)
 		int e = 0;
 		while (n < KD_TAR_READ_BLOCK && !eof) {
 			if (blen == 0) {
-				int rc = archive_read_data_block(p->raw, &blk, &blen, &off);
+				int rc = la.archive_read_data_block(p->raw, &blk, &blen, &off);
 				if (rc == ARCHIVE_EOF) {
 					eof = true;
 					break;
 				}
 				if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) {
-					const char *m = archive_error_string(p->raw);
-					e = archive_errno(p->raw);
+					const char *m = la.archive_error_string(p->raw);
+					e = la.archive_errno(p->raw);
 					snprintf(p->msg, sizeof(p->msg), "%s",
 						 m ? m : "read error");
 					if (e <= 0)
@@ -247,7 +340,7 @@ static la_ssize_t pipe_read(struct archive *a, void *userdata, const void **ret_
 		n = (la_ssize_t)p->len[p->head];
 		p->holding = true;
 	} else if (p->err) {
-		archive_set_error(a, p->err, "%s", p->msg);
+		la.archive_set_error(a, p->err, "%s", p->msg);
 		n = -1;
 	} else {
 		n = 0;
@@ -270,7 +363,7 @@ static void pipe_free(tar_pipe *p)
 	pthread_mutex_destroy(&p->mu);
 	pthread_cond_destroy(&p->cv);
 	if (p->raw)
-		archive_read_free(p->raw);
+		la.archive_read_free(p->raw);
 	for (unsigned i = 0; i < KD_TAR_PIPE_BUFFERS; i++)
 		free(p->buf[i]);
 	free(p);
@@ -278,9 +371,9 @@ static void pipe_free(tar_pipe *p)
 
 static int support_filters(struct archive *a)
 {
-	if (archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
-	    archive_read_support_filter_xz(a) != ARCHIVE_OK ||
-	    archive_read_support_filter_gzip(a) != ARCHIVE_OK)
+	if (la.archive_read_support_filter_zstd(a) != ARCHIVE_OK ||
+	    la.archive_read_support_filter_xz(a) != ARCHIVE_OK ||
+	    la.archive_read_support_filter_gzip(a) != ARCHIVE_OK)
 		return -1;
 	return 0;
 }
@@ -298,21 +391,21 @@ static int pipe_start(kd_tar_reader *r, kd_error *err)
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
 	r->pipe = p;
-	p->raw = archive_read_new();
+	p->raw = la.archive_read_new();
 	if (!p->raw)
 		return kd_err(err, -ENOMEM, "archive: out of memory");
-	if (archive_read_support_format_raw(p->raw) != ARCHIVE_OK || support_filters(p->raw) < 0)
+	if (la.archive_read_support_format_raw(p->raw) != ARCHIVE_OK || support_filters(p->raw) < 0)
 		return archive_fail(p->raw, err, NULL);
-	archive_read_set_callback_data(p->raw, r);
-	archive_read_set_read_callback(p->raw, reader_read);
-	if (archive_read_open1(p->raw) != ARCHIVE_OK)
+	la.archive_read_set_callback_data(p->raw, r);
+	la.archive_read_set_read_callback(p->raw, reader_read);
+	if (la.archive_read_open1(p->raw) != ARCHIVE_OK)
 		return archive_fail(p->raw, err, NULL);
-	if (archive_filter_code(p->raw, 0) == ARCHIVE_FILTER_NONE) {
+	if (la.archive_filter_code(p->raw, 0) == ARCHIVE_FILTER_NONE) {
 		pipe_free(TAKE_PTR(r->pipe));
-		reader_rewind(r);
+		kd_tar_input_rewind(r);
 		return 0;
 	}
-	rc = archive_read_next_header(p->raw, &e);
+	rc = la.archive_read_next_header(p->raw, &e);
 	if (rc == ARCHIVE_EOF) {
 		p->eof = true;
 		return 1;
@@ -345,9 +438,34 @@ int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error
 		r->ranges[0] = (kd_tar_range){0, UINT64_MAX};
 	r->max_entries = o && o->max_entries ? o->max_entries : KD_TAR_MAX_ENTRIES;
 	r->max_path = o && o->max_path ? o->max_path : KD_TAR_MAX_PATH;
+	if (!r->ranges) {
+		kd_tar_reader_free(r);
+		return kd_err(err, -ENOMEM, "archive: out of memory");
+	}
+	/* tar and tar.zst: our reader, without libarchive. */
+	uint8_t head[512];
+	char msg[256];
+	ssize_t k = kd_tar_input(r, head, sizeof(head), msg, sizeof(msg));
+	if (k < 0) {
+		kd_tar_reader_free(r);
+		return kd_err(err, (int)k, "archive: %s", msg);
+	}
+	kd_tar_input_rewind(r);
+	if (kd_tar_native_detect(head, (size_t)k)) {
+		if ((rc = kd_tar_native_open(r, o && o->decompress_thread, err)) < 0) {
+			kd_tar_reader_free(r);
+			return rc;
+		}
+		*ret = r;
+		return 0;
+	}
+	if ((rc = la_load(err)) < 0) {
+		kd_tar_reader_free(r);
+		return rc;
+	}
 	r->buf = malloc(KD_TAR_READ_BLOCK);
-	r->a = archive_read_new();
-	if (!r->buf || !r->a || !r->ranges) {
+	r->a = la.archive_read_new();
+	if (!r->buf || !r->a) {
 		kd_tar_reader_free(r);
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	}
@@ -358,20 +476,20 @@ int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error
 			return piped;
 		}
 	}
-	if (archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
+	if (la.archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
 	    (!piped && support_filters(r->a) < 0)) {
 		rc = archive_fail(r->a, err, NULL);
 		kd_tar_reader_free(r);
 		return rc;
 	}
-	archive_read_set_callback_data(r->a, r);
+	la.archive_read_set_callback_data(r->a, r);
 	if (piped) {
-		archive_read_set_read_callback(r->a, pipe_read);
+		la.archive_read_set_read_callback(r->a, pipe_read);
 	} else {
-		archive_read_set_read_callback(r->a, reader_read);
-		archive_read_set_skip_callback(r->a, reader_skip);
+		la.archive_read_set_read_callback(r->a, reader_read);
+		la.archive_read_set_skip_callback(r->a, reader_skip);
 	}
-	if (archive_read_open1(r->a) != ARCHIVE_OK) {
+	if (la.archive_read_open1(r->a) != ARCHIVE_OK) {
 		rc = archive_fail(r->a, err, NULL);
 		kd_tar_reader_free(r);
 		return rc;
@@ -382,9 +500,9 @@ int kd_tar_open(int fd, const kd_tar_read_opts *o, kd_tar_reader **ret, kd_error
 
 static kd_entry_type entry_type(struct archive_entry *e)
 {
-	if (archive_entry_hardlink(e))
+	if (la.archive_entry_hardlink(e))
 		return KD_ENTRY_HARDLINK;
-	switch (archive_entry_filetype(e)) {
+	switch (la.archive_entry_filetype(e)) {
 	case AE_IFREG:
 		return KD_ENTRY_FILE;
 	case AE_IFDIR:
@@ -407,7 +525,9 @@ static kd_entry_type entry_type(struct archive_entry *e)
 int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err)
 {
 	struct archive_entry *e;
-	int rc = archive_read_next_header(r->a, &e);
+	if (r->native)
+		return kd_tar_native_next(r, ret, err);
+	int rc = la.archive_read_next_header(r->a, &e);
 
 	if (rc == ARCHIVE_EOF)
 		return 0;
@@ -418,7 +538,7 @@ int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err)
 			      (unsigned long long)r->max_entries);
 	r->entries++;
 
-	const char *path = archive_entry_pathname(e);
+	const char *path = la.archive_entry_pathname(e);
 	if (!path || !*path)
 		return kd_err(err, -EBADMSG, "archive: entry %llu has no path",
 			      (unsigned long long)r->entries);
@@ -441,21 +561,21 @@ int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err)
 	kd_tar_entry out = {
 		.path = r->path,
 		.type = entry_type(e),
-		.mode = archive_entry_perm(e) & 07777,
+		.mode = la.archive_entry_perm(e) & 07777,
 		.size = 0,
 		.link = NULL,
 	};
 	if (out.type == KD_ENTRY_HARDLINK)
-		out.link = archive_entry_hardlink(e);
+		out.link = la.archive_entry_hardlink(e);
 	else if (out.type == KD_ENTRY_SYMLINK)
-		out.link = archive_entry_symlink(e);
+		out.link = la.archive_entry_symlink(e);
 	if ((out.type == KD_ENTRY_HARDLINK || out.type == KD_ENTRY_SYMLINK) &&
 	    (!out.link || strnlen(out.link, r->max_path + 1) > r->max_path))
 		return kd_err(err, -ENAMETOOLONG,
 			      "archive: '%s': missing link target or longer than %zu bytes",
 			      r->path, r->max_path);
-	if (archive_entry_size_is_set(e) && archive_entry_size(e) > 0)
-		out.size = (uint64_t)archive_entry_size(e);
+	if (la.archive_entry_size_is_set(e) && la.archive_entry_size(e) > 0)
+		out.size = (uint64_t)la.archive_entry_size(e);
 	r->data_off = 0;
 	*ret = out;
 	return 1;
@@ -466,7 +586,9 @@ int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, k
 	const void *buf;
 	size_t len;
 	la_int64_t off;
-	int rc = archive_read_data_block(r->a, &buf, &len, &off);
+	if (r->native)
+		return kd_tar_native_read_block(r, ret_buf, ret_len, err);
+	int rc = la.archive_read_data_block(r->a, &buf, &len, &off);
 
 	if (rc == ARCHIVE_EOF)
 		return 0;
@@ -483,7 +605,9 @@ int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, k
 
 int kd_tar_skip(kd_tar_reader *r, kd_error *err)
 {
-	if (archive_read_data_skip(r->a) != ARCHIVE_OK)
+	if (r->native)
+		return kd_tar_native_skip(r, err);
+	if (la.archive_read_data_skip(r->a) != ARCHIVE_OK)
 		return archive_fail(r->a, err, r->path);
 	return 0;
 }
@@ -501,9 +625,11 @@ uint64_t kd_tar_bytes_read(const kd_tar_reader *r)
 
 uint64_t kd_tar_bytes_decompressed(const kd_tar_reader *r)
 {
+	if (r->native)
+		return kd_tar_native_bytes_decompressed(r);
 	/* Filter 0 is the uncompressed stream the tar parser consumed (in the piped case, the
 	 * pipe's output). */
-	la_int64_t n = archive_filter_bytes(r->a, 0);
+	la_int64_t n = la.archive_filter_bytes(r->a, 0);
 	return n > 0 ? (uint64_t)n : 0;
 }
 
@@ -512,7 +638,8 @@ void kd_tar_reader_free(kd_tar_reader *r)
 	if (!r)
 		return;
 	if (r->a)
-		archive_read_free(r->a);
+		la.archive_read_free(r->a);
+	kd_tar_native_free(r->native);
 	pipe_free(r->pipe);
 	free(r->ranges);
 	free(r->buf);
@@ -569,7 +696,7 @@ static la_ssize_t write_zstd(struct archive *a, void *userdata, const void *buf,
 
 	w->frame_in += len;
 	if (r < 0) {
-		archive_set_error(a, -r, "zstd: %s", msg);
+		la.archive_set_error(a, -r, "zstd: %s", msg);
 		return -1;
 	}
 	return (la_ssize_t)len;
@@ -605,13 +732,13 @@ static int writer_zstd_open(kd_tar_writer *w, const kd_tar_write_opts *o, kd_err
 		w->frames = true;
 		/* Unblocked: every entry reaches write_zstd() when it is written, so a frame can
 		 * end right after it. */
-		if (archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK)
+		if (la.archive_write_set_bytes_per_block(w->a, 0) != ARCHIVE_OK)
 			return archive_fail(w->a, err, NULL);
 		int r = kd_sha256_init(&w->frame_hash, err);
 		if (r < 0)
 			return r;
 	}
-	if (archive_write_open2(w->a, w, NULL, write_zstd, NULL, NULL) != ARCHIVE_OK)
+	if (la.archive_write_open2(w->a, w, NULL, write_zstd, NULL, NULL) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	return 0;
 }
@@ -642,7 +769,7 @@ int kd_tar_writer_end_frame(kd_tar_writer *w, kd_tar_frame *ret, kd_error *err)
 	if (!w->frames)
 		return kd_err(err, -EINVAL, "archive: not writing zstd frames");
 	/* The padding of the last entry belongs to this frame. */
-	if (archive_write_finish_entry(w->a) != ARCHIVE_OK)
+	if (la.archive_write_finish_entry(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	return frame_end(w, ret, err);
 }
@@ -655,44 +782,47 @@ void kd_tar_writer_set_fd(kd_tar_writer *w, int fd)
 int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, kd_error *err)
 {
 	char num[32];
+	int rc = la_load(err);
+	if (rc < 0)
+		return rc;
 	kd_tar_writer *w = calloc(1, sizeof(*w));
-	int rc = ARCHIVE_OK;
-
+	rc = ARCHIVE_OK;
 	if (!w)
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	w->mtime = o->mtime;
 	w->fd = fd;
-	w->a = archive_write_new();
-	w->e = archive_entry_new();
+	w->a = la.archive_write_new();
+	w->e = la.archive_entry_new();
 	if (!w->a || !w->e) {
 		kd_tar_writer_free(w);
 		return kd_err(err, -ENOMEM, "archive: out of memory");
 	}
-	if (archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK)
+	if (la.archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK)
 		goto fail;
 	switch (o->compression) {
 	case KD_COMPRESS_ZSTD:
 		break;
 	case KD_COMPRESS_XZ:
-		rc = archive_write_add_filter_xz(w->a);
+		rc = la.archive_write_add_filter_xz(w->a);
 		if (rc == ARCHIVE_OK && o->level) {
 			snprintf(num, sizeof(num), "%d", o->level);
-			rc = archive_write_set_filter_option(w->a, "xz", "compression-level", num);
+			rc = la.archive_write_set_filter_option(w->a, "xz", "compression-level",
+								num);
 		}
 		if (rc == ARCHIVE_OK && o->threads > 1) {
 			snprintf(num, sizeof(num), "%d", o->threads);
-			rc = archive_write_set_filter_option(w->a, "xz", "threads", num);
+			rc = la.archive_write_set_filter_option(w->a, "xz", "threads", num);
 		}
 		break;
 	case KD_COMPRESS_GZIP:
-		rc = archive_write_add_filter_gzip(w->a);
+		rc = la.archive_write_add_filter_gzip(w->a);
 		/* No timestamp or name in the gzip header: keep the output reproducible. */
 		if (rc == ARCHIVE_OK)
-			rc = archive_write_set_filter_option(w->a, "gzip", "timestamp", NULL);
+			rc = la.archive_write_set_filter_option(w->a, "gzip", "timestamp", NULL);
 		if (rc == ARCHIVE_OK && o->level) {
 			snprintf(num, sizeof(num), "%d", o->level);
-			rc = archive_write_set_filter_option(w->a, "gzip", "compression-level",
-							     num);
+			rc = la.archive_write_set_filter_option(w->a, "gzip", "compression-level",
+								num);
 		}
 		break;
 	case KD_COMPRESS_NONE:
@@ -703,13 +833,13 @@ int kd_tar_writer_open(int fd, const kd_tar_write_opts *o, kd_tar_writer **ret, 
 	/* No padding of the last block to 10 KiB for compressed output; tar-compatible otherwise.
 	 */
 	if (o->compression != KD_COMPRESS_NONE)
-		archive_write_set_bytes_in_last_block(w->a, 1);
+		la.archive_write_set_bytes_in_last_block(w->a, 1);
 	if (o->compression == KD_COMPRESS_ZSTD) {
 		if ((rc = writer_zstd_open(w, o, err)) < 0) {
 			kd_tar_writer_free(w);
 			return rc;
 		}
-	} else if (archive_write_open_fd(w->a, fd) != ARCHIVE_OK) {
+	} else if (la.archive_write_open_fd(w->a, fd) != ARCHIVE_OK) {
 		goto fail;
 	}
 	*ret = w;
@@ -754,19 +884,19 @@ int kd_tar_write_header(kd_tar_writer *w, const kd_tar_entry *e, kd_error *err)
 			      (int)e->type);
 	if ((e->type == KD_ENTRY_SYMLINK || e->type == KD_ENTRY_HARDLINK) && !e->link)
 		return kd_err(err, -EINVAL, "archive: '%s': link without a target", e->path);
-	archive_entry_clear(ae);
-	archive_entry_copy_pathname(ae, e->path);
-	archive_entry_set_filetype(ae, ft);
-	archive_entry_set_perm(ae, e->mode & 07777);
-	archive_entry_set_uid(ae, 0);
-	archive_entry_set_gid(ae, 0);
-	archive_entry_set_mtime(ae, w->mtime, 0);
-	archive_entry_set_size(ae, e->type == KD_ENTRY_FILE ? (la_int64_t)e->size : 0);
+	la.archive_entry_clear(ae);
+	la.archive_entry_copy_pathname(ae, e->path);
+	la.archive_entry_set_filetype(ae, ft);
+	la.archive_entry_set_perm(ae, e->mode & 07777);
+	la.archive_entry_set_uid(ae, 0);
+	la.archive_entry_set_gid(ae, 0);
+	la.archive_entry_set_mtime(ae, w->mtime, 0);
+	la.archive_entry_set_size(ae, e->type == KD_ENTRY_FILE ? (la_int64_t)e->size : 0);
 	if (e->type == KD_ENTRY_SYMLINK)
-		archive_entry_copy_symlink(ae, e->link);
+		la.archive_entry_copy_symlink(ae, e->link);
 	else if (e->type == KD_ENTRY_HARDLINK)
-		archive_entry_copy_hardlink(ae, e->link);
-	if (archive_write_header(w->a, ae) != ARCHIVE_OK)
+		la.archive_entry_copy_hardlink(ae, e->link);
+	if (la.archive_write_header(w->a, ae) != ARCHIVE_OK)
 		return archive_fail(w->a, err, e->path);
 	return 0;
 }
@@ -776,7 +906,7 @@ int kd_tar_write_data(kd_tar_writer *w, const void *buf, size_t len, kd_error *e
 	const char *p = buf;
 
 	while (len > 0) {
-		la_ssize_t n = archive_write_data(w->a, p, len);
+		la_ssize_t n = la.archive_write_data(w->a, p, len);
 		if (n <= 0)
 			return archive_fail(w->a, err, NULL);
 		p += n;
@@ -790,11 +920,11 @@ int kd_tar_writer_close_frame(kd_tar_writer *w, kd_tar_frame *ret_frame, kd_erro
 	const char *msg = NULL;
 	int r;
 
-	if (w->frames && archive_write_finish_entry(w->a) != ARCHIVE_OK)
+	if (w->frames && la.archive_write_finish_entry(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	if (w->frames && w->frame_in > 0 && (r = frame_end(w, NULL, err)) < 0)
 		return r;
-	if (archive_write_close(w->a) != ARCHIVE_OK)
+	if (la.archive_write_close(w->a) != ARCHIVE_OK)
 		return archive_fail(w->a, err, NULL);
 	if (w->frames)
 		return frame_end(w, ret_frame, err);
@@ -815,9 +945,9 @@ void kd_tar_writer_free(kd_tar_writer *w)
 	/* archive_write_free() closes an open writer (flushing what was written, which the caller
 	 * discards); archive_write_fail() would leak libarchive 3.6's client buffer. */
 	if (w->a)
-		archive_write_free(w->a);
+		la.archive_write_free(w->a);
 	if (w->e)
-		archive_entry_free(w->e);
+		la.archive_entry_free(w->e);
 	if (w->z)
 		ZSTD_freeCCtx(w->z);
 	kd_sha256_free(&w->frame_hash);
