@@ -18,11 +18,12 @@
 /* Where Debian's libcurl looks for CA certificates (its built-in CURLOPT_CAINFO). */
 #define KD_OCI_CA_BUNDLE "etc/ssl/certs/ca-certificates.crt"
 /* Libraries the agent opens with dlopen, by soname: the systemd restart over D-Bus
- * (deployer/restart.c) and URL payloads and the API client (lib/http.c).
+ * (deployer/restart.c), URL payloads and the API client (lib/http.c), and archives other than
+ * tar and tar.zst (lib/tarball.c).
  * tests/integration/test-image.sh checks this list against the dlopen calls in the sources. */
 #define KD_OCI_DLOPEN_LIBS                                                                         \
 	{                                                                                          \
-		"libsystemd.so.0", "libcurl.so.4"                                                  \
+		"libsystemd.so.0", "libcurl.so.4", "libarchive.so.13"                              \
 	}
 #define KD_OCI_PAYLOAD_PATH "opt/kata-artifacts/payload.tar.zst"
 #define KD_OCI_MT_INDEX "application/vnd.oci.image.index.v1+json"

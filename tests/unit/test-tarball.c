@@ -2,6 +2,7 @@
  * thread), deterministic output, entry types including devices and FIFOs, limits, GNU tar
  * interoperability, truncated and corrupt input. */
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -298,6 +299,106 @@ TEST(frames_and_ranges)
 	close(fd);
 }
 
+/* Every entry of an archive as "path type size [-> link] [:data]" lines. */
+static int list_all(const char *path, bool thread, char *out, size_t cap, kd_error *err)
+{
+	kd_tar_reader *r = NULL;
+	kd_tar_read_opts o = {.decompress_thread = thread};
+	kd_tar_entry e;
+	const void *b;
+	size_t len;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	out[0] = '\0';
+	if (fd < 0)
+		return -errno;
+	rc = kd_tar_open(fd, &o, &r, err);
+	while (rc >= 0 && (rc = kd_tar_next(r, &e, err)) > 0) {
+		size_t at = strlen(out);
+		snprintf(out + at, cap - at, "%s %s %llu%s%s", e.path, kd_entry_type_name(e.type),
+			 (unsigned long long)e.size, e.link ? " -> " : "", e.link ? e.link : "");
+		if (e.size && e.size < 64) {
+			strncat(out, " :", cap - strlen(out) - 1);
+			while ((rc = kd_tar_read_block(r, &b, &len, err)) > 0)
+				strncat(out, b, len < cap - strlen(out) - 1 ? len : 0);
+			if (rc < 0)
+				break;
+		}
+		strncat(out, "\n", cap - strlen(out) - 1);
+	}
+	kd_tar_reader_free(r);
+	close(fd);
+	return rc;
+}
+
+/* Our reader (lib/tar-native.c) on GNU tar's ustar (name + prefix), pax (long names and link
+ * targets) and GNU (long names, sparse) output, plain and through zstd, with and without the
+ * thread; damaged headers and sparse entries are refused; xz still goes through libarchive. */
+TEST(native_reader_formats)
+{
+	kd_error err = {0};
+	char cmd[8192], got[4096];
+	/* 150 bytes: fits ustar's prefix + name; 300 bytes: needs a pax or GNU long name. */
+	char mid[151], lng[301];
+	memset(mid, 'm', 150);
+	mid[150] = '\0';
+	memset(lng, 'L', 300);
+	lng[300] = '\0';
+	mid[60] = lng[100] = lng[200] = '/';
+	snprintf(cmd, sizeof(cmd),
+		 "set -e; cd '%s' && rm -rf nt && mkdir -p nt/'%s' nt/'%s' && cd nt && "
+		 "printf hello > '%s/f' && printf world > '%s/f' && ln -s '%s/f' sl && "
+		 "ln '%s/f' hl && "
+		 "tar --sort=name --format=ustar -cf ../ustar.tar '%s/f' && "
+		 "tar --sort=name --format=pax -cf ../pax.tar '%s/f' '%s/f' sl hl && "
+		 "tar --sort=name --format=gnu -cf ../gnu.tar '%s/f' sl && "
+		 "zstd -q -f ../pax.tar -o ../pax.tar.zst && xz -kf ../gnu.tar && "
+		 "truncate -s 1M sparse && printf x >> sparse && "
+		 "tar --sparse --format=gnu -cf ../sparse-gnu.tar sparse && "
+		 "tar --sparse --format=pax -cf ../sparse-pax.tar sparse",
+		 dir, mid, lng, mid, lng, lng, mid, mid, mid, lng, lng);
+	CHECK_INT(system(cmd), 0);
+
+	char want[4096];
+	CHECK_INT(list_all(path_of("ustar.tar"), false, got, sizeof(got), &err), 0);
+	snprintf(want, sizeof(want), "%s/f file 5 :hello\n", mid);
+	CHECK(has_str(got, want));
+	snprintf(want, sizeof(want),
+		 "%s/f file 5 :hello\n%s/f file 5 :world\nsl symlink 0 -> %s/f\nhl hardlink 0 -> "
+		 "%s/f\n",
+		 mid, lng, lng, mid);
+	for (int thread = 0; thread < 2; thread++) {
+		CHECK_INT(list_all(path_of("pax.tar"), thread, got, sizeof(got), &err), 0);
+		CHECK(has_str(got, want));
+		CHECK_INT(list_all(path_of("pax.tar.zst"), thread, got, sizeof(got), &err), 0);
+		CHECK(has_str(got, want));
+	}
+	snprintf(want, sizeof(want), "%s/f file 5 :world\nsl symlink 0 -> %s/f\n", lng, lng);
+	CHECK_INT(list_all(path_of("gnu.tar"), false, got, sizeof(got), &err), 0);
+	CHECK(has_str(got, want));
+	CHECK_INT(list_all(path_of("gnu.tar.xz"), false, got, sizeof(got), &err), 0);
+	CHECK(has_str(got, want));
+
+	CHECK_INT(list_all(path_of("sparse-gnu.tar"), false, got, sizeof(got), &err), -EBADMSG);
+	CHECK_STR(err.msg, "archive: 'sparse': sparse entries are not supported");
+	CHECK_INT(list_all(path_of("sparse-pax.tar"), false, got, sizeof(got), &err), -EBADMSG);
+	CHECK(strstr(err.msg, "sparse entries are not supported") != NULL);
+
+	/* One byte of the header's name changed: its checksum no longer matches. */
+	snprintf(cmd, sizeof(cmd),
+		 "cp '%s' '%s' && printf X | dd of='%s' bs=1 seek=10 conv=notrunc status=none",
+		 path_of("ustar.tar"), path_of("bad.tar"), path_of("bad.tar"));
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(list_all(path_of("bad.tar"), false, got, sizeof(got), &err), -EBADMSG);
+	CHECK(strstr(err.msg, "archive: damaged tar header (bad checksum)") != NULL);
+	/* Cut inside an entry's data: truncated, not a short file. */
+	snprintf(cmd, sizeof(cmd), "head -c 700 '%s' > '%s'", path_of("ustar.tar"),
+		 path_of("cut.tar"));
+	CHECK_INT(system(cmd), 0);
+	CHECK_INT(list_all(path_of("cut.tar"), false, got, sizeof(got), &err), -EIO);
+	CHECK(strstr(err.msg, "archive: truncated input") != NULL);
+}
+
 TEST(gnu_tar_reads_ours)
 {
 	kd_error err = {0};
@@ -470,6 +571,7 @@ int main(void)
 	RUN(frames_and_ranges);
 	RUN(gnu_tar_reads_ours);
 	RUN(reads_gnu_tar);
+	RUN(native_reader_formats);
 	RUN(limits);
 	RUN(truncated);
 	RUN(corrupt);
