@@ -365,7 +365,9 @@ static int parse_pax(kd_tar_reader *r, size_t len, kd_error *err)
 		const char *q = p;
 		while (q < end && *q >= '0' && *q <= '9' && rl < PAX_MAX)
 			rl = rl * 10 + (size_t)(*q++ - '0');
-		if (q == p || q >= end || *q != ' ' || rl > (size_t)(end - p) || p[rl - 1] != '\n')
+		/* At least "<len> k=\n", within the header. */
+		if (q == p || q >= end || *q != ' ' || rl < (size_t)(q - p) + 4 ||
+		    rl > (size_t)(end - p) || p[rl - 1] != '\n')
 			return kd_err(err, -EBADMSG, "archive: damaged pax header");
 		const char *key = q + 1, *rec_end = p + rl - 1;
 		const char *eq = memchr(key, '=', (size_t)(rec_end - key));
