@@ -165,6 +165,7 @@ bench: all
 	@O=$(O) bench/pack.sh
 	@O=$(O) bench/kata.sh
 	@O=$(O) bench/upstream.sh
+	@O=$(O) bench/engine.sh
 
 MANDIR ?= $(PREFIX)/share/man
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
