@@ -86,7 +86,7 @@ render "$W/warn.yaml" --set logLevel=debug --set containerd.configDir=/x \
 for w in "containerd.configDir is ignored" \
 	"shims.qemu.containerd.forceGuestPull is ignored" \
 	"customRuntimes.enabled has no effect: customRuntimes.runtimes is empty" \
-	"monitor.enabled is ignored" "node-feature-discovery.enabled is ignored" \
+	"monitor.enabled is ignored" "node-feature-discovery.enabled does not install NFD here" \
 	"verification.pod is ignored" "env.hostOS is ignored"; do
 	expect_warning "$W/warn.yaml" "$w"
 done

@@ -360,11 +360,23 @@ customRuntimes.runtimes is ignored: customRuntimes.enabled is false.
 {{- if and $v.monitor $v.monitor.enabled }}
 monitor.enabled is ignored: kata-monitor is not part of this chart.
 {{- end -}}
-{{- if and (index $v "node-feature-discovery") (index $v "node-feature-discovery").enabled }}
-node-feature-discovery.enabled is ignored: install node-feature-discovery separately.
+{{- if include "kd.nfdEnabled" $ }}
+node-feature-discovery.enabled does not install NFD here: run it yourself; the NodeFeatureRule, TEE keys and TEE node selectors are rendered for it.
 {{- end -}}
-{{- if and $v.nodeFeatureRules (eq (toString $v.nodeFeatureRules.create) "true") }}
-nodeFeatureRules.create is ignored: no NodeFeatureRule is created.
+{{- if not (include "kd.nfdRules" $) -}}
+{{- $sel := include "kd.nfdSelectors" $ -}}
+{{- range $name := compact (splitList " " (include "kd.shimsAny" $)) -}}
+{{- $rc := (get $v.shims $name).runtimeClass | default dict -}}
+{{- $keys := keys ($rc.nodeSelector | default dict) -}}
+{{- if and (not $keys) $sel (include "kd.teeLabel" $name) -}}
+{{- $keys = list (include "kd.teeLabel" $name) -}}
+{{- end -}}
+{{- range $l := sortAlpha $keys -}}
+{{- if has $l (list "amd.feature.node.kubernetes.io/snp" "intel.feature.node.kubernetes.io/tdx") }}
+RuntimeClass kata-{{ $name }}{{ include "kd.sfx" $ }} selects {{ $l }}, which NFD sets only with a NodeFeatureRule, and none is rendered (nodeFeatureRules.create, docs/HELM.md): label the nodes or add a rule.
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.verification $v.verification.pod }}
 verification.pod is ignored: there is no verification Job.
@@ -436,22 +448,39 @@ etc-systemd|/etc/systemd/system|Directory|true
 {{- end -}}
 
 {{/*
-overhead and scheduling of a RuntimeClass, from shims.<shim>.runtimeClass: overhead unless
-disabled (globally, for the shim, or with overhead false), then the kata-runtime node label, the
-per-install (owner) label kata-deploy.katacontainers.io/<suffix or "default">, as upstream's
-(the agent sets it where this install serves the node), the shim's own label (the agent sets it on nodes where it
-installed the shim: a shim the node's payload lacks keeps its pods off that node) and the
-shim's nodeSelector without those keys.
-Call with (dict "root" $ "shim" NAME "overhead" BOOL).
+overhead and scheduling of a RuntimeClass, from shims.<shim>.runtimeClass: overhead (memory, cpu)
+unless disabled (globally, for the shim, or with overhead false), plus the shim's TEE key when
+nfd.rules (kd.teeKey: one sev-snp.amd.com/esids or tdx.intel.com/keys per sandbox, whatever the
+overhead settings); then the kata-runtime node label, the per-install (owner) label
+kata-deploy.katacontainers.io/<suffix or "default">, as upstream's (the agent sets it where this
+install serves the node), the shim's own label (the agent sets it on nodes where it installed the
+shim: a shim the node's payload lacks keeps its pods off that node), and the shim's nodeSelector
+without those keys, or, when that is empty and nfd.selectors, the label NFD sets for its TEE
+(kd.teeLabel).
+Call with (dict "root" $ "shim" NAME "overhead" BOOL "nfd" (dict "rules" BOOL "selectors" BOOL)),
+nfd computed once per render (kd.nfdRules / kd.nfdSelectors look the cluster up).
 */}}
 {{- define "kd.rcTail" -}}
 {{- $root := .root -}}
 {{- $rc := (get $root.Values.shims .shim).runtimeClass | default dict -}}
-{{- if and .overhead $root.Values.runtimeClasses.overheadEnabled (ne (toString $rc.overheadEnabled) "false") $rc.overhead }}
+{{- $nfd := .nfd | default dict -}}
+{{- $res := dict -}}
+{{- if and .overhead $root.Values.runtimeClasses.overheadEnabled (ne (toString $rc.overheadEnabled) "false") $rc.overhead -}}
+{{- $_ := set $res "memory" (toString $rc.overhead.memory) -}}
+{{- $_ = set $res "cpu" (toString $rc.overhead.cpu) -}}
+{{- end -}}
+{{- $key := include "kd.teeKey" .shim -}}
+{{- if and $nfd.rules $key -}}
+{{- $_ := set $res $key "1" -}}
+{{- end -}}
+{{- if $res }}
 overhead:
   podFixed:
-    memory: {{ $rc.overhead.memory | quote }}
-    cpu: {{ $rc.overhead.cpu | quote }}
+    {{- range $k := list "memory" "cpu" "sev-snp.amd.com/esids" "tdx.intel.com/keys" }}
+    {{- if hasKey $res $k }}
+    {{ $k }}: {{ get $res $k | quote }}
+    {{- end }}
+    {{- end }}
 {{- end }}
 scheduling:
   nodeSelector:
@@ -464,6 +493,11 @@ scheduling:
     {{- $user := omit ($rc.nodeSelector | default dict) "katacontainers.io/kata-runtime" (index $own 1) (index $own 2) }}
     {{- with $user }}
     {{- toYaml . | nindent 4 }}
+    {{- else }}
+    {{- $tee := include "kd.teeLabel" .shim }}
+    {{- if and $nfd.selectors $tee }}
+    {{ $tee }}: "true"
+    {{- end }}
     {{- end }}
 {{- end -}}
 
