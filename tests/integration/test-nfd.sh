@@ -121,8 +121,10 @@ expect_fail "without NFD's CRDs the apiserver has no NodeFeatureRule (create: tr
 check "dry-run=server of the auto render (no rule): accepted" q k apply --dry-run=server -f "$T/auto-nothing.yaml"
 check "helm install (auto, cluster without NFD)" q h install kata-deploy "$CHART" -n kube-system "${TEE[@]}"
 rc_json() { k get runtimeclass "$1" -o jsonpath="{.overhead.podFixed}{\"|\"}{.scheduling.nodeSelector}"; }
+check "no rule, so the release notes do not name one" \
+	eval 'h get notes kata-deploy -n kube-system >"$T/notes" && grep -q "^RuntimeClasses:" "$T/notes" && ! grep -q NodeFeatureRule "$T/notes"'
 check "installed kata-qemu-snp: no key, no NFD label" \
-	eval '! rc_json kata-qemu-snp | grep -qE "esids|amd.feature"'
+	eval 'rc_json kata-qemu-snp >"$T/rc" && grep -q "\"memory\":\"2048Mi\"" "$T/rc" && ! grep -qE "esids|amd.feature" "$T/rc"'
 check "no NodeFeatureRule API yet" not k get nodefeaturerules
 
 # --- NFD's CRDs, from the node-feature-discovery chart that upstream Kata 4.1.0 vendors ---------
@@ -152,6 +154,7 @@ expect_fail "a rule without a name is refused by the CRD schema" 'name: Required
 # --- helm upgrade: auto now sees NFD's API; then an NFD found running ---------------------------
 check "helm upgrade (auto, NFD's API served)" q h upgrade kata-deploy "$CHART" -n kube-system "${TEE[@]}"
 check "the release created NodeFeatureRule kata-tee-keys" q k get nodefeaturerule kata-tee-keys
+check "the release notes name the rule" eval 'h get notes kata-deploy -n kube-system | grep -q "^NodeFeatureRule kata-tee-keys: "'
 check "kata-qemu-snp requests one sev-snp.amd.com/esids; no NFD label yet (no NFD found)" \
 	eval 'rc_json kata-qemu-snp | grep -q "\"sev-snp.amd.com/esids\":\"1\"" && ! rc_json kata-qemu-snp | grep -q amd.feature'
 check "kata-qemu-tdx-runtime-rs-debug requests one tdx.intel.com/keys" \
