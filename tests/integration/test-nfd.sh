@@ -204,8 +204,8 @@ import json, sys
 r = [x for x in json.load(sys.stdin)["spec"]["rules"] if x["name"] == sys.argv[1]][0]
 for k, v in sorted((r.get(sys.argv[2]) or {}).items()): print(f"{k}={v}")' "$1" "$2"
 }
-# What the agent labels: kata-runtime and each installed shim's handler label.
-agent_labels=(katacontainers.io/kata-runtime=true)
+# What the agent labels: kata-runtime, its install's owner label and each installed shim's label.
+agent_labels=(katacontainers.io/kata-runtime=true kata-deploy.katacontainers.io/default=true)
 for s in qemu-snp qemu-snp-runtime-rs qemu-tdx qemu-tdx-runtime-rs qemu-se qemu-se-runtime-rs qemu-coco-dev \
 	qemu-nvidia-gpu-snp qemu-nvidia-gpu-tdx-runtime-rs; do
 	agent_labels+=("handler.kata-deploy.katacontainers.io/kata-$s=true")
