@@ -61,6 +61,13 @@ ref_ok() {
 }
 check "every Kata component equals the reference ($REF)" ref_ok
 P=$OUT/payload.tar.zst
+# The payload is a function of its components: merged again into another output directory (the
+# components from the cache, the merge and the pack run again), it is the same file. With the
+# components equal to the references, two clean builds give the same payload.
+check "kata-build payload again (another output directory): the same sha256" sh -c \
+	"$KB --cache $CACHE --mirror $SHARED_SOURCES --out '$T/kata-static2' payload >'$T/payload2.log' 2>&1 &&
+	 a=\$(sha256sum <'$P' | cut -c1-64) && b=\$(sha256sum <'$T/kata-static2/payload.tar.zst' | cut -c1-64) &&
+	 echo \"# payload sha256 \$a (again: \$b)\" && [ \"\$a\" = \"\$b\" ]"
 
 # ---- 2. install ----
 R=$T/root
