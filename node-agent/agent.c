@@ -23,7 +23,7 @@
 #define PATH_BUF 512
 
 sigset_t kd_agent_term_signals;
-static bool terminating;
+static _Atomic bool terminating; /* the dispatcher's workers share it */
 
 typedef struct agent {
 	const kd_agent_settings *s;
@@ -85,6 +85,11 @@ static bool wait_or_term(int ms)
 	}
 }
 
+bool kd_agent_sleep(int ms)
+{
+	return wait_or_term(ms);
+}
+
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -104,7 +109,8 @@ static void sync_metrics(const agent *a)
 	kd_agent_metric_set(&kd_agent_metrics_now.api_conflicts, st.conflicts);
 }
 
-static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconfig, kd_error *err)
+static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconfig, bool with_root,
+		      kd_error *err)
 {
 	kd_k8s_opts ko = {
 		.kubeconfig = kubeconfig ? kubeconfig : (*s->kubeconfig ? s->kubeconfig : NULL),
@@ -136,6 +142,8 @@ static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconf
 	a->handlers = kd_agent_handlers(s, NULL);
 	if (!a->handlers)
 		return kd_err(err, -ENOMEM, "out of memory");
+	if (!with_root) /* job mode's dispatcher: the host is its per-node Jobs' */
+		return 0;
 	a->rootfd = kd_root_open(s->host_root, err);
 	if (a->rootfd < 0)
 		return kd_err_wrap(err, a->rootfd, "HOST_ROOT=%s", s->host_root);
@@ -185,6 +193,8 @@ static void post_event(agent *a, bool warning, const char *reason, const char *a
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	msg[EVENT_MESSAGE_MAX] = '\0';
+	if (!a->k) /* a per-node Job holds no token: its dispatcher posts the Events */
+		return;
 	rfc3339_micro(t, sizeof(t));
 	snprintf(gen, sizeof(gen), "kata-deploy.%.200s.", a->s->node_name);
 	ev = json_object_new_object();
@@ -673,20 +683,20 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	return 0;
 }
 
-/* What the engine installed: the handlers to wait for and the shim labels follow it. Enabled
- * shims the payload does not have are named (log, Warning Event) into missing, not fatal:
- * their RuntimeClasses select a shim label this node will not get. */
-static int shims_installed(agent *a, kd_install_result *res, char *missing, size_t size,
-			   kd_error *err)
+/* What the engine installed (installed is taken): the handlers to wait for and the shim labels
+ * follow it. Enabled shims the payload does not have (skipped) are named (log, Warning Event)
+ * into missing, not fatal: their RuntimeClasses select a shim label this node will not get. */
+static int shims_installed(agent *a, char **installed, char *const *skipped, char *missing,
+			   size_t size, kd_error *err)
 {
 	kd_strv_free(a->installed);
 	kd_strv_free(a->handlers);
-	a->installed = TAKE_PTR(res->shims);
+	a->installed = installed;
 	a->handlers = kd_agent_handlers(a->s, a->installed);
 	if (!a->installed || !a->handlers)
 		return kd_err(err, -ENOMEM, "out of memory");
 	missing[0] = '\0';
-	for (char **x = res->skipped; x && *x; x++)
+	for (char *const *x = skipped; x && *x; x++)
 		snprintf(missing + strlen(missing), size - strlen(missing), "%s%s",
 			 missing[0] ? ", " : "", *x);
 	if (!missing[0])
@@ -729,42 +739,43 @@ static int refuse_cri_disabled(agent *a, kd_error *err)
 		      path, which);
 }
 
-static int install_steps(agent *a, uint64_t t0, kd_error *err)
+static const char *node_runtime_version(struct json_object *node)
 {
-	const kd_agent_settings *s = a->s;
-	_cleanup_json_ struct json_object *node = NULL;
 	struct json_object *status = NULL, *info = NULL;
 	const char *rv = NULL;
-	char prefix[PATH_BUF], state[PATH_BUF], missing[EVENT_MESSAGE_MAX / 2] = "";
-	kd_install_result res = {0};
-	kd_install_opts io = {0};
-	int r;
 
-	r = get_node(a, &node, err);
-	sync_metrics(a);
-	if (r < 0)
-		return r;
 	if (json_object_object_get_ex(node, "status", &status) &&
 	    json_object_object_get_ex(status, "nodeInfo", &info))
 		(void)kd_json_get_string(info, "status.nodeInfo", "containerRuntimeVersion", false,
 					 &rv, NULL);
-	r = kd_agent_detect(a->rootfd, rv, s->k8s_distribution, &a->rt, err);
+	return rv;
+}
+
+/* The host's runtime from containerRuntimeVersion and the units; a CRI-disabled containerd is
+ * refused. No API call: also the per-node Job's first step. */
+static int host_detect(agent *a, const char *rv, kd_error *err)
+{
+	int r = kd_agent_detect(a->rootfd, rv, a->s->k8s_distribution, &a->rt, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "detect runtime");
 	kd_info("runtime %s %s (%s), unit %s", a->rt.id, a->rt.version, a->rt.evidence, a->rt.unit);
-	if ((r = refuse_cri_disabled(a, err)) < 0)
-		return r;
+	return refuse_cri_disabled(a, err);
+}
 
-	r = set_labels(a, LABELS_CLAIM, err);
-	if (r < 0)
-		return r;
-	a->claimed = true;
+/* Host checks and the engine: the host part of an install, no API call. */
+static int host_install(agent *a, const char *rv, char *prefix, size_t psize,
+			kd_install_result *res, kd_error *err)
+{
+	const kd_agent_settings *s = a->s;
+	char state[PATH_BUF];
+	kd_install_opts io = {0};
+	int r;
+
 	if (s->host_check && (r = host_check(a, rv, err)) < 0)
 		return r;
 	if (kd_agent_terminating())
 		return kd_err(err, -EINTR, "terminated before the install");
-
-	engine_opts(s, &io.e, prefix, sizeof(prefix), state, sizeof(state));
+	engine_opts(s, &io.e, prefix, psize, state, sizeof(state));
 	io.payload = s->payload;
 	io.sha256 = *s->payload_sha256 ? s->payload_sha256 : NULL;
 	io.public_key = *s->payload_public_key ? s->payload_public_key : NULL;
@@ -775,18 +786,24 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	io.skip_missing_shims = true; /* one missing component must not fail the node */
 	if ((r = runtime_opts(a, &io.rt, err)) < 0)
 		return r;
-	r = kd_engine_install(a->rootfd, &io, &res, err);
+	r = kd_engine_install(a->rootfd, &io, res, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "install on %s", s->host_root);
-	kd_info("payload %s %s in %s (%s); runtime config %s", res.version,
-		res.changed ? "installed" : "already installed", prefix, res.id,
-		res.config_changed ? "changed" : "unchanged");
-	r = shims_installed(a, &res, missing, sizeof(missing), err);
-	kd_install_result_done(&res);
-	if (r < 0)
-		return r;
-	/* The engine restarted the runtime (RUNTIME_RESTART) iff its config changed. */
-	if (res.config_changed) {
+	kd_info("payload %s %s in %s (%s); runtime config %s", res->version,
+		res->changed ? "installed" : "already installed", prefix, res->id,
+		res->config_changed ? "changed" : "unchanged");
+	return 0;
+}
+
+/* After the engine: wait for Ready (when the runtime config changed and so the runtime was
+ * restarted) and for the handlers, label, drop the startup taints, tell. */
+static int finish_install(agent *a, uint64_t t0, bool config_changed, const char *version,
+			  const char *prefix, const char *missing, kd_error *err)
+{
+	const kd_agent_settings *s = a->s;
+	int r;
+
+	if (config_changed) {
 		if (strcmp(s->runtime_restart, "none") != 0)
 			kd_agent_metric_inc(&kd_agent_metrics_now.runtime_restarts);
 		if ((r = wait_ready(a, err)) < 0)
@@ -809,10 +826,41 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 		   "Kata Containers %s installed in %s (handlers %s...), runtime %s; "
 		   "node labelled "
 		   "%s=true in %.1f s%s%s",
-		   res.version, prefix, a->handlers[0], a->rt.id, KD_AGENT_LABEL,
-		   (double)(now_ms() - t0) / 1000.0,
+		   version, prefix, a->handlers[0] ? a->handlers[0] : "none",
+		   a->rt.id[0] ? a->rt.id : "?", KD_AGENT_LABEL, (double)(now_ms() - t0) / 1000.0,
 		   missing[0] ? "; not in the payload, left out: " : "", missing);
 	return 0;
+}
+
+static int install_steps(agent *a, uint64_t t0, kd_error *err)
+{
+	_cleanup_json_ struct json_object *node = NULL;
+	const char *rv;
+	char prefix[PATH_BUF], missing[EVENT_MESSAGE_MAX / 2] = "", version[128];
+	kd_install_result res = {0};
+	bool config_changed;
+	int r;
+
+	r = get_node(a, &node, err);
+	sync_metrics(a);
+	if (r < 0)
+		return r;
+	rv = node_runtime_version(node);
+	if ((r = host_detect(a, rv, err)) < 0)
+		return r;
+	r = set_labels(a, LABELS_CLAIM, err);
+	if (r < 0)
+		return r;
+	a->claimed = true;
+	if ((r = host_install(a, rv, prefix, sizeof(prefix), &res, err)) < 0)
+		return r;
+	r = shims_installed(a, TAKE_PTR(res.shims), res.skipped, missing, sizeof(missing), err);
+	snprintf(version, sizeof(version), "%s", res.version);
+	config_changed = res.config_changed;
+	kd_install_result_done(&res);
+	if (r < 0)
+		return r;
+	return finish_install(a, t0, config_changed, version, prefix, missing, err);
 }
 
 /* A failed install exits and the kubelet restarts the agent after a back-off: our claim ("false")
@@ -843,7 +891,7 @@ int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_erro
 	int r;
 
 	kd_agent_metric_set(&kd_agent_metrics_now.state, KD_AGENT_INSTALLING);
-	r = agent_open(&a, s, kubeconfig, err);
+	r = agent_open(&a, s, kubeconfig, true, err);
 	if (r >= 0)
 		r = install_steps(&a, t0, err);
 	if (r < 0) {
@@ -966,7 +1014,7 @@ static int cleanup_steps(agent *a, bool force, kd_error *err)
 int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool force, kd_error *err)
 {
 	agent a;
-	int r = agent_open(&a, s, kubeconfig, err);
+	int r = agent_open(&a, s, kubeconfig, true, err);
 
 	if (r >= 0)
 		r = cleanup_steps(&a, force, err);
@@ -1018,7 +1066,7 @@ int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error 
 	struct json_object *status = NULL, *info = NULL;
 	const char *rv = NULL;
 	agent a;
-	int r = agent_open(&a, s, kubeconfig, err);
+	int r = agent_open(&a, s, kubeconfig, true, err);
 
 	if (r >= 0)
 		r = get_node(&a, &node, err);
@@ -1039,6 +1087,121 @@ int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error 
 		post_event(&a, false, "Reset", "Reset", "labels released, %s restarted", a.rt.unit);
 	else if (a.k && a.node_uid[0])
 		post_event(&a, true, "ResetFailed", "Reset", "%s", kd_err_msg(err));
+	agent_done(&a);
+	return r;
+}
+
+/* ---- job mode (node-agent/jobmode.c): the host part in the per-node Job, the API part in
+ * the dispatcher ------------------------------------------------------------------------- */
+
+void kd_agent_job_result_done(kd_agent_job_result *r)
+{
+	kd_strv_free(r->installed);
+	kd_strv_free(r->skipped);
+	*r = (kd_agent_job_result){0};
+}
+
+int kd_agent_job_host(const kd_agent_settings *s, bool cleanup, kd_agent_job_result *res,
+		      kd_error *err)
+{
+	const char *rv = *s->node_runtime_version ? s->node_runtime_version : NULL;
+	char prefix[PATH_BUF], state[PATH_BUF];
+	agent a = {.s = s, .rootfd = -1};
+	int r;
+
+	*res = (kd_agent_job_result){0};
+	a.rootfd = kd_root_open(s->host_root, err);
+	if (a.rootfd < 0) {
+		r = kd_err_wrap(err, a.rootfd, "HOST_ROOT=%s", s->host_root);
+		goto out;
+	}
+	if (cleanup) {
+		kd_engine_opts eo;
+		bool changed = false;
+		r = kd_agent_detect(a.rootfd, rv, s->k8s_distribution, &a.rt, err);
+		if (r < 0) {
+			r = kd_err_wrap(err, r, "detect runtime");
+			goto out;
+		}
+		engine_opts(s, &eo, prefix, sizeof(prefix), state, sizeof(state));
+		r = kd_engine_uninstall(a.rootfd, &eo, &changed, &res->kept, err);
+		if (r < 0) {
+			r = kd_err_wrap(err, r, "uninstall from %s", s->host_root);
+			goto out;
+		}
+		kd_info("%s", changed ? "Kata removed from the host" : "nothing was installed");
+		res->config_changed = changed;
+	} else {
+		kd_install_result ir = {0};
+		if ((r = host_detect(&a, rv, err)) < 0 ||
+		    (r = host_install(&a, rv, prefix, sizeof(prefix), &ir, err)) < 0)
+			goto out;
+		res->installed = TAKE_PTR(ir.shims);
+		res->skipped = TAKE_PTR(ir.skipped);
+		res->config_changed = ir.config_changed;
+		snprintf(res->version, sizeof(res->version), "%s", ir.version);
+		kd_install_result_done(&ir);
+		if (!res->installed) {
+			r = kd_err(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	snprintf(res->prefix, sizeof(res->prefix), "%s", prefix);
+	snprintf(res->runtime, sizeof(res->runtime), "%s", a.rt.id);
+	r = 0;
+out:
+	agent_done(&a);
+	return r;
+}
+
+int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bool cleanup,
+			  kd_agent_job_run_fn run, void *ud, kd_error *err)
+{
+	_cleanup_json_ struct json_object *node = NULL;
+	kd_agent_job_result jr = {0};
+	char missing[EVENT_MESSAGE_MAX / 2] = "";
+	uint64_t t0 = now_ms();
+	agent a;
+	int r = agent_open(&a, s, kubeconfig, false, err);
+
+	if (r >= 0)
+		r = get_node(&a, &node, err);
+	if (r >= 0)
+		r = set_labels(&a, cleanup ? LABELS_RELEASE : LABELS_CLAIM, err);
+	if (r >= 0) {
+		a.claimed = !cleanup;
+		r = run(node_runtime_version(node), &jr, ud, err);
+	}
+	if (r >= 0) {
+		snprintf(a.rt.id, sizeof(a.rt.id), "%s", jr.runtime);
+		if (cleanup) {
+			if (jr.config_changed)
+				r = wait_ready(&a, err);
+			if (r >= 0)
+				post_event(
+					&a, false, "Uninstalled", "Uninstall",
+					"Kata Containers removed from %s by a per-node Job (%s%s)",
+					jr.prefix,
+					jr.config_changed ? "runtime restarted"
+							  : "nothing was installed",
+					jr.kept ? "; some host files changed since install were "
+						  "not restored exactly: see the Job's log"
+						: "");
+		} else {
+			r = shims_installed(&a, TAKE_PTR(jr.installed), jr.skipped, missing,
+					    sizeof(missing), err);
+			if (r >= 0)
+				r = finish_install(&a, t0, jr.config_changed, jr.version, jr.prefix,
+						   missing, err);
+		}
+	}
+	if (r < 0 && a.k && a.node_uid[0]) {
+		post_event(&a, true, cleanup ? "UninstallFailed" : "InstallFailed",
+			   cleanup ? "Uninstall" : "Install", "%s", kd_err_msg(err));
+		if (!cleanup)
+			release_failed_claim(&a);
+	}
+	kd_agent_job_result_done(&jr);
 	agent_done(&a);
 	return r;
 }

@@ -15,9 +15,39 @@
 extern sigset_t kd_agent_term_signals;
 /* True once a termination signal arrived (consumes it; remembered). */
 bool kd_agent_terminating(void);
+/* Sleep ms, unless a termination signal arrives first (then true). */
+bool kd_agent_sleep(int ms);
 
 /* kubeconfig: --kubeconfig (NULL: settings / in-cluster). Each returns 0 or < 0 with err. */
 int kd_agent_install(const kd_agent_settings *s, const char *kubeconfig, kd_error *err);
 /* Release and uninstall, unless the DaemonSet still selects this node and force is false. */
 int kd_agent_cleanup(const kd_agent_settings *s, const char *kubeconfig, bool force, kd_error *err);
 int kd_agent_reset(const kd_agent_settings *s, const char *kubeconfig, kd_error *err);
+
+/* Job mode (node-agent/jobmode.c, docs/AGENT.md "Job mode"): a per-node Job does the host part
+ * with no API access; the dispatcher does the API part for each node. */
+typedef struct kd_agent_job_result {
+	char version[128];   /* install: the payload's version */
+	char prefix[512];    /* <prefix>/opt/kata[-sfx] */
+	char runtime[32];    /* containerd, crio, k3s, ... */
+	bool config_changed; /* the runtime's config changed (and so it was restarted) */
+	unsigned kept;	     /* cleanup: host files not restored exactly */
+	char **installed;    /* install: the shims installed */
+	char **skipped;	     /* install: enabled, not in the payload */
+} kd_agent_job_result;
+void kd_agent_job_result_done(kd_agent_job_result *r);
+
+/* The per-node Job's work on HOST_ROOT, no API call: detect the runtime (from
+ * NODE_RUNTIME_VERSION, which the dispatcher read from the Node), host checks and the engine's
+ * install; or the engine's uninstall (cleanup). */
+int kd_agent_job_host(const kd_agent_settings *s, bool cleanup, kd_agent_job_result *res,
+		      kd_error *err);
+
+/* The dispatcher's work for the node s->node_name: claim it (install) or release its labels
+ * (cleanup), let run create its Job and wait for the Job's result, then, for an install, wait
+ * for Ready and the handlers, label and drop the startup taints; for a cleanup, wait for Ready.
+ * Events as the DaemonSet's agent posts them. A failed install takes its claim back. */
+typedef int (*kd_agent_job_run_fn)(const char *runtime_version, kd_agent_job_result *res, void *ud,
+				   kd_error *err);
+int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bool cleanup,
+			  kd_agent_job_run_fn run, void *ud, kd_error *err);

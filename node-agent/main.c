@@ -16,6 +16,7 @@
 
 #include "agent.h"
 #include "health.h"
+#include "jobmode.h"
 #include "log.h"
 #include "selfcheck.h"
 #include "settings.h"
@@ -36,12 +37,21 @@ static void usage(FILE *f)
 	fputs("usage: kata-deploy-agent [--kubeconfig PATH] [--host-root DIR] "
 	      "[--log-level error|warn|info|debug|trace] "
 	      "[install | cleanup [--force] | reset | self-check]\n"
+	      "       kata-deploy-agent [--host-root DIR] [--result FILE] node-install | "
+	      "node-cleanup\n"
+	      "       kata-deploy-agent [--kubeconfig PATH] dispatch install|cleanup "
+	      "--job-template FILE\n"
+	      "           --name-prefix NAME [--cleanup-job-template FILE] [--owner-job NAME] "
+	      "[--parallelism N]\n"
+	      "           [--nodes A,B] [--wait-for-nodes SECONDS] [--node-settle SECONDS]\n"
 	      "       kata-deploy-agent --version | --help\n"
 	      "Settings come from the environment (NODE_NAME, SHIMS_<ARCH>, ...); see "
 	      "docs/AGENT.md.\n"
 	      "self-check opens what the agent uses at run time (libsystemd, libcurl, CA "
 	      "certificates,\nthe waiter, scratch space, the payload) and exits 1 when "
-	      "something is missing.\n",
+	      "something is missing.\n"
+	      "node-install, node-cleanup and dispatch are job mode's (the chart's "
+	      "deploymentMode: job).\n",
 	      f);
 }
 
@@ -134,8 +144,20 @@ int main(int argc, char **argv)
 		{"log-level", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
+		{"result", required_argument, NULL, 'R'},
+		{"job-template", required_argument, NULL, 'J'},
+		{"cleanup-job-template", required_argument, NULL, 'C'},
+		{"name-prefix", required_argument, NULL, 'P'},
+		{"owner-job", required_argument, NULL, 'O'},
+		{"nodes", required_argument, NULL, 'N'},
+		{"parallelism", required_argument, NULL, 'p'},
+		{"wait-for-nodes", required_argument, NULL, 'w'},
+		{"node-settle", required_argument, NULL, 's'},
 		{NULL, 0, NULL, 0},
 	};
+	kd_agent_dispatch_opts dop = {.parallelism = 100, .node_settle_s = 15};
+	const char *result = KD_AGENT_RESULT_PATH;
+	int *num = NULL;
 	kd_agent_settings s;
 	kd_error err = {0};
 	const char *action = "install";
@@ -164,6 +186,44 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("kata-deploy-agent %s\n", KD_VERSION);
 			return 0;
+		case 'R':
+			result = optarg;
+			break;
+		case 'J':
+			dop.job_template = optarg;
+			break;
+		case 'C':
+			dop.cleanup_template = optarg;
+			break;
+		case 'P':
+			dop.name_prefix = optarg;
+			break;
+		case 'O':
+			dop.owner_job = optarg;
+			break;
+		case 'N':
+			dop.nodes = optarg;
+			break;
+		case 'p':
+		case 'w':
+		case 's': {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			num = c == 'p'	 ? &dop.parallelism
+			      : c == 'w' ? &dop.wait_for_nodes_s
+					 : &dop.node_settle_s;
+			if (*end || !*optarg || v < (c == 'p' ? 1 : 0) || v > 86400) {
+				fprintf(stderr,
+					"kata-deploy-agent: --%s=%s: not a number in %d..86400\n",
+					c == 'p'   ? "parallelism"
+					: c == 'w' ? "wait-for-nodes"
+						   : "node-settle",
+					optarg, c == 'p' ? 1 : 0);
+				return 2;
+			}
+			*num = (int)v;
+			break;
+		}
 		default:
 			usage(stderr);
 			return 2;
@@ -173,8 +233,20 @@ int main(int argc, char **argv)
 		action = argv[optind++];
 	if (strcmp(action, "self-check") == 0 && optind == argc)
 		return kd_agent_self_check(stdout) == 0 ? 0 : 1;
-	if (optind < argc || (strcmp(action, "install") != 0 && strcmp(action, "cleanup") != 0 &&
-			      strcmp(action, "reset") != 0 && strcmp(action, "wait") != 0)) {
+	bool dispatch_cleanup = false;
+	if (strcmp(action, "dispatch") == 0) {
+		const char *what = optind < argc ? argv[optind++] : "";
+		if (strcmp(what, "install") != 0 && strcmp(what, "cleanup") != 0) {
+			usage(stderr);
+			return 2;
+		}
+		dispatch_cleanup = strcmp(what, "cleanup") == 0;
+	}
+	if (optind < argc ||
+	    (strcmp(action, "install") != 0 && strcmp(action, "cleanup") != 0 &&
+	     strcmp(action, "reset") != 0 && strcmp(action, "wait") != 0 &&
+	     strcmp(action, "dispatch") != 0 && strcmp(action, "node-install") != 0 &&
+	     strcmp(action, "node-cleanup") != 0)) {
 		usage(stderr);
 		return 2;
 	}
@@ -205,6 +277,15 @@ int main(int argc, char **argv)
 	}
 	if (!on_term)
 		kd_agent_settings_log(&s);
+	/* Job mode: one-shot, no health server. */
+	if (strcmp(action, "dispatch") == 0 || strncmp(action, "node-", 5) == 0) {
+		r = strcmp(action, "dispatch") == 0
+			    ? kd_agent_dispatch_main(&s, dispatch_cleanup, &dop)
+			    : kd_agent_job_node_main(&s, strcmp(action, "node-cleanup") == 0,
+						     result);
+		kd_agent_settings_free(&s);
+		return r;
+	}
 	if (start_health(&s) < 0) {
 		kd_agent_settings_free(&s);
 		return 1;

@@ -113,6 +113,8 @@ static const setting table[] = {
 	 "containerd's config file in /etc/containerd (k8s; empty: config.toml)"},
 	{"CONTAINERD_USER_DROP_IN_SOURCE_FILE", T_STRING, OFF(containerd_user_drop_in), "", 0, 0,
 	 NULL, "TOML for containerd, installed as a drop-in next to ours"},
+	{"NODE_RUNTIME_VERSION", T_STRING, OFF(node_runtime_version), "", 0, 0, NULL,
+	 "job mode: the Node's containerRuntimeVersion (set by the dispatcher)"},
 };
 
 static const char *machine_arch(void)
@@ -291,7 +293,7 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 	char var[96];
 	int r;
 
-	if (strcmp(action, "wait") != 0 && !*s->node_name)
+	if (strcmp(action, "wait") != 0 && strcmp(action, "dispatch") != 0 && !*s->node_name)
 		return kd_err(err, -EINVAL,
 			      "NODE_NAME is not set: give the node name (the chart "
 			      "sets it from spec.nodeName)");

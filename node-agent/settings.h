@@ -56,6 +56,7 @@ typedef struct kd_agent_settings {
 	char *log_level;       /* "" (info, debug with DEBUG), error, warn, info, debug, trace */
 	char *containerd_config_file_name; /* "" = config.toml, in /etc/containerd (k8s) */
 	char *containerd_user_drop_in;	   /* a file of TOML for containerd, "" = none */
+	char *node_runtime_version; /* job mode: containerRuntimeVersion, from the dispatcher */
 } kd_agent_settings;
 
 /* Read every setting from the environment (getenv) and validate it; the action decides what is

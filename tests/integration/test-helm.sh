@@ -129,7 +129,7 @@ reject 'env.installationPrefix "/usr/../etc" must not contain "." or ".." path c
 	--set env.installationPrefix=/usr/../etc
 reject 'k8sDistribution: k8sDistribution must be one of the following: "k8s", "k3s", "rke2", "k0s", "microk8s"' \
 	--set k8sDistribution=openshift
-reject 'deploymentMode: deploymentMode must be one of the following: "daemonset"' --set deploymentMode=job
+reject 'deploymentMode: deploymentMode must be one of the following: "daemonset", "job"' --set deploymentMode=pods
 reject 'containerRuntime "crio" needs k8sDistribution k8s' --set k8sDistribution=k3s --set containerRuntime=crio
 reject "startupTaints.0: Does not match pattern" --set 'startupTaints[0]=node.example/x:Sometimes'
 reject "shims.qemu.runtimeClass.overhead.memory: Does not match pattern" \

@@ -321,6 +321,7 @@ Warnings for accepted upstream keys that have no effect here, one per line.
 */}}
 {{- define "kd.warnings" -}}
 {{- $v := .Values -}}
+{{- include "kd.jobWarnings" . -}}
 {{- range $k := list "configDir" "runtimeSocket" -}}
 {{- if get $v.containerd $k }}
 containerd.{{ $k }} is ignored: the agent finds the runtime configuration from k8sDistribution and the node.
