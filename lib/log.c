@@ -103,6 +103,7 @@ void kd_log(kd_log_level level, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 
+	flockfile(stderr); /* one line at a time from several threads (job mode's dispatcher) */
 	if (log_json) {
 		struct timeval tv;
 		struct tm tm;
@@ -122,6 +123,7 @@ void kd_log(kd_log_level level, const char *fmt, ...)
 		put_escaped(stderr, msg, false);
 		fputc('\n', stderr);
 	}
+	funlockfile(stderr);
 }
 
 void kd_format_bytes(double v, char *buf, size_t size)

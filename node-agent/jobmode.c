@@ -52,7 +52,8 @@ static struct json_object *strv_json(char *const *v)
 
 static void write_result(const char *path, struct json_object *o)
 {
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	const char *text = json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	FILE *f;
 
 	kd_info("result: %s", text);
