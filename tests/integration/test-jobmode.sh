@@ -32,6 +32,7 @@ _jm_cleanup() {
 }
 trap _jm_cleanup EXIT
 
+q() { "$@" >"$T/q.out" 2>&1 || { sed 's/^/#   /' "$T/q.out" | tail -20; return 1; }; }
 render() { # OUT [helm args...]
 	local out=$1; shift
 	"$HELM" template kata-deploy "$CHART" --namespace $NS "$@" >"$out" 2>"$out.err"
@@ -56,7 +57,7 @@ JOBV=(--set deploymentMode=job --set-string 'nodeSelector.kd\.test/kata=yes' --s
 	--set job.waitForNodesSeconds=30 --set job.nodeSettleSeconds=3)
 render "$T/ds.yaml" || not_ok "render daemonset mode: $(cat "$T/ds.yaml.err")"
 render "$T/job.yaml" "${JOBV[@]}" || not_ok "render job mode: $(cat "$T/job.yaml.err")"
-check "helm lint --strict, job mode" "$HELM" lint --strict "$CHART" "${JOBV[@]}" -q
+check "helm lint --strict, job mode" q "$HELM" lint --strict "$CHART" "${JOBV[@]}"
 py "$T/job.yaml" "$T/ds.yaml" >"$T/render.out" 2>&1 <<'P' && ok "job-mode render: $(tail -1 "$T/render.out")" || { not_ok "job-mode render"; sed 's/^/#   /' "$T/render.out"; }
 DS = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
 kinds = [(d["kind"], d["metadata"]["name"]) for d in D]
@@ -136,7 +137,6 @@ expect_fail "deploymentMode other than daemonset|job refused" "deploymentMode" \
 # --- the real API server: RBAC, templates, nodes ----------------------------------------------
 . tests/peers/apiserver-up.sh "$T/api" >/dev/null
 k() { "$KUBECTL" --kubeconfig "$KD_APISERVER_KUBECONFIG" "$@"; }
-q() { "$@" >"$T/q.out" 2>&1 || { sed 's/^/#   /' "$T/q.out" | tail -20; return 1; }; }
 API_PORT=${KD_APISERVER_URL##*:}
 check "kubectl apply --dry-run=server of the job-mode render" q k apply --dry-run=server -f "$T/job.yaml"
 check "kubectl apply of the job-mode render (hook Jobs as the dispatchers' owners)" q k apply -f "$T/job.yaml"
