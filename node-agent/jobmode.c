@@ -347,10 +347,12 @@ static void selection_text(dispatcher *d, char *buf, size_t size)
 	buf[0] = '\0';
 	if (json_object_object_get_ex(ps, "nodeSelector", &v))
 		snprintf(buf, size, "nodeSelector %s",
-			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	if (json_object_object_get_ex(ps, "affinity", &v))
 		snprintf(buf + strlen(buf), size - strlen(buf), "%saffinity %s", buf[0] ? ", " : "",
-			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+			 json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE));
 	if (!buf[0])
 		snprintf(buf, size, "every node");
 }
@@ -644,6 +646,35 @@ typedef struct run_ctx {
 	bool cleanup;
 } run_ctx;
 
+/* Delete a Job and its pods (background propagation) and wait until it is gone. */
+static int delete_job(kd_k8s *k, const char *ns, const char *name, kd_error *err)
+{
+	static const char body[] = "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\","
+				   "\"propagationPolicy\":\"Background\"}";
+	char path[PATH_BUF];
+	int r;
+
+	snprintf(path, sizeof(path), "/apis/batch/v1/namespaces/%s/jobs/%s", ns, name);
+	r = kd_k8s_request(k, "DELETE", path, "application/json", body, sizeof(body) - 1, NULL,
+			   err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	for (int i = 0; i < 600; i++) {
+		_cleanup_json_ struct json_object *j = NULL;
+		kd_err_clear(err);
+		r = kd_k8s_get(k, path, &j, err);
+		if (r == -ENOENT) {
+			kd_err_clear(err);
+			return 0;
+		}
+		if (r < 0)
+			return r;
+		if (kd_agent_sleep(100))
+			return kd_err(err, -EINTR, "terminated while deleting Job %s", name);
+	}
+	return kd_err(err, -ETIMEDOUT, "Job %s still there 60 s after its deletion", name);
+}
+
 /* Create the node's Job, wait for its end, read its result. */
 static int run_job(const char *rv, kd_agent_job_result *res, void *ud, kd_error *err)
 {
@@ -662,7 +693,17 @@ static int run_job(const char *rv, kd_agent_job_result *res, void *ud, kd_error 
 	if (kd_k8s_escape(d->ns, ns, sizeof(ns)) < 0)
 		return kd_err(err, -EINVAL, "namespace too long");
 	snprintf(path, sizeof(path), "/apis/batch/v1/namespaces/%s/jobs", ns);
-	if ((r = kd_k8s_create(c->k, path, job, &created, err)) < 0)
+	r = kd_k8s_create(c->k, path, job, &created, err);
+	if (r == -EEXIST) {
+		/* This run's name is taken: the same dispatcher Job ran before (a retried pod);
+		 * that Job's result is not this run's. Delete it and its pods, then create. */
+		kd_info("node %s: Job %s exists from an earlier run of this dispatcher: replacing it",
+			c->node, name);
+		kd_err_clear(err);
+		if ((r = delete_job(c->k, ns, name, err)) >= 0)
+			r = kd_k8s_create(c->k, path, job, &created, err);
+	}
+	if (r < 0)
 		return kd_err_wrap(err, r, "create the %s Job of node %s",
 				   c->cleanup ? "cleanup" : "install", c->node);
 	uid = str_at(json_object_object_get(created, "metadata"), "uid");
@@ -898,13 +939,13 @@ int kd_agent_dispatch_main(const kd_agent_settings *s, bool cleanup,
 	if (kd_agent_terminating())
 		r = kd_err(&err, -EINTR, "terminated: some nodes were not dispatched");
 	else if (d.failed && d.failed[0])
-		r = -EIO;
+		r = 1; /* each failure is logged above */
 out:
-	if (r < 0 && r != -EIO)
+	if (r < 0)
 		kd_error_log("dispatch failed: %s", kd_err_msg(&err));
 	kd_strv_free(d.failed);
 	json_object_put(d.tmpl[0]);
 	json_object_put(d.tmpl[1]);
 	kd_k8s_free(d.k);
-	return r < 0 ? 1 : 0;
+	return r != 0 ? 1 : 0;
 }

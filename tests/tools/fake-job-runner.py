@@ -121,7 +121,7 @@ def run_job(job):
     # would report it.
     pod = {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"{name[:56]}-x", "namespace": a.namespace,
+        "metadata": {"name": f"{name[:50]}-{uid[:8]}", "namespace": a.namespace,
                      "labels": {"batch.kubernetes.io/controller-uid": uid,
                                 "batch.kubernetes.io/job-name": name}},
         "spec": {"nodeName": node, "restartPolicy": "Never",
