@@ -221,6 +221,8 @@ for k, (pats, verdict, cell) in sorted(cover.items()):
         put(vals, ("monitor", "enabled"), True)
     if real == ("devkit",):
         put(vals, ("debug",), True)
+    if real[0] == "job":
+        put(vals, ("deploymentMode",), "job")
     if real[0] == "snapshotter" and real[1] != "setup":
         put(vals, ("snapshotter", "setup"), ["erofs"])
     if real[0] == "runtimeClasses" and real[1] == "defaultName":

@@ -4,16 +4,20 @@
 {{- eq (.Values.deploymentMode | default "daemonset") "job" -}}
 {{- end -}}
 
-{{/* The dispatcher runs `kata-deploy-agent dispatch`: our agent image unless
-job.dispatcherImage.reference names another image (which must hold this agent). Upstream's
-kata-deploy-job-dispatcher image is refused by kd.validate. */}}
+{{/* The dispatcher runs `kata-deploy-agent dispatch`: job.dispatcherImage.reference, else the
+agent's image.reference (upstream's kata-deploy-job-dispatcher image, which cannot read this
+chart's templates, counts as unset: kd.jobWarnings); job.dispatcherImage.tag, else the agent's
+tag with the agent's reference, the chart's appVersion with another. */}}
 {{- define "kd.dispatcherImage" -}}
 {{- $d := (.Values.job | default dict).dispatcherImage | default dict -}}
+{{- $ref := .Values.image.reference -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
 {{- if and $d.reference (not (include "kd.upstreamDispatcher" .)) -}}
-{{- if contains "@" $d.reference -}}{{ $d.reference }}{{- else -}}{{ $d.reference }}:{{ default .Chart.AppVersion $d.tag }}{{- end -}}
-{{- else -}}
-{{ include "kd.image" . }}
+{{- $ref = $d.reference -}}
+{{- $tag = .Chart.AppVersion -}}
 {{- end -}}
+{{- $tag = default $tag $d.tag -}}
+{{- if contains "@" $ref -}}{{ $ref }}{{- else -}}{{ $ref }}:{{ $tag }}{{- end -}}
 {{- end -}}
 
 {{/* The DaemonSet's pod spec, rendered (templates/daemonset.yaml with KdJob set). */}}
