@@ -556,3 +556,127 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 	}
 	return 0;
 }
+
+/* ---- snapshotters ---------------------------------------------------------------------- */
+
+typedef struct snap_key {
+	const char *key;
+	const char *raw; /* TOML value syntax */
+} snap_key;
+
+/* A value's text without blanks and with '' strings as "": enough to tell our value from
+ * another one written by hand. */
+static void value_norm(const char *s, size_t n, char *out, size_t size)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n && o + 1 < size; i++) {
+		if (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+			continue;
+		out[o++] = s[i] == '\'' ? '"' : s[i];
+	}
+	out[o] = '\0';
+}
+
+static int ensure_table(kd_toml_doc *doc, const char *const *path, size_t n, const snap_key *k,
+			size_t nk, char ***tables, kd_error *err)
+{
+	char key[KEY_MAX];
+	if (kd_toml_key_join(path, n, key, sizeof(key)) < 0)
+		return kd_err(err, -EINVAL, "table key too long");
+	const kd_toml_node *t = kd_toml_path(doc, path, n);
+	if (t) {
+		char want[512] = "";
+		if (kd_toml_type_of(t) != KD_TOML_TABLE)
+			return kd_err(err, -EINVAL, "[%s] is not a table", key);
+		for (size_t i = 0; i < nk; i++) {
+			const kd_toml_node *v = kd_toml_get(t, k[i].key);
+			size_t s, e, tl;
+			char a[256], b[256];
+			bool same = false;
+			if (v && kd_toml_value_range(v, &s, &e) == 0) {
+				const char *txt = kd_toml_text(doc, &tl);
+				value_norm(txt + s, e - s, a, sizeof(a));
+				value_norm(k[i].raw, strlen(k[i].raw), b, sizeof(b));
+				same = !strcmp(a, b);
+			}
+			if (!same) {
+				size_t l = strlen(want);
+				snprintf(want + l, sizeof(want) - l, "%s%s = %s", l ? ", " : "",
+					 k[i].key, k[i].raw);
+			}
+		}
+		if (!want[0])
+			return 0; /* the admin's table already says what we would */
+		return kd_err(
+			err, -EEXIST,
+			"[%s] is already there and not kata-deploy's (kata-deploy adds tables "
+			"of its own and edits no other): the snapshotter setup needs %s in "
+			"it; set that yourself, or remove the table, and run again",
+			key, want);
+	}
+	int r = add_table(doc, path, n, tables, err);
+	for (size_t i = 0; r >= 0 && i < nk; i++)
+		r = kd_toml_set_raw(doc, path, n, k[i].key, k[i].raw, err);
+	return r < 0 ? kd_err_wrap(err, r, "[%s]", key) : 0;
+}
+
+int kd_containerd_add_snapshotters(kd_toml_doc *doc, int version, const kd_snap_setup *s,
+				   char ***tables, kd_error *err)
+{
+	int r;
+	if (!s || (!s->nydus && !s->erofs))
+		return 0;
+	if (version < 2)
+		return kd_err(
+			err, -EINVAL,
+			"the snapshotter setup needs a containerd config of version 2 or newer "
+			"(this one is version %d)",
+			version);
+	/* The image settings: the images plugin (3+), the CRI plugin's containerd table (2). */
+	const char *v3[] = {"plugins", "io.containerd.cri.v1.images"};
+	const char *v2[] = {"plugins", "io.containerd.grpc.v1.cri", "containerd"};
+	snap_key img[2];
+	size_t ni = 0;
+	if (s->erofs)
+		img[ni++] = (snap_key){"discard_unpacked_layers", "false"};
+	if (s->nydus) /* nydus reads the image references from the snapshot labels */
+		img[ni++] = (snap_key){"disable_snapshot_annotations", "false"};
+	if ((r = ensure_table(doc, version >= 3 ? v3 : v2, version >= 3 ? 2 : 3, img, ni, tables,
+			      err)) < 0)
+		return r;
+	if (s->erofs) {
+		const char *diff[] = {"plugins", "io.containerd.service.v1.diff-service"};
+		const snap_key dk[] = {{"default", "[\"erofs\", \"walking\"]"}};
+		const char *sp[] = {"plugins", "io.containerd.snapshotter.v1.erofs"};
+		snap_key sk[] = {
+			{"enable_fsverity", "true"},
+			{"set_immutable", "true"},
+			{"dmverity_mode", s->erofs_dmverity ? "\"on\"" : "\"off\""},
+			{"default_size", s->erofs_memory ? "\"0\"" : "\"10G\""},
+			{"max_unmerged_layers", "0"}, /* merged: one fsmeta.erofs (runtime-rs) */
+		};
+		const char *dp[] = {"plugins", "io.containerd.differ.v1.erofs"};
+		const snap_key dfk[] = {
+			{"enable_dmverity", s->erofs_dmverity ? "true" : "false"},
+			{"mkfs_options", "[\"-T0\", \"--mkfs-time\", \"--sort=none\"]"},
+			{"enable_tar_index", "false"},
+		};
+		if ((r = ensure_table(doc, diff, 2, dk, 1, tables, err)) < 0 ||
+		    (r = ensure_table(doc, sp, 2, sk, s->erofs_unmerged ? 4 : 5, tables, err)) <
+			    0 ||
+		    (r = ensure_table(doc, dp, 2, dfk, 3, tables, err)) < 0)
+			return r;
+	}
+	if (s->nydus) {
+		char addr[160], exports[200];
+		const char *pp[] = {"proxy_plugins", s->nydus_name};
+		snprintf(addr, sizeof(addr), "\"/run/%s/containerd-nydus-grpc.sock\"",
+			 s->nydus_name);
+		snprintf(exports, sizeof(exports), "{ root = \"/var/lib/%s\" }", s->nydus_name);
+		const snap_key pk[] = {
+			{"type", "\"snapshot\""}, {"address", addr}, {"exports", exports}};
+		if ((r = ensure_table(doc, pp, 2, pk, 3, tables, err)) < 0)
+			return r;
+	}
+	return 0;
+}

@@ -60,6 +60,27 @@ int kd_containerd_add_handlers(kd_toml_doc *doc, int version, const kd_handler *
 			       const kd_toml_doc *inherit_from, bool debug, char ***tables,
 			       kd_error *err);
 
+/* The snapshotters kata-deploy sets up (upstream's EXPERIMENTAL_SETUP_SNAPSHOTTER): nydus is the
+ * managed nydus-for-kata-tee[-suffix] proxy snapshotter (a systemd service of ours, see
+ * snapshotter.h), erofs is containerd 2.2's built-in erofs snapshotter and differ. */
+#define KD_NYDUS_NAME "nydus-for-kata-tee"
+typedef struct kd_snap_setup {
+	bool nydus;
+	char nydus_name[96]; /* nydus-for-kata-tee[-suffix]: proxy plugin, socket and root dir */
+	bool erofs;
+	bool erofs_unmerged; /* EROFS_MERGE_MODE=unmerged: no max_unmerged_layers = 0 */
+	bool erofs_memory;   /* EROFS_SNAPSHOTTER_MODE=memory: default_size "0" (else "10G") */
+	bool erofs_dmverity; /* EROFS_DMVERITY */
+} kd_snap_setup;
+
+/* Add the plugin settings of the snapshotters in s to doc, each table that doc lacks as a table
+ * of ours (appended to *tables). A table doc already has (an admin's) is left alone when it
+ * holds our values, and refused otherwise, naming the keys to set: kata-deploy edits no table
+ * it did not add. Call it before kd_containerd_add_handlers (the images plugin table then
+ * precedes the handlers' runtime_platforms sub-tables). */
+int kd_containerd_add_snapshotters(kd_toml_doc *doc, int version, const kd_snap_setup *s,
+				   char ***tables, kd_error *err);
+
 /* containerd's built-in runtime (1.6 to 2.x): its name is the built-in default_runtime_name. */
 #define KD_CONTAINERD_DEFAULT_RUNTIME "runc"
 #define KD_CONTAINERD_DEFAULT_RUNTIME_TYPE "io.containerd.runc.v2"

@@ -126,6 +126,12 @@ int kd_kata_validate(const kd_kata_opts *o, char *const *shims, kd_error *err)
 				      "--allowed-hypervisor-annotations: shim '%s' is not enabled",
 				      words[i]);
 	}
+	_cleanup_strv_ char **gp =
+		o->force_guest_pull ? kd_strv_split(o->force_guest_pull, ',') : NULL;
+	for (size_t i = 0; gp && gp[i]; i++)
+		if (gp[i][0] && !kd_strv_find(shims, gp[i]))
+			return kd_err(err, -EINVAL, "--force-guest-pull: shim '%s' is not enabled",
+				      gp[i]);
 	return 0;
 }
 
@@ -453,6 +459,7 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 	const char *shim = t->shim;
 	kd_variant variant = t->variant;
 	_cleanup_free_ char *data = NULL;
+	_cleanup_strv_ char **gp = NULL;
 	size_t len, n = 0;
 	const char *hv = kd_shim_hypervisor(shim);
 	const char *pfx = o->prefix[0] == '/' ? o->prefix + 1 : o->prefix;
@@ -590,6 +597,20 @@ int kd_kata_render_target(const kd_tree_src *tree, const kd_kata_target *t, cons
 					     (const char *const *)list, kd_strv_length(list),
 					     err)) < 0 ||
 		    (r = add_text(ret, &n, dir, "40-annotations.toml", d, err)) < 0)
+			goto fail;
+	}
+	if (o->force_guest_pull)
+		gp = kd_strv_split(o->force_guest_pull, ',');
+	if (gp && kd_strv_find(gp, shim)) {
+		/* Upstream's EXPERIMENTAL_FORCE_GUEST_PULL: the runtime pulls every image in the
+		 * guest, whatever the snapshotter. */
+		_cleanup_toml_ kd_toml_doc *d = NULL;
+		const char *rp[] = {"runtime"};
+		if ((r = kd_toml_parse("45", "", 0, &d, err)) < 0 ||
+		    (r = ensure(d, rp, 1, err)) < 0 ||
+		    (r = kd_toml_set_bool(d, rp, 1, "experimental_force_guest_pull", true, err)) <
+			    0 ||
+		    (r = add_text(ret, &n, dir, "45-force-guest-pull.toml", d, err)) < 0)
 			goto fail;
 	}
 	if (t->user_dropin) {

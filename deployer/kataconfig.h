@@ -2,8 +2,8 @@
  * configuration-<shim>.toml in <prefix>/runtimes/<shim>/ (a managed copy, as upstream does), and
  * our settings go into drop-ins next to it in config.d/, which Kata merges in name order:
  * 10-installation-prefix, 20-debug, 22-k0s-kubelet-root (k0s, Go runtime), 25-devkit,
- * 30-kernel-params (agent proxy, guest debug logging), 40-annotations. The copies live outside the
- * versioned tree, which stays exactly as the payload made it.
+ * 30-kernel-params (agent proxy, guest debug logging), 40-annotations, 45-force-guest-pull. The
+ * copies live outside the versioned tree, which stays exactly as the payload made it.
  *
  * Each shim may have up to three handlers, each with a directory of its own: the plain one
  * (runtimes/<shim>/), a debug variant (runtimes/<shim>-debug/: Kata and guest debug, the debug
@@ -36,6 +36,7 @@ typedef struct kd_kata_opts {
 	const char *no_proxy;	 /* the same forms */
 	const char *annotations; /* "a b shim:c,d": bare words for all shims, shim: for one */
 	bool k0s;		 /* k0s: 22-k0s-kubelet-root.toml for the Go shims, as upstream */
+	const char *force_guest_pull; /* "shim,shim": [runtime] experimental_force_guest_pull */
 } kd_kata_opts;
 
 typedef struct kd_kata_file {

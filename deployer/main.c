@@ -229,7 +229,13 @@ static const char install_help[] =
 	"  --pull-type-mapping shim:guest-pull|default,...  (CRI-O: runtime_pull_image)\n"
 	"  --custom-configs DIR  user drop-ins DIR/dropin-<shim|handler>.toml (50-user-overrides)\n"
 	"  --custom-runtimes     + the handlers of DIR/custom-runtimes.list, one\n"
-	"                        handler:baseShim:snapshotter:pullType per line\n";
+	"                        handler:baseShim:snapshotter:pullType per line\n"
+	"  --setup-snapshotter nydus,erofs  set up snapshotters (containerd): nydus = the\n"
+	"                        managed nydus-for-kata-tee service, erofs = containerd 2.2's\n"
+	"  --erofs-merge-mode merged|unmerged   (default merged: runtime-rs shims only)\n"
+	"  --erofs-snapshotter-mode disk|memory (rw layer: 10G on disk, or in memory)\n"
+	"  --erofs-dmverity      dm-verity for the erofs layers\n"
+	"  --force-guest-pull shim,...  Kata pulls every image in the guest for these shims\n";
 
 /* A value that must be one of a list: a wrong one is a usage error (exit 2), named once. */
 static bool one_of(const char *verb, const char *opt, const char *arg, const char *const *list)
@@ -274,6 +280,11 @@ enum {
 	O_RT_DEFSHIM,
 	O_RT_CUSTOM_DIR,
 	O_RT_CUSTOM,
+	O_RT_SETUP_SNAP,
+	O_RT_EROFS_MERGE,
+	O_RT_EROFS_MODE,
+	O_RT_EROFS_DMV,
+	O_RT_FORCE_GP,
 };
 #define RUNTIME_LONGOPTS                                                                           \
 	{"runtime", required_argument, NULL, O_RT_RUNTIME},                                        \
@@ -292,6 +303,11 @@ enum {
 		{"pull-type-mapping", required_argument, NULL, O_RT_PULL},                         \
 		{"custom-configs", required_argument, NULL, O_RT_CUSTOM_DIR},                      \
 		{"custom-runtimes", no_argument, NULL, O_RT_CUSTOM},                               \
+		{"setup-snapshotter", required_argument, NULL, O_RT_SETUP_SNAP},                   \
+		{"erofs-merge-mode", required_argument, NULL, O_RT_EROFS_MERGE},                   \
+		{"erofs-snapshotter-mode", required_argument, NULL, O_RT_EROFS_MODE},              \
+		{"erofs-dmverity", no_argument, NULL, O_RT_EROFS_DMV},                             \
+		{"force-guest-pull", required_argument, NULL, O_RT_FORCE_GP},                      \
 	{                                                                                          \
 		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
 	}
@@ -345,6 +361,29 @@ static int runtime_opt(const char *verb, kd_runtime_opts *rt, int opt, const cha
 		return 1;
 	case O_RT_CUSTOM:
 		rt->custom_runtimes = true;
+		return 1;
+	case O_RT_SETUP_SNAP:
+		rt->snapshotter_setup = arg;
+		return 1;
+	case O_RT_EROFS_MERGE: {
+		static const char *const l[] = {"merged", "unmerged", NULL};
+		if (!one_of(verb, "--erofs-merge-mode", arg, l))
+			return -1;
+		rt->erofs_merge_mode = arg;
+		return 1;
+	}
+	case O_RT_EROFS_MODE: {
+		static const char *const l[] = {"disk", "memory", NULL};
+		if (!one_of(verb, "--erofs-snapshotter-mode", arg, l))
+			return -1;
+		rt->erofs_snapshotter_mode = arg;
+		return 1;
+	}
+	case O_RT_EROFS_DMV:
+		rt->erofs_dmverity = true;
+		return 1;
+	case O_RT_FORCE_GP:
+		rt->force_guest_pull = arg;
 		return 1;
 	case O_RT_HTTPS:
 	case O_RT_NOPROXY: {

@@ -48,7 +48,11 @@
 	X(pull_type_mapping)                                                                       \
 	X(default_shim)                                                                            \
 	X(custom_configs)                                                                          \
-	X(absent_shims)
+	X(absent_shims)                                                                            \
+	X(snapshotter_setup)                                                                       \
+	X(erofs_merge_mode)                                                                        \
+	X(erofs_snapshotter_mode)                                                                  \
+	X(force_guest_pull)
 
 static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 {
@@ -63,6 +67,8 @@ static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 		json_object_object_add(j, "devkit", json_object_new_boolean(true));
 	if (o->custom_runtimes)
 		json_object_object_add(j, "custom_runtimes", json_object_new_boolean(true));
+	if (o->erofs_dmverity)
+		json_object_object_add(j, "erofs_dmverity", json_object_new_boolean(true));
 	json_object_object_add(j, "flavour", json_object_new_string(f->name));
 	json_object_object_add(j, "unit", json_object_new_string(f->unit));
 	json_object_object_add(j, "crio", json_object_new_boolean(f->crio));
@@ -99,6 +105,8 @@ int kd_runtime_opts_from_json(const char *json, kd_runtime_opts *ret, char ***re
 	o.devkit = j && json_object_get_boolean(json_object_object_get(j, "devkit"));
 	o.custom_runtimes =
 		j && json_object_get_boolean(json_object_object_get(j, "custom_runtimes"));
+	o.erofs_dmverity =
+		j && json_object_get_boolean(json_object_object_get(j, "erofs_dmverity"));
 	json_object_put(j);
 	*ret = o;
 	*ret_storage = store;
@@ -389,6 +397,69 @@ static int parse_pull_type(const char *spec, const char *shim, bool *out, char *
 	return 0;
 }
 
+/* --setup-snapshotter and the erofs options (upstream's EXPERIMENTAL_SETUP_SNAPSHOTTER,
+ * EROFS_MERGE_MODE, EROFS_SNAPSHOTTER_MODE, EROFS_DMVERITY). */
+static int snap_setup(const kd_runtime_opts *o, const kd_flavour *f, kd_snap_setup *s,
+		      kd_error *err)
+{
+	memset(s, 0, sizeof(*s));
+	_cleanup_strv_ char **items = o->snapshotter_setup && *o->snapshotter_setup
+					      ? kd_strv_split(o->snapshotter_setup, ',')
+					      : NULL;
+	for (size_t i = 0; items && items[i]; i++) {
+		if (!strcmp(items[i], "nydus"))
+			s->nydus = true;
+		else if (!strcmp(items[i], "erofs"))
+			s->erofs = true;
+		else if (items[i][0])
+			return kd_err(err, -EINVAL,
+				      "--setup-snapshotter: '%s' is not a snapshotter kata-deploy "
+				      "sets up (nydus, erofs)",
+				      items[i]);
+	}
+	const char *mm = o->erofs_merge_mode, *sm = o->erofs_snapshotter_mode;
+	if (mm && *mm && strcmp(mm, "merged") && strcmp(mm, "unmerged"))
+		return kd_err(err, -EINVAL, "--erofs-merge-mode: '%s' is not merged or unmerged",
+			      mm);
+	if (sm && *sm && strcmp(sm, "disk") && strcmp(sm, "memory"))
+		return kd_err(err, -EINVAL, "--erofs-snapshotter-mode: '%s' is not disk or memory",
+			      sm);
+	s->erofs_unmerged = mm && !strcmp(mm, "unmerged");
+	s->erofs_memory = sm && !strcmp(sm, "memory");
+	s->erofs_dmverity = o->erofs_dmverity;
+	snprintf(s->nydus_name, sizeof(s->nydus_name), "%s%s%s", KD_NYDUS_NAME,
+		 o->suffix && *o->suffix ? "-" : "", o->suffix ? o->suffix : "");
+	if ((s->nydus || s->erofs) && f->crio) {
+		kd_warn("--setup-snapshotter is ignored: snapshotters are a containerd setting");
+		s->nydus = s->erofs = false;
+	}
+	if (s->erofs && f->major < 0)
+		return kd_err(err, -EINVAL,
+			      "the erofs snapshotter needs containerd 2.2 or newer, and this "
+			      "containerd's version is unknown (--runtime-version)");
+	if (s->erofs && (f->major < 2 || (f->major == 2 && f->minor < 2)))
+		return kd_err(err, -EINVAL,
+			      "the erofs snapshotter needs containerd 2.2 or newer (this is %d.%d)",
+			      f->major, f->minor);
+	return 0;
+}
+
+/* The snapshotter a handler gets: "nydus" names the managed nydus-for-kata-tee when nydus is
+ * set up; merged erofs (fsmeta.erofs) is for runtime-rs shims only. */
+static int snap_resolve(const kd_snap_setup *s, const char *shim, const char *what, char *snap,
+			size_t size, kd_error *err)
+{
+	if (s->nydus && !strcmp(snap, "nydus"))
+		snprintf(snap, size, "%s", s->nydus_name);
+	if (s->erofs && !s->erofs_unmerged && !strcmp(snap, "erofs") && !kd_shim_is_rust(shim))
+		return kd_err(err, -EINVAL,
+			      "%s: the Go runtime does not support merged erofs (fsmeta.erofs); "
+			      "set --erofs-merge-mode unmerged (EROFS_MERGE_MODE=unmerged), map "
+			      "it to another snapshotter, or use a runtime-rs shim",
+			      what);
+	return 0;
+}
+
 /* A handler's snapshotter / guest pull against what the runtime supports. */
 static int check_mapping(const kd_flavour *f, const char *what, char *snap, bool *guest_pull,
 			 kd_error *err)
@@ -415,8 +486,8 @@ static int check_mapping(const kd_flavour *f, const char *what, char *snap, bool
 
 /* The custom runtimes of the list in o->custom_configs, appended to h. */
 static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
-		      const char *prefix, char *const *absent, kd_handler *h, size_t *n,
-		      kd_error *err)
+		      const kd_snap_setup *ss, const char *prefix, char *const *absent,
+		      kd_handler *h, size_t *n, kd_error *err)
 {
 	_cleanup_free_ kd_custom_runtime *c = NULL;
 	size_t nc = 0;
@@ -442,7 +513,9 @@ static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, cons
 					      "custom runtime '%s': a shim's handler has that name",
 					      c[i].handler);
 		snprintf(what, sizeof(what), "custom runtime '%s'", c[i].handler);
-		if ((r = check_mapping(f, what, c[i].snapshotter, &c[i].guest_pull, err)) < 0)
+		if ((r = check_mapping(f, what, c[i].snapshotter, &c[i].guest_pull, err)) < 0 ||
+		    (r = snap_resolve(ss, c[i].base, what, c[i].snapshotter,
+				      sizeof(c[i].snapshotter), err)) < 0)
 			return r;
 		kd_handler *x = &h[(*n)++];
 		snprintf(x->name, sizeof(x->name), "%s", c[i].handler);
@@ -461,8 +534,8 @@ static int add_custom(const kd_runtime_input *in, const kd_runtime_opts *o, cons
  * the shim's binary and mappings, each has a Kata configuration directory of its own. Then the
  * custom runtimes. */
 static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, const kd_flavour *f,
-			  char *const *named, char *const *absent, kd_handler **ret, size_t *ret_n,
-			  kd_error *err)
+			  const kd_snap_setup *ss, char *const *named, char *const *absent,
+			  kd_handler **ret, size_t *ret_n, kd_error *err)
 {
 	kd_variant variants[3] = {KD_VARIANT_PLAIN};
 	size_t nv = 1;
@@ -486,7 +559,8 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 		    (r = parse_pull_type(o->pull_type_mapping, shim, &guest_pull, named, err)) < 0)
 			return r;
 		snprintf(what, sizeof(what), "shim '%s'", shim);
-		if ((r = check_mapping(f, what, snap, &guest_pull, err)) < 0)
+		if ((r = check_mapping(f, what, snap, &guest_pull, err)) < 0 ||
+		    (r = snap_resolve(ss, shim, what, snap, sizeof(snap), err)) < 0)
 			return r;
 		for (size_t v = 0; v < nv; v++, n++) {
 			kd_handler *x = &h[n];
@@ -507,7 +581,7 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 			return kd_err(err, -EINVAL,
 				      "--custom-runtimes needs --custom-configs DIR (where "
 				      "custom-runtimes.list is)");
-		int r = add_custom(in, o, f, prefix, absent, h, &n, err);
+		int r = add_custom(in, o, f, ss, prefix, absent, h, &n, err);
 		if (r < 0)
 			return r;
 	}
@@ -517,7 +591,7 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 }
 
 static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const kd_runtime_opts *o,
-			   const kd_handler *h, size_t n, kd_error *err)
+			   const kd_snap_setup *ss, const kd_handler *h, size_t n, kd_error *err)
 {
 	kd_ctd_plan *cp = &p->ctd;
 	int r = kd_containerd_strategy(in->rootfd, &p->flavour, o->suffix, cp, err);
@@ -605,6 +679,14 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 	if ((cp->strategy == KD_CTD_INPLACE || cp->strategy == KD_CTD_CREATE_MAIN) &&
 	    p->flavour.major < 2 && n > 0 &&
 	    (r = kd_containerd_keep_default_runtime(doc, schema, &tables, err)) < 0)
+		return kd_err_wrap(err, r, "/%s", cp->target);
+	if (ss->nydus && cp->strategy == KD_CTD_TEMPLATE)
+		return kd_err(
+			err, -EINVAL,
+			"--setup-snapshotter nydus: not on %s with containerd %d.x (its base "
+			"template has the CRI plugin's tables, which kata-deploy does not edit)",
+			p->flavour.name, p->flavour.major);
+	if ((r = kd_containerd_add_snapshotters(doc, schema, ss, &tables, err)) < 0)
 		return kd_err_wrap(err, r, "/%s", cp->target);
 	if ((r = kd_containerd_add_handlers(doc, schema, h, n, inherit,
 					    o->debug && cp->strategy != KD_CTD_TEMPLATE, &tables,
@@ -736,6 +818,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		    kd_error *err)
 {
 	kd_config_plan p = {.root_is_host = in->root_is_host};
+	kd_snap_setup ss = {0};
 	_cleanup_free_ kd_handler *h = NULL;
 	_cleanup_strv_ char **absent = NULL, **named = NULL;
 	size_t n = 0;
@@ -794,12 +877,14 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		kd_kata_opts ko = {.https_proxy = o->agent_https_proxy,
 				   .no_proxy = o->agent_no_proxy,
 				   .annotations = o->allowed_hypervisor_annotations,
-				   .k0s = kd_flavour_is_k0s(p.flavour.id)};
+				   .k0s = kd_flavour_is_k0s(p.flavour.id),
+				   .force_guest_pull = o->force_guest_pull};
 		char prefix[KD_PATH_MAX];
 		snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
 		ko.prefix = prefix;
 		if ((r = kd_kata_validate(&ko, named, err)) < 0 ||
-		    (r = build_handlers(in, o, &p.flavour, named, absent, &h, &n, err)) < 0)
+		    (r = snap_setup(o, &p.flavour, &ss, err)) < 0 ||
+		    (r = build_handlers(in, o, &p.flavour, &ss, named, absent, &h, &n, err)) < 0)
 			goto fail;
 		/* Kata's per-shim configuration first: the CRI points at it. */
 		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata,
@@ -837,7 +922,7 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 			if ((r = kd_crio_render(h, n, o->debug, &text, &tables, err)) < 0 ||
 			    (r = whole_file(&p, in->rootfd, in->prev, path, text, 0, err)) < 0)
 				goto fail;
-		} else if ((r = plan_containerd(&p, in, o, h, n, err)) < 0) {
+		} else if ((r = plan_containerd(&p, in, o, &ss, h, n, err)) < 0) {
 			goto fail;
 		}
 	}

@@ -37,6 +37,15 @@ typedef struct kd_runtime_opts {
 	 * comma-separated: mapping entries and the default shim may name them (they are unused),
 	 * custom runtimes based on them are left out. */
 	const char *absent_shims;
+	/* Snapshotters to set up (upstream's EXPERIMENTAL_SETUP_SNAPSHOTTER): "nydus,erofs". With
+	 * nydus, a mapping to "nydus" names the managed nydus-for-kata-tee[-suffix]. */
+	const char *snapshotter_setup;
+	const char *erofs_merge_mode;	    /* merged (default) | unmerged */
+	const char *erofs_snapshotter_mode; /* disk (default) | memory */
+	bool erofs_dmverity;
+	/* Shims whose Kata runtime pulls images in the guest: experimental_force_guest_pull
+	 * (upstream's EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>), comma-separated. */
+	const char *force_guest_pull;
 } kd_runtime_opts;
 
 typedef struct kd_change {
