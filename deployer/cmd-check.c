@@ -33,6 +33,9 @@ static void usage(FILE *f)
 		"  --runtime-version V     container runtime as the node reports it, e.g. "
 		"containerd://1.7.2\n"
 		"  --no-payload            do not look at the installed payload\n"
+		"  --setup-snapshotter L   + the prerequisites of these snapshotters (erofs:\n"
+		"                          containerd 2.2, kernel erofs, mkfs.erofs >= 1.8.2)\n"
+		"  --erofs-dmverity        + device-mapper and dm-verity for erofs\n"
 		"  --prefix DIR            installation prefix inside the root (default " KD_DEFAULT_PREFIX
 		")\n"
 		"  --state-dir DIR         state directory inside the root (default " KD_DEFAULT_STATE_DIR
@@ -42,7 +45,7 @@ static void usage(FILE *f)
 		"  --log-json              log as JSON lines\n"
 		"  --qmp-timeout MS        time limit for the QEMU probe (default %d)\n"
 		"  -h, --help              this help\n\n"
-		"Exit status: 0 every requested shim can run, 1 some cannot, 2 usage or internal "
+		"Exit status: 0 every requested shim (and snapshotter) can run, 1 some cannot, 2 usage or internal "
 		"error.\n",
 		KD_HOSTCHECK_DEFAULT_SHIMS, 10000);
 }
@@ -65,6 +68,8 @@ int kd_cmd_check(int argc, char **argv)
 		OPT_LOCK_TIMEOUT,
 		OPT_LOG_LEVEL,
 		OPT_LOG_JSON,
+		OPT_SNAP,
+		OPT_EROFS_DMV,
 	};
 	static const struct option longopts[] = {
 		{"root", required_argument, NULL, OPT_ROOT},
@@ -82,6 +87,8 @@ int kd_cmd_check(int argc, char **argv)
 		{"lock-timeout", required_argument, NULL, OPT_LOCK_TIMEOUT},
 		{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
 		{"log-json", no_argument, NULL, OPT_LOG_JSON},
+		{"setup-snapshotter", required_argument, NULL, OPT_SNAP},
+		{"erofs-dmverity", no_argument, NULL, OPT_EROFS_DMV},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -184,6 +191,12 @@ int kd_cmd_check(int argc, char **argv)
 		case OPT_NOPAYLOAD:
 			o.skip_payload = true;
 			break;
+		case OPT_SNAP:
+			o.snapshotters = optarg;
+			break;
+		case OPT_EROFS_DMV:
+			o.erofs_dmverity = true;
+			break;
 		case OPT_QMPTO: {
 			char *end;
 			long v = strtol(optarg, &end, 10);
@@ -268,5 +281,5 @@ int kd_cmd_check(int argc, char **argv)
 	}
 	if (fflush(stdout) != 0)
 		return 2;
-	return kd_hostcheck_all_ok(rep) ? 0 : 1;
+	return kd_hostcheck_all_ok(rep) && kd_hostcheck_snapshotters_ok(rep) ? 0 : 1;
 }

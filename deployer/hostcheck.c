@@ -105,6 +105,8 @@ struct run {
 	char *flags; /* " flag flag ... " (padded, for word search) */
 	bool payload_present;
 	char vendor_module[16];
+	int rt_major, rt_minor; /* the runtime's version, -1 when unknown */
+	bool rt_crio;
 };
 
 bool kd_hostcheck_shim_known(const char *shim)
@@ -866,6 +868,9 @@ static void judge_version(struct run *R, const char *runtime, const char *versio
 			  runtime, version);
 		return;
 	}
+	R->rt_major = a;
+	R->rt_minor = b;
+	R->rt_crio = crio;
 	if (a > min_a || (a == min_a && b >= min_b))
 		add_check(R, "runtime.version", KD_CHECK_PASS, "%s %s", runtime, version);
 	else
@@ -947,6 +952,161 @@ static void check_runtime_version(struct run *R, const char **ret_runtime)
 		return;
 	}
 	judge_version(R, runtime, ver);
+}
+
+/* ---- snapshotter prerequisites (upstream's validate_erofs_prerequisites) ----------------- */
+
+/* A kernel feature is there when its module is visible (/sys/module, /proc/modules), or the
+ * running kernel's config (/boot/config-<release>) builds it in; for erofs also when
+ * /proc/filesystems lists it. */
+static bool kernel_feature(struct run *R, const char *module, const char *symbol, const char *fs)
+{
+	char path[KD_PATH_MAX], want[96], rel[256];
+	_cleanup_free_ char *mods = NULL, *fss = NULL, *cfg = NULL;
+	snprintf(path, sizeof(path), "sys/module/%s", module);
+	if (sysfs_state(R, module) != KD_MODULE_MISSING)
+		return true;
+	snprintf(want, sizeof(want), "\n%s ", module);
+	if (read_root_file(R, "proc/modules", KD_HOSTCHECK_FILE_MAX, false, &mods, NULL) == 0 &&
+	    (!strncmp(mods, want + 1, strlen(want + 1)) || strstr(mods, want)))
+		return true;
+	if (fs &&
+	    read_root_file(R, "proc/filesystems", KD_HOSTCHECK_FILE_MAX, false, &fss, NULL) == 0) {
+		for (char *l = fss; l && *l;) {
+			char *nl = strchr(l, '\n');
+			if (nl)
+				*nl = '\0';
+			const char *name = strrchr(l, '\t');
+			if (!strcmp(name ? name + 1 : l, fs))
+				return true;
+			l = nl ? nl + 1 : NULL;
+		}
+	}
+	if (kernel_release(R, rel, sizeof(rel)) == 0) {
+		snprintf(path, sizeof(path), "boot/config-%s", rel);
+		snprintf(want, sizeof(want), "\n%s=y\n", symbol);
+		if (read_file_at(R->configfd, path, 16u << 20, false, &cfg, NULL) == 0 &&
+		    strstr(cfg, want))
+			return true;
+	}
+	return false;
+}
+
+/* Whether data holds s as a whole C string (NUL after it, no printable byte before it): the
+ * way getopt_long keeps an option's name in the binary. */
+static bool has_c_string(const char *data, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+	for (const char *p = data; len > n && (p = memmem(p, len - (size_t)(p - data), s, n));
+	     p++) {
+		size_t at = (size_t)(p - data);
+		if (at + n < len && p[n] == '\0' && (at == 0 || p[-1] < 0x21 || p[-1] > 0x7e))
+			return true;
+		if (at + n >= len)
+			break;
+	}
+	return false;
+}
+
+#define MKFS_EROFS_MAX (64u << 20)
+
+static void check_erofs(struct run *R)
+{
+	static const char *const dirs[] = {"usr/sbin", "usr/bin",	 "sbin",
+					   "bin",      "usr/local/sbin", "usr/local/bin"};
+	if (R->rt_crio) {
+		add_check(R, "snapshotter.erofs.containerd", KD_CHECK_SKIP,
+			  "CRI-O: snapshotters are a containerd setting (ignored)");
+		return;
+	}
+	if (R->rt_major < 0)
+		set_fix(add_check(R, "snapshotter.erofs.containerd", KD_CHECK_FAIL,
+				  "the erofs snapshotter needs containerd 2.2 or newer; the "
+				  "version is unknown"),
+			"pass the runtime version (containerd://2.2.x)");
+	else if (R->rt_major < 2 || (R->rt_major == 2 && R->rt_minor < 2))
+		set_fix(add_check(R, "snapshotter.erofs.containerd", KD_CHECK_FAIL,
+				  "containerd %d.%d has no erofs snapshotter (needs 2.2 or newer)",
+				  R->rt_major, R->rt_minor),
+			"upgrade containerd to 2.2 or newer");
+	else
+		add_check(R, "snapshotter.erofs.containerd", KD_CHECK_PASS, "containerd %d.%d",
+			  R->rt_major, R->rt_minor);
+	if (kernel_feature(R, "erofs", "CONFIG_EROFS_FS", "erofs"))
+		add_check(R, "snapshotter.erofs.kernel", KD_CHECK_PASS,
+			  "erofs file system support");
+	else
+		set_fix(add_check(
+				R, "snapshotter.erofs.kernel", KD_CHECK_FAIL,
+				"no erofs support in the kernel (module not loaded, not built in)"),
+			"load or enable erofs (modprobe erofs) and make it persistent across "
+			"reboots");
+	if (R->o->erofs_dmverity) {
+		bool dm = kernel_feature(R, "dm_mod", "CONFIG_BLK_DEV_DM", NULL);
+		bool verity = kernel_feature(R, "dm_verity", "CONFIG_DM_VERITY", NULL);
+		if (dm && verity)
+			add_check(R, "snapshotter.erofs.dm-verity", KD_CHECK_PASS,
+				  "device-mapper and dm-verity");
+		else
+			set_fix(add_check(R, "snapshotter.erofs.dm-verity", KD_CHECK_FAIL,
+					  "EROFS_DMVERITY needs %s",
+					  !dm ? "device-mapper" : "dm-verity"),
+				"load or enable %s and make it persistent across reboots",
+				!dm ? "dm_mod" : "dm_verity");
+	}
+	/* containerd's erofs differ runs the host's mkfs.erofs with --mkfs-time and --sort=none
+	 * (erofs-utils 1.8.2). It is a binary of the host: its option names are looked for in
+	 * it, not run. */
+	char path[KD_PATH_MAX] = "";
+	for (size_t i = 0; i < ELEMENTSOF(dirs) && !path[0]; i++) {
+		char p[KD_PATH_MAX];
+		snprintf(p, sizeof(p), "%s/mkfs.erofs", dirs[i]);
+		struct stat st;
+		_cleanup_close_ int fd = kd_openat(R->configfd, p, O_PATH, 0, KD_IN_ROOT, NULL);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+			snprintf(path, sizeof(path), "%s", p);
+	}
+	_cleanup_free_ char *bin = NULL;
+	size_t len = 0;
+	kd_error e = {0};
+	if (!path[0]) {
+		set_fix(add_check(R, "snapshotter.erofs.mkfs", KD_CHECK_FAIL,
+				  "mkfs.erofs not found in /usr/sbin, /usr/bin, /sbin, /bin, "
+				  "/usr/local/sbin or /usr/local/bin"),
+			"install erofs-utils >= 1.8.2");
+	} else if (kd_read_file(R->configfd, path, MKFS_EROFS_MAX, &bin, &len, &e) < 0) {
+		add_check(R, "snapshotter.erofs.mkfs", KD_CHECK_FAIL, "/%s: %s", path, e.msg);
+	} else {
+		bool t = has_c_string(bin, len, "mkfs-time"), so = has_c_string(bin, len, "sort");
+		if (t && so)
+			add_check(R, "snapshotter.erofs.mkfs", KD_CHECK_PASS,
+				  "/%s accepts --mkfs-time and --sort", path);
+		else
+			set_fix(add_check(R, "snapshotter.erofs.mkfs", KD_CHECK_FAIL,
+					  "/%s does not accept --%s (containerd's erofs differ is "
+					  "configured to pass it)",
+					  path, !t ? "mkfs-time" : "sort"),
+				"install erofs-utils >= 1.8.2");
+	}
+	/* Warning only: the backing file system's fs-verity is not checked, and a drop-in of
+	 * the admin's may turn enable_fsverity off. */
+	if (kernel_feature(R, "fsverity", "CONFIG_FS_VERITY", NULL))
+		add_check(R, "snapshotter.erofs.fs-verity", KD_CHECK_PASS,
+			  "fs-verity support (the backing file system's is not checked)");
+	else
+		set_fix(add_check(R, "snapshotter.erofs.fs-verity", KD_CHECK_WARN,
+				  "no fs-verity support seen; kata-deploy sets enable_fsverity = "
+				  "true for the erofs snapshotter"),
+			"enable CONFIG_FS_VERITY, or turn enable_fsverity off in a drop-in");
+}
+
+bool kd_hostcheck_snapshotters_ok(const kd_hostcheck_report *r)
+{
+	for (size_t i = 0; i < r->n_checks; i++)
+		if (!strncmp(r->checks[i].id, "snapshotter.", 12) &&
+		    r->checks[i].status == KD_CHECK_FAIL)
+			return false;
+	return true;
 }
 
 /* Conservative line-based look at containerd's top-level disabled_plugins (the CRI plugin
@@ -1269,7 +1429,7 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 {
 	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
 	const shim_req *reqs[ELEMENTSOF(shim_table)];
-	struct run R = {.o = o, .rootfd = -1, .configfd = -1};
+	struct run R = {.o = o, .rootfd = -1, .configfd = -1, .rt_major = -1, .rt_minor = -1};
 	bool need_qemu = false, need_local = false;
 	const char *runtime = NULL;
 	size_t n = 0;
@@ -1347,6 +1507,17 @@ int kd_hostcheck_run(const kd_hostcheck_opts *o, kd_hostcheck_report **ret, kd_e
 	check_cgroup(&R);
 	check_runtime_version(&R, &runtime);
 	check_runtime_config(&R, runtime);
+	if (o->snapshotters) {
+		_cleanup_strv_ char **snaps = kd_strv_split(o->snapshotters, ',');
+		if (!snaps)
+			return kd_err(err, -ENOMEM, "out of memory");
+		for (size_t i = 0; snaps[i]; i++)
+			if (!strcmp(snaps[i], "erofs"))
+				check_erofs(&R);
+			else if (snaps[i][0] && strcmp(snaps[i], "nydus") != 0)
+				return kd_err(err, -EINVAL,
+					      "unknown snapshotter '%s' (nydus, erofs)", snaps[i]);
+	}
 	for (size_t i = 0; i < n; i++) {
 		switch (reqs[i]->hv) {
 		case HV_CLH:

@@ -53,6 +53,11 @@ typedef struct kd_hostcheck_opts {
 	bool fix_dry_run;	     /* only plan the loads (always so when root is not "/") */
 	bool skip_payload;	     /* do not look at the installed payload (before an install) */
 	int qmp_timeout_ms;	     /* 0: KD_QMP_TIMEOUT_MS */
+	/* Snapshotters to be set up ("erofs,nydus"): erofs adds the snapshotter.erofs.* checks
+	 * (containerd >= 2.2, kernel erofs, mkfs.erofs options, dm-verity when erofs_dmverity,
+	 * fs-verity as a warning). NULL: none. */
+	const char *snapshotters;
+	bool erofs_dmverity;
 } kd_hostcheck_opts;
 
 typedef struct kd_hostcheck_report {
@@ -89,6 +94,8 @@ DEFINE_CLEANUP(kd_hostcheck_report *, kd_hostcheck_report_free)
 
 /* Every requested shim can run. */
 bool kd_hostcheck_all_ok(const kd_hostcheck_report *r);
+/* No snapshotter.* check failed. */
+bool kd_hostcheck_snapshotters_ok(const kd_hostcheck_report *r);
 /* Some requested shim can run. */
 bool kd_hostcheck_any_ok(const kd_hostcheck_report *r);
 const kd_check *kd_hostcheck_find(const kd_hostcheck_report *r, const char *id);

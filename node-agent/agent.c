@@ -39,6 +39,8 @@ typedef struct agent {
 	kd_agent_runtime rt;
 	char *annotations; /* ALLOWED_HYPERVISOR_ANNOTATIONS as the engine reads them */
 	char *snapshotters;
+	char *setup_snapshotter;
+	char *force_guest_pull;
 	char *pull_types;
 	char ctd_config[PATH_BUF]; /* etc/containerd/<CONTAINERD_CONFIG_FILE_NAME>, "" = default */
 	bool claimed; /* our claim labels are on the Node (released when the install fails) */
@@ -53,6 +55,8 @@ static void agent_done(agent *a)
 	kd_strv_free(a->installed);
 	free(a->annotations);
 	free(a->snapshotters);
+	free(a->setup_snapshotter);
+	free(a->force_guest_pull);
 	free(a->pull_types);
 }
 
@@ -604,10 +608,15 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 	free(a->annotations);
 	free(a->snapshotters);
 	free(a->pull_types);
+	free(a->setup_snapshotter);
+	free(a->force_guest_pull);
 	a->annotations = strv_join(s->allowed_hypervisor_annotations, ' ');
 	a->snapshotters = strv_join(s->snapshotter_mapping, ',');
 	a->pull_types = strv_join(s->pull_type_mapping, ',');
-	if (!a->annotations || !a->snapshotters || !a->pull_types)
+	a->setup_snapshotter = strv_join(s->setup_snapshotter, ',');
+	a->force_guest_pull = strv_join(s->force_guest_pull, ',');
+	if (!a->annotations || !a->snapshotters || !a->pull_types || !a->setup_snapshotter ||
+	    !a->force_guest_pull)
 		return kd_err(err, -ENOMEM, "out of memory");
 	*rt = (kd_runtime_opts){
 		.runtime = strcmp(a->rt.id, "crio") == 0 ? "crio" : "containerd",
@@ -625,6 +634,11 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.snapshotter_handler_mapping = nonempty(a->snapshotters),
 		.pull_type_mapping = nonempty(a->pull_types),
 		.default_shim = nonempty(s->default_shim),
+		.snapshotter_setup = nonempty(a->setup_snapshotter),
+		.erofs_merge_mode = nonempty(s->erofs_merge_mode),
+		.erofs_snapshotter_mode = nonempty(s->erofs_snapshotter_mode),
+		.erofs_dmverity = s->erofs_dmverity,
+		.force_guest_pull = nonempty(a->force_guest_pull),
 	};
 	/* Upstream's CONTAINERD_CONFIG_FILE_NAME: another file in /etc/containerd; the
 	 * distributions keep their own config elsewhere and ignore it (as upstream). */
@@ -647,11 +661,16 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	_cleanup_hostcheck_report_ kd_hostcheck_report *rep = NULL;
 	char modules[PATH_BUF];
 	struct utsname u;
+	_cleanup_free_ char *snaps = strv_join(a->s->setup_snapshotter, ',');
+	if (!snaps)
+		return kd_err(err, -ENOMEM, "out of memory");
 	kd_hostcheck_opts o = {
 		.root = a->s->host_check_root,
 		.runtime_version = rv,
 		.shims = (const char *const *)a->s->shims,
 		.skip_payload = true,
+		.snapshotters = nonempty(snaps),
+		.erofs_dmverity = a->s->erofs_dmverity,
 	};
 	char failed[EVENT_MESSAGE_MAX] = "";
 	int r;
@@ -675,6 +694,15 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	if (!kd_hostcheck_any_ok(rep))
 		return kd_err(err, -EOPNOTSUPP,
 			      "host check: no enabled shim can run on this node: %s", failed);
+	/* Upstream's host-check stage: a snapshotter that cannot work fails the node. */
+	for (size_t i = 0; i < rep->n_checks; i++)
+		if (!strncmp(rep->checks[i].id, "snapshotter.", 12) &&
+		    rep->checks[i].status == KD_CHECK_FAIL)
+			return kd_err(err, -EOPNOTSUPP,
+				      "host check: EXPERIMENTAL_SETUP_SNAPSHOTTER: %s: %s%s%s",
+				      rep->checks[i].id, rep->checks[i].detail,
+				      rep->checks[i].fix ? "; " : "",
+				      rep->checks[i].fix ? rep->checks[i].fix : "");
 	if (failed[0]) {
 		kd_warn("host check: some shims cannot run here: %s", failed);
 		post_event(a, true, "HostCheckWarning", "HostCheck",

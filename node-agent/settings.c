@@ -72,6 +72,16 @@ static const setting table[] = {
 	 "shim:snapshotter,..."},
 	{"PULL_TYPE_MAPPING_<ARCH>", T_LIST, OFF(pull_type_mapping), "", 0, 0, NULL,
 	 "shim:guest-pull,..."},
+	{"EXPERIMENTAL_SETUP_SNAPSHOTTER", T_LIST, OFF(setup_snapshotter), "", 0, 0, NULL,
+	 "snapshotters to set up (containerd): nydus, erofs"},
+	{"EROFS_MERGE_MODE", T_STRING, OFF(erofs_merge_mode), "merged", 0, 0, "merged|unmerged",
+	 "erofs layers merged into one fsmeta.erofs (runtime-rs only) or not"},
+	{"EROFS_SNAPSHOTTER_MODE", T_STRING, OFF(erofs_snapshotter_mode), "disk", 0, 0,
+	 "disk|memory", "erofs rw layer: 10G on disk, or in memory"},
+	{"EROFS_DMVERITY", T_BOOL, OFF(erofs_dmverity), "false", 0, 0, NULL,
+	 "dm-verity for the erofs layers"},
+	{"EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>", T_LIST, OFF(force_guest_pull), "", 0, 0, NULL,
+	 "shims whose runtime pulls every image in the guest"},
 	{"HOST_ROOT", T_STRING, OFF(host_root), KD_AGENT_DEFAULT_HOST_ROOT, 0, 0, NULL,
 	 "the host's / as mounted in the pod"},
 	{"PAYLOAD", T_STRING, OFF(payload), KD_AGENT_DEFAULT_PAYLOAD, 0, 0, NULL,
@@ -358,6 +368,17 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 	for (char **i = s->pull_type_mapping; i && *i; i++)
 		if ((r = check_shim_entry(s, var, *i, ':', true, "guest-pull", err)) < 0)
 			return r;
+	for (char **i = s->setup_snapshotter; i && *i; i++)
+		if (strcmp(*i, "nydus") != 0 && strcmp(*i, "erofs") != 0)
+			return kd_err(err, -EINVAL,
+				      "EXPERIMENTAL_SETUP_SNAPSHOTTER: '%s' is not a supported "
+				      "snapshotter (nydus, erofs)",
+				      *i);
+	snprintf(var, sizeof(var), "EXPERIMENTAL_FORCE_GUEST_PULL_%s", s->arch);
+	for (char **i = s->force_guest_pull; i && *i; i++)
+		if (!kd_strv_find(s->shims, *i))
+			return kd_err(err, -EINVAL, "%s: shim '%s' is not among the enabled shims",
+				      var, *i);
 	snprintf(var, sizeof(var), "ALLOWED_HYPERVISOR_ANNOTATIONS_%s", s->arch);
 	for (char **i = s->allowed_hypervisor_annotations; i && *i; i++)
 		if ((r = check_shim_entry(s, var, *i, ':', false, NULL, err)) < 0)

@@ -36,6 +36,11 @@ typedef struct kd_agent_settings {
 	char **allowed_hypervisor_annotations; /* "shim:a,b" or "a" */
 	char **snapshotter_mapping;	       /* "shim:snapshotter" */
 	char **pull_type_mapping;	       /* "shim:guest-pull" */
+	char **setup_snapshotter;	       /* EXPERIMENTAL_SETUP_SNAPSHOTTER: nydus, erofs */
+	char *erofs_merge_mode;		       /* merged | unmerged */
+	char *erofs_snapshotter_mode;	       /* disk | memory */
+	bool erofs_dmverity;
+	char **force_guest_pull; /* EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>: shims */
 	char *host_root;
 	char *payload;
 	char *payload_sha256;
