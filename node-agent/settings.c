@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/utsname.h>
 
 #include "deployer/custom.h"
@@ -78,8 +79,8 @@ static const setting table[] = {
 	 "erofs layers merged into one fsmeta.erofs (runtime-rs only) or not"},
 	{"EROFS_SNAPSHOTTER_MODE", T_STRING, OFF(erofs_snapshotter_mode), "disk", 0, 0,
 	 "disk|memory", "erofs rw layer: 10G on disk, or in memory"},
-	{"EROFS_DMVERITY", T_BOOL, OFF(erofs_dmverity), "false", 0, 0, NULL,
-	 "dm-verity for the erofs layers"},
+	{"EROFS_DMVERITY", T_STRING, OFF(erofs_dmverity_value), "", 0, 0, NULL,
+	 "\"dmverity\" (upstream's value; true also): dm-verity for the erofs layers"},
 	{"EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>", T_LIST, OFF(force_guest_pull), "", 0, 0, NULL,
 	 "shims whose runtime pulls every image in the guest"},
 	{"HOST_ROOT", T_STRING, OFF(host_root), KD_AGENT_DEFAULT_HOST_ROOT, 0, 0, NULL,
@@ -368,6 +369,15 @@ static int validate(kd_agent_settings *s, const char *action, kd_error *err)
 	for (char **i = s->pull_type_mapping; i && *i; i++)
 		if ((r = check_shim_entry(s, var, *i, ':', true, "guest-pull", err)) < 0)
 			return r;
+	if (*s->erofs_dmverity_value && strcasecmp(s->erofs_dmverity_value, "dmverity") != 0 &&
+	    strcasecmp(s->erofs_dmverity_value, "true") != 0 &&
+	    strcasecmp(s->erofs_dmverity_value, "false") != 0)
+		return kd_err(err, -EINVAL,
+			      "EROFS_DMVERITY=%s: use dmverity (or true), or leave it "
+			      "empty",
+			      s->erofs_dmverity_value);
+	s->erofs_dmverity = !strcasecmp(s->erofs_dmverity_value, "dmverity") ||
+			    !strcasecmp(s->erofs_dmverity_value, "true");
 	for (char **i = s->setup_snapshotter; i && *i; i++)
 		if (strcmp(*i, "nydus") != 0 && strcmp(*i, "erofs") != 0)
 			return kd_err(err, -EINVAL,

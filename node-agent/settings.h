@@ -39,8 +39,9 @@ typedef struct kd_agent_settings {
 	char **setup_snapshotter;	       /* EXPERIMENTAL_SETUP_SNAPSHOTTER: nydus, erofs */
 	char *erofs_merge_mode;		       /* merged | unmerged */
 	char *erofs_snapshotter_mode;	       /* disk | memory */
-	bool erofs_dmverity;
-	char **force_guest_pull; /* EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>: shims */
+	char *erofs_dmverity_value;	       /* EROFS_DMVERITY as given */
+	bool erofs_dmverity;		       /* it says "dmverity" (or "true") */
+	char **force_guest_pull;	       /* EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>: shims */
 	char *host_root;
 	char *payload;
 	char *payload_sha256;

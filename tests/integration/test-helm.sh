@@ -77,14 +77,36 @@ grep -q '^# WARNING' "$W/default.yaml" && bad "default values print warnings" ||
 expect_warning() { # CASEFILE TEXT
 	grep -qF -- "# WARNING: $2" "$1" && ok "warning: $2" || bad "missing warning '$2' in $(basename "$1")"
 }
-expect_warning "$W/upstream-style.yaml" "snapshotter.setup (nydus) is ignored"
+# An env variable of the agent as rendered: expect_env CASEFILE NAME VALUE
+expect_env() {
+	if grep -A1 -- "- name: $2\$" "$1" | grep -qxF -- "              value: \"$3\""; then
+		ok "env $2=\"$3\" ($(basename "$1"))"
+	else
+		bad "env $2 is not \"$3\" in $(basename "$1"): $(grep -A1 -- "- name: $2\$" "$1" | tail -1)"
+	fi
+}
+# Snapshotter setup and forced guest pull reach the agent as upstream's variables.
+expect_env "$W/upstream-style.yaml" EXPERIMENTAL_SETUP_SNAPSHOTTER nydus
+expect_env "$W/default.yaml" EXPERIMENTAL_SETUP_SNAPSHOTTER ""
+expect_env "$W/default.yaml" EROFS_DMVERITY ""
+render "$W/snap.yaml" --set 'snapshotter.setup={nydus,erofs}' --set snapshotter.erofsMergeMode=unmerged \
+	--set snapshotter.erofsSnapshotterMode=memory --set snapshotter.erofsDmverity=true \
+	--set shims.qemu.containerd.forceGuestPull=true --set shims.clh.enabled=true \
+	--set shims.clh.containerd.forceGuestPull=true
+expect_env "$W/snap.yaml" EXPERIMENTAL_SETUP_SNAPSHOTTER nydus,erofs
+expect_env "$W/snap.yaml" EROFS_MERGE_MODE unmerged
+expect_env "$W/snap.yaml" EROFS_SNAPSHOTTER_MODE memory
+expect_env "$W/snap.yaml" EROFS_DMVERITY dmverity
+expect_env "$W/snap.yaml" EXPERIMENTAL_FORCE_GUEST_PULL_X86_64 clh,qemu
+expect_env "$W/snap.yaml" EXPERIMENTAL_FORCE_GUEST_PULL_AARCH64 qemu
+grep -q '^# WARNING' "$W/snap.yaml" && bad "snapshotter setup / forceGuestPull print a warning" ||
+	ok "snapshotter setup and forceGuestPull are supported: no warning"
 expect_warning "$W/multi-install.yaml" "runtimeClasses.createDefault is ignored with env.multiInstallSuffix"
 render "$W/warn.yaml" --set logLevel=debug --set containerd.configDir=/x \
-	--set shims.qemu.dropIn=x --set shims.qemu.containerd.forceGuestPull=true \
+	--set shims.qemu.dropIn=x \
 	--set customRuntimes.enabled=true --set monitor.enabled=true --set node-feature-discovery.enabled=true \
 	--set verification.pod=x --set env.hostOS=cbl-mariner
 for w in "containerd.configDir is ignored" \
-	"shims.qemu.containerd.forceGuestPull is ignored" \
 	"customRuntimes.enabled has no effect: customRuntimes.runtimes is empty" \
 	"monitor.enabled is ignored" "node-feature-discovery.enabled does not install NFD here" \
 	"verification.pod is ignored" "env.hostOS is ignored"; do
@@ -111,6 +133,8 @@ reject "devkit: true needs debug: true" --set devkit=true
 reject "health.port: Invalid type. Expected: integer, given: string" --set-string health.port=8090
 reject "shims.qemu.enabled: Invalid type. Expected: [boolean,null], given: string" --set shims.qemu.enabled=yes
 reject "shims.qemu.supportedArches: Invalid type. Expected: array, given: string" --set shims.qemu.supportedArches=amd64
+reject "snapshotter.setup.0: snapshotter.setup.0 must be one of the following" --set "snapshotter.setup={overlay}"
+reject "snapshotter.erofsMergeMode: snapshotter.erofsMergeMode must be one of the following" --set snapshotter.erofsMergeMode=half
 reject "shims: Additional property qemu-foo is not allowed" --set shims.qemu-foo.enabled=true
 reject "shims.qemu: Additional property enable is not allowed" --set shims.qemu.enable=true
 reject 'defaultShim.amd64: defaultShim.amd64 must be one of the following: "clh"' --set defaultShim.amd64=qemu-foo
@@ -253,7 +277,7 @@ if tar -xzf "$SRC" -O kata-containers-4.1.0/tools/packaging/kata-deploy/helm-cha
 		bad "helm template (upstream 4.1.0 values.yaml + image override)"
 		grep '^not ok' "$W/check.out" | sed 's/^/#   /'; sed 's/^/#   /' "$W/upstream-4.1.0.yaml.err"
 	fi
-	expect_warning "$W/upstream-4.1.0.yaml" "snapshotter.setup (nydus) is ignored"
+	expect_env "$W/upstream-4.1.0.yaml" EXPERIMENTAL_SETUP_SNAPSHOTTER nydus
 	reject "image.reference \"quay.io/kata-containers/kata-deploy\" is upstream's image, which does not contain this chart's agent" -f "$UP"
 	# Every shim upstream offers (its shim-components.json) is known to the chart (values,
 	# schema, supportedArches as upstream's), artifacts/shims.yaml and the agent's host checks.

@@ -333,15 +333,7 @@ containerd.configFileName is ignored with k8sDistribution {{ $v.k8sDistribution 
 {{- if $v.containerd.userDropIn }}
 containerd.userDropIn is ignored: user containerd drop-ins are not supported yet.
 {{- end -}}
-{{- if $v.snapshotter.setup }}
-snapshotter.setup ({{ join ", " $v.snapshotter.setup }}) is ignored: snapshotters are not installed by this chart; shims.<name>.containerd.snapshotter can still name one the node already has.
-{{- end -}}
-{{- range $name := compact (splitList " " (include "kd.shimsAny" $)) -}}
-{{- $cfg := get $v.shims $name -}}
-{{- if and $cfg.containerd $cfg.containerd.forceGuestPull }}
-shims.{{ $name }}.containerd.forceGuestPull is ignored: forced guest pull is not supported.
-{{- end -}}
-{{- end -}}
+
 {{- if include "kd.customOn" $ -}}
 {{- if not $v.customRuntimes.runtimes }}
 customRuntimes.enabled has no effect: customRuntimes.runtimes is empty.
