@@ -19,6 +19,7 @@
 #include "json.h"
 #include "log.h"
 #include "pull.h"
+#include "snapshotter.h"
 #include "state.h"
 #include "strv.h"
 
@@ -350,6 +351,7 @@ static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err
 			   .signature = o->signature,
 			   .shims = o->shims,
 			   .skip_missing = o->skip_missing_shims,
+			   .snapshotter_setup = o->rt.snapshotter_setup,
 			   .arch = o->arch,
 			   .auth_file = o->registry_auth,
 			   .ca_file = o->registry_ca,
@@ -644,6 +646,9 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
 		    same_shims(c, o, &s.current, &missing) &&
+		    /* and the nydus-snapshotter component wanted as installed */
+		    kd_snapshotter_listed(o->rt.snapshotter_setup, "nydus") ==
+			    kd_strv_find(s.current.components, KD_NYDUS_COMPONENT) &&
 		    kd_state_links_intact(c->rootfd, &s) &&
 		    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 			res->changed = false;
@@ -715,6 +720,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 	r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask, err);
 	if (r < 0)
 		goto out_p;
+	kd_snapshotter_select(m, o->rt.snapshotter_setup, mask);
 	/* A damaged frame of a selected component is refused here, before any write, and so is
 	 * what plan refuses too (kd_kata_check_sources). */
 	if ((r = kd_payload_check_components(p, mask, err)) < 0 ||

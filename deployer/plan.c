@@ -18,6 +18,7 @@
 #include "kataconfig.h"
 #include "log.h"
 #include "restart.h"
+#include "snapshotter.h"
 #include "state.h"
 #include "strv.h"
 #include "tarball.h"
@@ -368,6 +369,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	kd_strv_sort(shims);
 	if ((r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask,
 				    err)) < 0 ||
+	    (kd_snapshotter_select(m, o->rt.snapshotter_setup, mask), 0) ||
 	    (r = kd_payload_check_components(p, mask, err)) < 0 ||
 	    (r = kd_kata_check_sources(m, mask, shims, o->rt.devkit, err)) < 0)
 		goto out;

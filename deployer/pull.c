@@ -3,6 +3,8 @@
  * touches the host root: the blobs and the assembled file live in the cache directory. */
 #include "pull.h"
 
+#include "snapshotter.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
@@ -466,6 +468,7 @@ static int pull(puller *pl, kd_error *err)
 	if ((r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims),
 				    res->present, err)) < 0)
 		goto out;
+	kd_snapshotter_select(m, o->snapshotter_setup, res->present);
 	used[0] = used[pl->n - 1] = true;
 	for (size_t i = 0; i < m->n_components; i++) {
 		if (!res->present[i])

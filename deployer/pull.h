@@ -29,6 +29,7 @@ typedef struct kd_pull_opts {
 	const char *cache_dir;	/* NULL: $TMPDIR (else /var/tmp) / KD_PULL_CACHE_NAME */
 	bool plain_http;	/* http:// to the registry */
 	bool progress;		/* download progress on stderr */
+	const char *snapshotter_setup; /* "nydus": the nydus-snapshotter component too */
 } kd_pull_opts;
 
 typedef struct kd_pull_result {

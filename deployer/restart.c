@@ -6,13 +6,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "containerd.h"
 #include "fsroot.h"
 #include "log.h"
+#include "snapshotter.h"
 
 #define SD_DEST "org.freedesktop.systemd1"
 #define SD_PATH "/org/freedesktop/systemd1"
@@ -313,12 +316,61 @@ static int systemd_kill_main(sdbus_api *a, sd_bus *b, const char *unit, int sig,
 	return r < 0 ? r : 0;
 }
 
+/* The managed nydus service (snapshotter.h) before the runtime's restart: systemd reloads our
+ * unit files, then the service is restarted when wanted, else stopped when systemd still has
+ * it loaded (an install that dropped it, an uninstall). */
+static int nydus_service(sdbus_api *a, sd_bus *b, const char *unit, bool want, kd_error *err)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *m = NULL;
+	int r;
+	if (!want) {
+		r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "GetUnit", &e, &m, "s", unit);
+		a->error_free(&e);
+		if (m)
+			a->message_unref(m);
+		if (r < 0)
+			return 0; /* not loaded: nothing runs */
+		m = NULL;
+		r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "StopUnit", &e, &m, "ss", unit,
+				   "replace");
+		if (r < 0)
+			kd_warn("systemd StopUnit %s: %s", unit,
+				e.message ? e.message : strerror(-r));
+		else
+			kd_info("stopped %s", unit);
+		a->error_free(&e);
+		if (m)
+			a->message_unref(m);
+	}
+	r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "Reload", &e, NULL, "");
+	if (r < 0) {
+		r = kd_err(err, r, "systemd Reload: %s", e.message ? e.message : strerror(-r));
+		a->error_free(&e);
+		return r;
+	}
+	if (!want)
+		return 0;
+	kd_info("restarting %s", unit);
+	return systemd_restart(a, b, unit, err);
+}
+
 int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
 	       kd_error *err)
+{
+	return kd_restart_with(rootfd, restart, f, root_is_host, NULL, false, err);
+}
+
+int kd_restart_with(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
+		    const char *service, bool want, kd_error *err)
 {
 	const char *r0 = effective(restart, root_is_host);
 	char what[256];
 	kd_restart_describe(restart, f, root_is_host, what, sizeof(what));
+	if (service && want && strcmp(r0, "systemd") != 0)
+		kd_warn("%s: not restarted by kata-deploy (--restart %s): run systemctl "
+			"daemon-reload and systemctl restart %s before the runtime restarts",
+			service, r0, service);
 	if (f->id == KD_FLAVOUR_NONE || !f->unit[0] || !strcmp(r0, "none")) {
 		kd_info("runtime restart: %s", what);
 		return 0;
@@ -329,6 +381,10 @@ int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_i
 	sdbus_api a = {0};
 	sd_bus *b = NULL;
 	int r = sdbus_load(&a, err);
+	if (r >= 0 && service) {
+		if ((r = sdbus_connect(&a, rootfd, root_is_host, &b, err)) >= 0)
+			r = nydus_service(&a, b, service, want, err);
+	}
 	if (r >= 0 && crio_reloads(f)) {
 		pid_t pid;
 		kd_error e2 = {0};
@@ -345,7 +401,7 @@ int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_i
 		} else if (kill(pid, SIGHUP) < 0) {
 			r = kd_err_errno(err, negative_errno(), "SIGHUP to CRI-O (pid %d)", pid);
 		}
-	} else if (r >= 0 && (r = sdbus_connect(&a, rootfd, root_is_host, &b, err)) >= 0) {
+	} else if (r >= 0 && (b || (r = sdbus_connect(&a, rootfd, root_is_host, &b, err)) >= 0)) {
 		r = systemd_restart(&a, b, f->unit, err);
 	}
 	if (b)
@@ -376,6 +432,26 @@ int kd_restart_from_state(int rootfd, const kd_state *s, const char *restart_ove
 	f.major = json_object_get_int(json_object_object_get(j, "major"));
 	f.minor = json_object_get_int(json_object_object_get(j, "minor"));
 	f.id = f.crio ? KD_FLAVOUR_CRIO : KD_FLAVOUR_CONTAINERD;
+	/* The managed nydus service: wanted while an install sets it up and its unit file is
+	 * there; otherwise stopped if systemd still runs it. */
+	char service[160] = "";
+	bool want = false;
+	if (!f.crio) {
+		const char *suffix = NULL, *setup = NULL;
+		if (json_object_object_get_ex(j, "suffix", &v))
+			suffix = json_object_get_string(v);
+		if (json_object_object_get_ex(j, "snapshotter_setup", &v))
+			setup = json_object_get_string(v);
+		snprintf(service, sizeof(service), "%s%s%s.service", KD_NYDUS_NAME,
+			 suffix && *suffix ? "-" : "", suffix ? suffix : "");
+		char unit_path[200];
+		struct stat st;
+		snprintf(unit_path, sizeof(unit_path), "etc/systemd/system/%s", service);
+		want = kd_snapshotter_listed(setup, "nydus") &&
+		       (!s->phase || strcmp(s->phase, "uninstalling") != 0) &&
+		       kd_lstat(rootfd, unit_path, &st, NULL) == 0;
+	}
 	json_object_put(j);
-	return kd_restart(rootfd, restart, &f, root_is_host, err);
+	return kd_restart_with(rootfd, restart, &f, root_is_host, service[0] ? service : NULL, want,
+			       err);
 }

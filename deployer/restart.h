@@ -22,6 +22,11 @@
 int kd_restart_validate(const char *restart, kd_error *err);
 int kd_restart(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
 	       kd_error *err);
+/* kd_restart, with the managed nydus service (snapshotter.h) first when service is set (systemd
+ * mode): systemd reloads its unit files, then the service is restarted (want) or, when
+ * systemd still has it loaded, stopped. */
+int kd_restart_with(int rootfd, const char *restart, const kd_flavour *f, bool root_is_host,
+		    const char *service, bool want, kd_error *err);
 /* Load libsystemd the way the systemd restart does (and unload it): 0, or why it cannot. */
 int kd_restart_load_systemd(kd_error *err);
 /* What kd_restart would do, in words. */

@@ -22,6 +22,7 @@
 #include "kataconfig.h"
 #include "log.h"
 #include "revert.h"
+#include "snapshotter.h"
 #include "strv.h"
 
 #define CONFIG_MAX_SIZE KD_TOML_MAX_SIZE
@@ -814,6 +815,40 @@ static int plan_stale(kd_config_plan *p, int rootfd, const kd_state *prev, bool 
 	return 0;
 }
 
+static bool tree_has(const kd_runtime_input *in, const char *path)
+{
+	if (in->read_tree && in->tree_exists)
+		return in->tree_exists(in->read_tree_userdata, path);
+	struct stat st;
+	return in->treefd >= 0 && fstatat(in->treefd, path, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISREG(st.st_mode);
+}
+
+/* The managed nydus service's files (snapshotter.h). */
+static int plan_nydus(kd_config_plan *p, const kd_runtime_input *in, const kd_snap_setup *ss,
+		      kd_error *err)
+{
+	if (!tree_has(in, KD_NYDUS_GRPC) || !tree_has(in, KD_NYDUS_OVERLAYFS))
+		return kd_err(err, -ENOENT,
+			      "--setup-snapshotter nydus: the payload has no %s component (%s, "
+			      "%s)",
+			      KD_NYDUS_COMPONENT, KD_NYDUS_GRPC, KD_NYDUS_OVERLAYFS);
+	if (!p->flavour.unit[0])
+		return kd_err(err, -EINVAL,
+			      "--setup-snapshotter nydus: %s runs containerd without a systemd "
+			      "unit of its own to bind the snapshotter service to",
+			      p->flavour.name);
+	kd_nydus_files f;
+	int r = kd_nydus_render(ss->nydus_name, in->prefix, p->flavour.unit, &f, err);
+	if (r < 0)
+		return r;
+	if ((r = whole_file(p, in->rootfd, in->prev, f.config_path, f.config, 0644, err)) >= 0 &&
+	    (r = whole_file(p, in->rootfd, in->prev, f.unit_path, f.unit, 0644, err)) >= 0)
+		r = whole_file(p, in->rootfd, in->prev, f.dropin_path, f.dropin, 0644, err);
+	kd_nydus_files_done(&f);
+	return r;
+}
+
 int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_config_plan *ret,
 		    kd_error *err)
 {
@@ -922,7 +957,8 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 			if ((r = kd_crio_render(h, n, o->debug, &text, &tables, err)) < 0 ||
 			    (r = whole_file(&p, in->rootfd, in->prev, path, text, 0, err)) < 0)
 				goto fail;
-		} else if ((r = plan_containerd(&p, in, o, &ss, h, n, err)) < 0) {
+		} else if ((r = plan_containerd(&p, in, o, &ss, h, n, err)) < 0 ||
+			   (ss.nydus && (r = plan_nydus(&p, in, &ss, err)) < 0)) {
 			goto fail;
 		}
 	}
@@ -1575,6 +1611,8 @@ int kd_runtime_validate(int rootfd, const kd_config_plan *p, const kd_runtime_op
 			continue; /* a Go template: checked through its rendering below */
 		if (c->mode & 0111)
 			continue; /* the QEMU wrapper script */
+		if (!strncmp(c->path, "etc/systemd/", 12))
+			continue; /* the nydus service's unit and drop-in (INI, not TOML) */
 		_cleanup_toml_ kd_toml_doc *d = NULL;
 		if ((r = parse_named(c->path, c->new_text, c->new_len, &d, err)) < 0)
 			return kd_err_wrap(err, r, "the new config is not valid TOML");
