@@ -259,6 +259,42 @@ TEST(upstream_41_shims)
 	kd_agent_settings_free(&s);
 }
 
+/* Upstream's snapshotter variables: EROFS_DMVERITY takes upstream's "dmverity". */
+TEST(snapshotters)
+{
+	kd_agent_settings s;
+	kd_error err = {0};
+
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "SHIMS_<ARCH>=qemu clh",
+		       "EXPERIMENTAL_SETUP_SNAPSHOTTER=nydus,erofs", "EROFS_MERGE_MODE=unmerged",
+		       "EROFS_SNAPSHOTTER_MODE=memory", "EROFS_DMVERITY=dmverity",
+		       "EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>=clh,qemu", NULL),
+		  0);
+	CHECK_INT(kd_strv_length(s.setup_snapshotter), 2);
+	CHECK_STR(s.setup_snapshotter[1], "erofs");
+	CHECK_STR(s.erofs_merge_mode, "unmerged");
+	CHECK_STR(s.erofs_snapshotter_mode, "memory");
+	CHECK(s.erofs_dmverity);
+	CHECK_INT(kd_strv_length(s.force_guest_pull), 2);
+	kd_agent_settings_free(&s);
+	/* Empty (as the chart passes unset values): the defaults. */
+	CHECK_INT(load(&s, &err, "install", "NODE_NAME=n1", "EXPERIMENTAL_SETUP_SNAPSHOTTER=",
+		       "EROFS_MERGE_MODE=", "EROFS_SNAPSHOTTER_MODE=", "EROFS_DMVERITY=", NULL),
+		  0);
+	CHECK_INT(kd_strv_length(s.setup_snapshotter), 0);
+	CHECK_STR(s.erofs_merge_mode, "merged");
+	CHECK_STR(s.erofs_snapshotter_mode, "disk");
+	CHECK(!s.erofs_dmverity);
+	kd_agent_settings_free(&s);
+	refused("EXPERIMENTAL_SETUP_SNAPSHOTTER: 'overlayfs' is not a supported snapshotter",
+		"EXPERIMENTAL_SETUP_SNAPSHOTTER=overlayfs", NULL);
+	refused("EROFS_MERGE_MODE=half", "EROFS_MERGE_MODE=half", NULL);
+	refused("EROFS_SNAPSHOTTER_MODE=tmpfs", "EROFS_SNAPSHOTTER_MODE=tmpfs", NULL);
+	refused("EROFS_DMVERITY=yes: use dmverity", "EROFS_DMVERITY=yes", NULL);
+	refused("EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>: shim 'clh' is not among the enabled shims",
+		"EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>=clh", NULL);
+}
+
 TEST(node_name_required_except_for_wait)
 {
 	kd_agent_settings s;
@@ -538,6 +574,7 @@ int main(void)
 	RUN(values);
 	RUN(custom_runtimes);
 	RUN(upstream_41_shims);
+	RUN(snapshotters);
 	RUN(node_name_required_except_for_wait);
 	RUN(oci_payload);
 	RUN(refusals);
