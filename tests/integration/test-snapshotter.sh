@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Snapshotter setup (upstream's EXPERIMENTAL_SETUP_SNAPSHOTTER / snapshotter.setup) with real
-# peers: containerd 2.2 (scripts/peers/containerd2.sh), nydus-snapshotter v0.15.15, the version
+# peers: containerd 2.2 and 2.4 (scripts/peers/containerd2.sh, containerd24.sh), nydus-snapshotter v0.15.15, the version
 # upstream Kata 4.1.0 pins (scripts/peers/nydus-snapshotter.sh), Debian's containerd 1.6.
 #   erofs: containerd's `config dump` of what we wrote has the erofs snapshotter, differ,
 #     diff-service and images settings of upstream's merge / snapshotter / dm-verity modes and
@@ -97,13 +97,17 @@ check "erofs: nothing written by the refused installs" diff -q "$T/erofs.before"
 if "${KDE[@]}" --setup-snapshotter erofs --snapshotter-handler-mapping qemu:erofs --erofs-merge-mode unmerged \
 	>"$T/erofs.out" 2>&1 && dump "$CTD2" "$R" etc/containerd/config.toml >"$T/erofs.dump1" 2>"$T/erofs.err1"; then
 	bad=0
+	# containerd 2.2.9 knows these keys of upstream's; dmverity_mode and enable_dmverity are 2.4's
+	# (checked below), max_unmerged_layers is known to neither (upstream writes it for a later
+	# containerd): those are checked in our drop-in, and 2.2 loads the file with them.
 	E="plugins.'io.containerd.snapshotter.v1.erofs']"
-	has "$T/erofs.dump1" "$E" "  enable_fsverity = true" "  set_immutable = true" "  dmverity_mode = 'off'" \
-		"  default_size = '10G'" || bad=1
-	# unmerged: max_unmerged_layers is containerd's own (not our 0)
-	block "$T/erofs.dump1" "$E" | grep -q 'max_unmerged_layers = 0' && block "$T/erofs.dump0" "$E" | grep -vq 'max_unmerged_layers = 0' && { echo "unmerged: max_unmerged_layers = 0"; bad=1; }
-	has "$T/erofs.dump1" "plugins.'io.containerd.differ.v1.erofs']" "  enable_dmverity = false" \
+	has "$T/erofs.dump1" "$E" "  enable_fsverity = true" "  set_immutable = true" "  default_size = '10G'" || bad=1
+	has "$T/erofs.dump1" "plugins.'io.containerd.differ.v1.erofs']" \
 		"  mkfs_options = ['-T0', '--mkfs-time', '--sort=none']" "  enable_tar_index = false" || bad=1
+	DI=$R/etc/containerd/conf.d/kata-deploy.toml
+	grep -qx 'dmverity_mode = "off"' "$DI" && grep -qx 'enable_dmverity = false' "$DI" ||
+		{ echo "drop-in lacks dmverity_mode / enable_dmverity"; bad=1; }
+	! grep -q 'max_unmerged_layers' "$DI" || { echo "unmerged: max_unmerged_layers written"; bad=1; }
 	has "$T/erofs.dump1" "plugins.'io.containerd.service.v1.diff-service']" "  default = ['erofs', 'walking']" || bad=1
 	has "$T/erofs.dump1" "plugins.'io.containerd.cri.v1.images']" "  discard_unpacked_layers = false" || bad=1
 	has "$T/erofs.dump1" "runtime_platforms.kata-qemu]" "    snapshotter = 'erofs'" || bad=1
@@ -120,10 +124,10 @@ fi
 # The other modes: merged (max_unmerged_layers = 0, runtime-rs only: no Go shim on erofs), memory, dm-verity.
 "${KDE[@]}" --setup-snapshotter erofs --erofs-snapshotter-mode memory --erofs-dmverity >"$T/erofs.out2" 2>&1 &&
 	dump "$CTD2" "$R" etc/containerd/config.toml >"$T/erofs.dump2" 2>/dev/null
-if has "$T/erofs.dump2" "$E" "  max_unmerged_layers = 0" "  dmverity_mode = 'on'" "  default_size = '0'" &&
-	has "$T/erofs.dump2" "plugins.'io.containerd.differ.v1.erofs']" "  enable_dmverity = true" &&
+if has "$T/erofs.dump2" "$E" "  default_size = '0'" && grep -qx 'max_unmerged_layers = 0' "$DI" &&
+	grep -qx 'dmverity_mode = "on"' "$DI" && grep -qx 'enable_dmverity = true' "$DI" &&
 	! grep -q "snapshotter = 'erofs'" "$T/erofs.dump2"; then
-	ok "erofs: reinstall in merged / memory / dm-verity mode: max_unmerged_layers = 0, default_size '0', dmverity_mode 'on', enable_dmverity; the unmapped shims keep containerd's snapshotter"
+	ok "erofs: reinstall in merged / memory / dm-verity mode: default_size '0' in 2.2's dump; max_unmerged_layers = 0, dmverity_mode \"on\", enable_dmverity = true written; the unmapped shims keep containerd's snapshotter"
 else
 	not_ok "erofs: merged / memory / dm-verity: $(tail -2 "$T/erofs.out2")"
 fi
@@ -142,11 +146,40 @@ else
 	not_ok "erofs: the 2.2 daemon's plugins: $(grep -E 'erofs|cri' "$D/plugins" | head -5) $(tail -3 "$D/log")"
 fi
 "$KD" uninstall --root "$R" >"$T/erofs.un" 2>&1 || not_ok "erofs: uninstall failed: $(tail -2 "$T/erofs.un")"
-if diff "$T/erofs.before" <(snapshot "$R") >"$T/erofs.diff"; then
-	ok "erofs: uninstall restores every byte ($(grep -c '' "$T/erofs.before") entries)"
+if diff "$T/erofs.before" <(snapshot "$R") >"$T/erofs.diff" &&
+	cmp -s <(dump "$CTD2" "$R" etc/containerd/config.toml 2>/dev/null) "$T/erofs.dump0"; then
+	ok "erofs: uninstall restores every byte ($(grep -c '' "$T/erofs.before") entries) and the same dump"
 else
 	not_ok "erofs: uninstall left: $(head -5 "$T/erofs.diff")"
 fi
+
+# containerd 2.4 (config version 4, its own default config, which imports conf.d) knows the
+# dm-verity keys: they are in its dump.
+scripts/peers/containerd24.sh >&2
+CTD24=$PEERS/bin/containerd24
+R=$T/erofs24; rm -rf "$R"; mkdir -p "$R/etc/containerd"
+"$CTD24" config default >"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/erofs24.before"
+dump "$CTD24" "$R" etc/containerd/config.toml >"$T/erofs24.dump0"
+if "$KD" install --root "$R" --payload "$P0" --runtime-version 2.4 --runtime-binary "$CTD24" \
+	--setup-snapshotter erofs --erofs-dmverity >"$T/erofs24.out" 2>&1 &&
+	dump "$CTD24" "$R" etc/containerd/config.toml >"$T/erofs24.dump1" 2>&1 &&
+	has "$T/erofs24.dump1" "$E" "  enable_fsverity = true" "  set_immutable = true" "  default_size = '10G'" "  dmverity_mode = 'on'" &&
+	has "$T/erofs24.dump1" "plugins.'io.containerd.differ.v1.erofs']" "  enable_dmverity = true" \
+		"  mkfs_options = ['-T0', '--mkfs-time', '--sort=none']" "  enable_tar_index = false" &&
+	has "$T/erofs24.dump1" "plugins.'io.containerd.service.v1.diff-service']" "  default = ['erofs', 'walking']" &&
+	has "$T/erofs24.dump1" "plugins.'io.containerd.cri.v1.images']" "  discard_unpacked_layers = false"; then
+	lost_settings "$T/erofs24.dump0" "$T/erofs24.dump1" \
+		'default|discard_unpacked_layers|enable_fsverity|set_immutable|dmverity_mode|default_size|mkfs_options|enable_tar_index|enable_dmverity' \
+		>"$T/erofs24.lost"
+	if [ -s "$T/erofs24.lost" ]; then not_ok "erofs 2.4: settings lost: $(head -5 "$T/erofs24.lost")"
+	else ok "erofs: containerd 2.4's dump (v4 default config) has dmverity_mode 'on', enable_dmverity = true and the rest; no original setting lost"; fi
+else
+	not_ok "erofs 2.4: $(tail -3 "$T/erofs24.out") $(block "$T/erofs24.dump1" "$E" 2>/dev/null | head -8)"
+fi
+"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "erofs 2.4: uninstall failed"
+check "erofs 2.4: uninstall restores every byte" diff -q "$T/erofs24.before" <(snapshot "$R")
+R=$T/erofs
 
 # Host checks (kata-deploy check --setup-snapshotter erofs) on test roots: /proc, /sys, /boot
 # and mkfs.erofs are files of the root. mkfs.erofs here is a file holding the option names the
