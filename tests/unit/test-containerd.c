@@ -488,6 +488,50 @@ TEST(test_render_v3_snapshotter_and_gpu)
 	CHECK(v2 && strstr(v2, "snapshotter = \"nydus\"") && !strstr(v2, "runtime_platforms"));
 }
 
+/* The snapshotter setup's tables: added and recorded when absent, an admin's table holding our
+ * values left alone, one that does not refused with the keys to set (nothing changed). */
+TEST(test_snapshotter_tables)
+{
+	kd_error err = {0};
+	kd_snap_setup ss = {.nydus = true, .nydus_name = "nydus-for-kata-tee-blue", .erofs = true};
+	_cleanup_strv_ char **t = calloc(1, sizeof(char *));
+	_cleanup_toml_ kd_toml_doc *d = NULL;
+	CHECK_INT(kd_toml_parse("t", "version = 3\n", 12, &d, &err), 0);
+	CHECK_INT(kd_containerd_add_snapshotters(d, 3, &ss, &t, &err), 0);
+	CHECK_INT(kd_strv_length(t), 5);
+	CHECK_STR(t[0], "plugins.\"io.containerd.cri.v1.images\"");
+	CHECK_STR(t[4], "proxy_plugins.nydus-for-kata-tee-blue");
+	size_t len;
+	const char *txt = kd_toml_text(d, &len);
+	CHECK(strstr(txt,
+		     "[plugins.\"io.containerd.snapshotter.v1.erofs\"]\nenable_fsverity = true\n"
+		     "set_immutable = true\ndmverity_mode = \"off\"\ndefault_size = \"10G\"\n"
+		     "max_unmerged_layers = 0\n") != NULL);
+	CHECK(strstr(txt, "address = \"/run/nydus-for-kata-tee-blue/containerd-nydus-grpc.sock\"\n"
+			  "exports = { root = \"/var/lib/nydus-for-kata-tee-blue\" }\n") != NULL);
+
+	/* v2, an admin's CRI table: kept when it already says false, refused when not. */
+	kd_snap_setup nyd = {.nydus = true, .nydus_name = "nydus-for-kata-tee"};
+	const char *ok_text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+			      "  disable_snapshot_annotations = false\n";
+	_cleanup_toml_ kd_toml_doc *d2 = NULL;
+	_cleanup_strv_ char **t2 = calloc(1, sizeof(char *));
+	CHECK_INT(kd_toml_parse("t", ok_text, strlen(ok_text), &d2, &err), 0);
+	CHECK_INT(kd_containerd_add_snapshotters(d2, 2, &nyd, &t2, &err), 0);
+	CHECK_INT(kd_strv_length(t2), 1);
+	CHECK_STR(t2[0], "proxy_plugins.nydus-for-kata-tee");
+	const char *bad_text = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd]\n"
+			       "  snapshotter = \"overlayfs\"\n";
+	_cleanup_toml_ kd_toml_doc *d3 = NULL;
+	_cleanup_strv_ char **t3 = calloc(1, sizeof(char *));
+	CHECK_INT(kd_toml_parse("t", bad_text, strlen(bad_text), &d3, &err), 0);
+	CHECK_INT(kd_containerd_add_snapshotters(d3, 2, &nyd, &t3, &err), -EEXIST);
+	CHECK(strstr(kd_err_msg(&err), "needs disable_snapshot_annotations = false in it") != NULL);
+	txt = kd_toml_text(d3, &len);
+	CHECK_STR(txt, bad_text);
+	CHECK_INT(kd_strv_length(t3), 0);
+}
+
 TEST(test_render_refusals_and_debug)
 {
 	int r;
@@ -729,6 +773,7 @@ int main(void)
 	RUN(test_render_v2_inherits_systemd_cgroup);
 	RUN(test_render_systemd_cgroup_sources);
 	RUN(test_render_v3_snapshotter_and_gpu);
+	RUN(test_snapshotter_tables);
 	RUN(test_render_refusals_and_debug);
 	RUN(test_crio_dropin);
 	RUN(test_crio_guest_pull);
