@@ -676,18 +676,20 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		if ((r = kd_containerd_root_info(main_doc, cp->main, &schema, &imp, err)) < 0)
 			return r;
 	}
-	/* 1.x (or unknown) reading a file of ours or an in-place edit: keep the built-in runc. */
-	if ((cp->strategy == KD_CTD_INPLACE || cp->strategy == KD_CTD_CREATE_MAIN) &&
-	    p->flavour.major < 2 && n > 0 &&
-	    (r = kd_containerd_keep_default_runtime(doc, schema, &tables, err)) < 0)
-		return kd_err_wrap(err, r, "/%s", cp->target);
 	if (ss->nydus && cp->strategy == KD_CTD_TEMPLATE)
 		return kd_err(
 			err, -EINVAL,
 			"--setup-snapshotter nydus: not on %s with containerd %d.x (its base "
 			"template has the CRI plugin's tables, which kata-deploy does not edit)",
 			p->flavour.name, p->flavour.major);
+	/* The snapshotter tables first: the CRI plugin table they may add must not be implied by
+	 * the runc table below (an implied table is not ours to add keys to). */
 	if ((r = kd_containerd_add_snapshotters(doc, schema, ss, &tables, err)) < 0)
+		return kd_err_wrap(err, r, "/%s", cp->target);
+	/* 1.x (or unknown) reading a file of ours or an in-place edit: keep the built-in runc. */
+	if ((cp->strategy == KD_CTD_INPLACE || cp->strategy == KD_CTD_CREATE_MAIN) &&
+	    p->flavour.major < 2 && n > 0 &&
+	    (r = kd_containerd_keep_default_runtime(doc, schema, &tables, err)) < 0)
 		return kd_err_wrap(err, r, "/%s", cp->target);
 	if ((r = kd_containerd_add_handlers(doc, schema, h, n, inherit,
 					    o->debug && cp->strategy != KD_CTD_TEMPLATE, &tables,

@@ -323,4 +323,30 @@ fi
 "$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "nydus in place: uninstall failed"
 check "nydus in place: uninstall restores every byte" diff -q "$T/inplace.before" <(snapshot "$R")
 
+# Debian 12's containerd.io config (no CRI containerd table): ours is added, with the built-in
+# runc and the handlers under it; an admin's edit elsewhere survives uninstall (three-way), which
+# removes our tables, the parent and its sub-tables.
+printf 'version = 2\n\n[plugins]\n  [plugins."io.containerd.grpc.v1.cri"]\n    [plugins."io.containerd.grpc.v1.cri".cni]\n      bin_dir = "/usr/lib/cni"\n      conf_dir = "/etc/cni/net.d"\n  [plugins."io.containerd.internal.v1.opt"]\n    path = "/var/lib/containerd/opt"\n' \
+	>"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/deb.before"
+cp "$R/etc/containerd/config.toml" "$T/deb.orig"
+if "$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --runtime-binary "$CTD1" --setup-snapshotter nydus >"$T/deb.out" 2>&1 &&
+	dump "$CTD1" "$R" etc/containerd/config.toml >"$T/deb.dump" 2>&1 &&
+	grep -q 'disable_snapshot_annotations = false' "$T/deb.dump" && grep -q '\[proxy_plugins.nydus-for-kata-tee\]' "$T/deb.dump" &&
+	grep -q 'runtimes.runc\]' "$T/deb.dump"; then
+	ok "nydus in place on Debian's config: [plugins.\"io.containerd.grpc.v1.cri\".containerd] added with disable_snapshot_annotations = false, runc kept; containerd 1.6 loads it"
+else
+	not_ok "nydus in place on Debian's config: $(tail -2 "$T/deb.out")"
+fi
+"$KD" uninstall --root "$R" >/dev/null 2>&1
+check "nydus in place on Debian's config: uninstall restores every byte" diff -q "$T/deb.before" <(snapshot "$R")
+"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --runtime-binary "$CTD1" --setup-snapshotter nydus >/dev/null 2>&1
+sed -i 's#path = "/var/lib/containerd/opt"#path = "/var/lib/containerd/opt2"#' "$R/etc/containerd/config.toml"
+"$KD" uninstall --root "$R" >"$T/deb.un" 2>&1 || true
+if sed 's#/var/lib/containerd/opt"#/var/lib/containerd/opt2"#' "$T/deb.orig" | cmp -s - "$R/etc/containerd/config.toml"; then
+	ok "nydus in place: an admin's edit of another table survives uninstall; our tables (the CRI containerd table and its sub-tables, the proxy plugin) are gone"
+else
+	not_ok "nydus in place three-way: $(diff "$T/deb.orig" "$R/etc/containerd/config.toml" | head -5)"
+fi
+
 finish
