@@ -45,7 +45,7 @@ static void usage(FILE *f)
 		"  --log-json              log as JSON lines\n"
 		"  --qmp-timeout MS        time limit for the QEMU probe (default %d)\n"
 		"  -h, --help              this help\n\n"
-		"Exit status: 0 every requested shim (and snapshotter) can run, 1 some cannot, 2 usage or internal "
+		"Exit status: 0 every requested shim can run (and no --setup-snapshotter check failed), 1 some cannot, 2 usage or internal "
 		"error.\n",
 		KD_HOSTCHECK_DEFAULT_SHIMS, 10000);
 }
