@@ -956,6 +956,20 @@ static void check_runtime_version(struct run *R, const char **ret_runtime)
 
 /* ---- snapshotter prerequisites (upstream's validate_erofs_prerequisites) ----------------- */
 
+/* Whether line is one of text's lines. */
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+	for (const char *p = text; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t l = nl ? (size_t)(nl - p) : strlen(p);
+		if (l == n && !memcmp(p, line, n))
+			return true;
+		p = nl ? nl + 1 : NULL;
+	}
+	return false;
+}
+
 /* A kernel feature is there when its module is visible (/sys/module, /proc/modules), or the
  * running kernel's config (/boot/config-<release>) builds it in; for erofs also when
  * /proc/filesystems lists it. */
@@ -984,9 +998,9 @@ static bool kernel_feature(struct run *R, const char *module, const char *symbol
 	}
 	if (kernel_release(R, rel, sizeof(rel)) == 0) {
 		snprintf(path, sizeof(path), "boot/config-%s", rel);
-		snprintf(want, sizeof(want), "\n%s=y\n", symbol);
+		snprintf(want, sizeof(want), "%s=y", symbol);
 		if (read_file_at(R->configfd, path, 16u << 20, false, &cfg, NULL) == 0 &&
-		    strstr(cfg, want))
+		    has_line(cfg, want))
 			return true;
 	}
 	return false;

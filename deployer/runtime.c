@@ -1407,6 +1407,28 @@ static int compare_effective(const char *before, const char *after, char *const 
 	return 0;
 }
 
+/* containerd logs to stderr, which the capture shares with the dump (a key its plugins do not
+ * know: `time="…" level=warning msg="Ignoring unknown key in TOML for plugin" … key=x`, as 2.2
+ * says of the erofs keys only later versions read). Those lines are taken out of the dump; for
+ * the new config they are passed on. */
+static void drop_log_lines(char *out, bool before)
+{
+	char *w = out;
+	for (char *l = out; l && *l;) {
+		char *nl = strchr(l, '\n');
+		size_t n = nl ? (size_t)(nl - l) + 1 : strlen(l);
+		if (!strncmp(l, "time=\"", 6) && memmem(l, n, " level=", 7)) {
+			if (!before)
+				kd_info("containerd: %.*s", (int)(n - (nl ? 1 : 0)), l);
+		} else {
+			memmove(w, l, n);
+			w += n;
+		}
+		l += n;
+	}
+	*w = '\0';
+}
+
 /* Run the loader on a mirror of main as it is on the root (before == true) or as the plan
  * leaves it; *ret_out is its output. A missing main gives containerd's built-in defaults. */
 static int dump_config(int rootfd, const kd_config_plan *p, const char *bin, const char *main,
@@ -1443,6 +1465,7 @@ static int dump_config(int rootfd, const kd_config_plan *p, const char *bin, con
 				   bin, before ? "current" : "new", rc,
 				   out && *out ? out : "no output");
 		} else {
+			drop_log_lines(out, before);
 			*ret_out = TAKE_PTR(out);
 		}
 	}
