@@ -1203,8 +1203,7 @@ int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bo
 	if (r >= 0) {
 		snprintf(a.rt.id, sizeof(a.rt.id), "%s", jr.runtime);
 		if (cleanup) {
-			if (jr.config_changed)
-				r = wait_ready(&a, err);
+			r = wait_ready(&a, err);
 			if (r >= 0)
 				post_event(
 					&a, false, "Uninstalled", "Uninstall",
@@ -1218,9 +1217,12 @@ int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bo
 		} else {
 			r = shims_installed(&a, TAKE_PTR(jr.installed), jr.skipped, missing,
 					    sizeof(missing), err);
+			/* Ready is always waited for: the result may come from a retried
+			 * pod (the first one's exit fell into the runtime's restart and the
+			 * kubelet reported it Unknown), whose re-run changed nothing. */
 			if (r >= 0)
-				r = finish_install(&a, t0, jr.config_changed, jr.version, jr.prefix,
-						   missing, err);
+				r = finish_install(&a, t0, true, jr.version, jr.prefix, missing,
+						   err);
 		}
 	}
 	if (r < 0 && a.k && a.node_uid[0]) {
