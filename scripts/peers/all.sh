@@ -7,14 +7,15 @@
 #   scripts/peers/all.sh kube-apiserver     # a subset, in the order given
 #
 # Peers: kube-node (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet in one go build)
-#        kube-apiserver kubectl containerd2 containerd24 crio, plus helm and toml-test when present  (etcd: Debian's etcd-server 3.4.23 works with kube-apiserver v1.33)
+#        kube-apiserver kubectl containerd2 containerd24 crio nydus-snapshotter, plus helm and
+#        toml-test when present  (etcd: Debian's etcd-server 3.4.23 works with kube-apiserver v1.33)
 # Then: export PATH="$KD_PEERS_DIR/bin:$PATH"  (or use the smoke scripts' lookup)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/common.sh"
 peers=("$@")
 if [ ${#peers[@]} -eq 0 ]; then
-	peers=(kube-node kube-apiserver kubectl containerd2 containerd24 crio)
+	peers=(kube-node kube-apiserver kubectl containerd2 containerd24 crio nydus-snapshotter)
 	# teammates' peers that are fetched/built the same way (cached under $KD_PEERS_DIR too)
 	for extra in helm toml-test; do [ -f "$here/$extra.sh" ] && peers+=("$extra"); done
 fi
