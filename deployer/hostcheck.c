@@ -406,12 +406,50 @@ static void check_tee(struct run *R, tee_kind tee)
 	}
 }
 
+/* In a container: the kernel registered KVM's misc device (what loading kvm with a working
+ * vendor module does), read from sysfs, which every container sees. */
+static void check_kvm_sysfs(struct run *R)
+{
+	_cleanup_free_ char *dev = NULL;
+	unsigned maj = 0, min = 0;
+	kd_check *c;
+
+	if (read_root_file(R, "sys/class/misc/kvm/dev", 64, false, &dev, NULL) < 0) {
+		c = add_check(R, "kvm.device", KD_CHECK_FAIL,
+			      "KVM is not registered with the kernel (no /sys/class/misc/kvm)");
+		set_fix(c,
+			"load the KVM modules (modprobe %s on the node) and make sure "
+			"virtualization is enabled in the firmware",
+			R->vendor_module[0] ? R->vendor_module : "kvm");
+		add_check(R, "kvm.create_vm", KD_CHECK_SKIP, "no KVM");
+		return;
+	}
+	if (sscanf(dev, "%u:%u", &maj, &min) != 2 || maj != 10 || min != KVM_MISC_MINOR) {
+		dev[strcspn(dev, "\n")] = '\0';
+		add_check(R, "kvm.device", KD_CHECK_FAIL,
+			  "/sys/class/misc/kvm is device %s, not the KVM device 10:%d", dev,
+			  KVM_MISC_MINOR);
+		add_check(R, "kvm.create_vm", KD_CHECK_SKIP, "no usable KVM");
+		return;
+	}
+	add_check(R, "kvm.device", KD_CHECK_PASS,
+		  "registered with the kernel as 10:%d (/sys/class/misc/kvm; a container does not "
+		  "see the host's /dev)",
+		  KVM_MISC_MINOR);
+	add_check(R, "kvm.create_vm", KD_CHECK_SKIP,
+		  "a container may not open /dev/kvm; KVM is registered with the kernel");
+}
+
 static void check_kvm(struct run *R)
 {
 	struct stat st;
 	kd_check *c;
 	int r;
 
+	if (R->o->container) {
+		check_kvm_sysfs(R);
+		return;
+	}
 	r = kd_lstat(R->rootfd, "dev/kvm", &st, NULL);
 	if (r < 0) {
 		c = add_check(R, "kvm.device", KD_CHECK_FAIL, "/dev/kvm does not exist");
@@ -710,15 +748,22 @@ static void reconcile_kvm(struct run *R)
 	static const char *const indirect[] = {"cpu.virt", "cpu.nested", "module.kvm",
 					       "module.kvm_intel", "module.kvm_amd"};
 	const kd_check *vm = kd_hostcheck_find(R->rep, "kvm.create_vm");
+	const kd_check *dev = kd_hostcheck_find(R->rep, "kvm.device");
+	/* In a container, KVM registered with the kernel stands in for the VM it may not create:
+	 * the kernel registers it only once a vendor module (or kvm_pvm) is up. */
+	const char *why = vm && vm->status == KD_CHECK_PASS ? "KVM_CREATE_VM works"
+			  : R->o->container && dev && dev->status == KD_CHECK_PASS
+				  ? "KVM is registered with the kernel"
+				  : NULL;
 
-	if (!vm || vm->status != KD_CHECK_PASS)
+	if (!why)
 		return;
 	for (size_t i = 0; i < ELEMENTSOF(indirect); i++) {
 		kd_check *c = (kd_check *)kd_hostcheck_find(R->rep, indirect[i]);
 		char *d;
 		if (!c || c->status != KD_CHECK_FAIL)
 			continue;
-		if (asprintf(&d, "%s; but KVM_CREATE_VM works, so KVM is usable", c->detail) < 0)
+		if (asprintf(&d, "%s; but %s, so KVM is usable", c->detail, why) < 0)
 			continue;
 		free(c->detail);
 		c->detail = d;

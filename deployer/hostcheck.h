@@ -52,6 +52,9 @@ typedef struct kd_hostcheck_opts {
 	bool fix;		     /* load modules that are available but not loaded */
 	bool fix_dry_run;	     /* only plan the loads (always so when root is not "/") */
 	bool skip_payload;	     /* do not look at the installed payload (before an install) */
+	bool container;		     /* we run in an unprivileged container: its /dev is not the
+					host's and no device may be opened, so KVM is looked up in
+					sysfs (<root>/sys/class/misc/kvm), /dev/kvm never opened */
 	int qmp_timeout_ms;	     /* 0: KD_QMP_TIMEOUT_MS */
 	/* Snapshotters to be set up ("erofs,nydus"): erofs adds the snapshotter.erofs.* checks
 	 * (containerd >= 2.2, kernel erofs, mkfs.erofs options, dm-verity when erofs_dmverity,

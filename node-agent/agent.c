@@ -675,13 +675,14 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	char failed[EVENT_MESSAGE_MAX] = "";
 	int r;
 
-	/* The pod sees the host's /proc, /sys and /dev at "/", but its modules and the runtime's
-	 * config only under the host root. */
+	/* The pod sees the host's /proc and /sys at "/" (its /dev is its own, and it may open no
+	 * device), its modules and the runtime's config only under the host root. */
 	if (strcmp(a->s->host_check_root, "/") == 0 && strcmp(a->s->host_root, "/") != 0 &&
 	    uname(&u) == 0) {
 		snprintf(modules, sizeof(modules), "%s/lib/modules/%s", a->s->host_root, u.release);
 		o.modules_dir = modules;
 		o.config_root = a->s->host_root;
+		o.container = true;
 	}
 	r = kd_hostcheck_run(&o, &rep, err);
 	if (r < 0)

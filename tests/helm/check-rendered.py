@@ -57,7 +57,9 @@ NS_RULES = {("apps", "daemonsets"): {"get", "list"},
 
 # Mounted only with runtimeRestart systemd (path: readOnly); /etc/systemd/system only when the
 # whole /etc is not mounted. The systemd restart uses <root>/run/systemd/private, not the bus.
-SYSTEMD_MOUNTS = {"/run/systemd": False, "/etc/systemd/system": True}
+# Connecting to a socket needs write permission on the socket file, not a writable mount:
+# /run/systemd is read-only (tests/integration/test-systemd-restart.sh connects through one).
+SYSTEMD_MOUNTS = {"/run/systemd": True, "/etc/systemd/system": True}
 # Always: the host lock's directory (rw) and /lib (modules tree and unit files, read-only).
 ALWAYS_MOUNTS = {"/run/kata-deploy": False, "/lib": True}
 STATE = "/var/lib/kata-deploy"
@@ -115,7 +117,9 @@ BASE = dict(sfx="", ns="kube-system", distro="k8s", runtime_dirs={"/etc"}, resta
             # custom_data: the <daemonset>-custom-configs ConfigMap's data, exactly (None: no
             # ConfigMap); custom_rc: RuntimeClass name -> (handler, (memory, cpu) or None,
             # scheduling.nodeSelector) of the custom runtimes.
-            custom_enabled="false", custom_data=None, custom_rc={})
+            custom_enabled="false", custom_data=None, custom_rc={},
+            # seLinuxOptions of the agent container (the value seLinuxOptions), None: absent.
+            selinux=None)
 
 
 def case(**kw):
@@ -195,7 +199,7 @@ CASES = {
     # test-helm.sh --set: a test node without systemd (restart by a command), no host check,
     # containerd only.
     "no-systemd": case(restart="command:/opt/kata-test/restart containerd", host_check="false",
-                       runtime_dirs={"/etc/containerd"}),
+                       runtime_dirs={"/etc/containerd"}, selinux={"type": "spc_t"}),
     # test-helm.sh --set: CRI-O, restart none; the liveness probe disabled (upstream's key).
     "crio-none": case(restart="none", runtime_dirs={"/etc/crio"}, probes=("readinessProbe", "startupProbe")),
     # upstream 4.1.0's own values.yaml, verbatim, plus only the image override: every shim
@@ -310,8 +314,15 @@ def main():
     eq(ctr["args"], ["install"], "args")
     check("lifecycle" not in ctr, "no preStop hook (the agent reverts on SIGTERM)")
     sc = ctr["securityContext"]
-    eq((sc.get("privileged"), sc.get("readOnlyRootFilesystem"), sc.get("runAsUser")), (True, True, 0),
-       "securityContext privileged, read-only root, uid 0")
+    # Least privilege (docs/HELM.md): uid 0 without any capability, not privileged.
+    want_sc = {"privileged": False, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+               "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "readOnlyRootFilesystem": True,
+               "seccompProfile": {"type": "RuntimeDefault"}}
+    if c["selinux"] is not None:
+        want_sc["seLinuxOptions"] = c["selinux"]
+    eq(sc, want_sc, "securityContext: not privileged, no capability, no privilege escalation, RuntimeDefault seccomp")
+    check("hostPID" not in pod and "hostNetwork" not in pod and "hostIPC" not in pod,
+          "no hostPID, hostNetwork, hostIPC")
 
     env = {e["name"]: e for e in ctr["env"]}
     eq(len(env), len(ctr["env"]), "no duplicate env var")

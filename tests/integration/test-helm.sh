@@ -241,10 +241,11 @@ for c in custom-set dropin-only; do
 done
 expect_warning "$W/custom-set.yaml" 'customRuntimes.runtimes.kata-y.runtimeClass.handler (wrong) is replaced by "kata-y"'
 expect_warning "$W/dropin-only.yaml" "customRuntimes.runtimes is ignored: customRuntimes.enabled is false"
-# a node without systemd (restart by a command), no host check, containerd only; CRI-O with
+# a node without systemd (restart by a command), no host check, containerd only, the SELinux
+# type of an SELinux-enforcing node (seLinuxOptions); CRI-O with
 # restart none and the liveness probe off (upstream's probe "enabled" key).
 NS=(--set-string 'runtimeRestart=command:/opt/kata-test/restart containerd' --set hostCheck=false
-	--set containerRuntime=containerd)
+	--set containerRuntime=containerd --set seLinuxOptions.type=spc_t)
 CN=(--set runtimeRestart=none --set containerRuntime=crio --set health.livenessProbe.enabled=false)
 for c in no-systemd crio-none; do
 	if [ "$c" = no-systemd ]; then args=("${NS[@]}"); else args=("${CN[@]}"); fi

@@ -159,6 +159,30 @@ check "manifests: containerd's config has the kata-qemu handler" \
 	grep -rqs "kata-qemu" "$N/host/etc-containerd"
 starts1=$(ctd_starts)
 check "manifests: containerd restarted at the agent's request ($starts0 → $starts1 starts)" test "$starts1" -gt "$starts0"
+# Least privilege (docs/HELM.md): the pod spec is not privileged and adds no capability, and the
+# running agent process has none, no_new_privs and a seccomp filter.
+agent_sc() {
+	K -n kube-system get pod "$(agent_pod)" -o jsonpath='{.spec.containers[0].securityContext}' |
+		python3 -c 'import json, sys; sc = json.load(sys.stdin)
+want = {"privileged": False, "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+        "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": False, "readOnlyRootFilesystem": True,
+        "seccompProfile": {"type": "RuntimeDefault"}}
+sys.exit(0 if sc == want else print("#   securityContext:", json.dumps(sc)) or 1)'
+}
+check "manifests: the agent's securityContext: not privileged, capabilities drop ALL, add none" agent_sc
+agent_status() { # the running agent's /proc/PID/status lines Cap*, NoNewPrivs, Seccomp
+	local id pid
+	id=$(K -n kube-system get pod "$(agent_pod)" -o jsonpath='{.status.containerStatuses[0].containerID}')
+	pid=$(kd_node_ctr task ls 2>/dev/null | awk -v id="${id#containerd://}" '$1 == id {print $2}')
+	[ -n "$pid" ] && nsenter -t "$KD_NODE_PID" -m -p -- cat "/proc/$pid/status" |
+		grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):'
+}
+agent_status >"$T/agent-status" 2>&1
+sed 's/^/#   agent: /' "$T/agent-status"
+check "manifests: the agent process has no capability (CapPrm, CapEff, CapBnd 0)" \
+	test "$(grep -cE '^Cap(Prm|Eff|Bnd):\s+0+$' "$T/agent-status")" = 3
+check "manifests: the agent process has no_new_privs and a seccomp filter" \
+	grep -qzE 'NoNewPrivs:\s+1.*Seccomp:\s+2' "$T/agent-status"
 check "manifests: the machine's own /opt has no kata" test ! -e /opt/kata
 
 say "flow 1: two-step delete"

@@ -2,6 +2,7 @@
  * containerd configs, a payload whose QEMU is Debian's real one (TCG) or a hanging fake. */
 #include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "deployer/hostcheck.h"
 #include "tap.h"
@@ -501,6 +502,75 @@ TEST(openvmm_needs_its_binary)
 		     "payload.openvmm") != NULL);
 }
 
+static kd_hostcheck_report *run_container(const char *root, const char *shims_csv)
+{
+	const char *shims[] = {shims_csv, NULL};
+	kd_hostcheck_opts o = {.root = root,
+			       .runtime_version = "containerd://1.7.2",
+			       .skip_payload = true,
+			       .container = true,
+			       .shims = shims};
+	kd_hostcheck_report *rep = NULL;
+	kd_error err = {0};
+
+	if (kd_hostcheck_run(&o, &rep, &err) < 0)
+		printf("#   run: %s\n", kd_err_msg(&err));
+	return rep;
+}
+
+/* An unprivileged agent pod: its /dev has no kvm and it may open no device; KVM is what the
+ * kernel registered (sysfs). A nested VM without the svm flag whose KVM is up (kvm_pvm) is not
+ * refused, as the host CLI does not refuse it after KVM_CREATE_VM worked. */
+TEST(container_kvm_from_sysfs)
+{
+	const char *root = mkhost("ctr", "AuthenticAMD", "fpu lm sse4_1 hypervisor");
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/dev/kvm", root);
+	CHECK(unlink(p) == 0); /* the container's own /dev */
+	{
+		_cleanup_hostcheck_report_ kd_hostcheck_report *r = run_container(root, "clh");
+		if (!r)
+			return;
+		CHECK_INT(st(r, "kvm.device"), KD_CHECK_FAIL);
+		CHECK_STR(detail(r, "kvm.device"),
+			  "KVM is not registered with the kernel (no /sys/class/misc/kvm)");
+		CHECK_INT(st(r, "kvm.create_vm"), KD_CHECK_SKIP);
+		CHECK_INT(st(r, "cpu.virt"), KD_CHECK_FAIL);
+		CHECK_INT(shim_ok(r, "clh"), 0);
+	}
+	put(root, "sys/class/misc/kvm/dev", "10:232\n");
+	{
+		_cleanup_hostcheck_report_ kd_hostcheck_report *r = run_container(root, "clh");
+		if (!r)
+			return;
+		CHECK_INT(st(r, "kvm.device"), KD_CHECK_PASS);
+		CHECK(strstr(detail(r, "kvm.device"), "registered with the kernel as 10:232") !=
+		      NULL);
+		CHECK_INT(st(r, "kvm.create_vm"), KD_CHECK_SKIP);
+		CHECK_INT(st(r, "cpu.virt"), KD_CHECK_WARN);
+		CHECK(strstr(detail(r, "cpu.virt"),
+			     "but KVM is registered with the kernel, so KVM is usable") != NULL);
+		CHECK_INT(shim_ok(r, "clh"), 1);
+	}
+	put(root, "sys/class/misc/kvm/dev", "10:99\n");
+	{
+		_cleanup_hostcheck_report_ kd_hostcheck_report *r = run_container(root, "clh");
+		if (!r)
+			return;
+		CHECK_INT(st(r, "kvm.device"), KD_CHECK_FAIL);
+		CHECK_STR(detail(r, "kvm.device"),
+			  "/sys/class/misc/kvm is device 10:99, not the KVM device 10:232");
+		CHECK_INT(st(r, "cpu.virt"), KD_CHECK_FAIL);
+	}
+	/* Not a container: the same root's /dev/kvm is looked at, not sysfs. */
+	{
+		_cleanup_hostcheck_report_ kd_hostcheck_report *r = run(root, "clh", NULL, false);
+		if (!r)
+			return;
+		CHECK_STR(detail(r, "kvm.device"), "/dev/kvm does not exist");
+	}
+}
+
 int main(void)
 {
 	const char *s = getenv("KD_SRCDIR");
@@ -520,6 +590,7 @@ int main(void)
 	RUN(json_and_errors);
 	RUN(upstream_41_shims_known);
 	RUN(openvmm_needs_its_binary);
+	RUN(container_kvm_from_sysfs);
 	sh("rm -rf '%s'", tmpdir);
 	TAP_END();
 }

@@ -433,7 +433,7 @@ agent-state|/var/lib/kata-deploy|DirectoryOrCreate|false
 host-lock|/run/kata-deploy|DirectoryOrCreate|false
 host-lib|/lib|Directory|true
 {{- if $systemd }}
-run-systemd|/run/systemd|Directory|false
+run-systemd|/run/systemd|Directory|true
 {{- if not $etc }}
 etc-systemd|/etc/systemd/system|Directory|true
 {{- end }}
