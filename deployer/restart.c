@@ -262,15 +262,17 @@ static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *
 		return r;
 	/* systemd counts every start, ours included, against the unit's StartLimitBurst= per
 	 * StartLimitIntervalSec= (default 5 in 10 s) and then refuses to start it: the unit stays
-	 * down ("start-limit-hit"). The runtime must come back: reset the counter (what
-	 * `systemctl reset-failed` does) and restart once more. */
-	if (strcmp(active, "failed") == 0 &&
-	    unit_property(a, b, unit, SD_SERVICE, "Result", &result, NULL) == 0 &&
-	    strcmp(result, "start-limit-hit") == 0) {
+	 * down. Its Result then says "start-limit-hit" only when the run before had succeeded:
+	 * after a crash it keeps that run's ("exit-code"), so any failed state gets the same cure.
+	 * The runtime must come back: reset the counter (what `systemctl reset-failed` does) and
+	 * restart once more; a unit that fails again is an error. */
+	if (strcmp(active, "failed") == 0) {
 		sd_bus_error e = SD_BUS_ERROR_NULL;
-		kd_warn("%s hit systemd's start rate limit (StartLimitBurst=, StartLimitIntervalSec=): "
-			"reset-failed and restart it again",
-			unit);
+		(void)unit_property(a, b, unit, SD_SERVICE, "Result", &result, NULL);
+		kd_warn("%s failed to start again (Result=%s; systemd refuses starts past "
+			"StartLimitBurst= per StartLimitIntervalSec=): reset-failed and restart it once "
+			"more",
+			unit, result ? result : "?");
 		r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "ResetFailedUnit", &e, NULL,
 				   "s", unit);
 		if (r < 0) {
