@@ -33,6 +33,8 @@ typedef struct agent {
 	char ns[254];
 	char events_ns[254];
 	char owner[128];
+	char identity_key[128]; /* install.kata-deploy.katacontainers.io/<suffix or default> */
+	char *identity;		/* its value once installed: JSON, see install_identity() */
 	char node_uid[64];
 	char **handlers;  /* to wait for in status.runtimeHandlers */
 	char **installed; /* the shims the engine installed (the payload has them) */
@@ -58,6 +60,7 @@ static void agent_done(agent *a)
 	free(a->setup_snapshotter);
 	free(a->force_guest_pull);
 	free(a->pull_types);
+	free(a->identity);
 }
 
 bool kd_agent_terminating(void)
@@ -143,6 +146,7 @@ static int agent_open(agent *a, const kd_agent_settings *s, const char *kubeconf
 		return kd_err(err, -EINVAL, "NODE_NAME=%s: too long", s->node_name);
 	snprintf(a->node_path, sizeof(a->node_path), "/api/v1/nodes/%s", name);
 	kd_agent_owner_label(s, a->owner, sizeof(a->owner));
+	kd_agent_identity_annotation(s, a->identity_key, sizeof(a->identity_key));
 	a->handlers = kd_agent_handlers(s, NULL);
 	if (!a->handlers)
 		return kd_err(err, -ENOMEM, "out of memory");
@@ -235,14 +239,19 @@ static void post_event(agent *a, bool warning, const char *reason, const char *a
  * --------------------------------------------------------------------------------
  */
 
-static const char *labels_get(struct json_object *node, const char *key)
+static const char *meta_get(struct json_object *node, const char *map, const char *key)
 {
 	struct json_object *meta, *labels, *v;
 	if (json_object_object_get_ex(node, "metadata", &meta) &&
-	    json_object_object_get_ex(meta, "labels", &labels) &&
+	    json_object_object_get_ex(meta, map, &labels) &&
 	    json_object_object_get_ex(labels, key, &v) && json_object_is_type(v, json_type_string))
 		return json_object_get_string(v);
 	return NULL;
+}
+
+static const char *labels_get(struct json_object *node, const char *key)
+{
+	return meta_get(node, "labels", key);
 }
 
 /* Other installs' owner labels: any true (1), all false (0), none (-1). */
@@ -352,13 +361,33 @@ static int labels_mutate(struct json_object *node, struct json_object **ret_patc
 	label_want(node, l, c->a->owner, own_want);
 	label_want(node, l, KD_AGENT_LABEL, shared_want);
 	shim_labels(c, node, l);
-	if (json_object_object_length(l) == 0) {
+	/* The release identity (which release installed which payload here): set with the ready
+	 * labels, removed with them; a claim leaves the serving install's. */
+	struct json_object *an = json_object_new_object();
+	if (!an) {
 		json_object_put(p);
 		json_object_put(m);
 		json_object_put(l);
+		return kd_err(err, -ENOMEM, "out of memory");
+	}
+	if (c->op != LABELS_CLAIM) {
+		const char *want = c->op == LABELS_READY ? c->a->identity : NULL;
+		const char *have = meta_get(node, "annotations", c->a->identity_key);
+		if (want ? !have || strcmp(have, want) != 0 : have != NULL)
+			json_object_object_add(an, c->a->identity_key, label_value(want));
+	}
+	if (json_object_object_length(l) == 0 && json_object_object_length(an) == 0) {
+		json_object_put(p);
+		json_object_put(m);
+		json_object_put(l);
+		json_object_put(an);
 		*ret_patch = NULL;
 		return 0;
 	}
+	if (json_object_object_length(an))
+		json_object_object_add(m, "annotations", an);
+	else
+		json_object_put(an);
 	json_object_object_add(m, "labels", l);
 	json_object_object_add(p, "metadata", m);
 	*ret_patch = p;
@@ -640,6 +669,10 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.erofs_dmverity = s->erofs_dmverity,
 		.force_guest_pull = nonempty(a->force_guest_pull),
 	};
+	if (*s->containerd_user_drop_in)
+		kd_warn("CONTAINERD_USER_DROP_IN_SOURCE_FILE=%s is not supported yet: the drop-in is "
+			"not installed (docs/HELM.md, containerd.userDropIn)",
+			s->containerd_user_drop_in);
 	/* Upstream's CONTAINERD_CONFIG_FILE_NAME: another file in /etc/containerd; the
 	 * distributions keep their own config elsewhere and ignore it (as upstream). */
 	a->ctd_config[0] = '\0';
@@ -712,6 +745,47 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 	return 0;
 }
 
+/* The release identity this node records for the install (issue 15 item 7, what upstream's
+ * state ConfigMap says per release, here per node): the Helm release (our DaemonSet's
+ * app.kubernetes.io/instance label; "" when it has none), the DaemonSet, the payload's version
+ * and version directory, where it came from and the shims installed. JSON, readable with
+ * kubectl get node -o jsonpath. */
+static int install_identity(agent *a, const char *version, const char *id, kd_error *err)
+{
+	_cleanup_json_ struct json_object *ds = NULL, *o = json_object_new_object();
+	struct json_object *meta, *labels, *v;
+	const char *release = "";
+	char ns[300], name[300], path[PATH_BUF], dsname[600];
+	kd_error e2 = {0};
+
+	if (!o)
+		return kd_err(err, -ENOMEM, "out of memory");
+	if (kd_k8s_escape(a->ns, ns, sizeof(ns)) == 0 &&
+	    kd_k8s_escape(a->s->daemonset_name, name, sizeof(name)) == 0) {
+		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets/%s", ns, name);
+		if (kd_k8s_get(a->k, path, &ds, &e2) < 0)
+			kd_debug("no release name: %s", kd_err_msg(&e2));
+		else if (json_object_object_get_ex(ds, "metadata", &meta) &&
+			 json_object_object_get_ex(meta, "labels", &labels) &&
+			 json_object_object_get_ex(labels, "app.kubernetes.io/instance", &v) &&
+			 json_object_is_type(v, json_type_string))
+			release = json_object_get_string(v);
+		sync_metrics(a);
+	}
+	_cleanup_free_ char *shims = strv_join(a->installed, ' ');
+	snprintf(dsname, sizeof(dsname), "%s/%s", a->ns, a->s->daemonset_name);
+	if (!shims || json_object_object_add(o, "release", json_object_new_string(release)) ||
+	    json_object_object_add(o, "daemonSet", json_object_new_string(dsname)) ||
+	    json_object_object_add(o, "payload", json_object_new_string(version)) ||
+	    json_object_object_add(o, "id", json_object_new_string(id)) ||
+	    json_object_object_add(o, "source", json_object_new_string(a->s->payload)) ||
+	    json_object_object_add(o, "shims", json_object_new_string(shims)))
+		return kd_err(err, -ENOMEM, "out of memory");
+	free(a->identity);
+	a->identity = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	return a->identity ? 0 : kd_err(err, -ENOMEM, "out of memory");
+}
+
 /* What the engine installed (installed is taken): the handlers to wait for and the shim labels
  * follow it. Enabled shims the payload does not have (skipped) are named (log, Warning Event)
  * into missing, not fatal: their RuntimeClasses select a shim label this node will not get. */
@@ -745,12 +819,15 @@ static int shims_installed(agent *a, char **installed, char *const *skipped, cha
  * handlers written here would never be used. Refused, with an Event that says why. */
 static int refuse_cri_disabled(agent *a, kd_error *err)
 {
-	static const char path[] = "etc/containerd/config.toml";
+	char path[PATH_BUF];
 	_cleanup_free_ char *text = NULL;
 	size_t len;
 	char which[64];
 	kd_error e = {0};
 
+	snprintf(path, sizeof(path), "etc/containerd/%s",
+		 *a->s->containerd_config_file_name ? a->s->containerd_config_file_name
+						    : "config.toml");
 	if (strcmp(a->rt.id, "containerd") != 0 ||
 	    kd_read_file(a->rootfd, path, 4u << 20, &text, &len, &e) < 0 ||
 	    kd_hostcheck_cri_disabled(text, len, which, sizeof(which), &e) <= 0)
@@ -884,6 +961,8 @@ static int install_steps(agent *a, uint64_t t0, kd_error *err)
 	if ((r = host_install(a, rv, prefix, sizeof(prefix), &res, err)) < 0)
 		return r;
 	r = shims_installed(a, TAKE_PTR(res.shims), res.skipped, missing, sizeof(missing), err);
+	if (r >= 0)
+		r = install_identity(a, res.version, res.id, err);
 	snprintf(version, sizeof(version), "%s", res.version);
 	config_changed = res.config_changed;
 	kd_install_result_done(&res);

@@ -123,7 +123,7 @@ static const setting table[] = {
 	{"CONTAINERD_CONFIG_FILE_NAME", T_STRING, OFF(containerd_config_file_name), "", 0, 0, NULL,
 	 "containerd's config file in /etc/containerd (k8s; empty: config.toml)"},
 	{"CONTAINERD_USER_DROP_IN_SOURCE_FILE", T_STRING, OFF(containerd_user_drop_in), "", 0, 0,
-	 NULL, "TOML for containerd, installed as a drop-in next to ours"},
+	 NULL, "upstream's user containerd drop-in: not supported yet (a warning)"},
 	{"NODE_RUNTIME_VERSION", T_STRING, OFF(node_runtime_version), "", 0, 0, NULL,
 	 "job mode: the Node's containerRuntimeVersion (set by the dispatcher)"},
 };
@@ -552,6 +552,12 @@ void kd_agent_shim_label(const kd_agent_settings *s, const char *shim, char *buf
 {
 	snprintf(buf, size, KD_AGENT_SHIM_LABEL_PREFIX "kata-%s%s%s", shim,
 		 *s->multi_install_suffix ? "-" : "", s->multi_install_suffix);
+}
+
+void kd_agent_identity_annotation(const kd_agent_settings *s, char *buf, size_t size)
+{
+	snprintf(buf, size, KD_AGENT_IDENTITY_PREFIX "%s",
+		 *s->multi_install_suffix ? s->multi_install_suffix : "default");
 }
 
 void kd_agent_owner_label(const kd_agent_settings *s, char *buf, size_t size)

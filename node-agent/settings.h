@@ -61,7 +61,7 @@ typedef struct kd_agent_settings {
 	char *host_check_root; /* where /proc, /sys, /dev and /lib/modules are seen */
 	char *log_level;       /* "" (info, debug with DEBUG), error, warn, info, debug, trace */
 	char *containerd_config_file_name; /* "" = config.toml, in /etc/containerd (k8s) */
-	char *containerd_user_drop_in;	   /* a file of TOML for containerd, "" = none */
+	char *containerd_user_drop_in;	   /* upstream's; not supported yet: warned about */
 	char *node_runtime_version; /* job mode: containerRuntimeVersion, from the dispatcher */
 } kd_agent_settings;
 
@@ -80,6 +80,8 @@ int kd_agent_log_level(const kd_agent_settings *s);
 char **kd_agent_handlers(const kd_agent_settings *s, char *const *shims);
 /* "kata-deploy.katacontainers.io/<suffix or default>" */
 void kd_agent_owner_label(const kd_agent_settings *s, char *buf, size_t size);
+/* KD_AGENT_IDENTITY_PREFIX "<suffix or default>" */
+void kd_agent_identity_annotation(const kd_agent_settings *s, char *buf, size_t size);
 /* The node label that says a shim is installed here: KD_AGENT_SHIM_LABEL_PREFIX
  * "kata-<shim>[-<suffix>]" (its plain handler). The chart's RuntimeClasses of the shim, its
  * variants and the custom runtimes based on it select it. */
@@ -88,3 +90,6 @@ void kd_agent_shim_label(const kd_agent_settings *s, const char *shim, char *buf
 #define KD_AGENT_LABEL "katacontainers.io/kata-runtime"
 #define KD_AGENT_OWNER_PREFIX "kata-deploy.katacontainers.io/"
 #define KD_AGENT_SHIM_LABEL_PREFIX "handler.kata-deploy.katacontainers.io/"
+/* Node annotation with the release identity of an install (JSON: release, daemonSet, payload,
+ * id, source, shims), set when the node is labelled ready, removed with the labels. */
+#define KD_AGENT_IDENTITY_PREFIX "install.kata-deploy.katacontainers.io/"

@@ -248,6 +248,22 @@ def main():
     ns = c["ns"]
     main_objs = [d for d in docs if not hook_of(d)]
     hooks = [d for d in docs if hook_of(d)]
+    # --- the release's state ConfigMap (upstream's <release>-kata-deploy-state, issue 15 item 7);
+    # manifests/ has none (not a release).
+    state = [d for d in main_objs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-kata-deploy-state")]
+    main_objs = [d for d in main_objs if d not in state]
+    if name == "manifests":
+        eq(state, [], "manifests/: no release state ConfigMap")
+    elif check(len(state) == 1, "one <release>-kata-deploy-state ConfigMap"):
+        st = state[0]
+        eq(st["metadata"].get("namespace"), ns, "state ConfigMap in the release namespace")
+        eq(st["metadata"]["labels"].get("kata-deploy/instance"), instance, "state ConfigMap instance label")
+        d = st.get("data") or {}
+        eq((d.get("multiInstallSuffix"), d.get("deploymentMode"), d.get("daemonSet"), d.get("kataVersion"),
+            d.get("image"), d.get("nodeAnnotation")),
+           (c["sfx"], "daemonset", f"kata-deploy{sfx}", KATA_VERSION, c["image"],
+            f"install.kata-deploy.katacontainers.io/{instance}"),
+           "state ConfigMap: suffix, mode, DaemonSet, Kata version, image, node annotation")
     by = {}
     for d in main_objs:
         by.setdefault(d["kind"], []).append(d)

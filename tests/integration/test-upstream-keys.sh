@@ -11,6 +11,12 @@
 #   - the keys themselves: logLevel, containerd.configFileName, health.*Probe.enabled and
 #     upstream's probe shapes, kubectlImage {reference, tag}, the RuntimeClasses' owner label
 #     (kata-deploy.katacontainers.io/default) and Kata version annotation
+#   - with the apiserver (item 7): each rendered example passes --dry-run=server; helm install
+#     records the release in <release>-kata-deploy-state (and an upgrade that changes the suffix
+#     is refused from it); the agent (the chart's service account, a Node object, a host root)
+#     annotates the Node with install.kata-deploy.katacontainers.io/default (release, DaemonSet,
+#     payload version and id, source, shims) and removes it on uninstall; CONTAINERD_CONFIG_FILE_NAME
+#     puts the handlers into /etc/containerd/<name> (loaded by Debian's containerd 1.6); LOG_LEVEL
 # Needs python3 with PyYAML, upstream's source archive (../shared/sources).
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
@@ -156,5 +162,125 @@ check "every RuntimeClass selects kata-deploy.katacontainers.io/default and carr
 render "$T/r.yaml" --set env.multiInstallSuffix=blue --set-string 'shims.qemu.runtimeClass.nodeSelector.kata-deploy\.katacontainers\.io/blue=false'
 check "with a suffix: kata-deploy.katacontainers.io/blue, a shim's nodeSelector cannot override it" \
 	[ "$(rcs "$T/r.yaml" kata-deploy.katacontainers.io/blue)" = "[('kata-qemu-blue', '$KV', 'true')]" ]
+
+# --- 4. against the real kube-apiserver: renders, the release's identity, the agent's keys -------
+scripts/peers/all.sh kube-apiserver kubectl >"$T/peers.log" 2>&1 || { cat "$T/peers.log"; not_ok "apiserver peers"; finish; exit 1; }
+PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}
+KUBECTL=$PEERS/bin/kubectl AGENT=$KD_BUILD/kata-deploy-agent
+_keys_cleanup() {
+	local rc=$?
+	for p in $(cat "$T"/agent-*.pid 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+	bash tests/peers/apiserver-down.sh "$T/api" >/dev/null 2>&1 || true
+	chmod -R u+w "$T" 2>/dev/null || true
+	rm -rf "$T"
+	exit $rc
+}
+trap _keys_cleanup EXIT
+. tests/peers/apiserver-up.sh "$T/api" >/dev/null
+export KUBECONFIG=$KD_APISERVER_KUBECONFIG
+k() { "$KUBECTL" "$@"; }
+q() { "$@" >"$T/q.out" 2>&1 || { sed 's/^/#   /' "$T/q.out" | tail -20; return 1; }; }
+API_PORT=${KD_APISERVER_URL##*:}
+
+# Every upstream example that renders is accepted by the API server as it is.
+for v in "$EX"/*.values; do
+	c=$(basename "$v" .values)
+	mapfile -t args <"$EX/$c.args"
+	render "$T/ex.yaml" -f "$v" "${args[@]}" || continue
+	check "example $c: kubectl apply --dry-run=server" q k apply --dry-run=server -f "$T/ex.yaml" -o name
+done
+
+# Item 7: helm install (no hooks: no controller runs the pre-delete Job here) records the release.
+"$HELM" install kd1 "$CHART" -n kube-system --no-hooks --set payload.source=oci://registry.example/kata/payload:4.1.0 \
+	>"$T/install.out" 2>&1 && ok "helm install kd1 against the API server" || { not_ok "helm install kd1: $(cat "$T/install.out")"; }
+cm() { k get configmap kd1-kata-deploy-state -n kube-system -o jsonpath="{.data.$1}"; }
+check "kubectl reads the release's state: kd1-kata-deploy-state release=kd1, kataVersion=$KV, payload oci://..., suffix \"\", mode daemonset" \
+	[ "$(cm release)/$(cm kataVersion)/$(cm payload)/$(cm multiInstallSuffix)/$(cm deploymentMode)" = "kd1/$KV/oci://registry.example/kata/payload:4.1.0//daemonset" ]
+"$HELM" upgrade kd1 "$CHART" -n kube-system --no-hooks --set env.multiInstallSuffix=blue >"$T/upgrade.out" 2>&1 &&
+	not_ok "helm upgrade with another suffix accepted" ||
+	check "helm upgrade with another suffix: refused ($(grep -o 'kata-deploy: .*cannot change on upgrade[^;(]*' "$T/upgrade.out" | head -1))" grep -qF 'env.multiInstallSuffix cannot change on upgrade' "$T/upgrade.out"
+# The state ConfigMap alone refuses it too (a release whose DaemonSet is gone, e.g. deleted by hand).
+k delete daemonset kata-deploy -n kube-system >/dev/null
+"$HELM" upgrade kd1 "$CHART" -n kube-system --no-hooks --set env.multiInstallSuffix=blue >"$T/upgrade.out" 2>&1 &&
+	not_ok "helm upgrade with another suffix accepted without the DaemonSet" ||
+	check "... also from the state ConfigMap alone" grep -qF 'env.multiInstallSuffix cannot change on upgrade: release "kd1" was installed with "" (ConfigMap kd1-kata-deploy-state)' "$T/upgrade.out"
+"$HELM" upgrade kd1 "$CHART" -n kube-system --no-hooks --set logLevel=debug >"$T/upgrade.out" 2>&1 &&
+	ok "helm upgrade with the same suffix (logLevel=debug)" || not_ok "helm upgrade kd1: $(cat "$T/upgrade.out")"
+check "the upgraded DaemonSet runs the agent with --log-level debug" \
+	[ "$(k get ds kata-deploy -n kube-system -o jsonpath='{.spec.template.spec.containers[0].args}')" = '["--log-level","debug","install"]' ]
+
+# The agent on a node (as test-agent.sh: the chart's service account, a Node object standing in for
+# the kubelet, a host root): it records which release installed which payload on the node, reads
+# containerd's config from CONTAINERD_CONFIG_FILE_NAME, and logs at LOG_LEVEL.
+NODE=kd-keys-node
+k apply -f - >/dev/null <<Y
+apiVersion: v1
+kind: Node
+metadata: {name: $NODE, labels: {kubernetes.io/os: linux}}
+Y
+k patch node "$NODE" --subresource=status --type=merge -p '{"status":{"nodeInfo":{"containerRuntimeVersion":"containerd://1.7.2","kubeletVersion":"v1.33.0","osImage":"Debian","kernelVersion":"6.1","operatingSystem":"linux","architecture":"amd64","machineID":"m","systemUUID":"u","bootID":"b","kubeProxyVersion":""},"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"test","lastHeartbeatTime":"2025-01-01T00:00:00Z","lastTransitionTime":"2025-01-01T00:00:00Z"}],"runtimeHandlers":[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"userNamespaces":false}}]}}' >/dev/null
+P=$T/payload.tar.zst
+"$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$P" >/dev/null
+PV=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["version"])' artifacts/demo/payload.yaml)
+R=$T/root
+make_host_root "$R"
+mv "$R/etc/containerd/config.toml" "$R/etc/containerd/config-kd.toml"
+snapshot "$R" >"$T/orig.snap"
+HC=$T/hc
+tests/tools/mkfakeko.sh tree "$HC" 6.1.0-fake >/dev/null 2>&1
+mkdir -p "$HC/proc/sys/kernel" "$HC/dev" "$HC/sys/fs/cgroup"
+printf 'processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: fpu lm sse4_1 sse4_2 vmx\n' >"$HC/proc/cpuinfo"
+echo 6.1.0-fake >"$HC/proc/sys/kernel/osrelease"
+echo "cpu memory pids" >"$HC/sys/fs/cgroup/cgroup.controllers"
+: >"$HC/dev/kvm"
+mkdir -p "$T/sa"
+cp "$KD_APISERVER_CA" "$T/sa/ca.crt"
+echo kube-system >"$T/sa/namespace"
+k create token kata-deploy-sa -n kube-system --duration=1h >"$T/sa/token"
+run_agent() { # NAME [VAR=value ...]: "install" in the background, its pid in $T/agent-NAME.pid
+	local name=$1; shift
+	env KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$API_PORT" \
+		SERVICEACCOUNT_DIR="$T/sa" NODE_NAME=$NODE POD_NAMESPACE=kube-system DAEMONSET_NAME=kata-deploy \
+		HOST_ROOT="$R" PAYLOAD="$P" HOST_CHECK_ROOT="$HC" RUNTIME_RESTART=none HEALTH_PORT=0 \
+		POLL_INTERVAL_MS=100 LABEL_STABLE_READS=2 RUNTIME_HANDLERS_TIMEOUT=30 SHIMS_X86_64=qemu \
+		CONTAINERD_CONFIG_FILE_NAME=config-kd.toml "$@" \
+		"$AGENT" install >"$T/agent-$name.log" 2>&1 &
+	echo $! >"$T/agent-$name.pid"
+}
+not() { ! "$@"; }
+ident() { k get node "$NODE" -o jsonpath='{.metadata.annotations.install\.kata-deploy\.katacontainers\.io/default}'; }
+# "install" stays as the waiter until SIGTERM: wait for the annotation.
+run_agent a1 LOG_LEVEL=warn
+for i in $(seq 1 600); do [ -n "$(ident)" ] && break; kill -0 "$(cat "$T/agent-a1.pid")" 2>/dev/null || break; sleep 0.1; done
+ident >"$T/ident.json"
+python3 - "$T/ident.json" "$PV" >"$T/ident.out" 2>&1 <<'PY' && ok "node annotation install.kata-deploy.katacontainers.io/default: $(cat "$T/ident.json")" || { not_ok "node identity: $(cat "$T/ident.out")"; sed 's/^/#   /' "$T/agent-a1.log" | tail -20; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["release"] == "kd1", d
+assert d["daemonSet"] == "kube-system/kata-deploy", d
+assert d["payload"] == sys.argv[2], (d, sys.argv[2])
+assert len(d["id"]) == 16 and d["source"].endswith("payload.tar.zst") and d["shims"] == "qemu", d
+PY
+check "CONTAINERD_CONFIG_FILE_NAME=config-kd.toml: the handlers are in /etc/containerd/config-kd.toml" grep -q 'kata-qemu' "$R/etc/containerd/config-kd.toml"
+check "CONTAINERD_CONFIG_FILE_NAME: no /etc/containerd/config.toml created" [ ! -e "$R/etc/containerd/config.toml" ]
+containerd --config "$R/etc/containerd/config-kd.toml" config dump >"$T/dump" 2>"$T/dump.err" &&
+	check "containerd $(containerd --version | awk '{print $3}') loads config-kd.toml with kata-qemu" grep -q 'runtimes.kata-qemu\]' "$T/dump" ||
+	not_ok "containerd config dump of config-kd.toml: $(head -3 "$T/dump.err")"
+check "LOG_LEVEL=warn: no info lines in the agent's log" not grep -q ': info: ' "$T/agent-a1.log"
+check "a readable summary: kubectl custom-columns" \
+	bash -c "'$KUBECTL' get nodes -o custom-columns='NODE:.metadata.name,KATA:.metadata.annotations.install\.kata-deploy\.katacontainers\.io/default' | grep -q '^$NODE .*\"release\":\"kd1\"'"
+# Uninstall (the DaemonSet gone, SIGTERM): the identity goes with the labels, the root is as it was.
+k delete daemonset kata-deploy -n kube-system >/dev/null
+kill -TERM "$(cat "$T/agent-a1.pid")"
+wait "$(cat "$T/agent-a1.pid")" 2>/dev/null; rc=$?
+check "SIGTERM, DaemonSet gone: the agent exits 0 ($rc)" [ "$rc" = 0 ]
+check "uninstall removes the node's identity annotation" [ -z "$(ident)" ]
+snapshot "$R" >"$T/after.snap"
+check "uninstall restores the host root (config-kd.toml) byte for byte" cmp -s "$T/orig.snap" "$T/after.snap"
+# CONTAINERD_CONFIG_FILE_NAME is refused before anything happens when it is not a file name.
+run_agent bad CONTAINERD_CONFIG_FILE_NAME=../shadow
+wait "$(cat "$T/agent-bad.pid")"; rc=$?
+check "CONTAINERD_CONFIG_FILE_NAME=../shadow: exit 2 ($rc)" [ "$rc" = 2 ]
+check "CONTAINERD_CONFIG_FILE_NAME=../shadow: the message names the variable" grep -qF 'CONTAINERD_CONFIG_FILE_NAME=../shadow: must be a file name' "$T/agent-bad.log"
 
 finish
