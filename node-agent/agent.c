@@ -782,7 +782,8 @@ static int install_identity(agent *a, const char *version, const char *id, kd_er
 	    json_object_object_add(o, "shims", json_object_new_string(shims)))
 		return kd_err(err, -ENOMEM, "out of memory");
 	free(a->identity);
-	a->identity = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	a->identity = strdup(json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 	return a->identity ? 0 : kd_err(err, -ENOMEM, "out of memory");
 }
 

@@ -244,11 +244,16 @@ int main(int argc, char **argv)
 		perror("health socket");
 		lfd = -1;
 	}
-	fprintf(stderr, "kata-deploy-agent: info: installed; waiting for SIGTERM\n");
+	/* The agent's LOG_LEVEL (upstream's --log-level): error and warn leave out info lines. */
+	const char *ll = getenv("LOG_LEVEL");
+	bool info = !ll || (strcmp(ll, "error") != 0 && strcmp(ll, "warn") != 0);
+	if (info)
+		fprintf(stderr, "kata-deploy-agent: info: installed; waiting for SIGTERM\n");
 	if (serve(sfd, lfd) < 0)
 		return 1;
-	fprintf(stderr, "kata-deploy-agent: info: SIGTERM received: checking whether the "
-			"DaemonSet still selects this node\n");
+	if (info)
+		fprintf(stderr, "kata-deploy-agent: info: SIGTERM received: checking whether the "
+				"DaemonSet still selects this node\n");
 	/* Back to the agent for the decision; the health socket and the metrics travel along. */
 	setenv("KD_AGENT_ON_TERM", "1", 1);
 	unsetenv(METRICS_TEXT_ENV);
