@@ -29,6 +29,13 @@ int kd_crio_render(const kd_handler *h, size_t n, bool debug, char **ret, char *
 	/* CRI-O passes a pod annotation to the runtime only if the handler allows it: the
 	 * same set containerd gets in pod_annotations. */
 	const char *ann[] = {"io.katacontainers.*"};
+	/* As upstream: containers/storage's overlay driver must not make its home a private
+	 * bind mount, which Kata's shared mounts of the rootfs trip over. Like any drop-in
+	 * key it replaces a storage_option list set before it. */
+	const char *crio[] = {"crio"}, *so[] = {"overlay.skip_mount_home=true"};
+	if ((r = kd_toml_add_table(doc, crio, 1, err)) < 0 ||
+	    (r = kd_toml_set_strings(doc, crio, 1, "storage_option", so, 1, err)) < 0)
+		return r;
 	for (size_t i = 0; i < n; i++) {
 		const char *p[] = {"crio", "runtime", "runtimes", h[i].name};
 		if ((r = kd_toml_add_table(doc, p, 4, err)) < 0 ||

@@ -554,6 +554,9 @@ TEST(test_crio_dropin)
 	CHECK_INT(kd_crio_render(&qemu, 1, true, &out, &t, &err), 0);
 	CHECK_STR(out, "# Written by kata-deploy: Kata Containers runtime handlers.\n"
 		       "# Removed by 'kata-deploy uninstall'.\n"
+		       "[crio]\n"
+		       "storage_option = [\"overlay.skip_mount_home=true\"]\n"
+		       "\n"
 		       "[crio.runtime.runtimes.kata-qemu]\n"
 		       "runtime_path = \"/opt/kata/bin/containerd-shim-kata-v2\"\n"
 		       "runtime_type = \"vm\"\n"
