@@ -70,6 +70,8 @@ static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 		json_object_object_add(j, "custom_runtimes", json_object_new_boolean(true));
 	if (o->erofs_dmverity)
 		json_object_object_add(j, "erofs_dmverity", json_object_new_boolean(true));
+	if (o->snapshotter_optional)
+		json_object_object_add(j, "snapshotter_optional", json_object_new_boolean(true));
 	json_object_object_add(j, "flavour", json_object_new_string(f->name));
 	json_object_object_add(j, "unit", json_object_new_string(f->unit));
 	json_object_object_add(j, "crio", json_object_new_boolean(f->crio));
@@ -108,6 +110,8 @@ int kd_runtime_opts_from_json(const char *json, kd_runtime_opts *ret, char ***re
 		j && json_object_get_boolean(json_object_object_get(j, "custom_runtimes"));
 	o.erofs_dmverity =
 		j && json_object_get_boolean(json_object_object_get(j, "erofs_dmverity"));
+	o.snapshotter_optional =
+		j && json_object_get_boolean(json_object_object_get(j, "snapshotter_optional"));
 	json_object_put(j);
 	*ret = o;
 	*ret_storage = store;
@@ -920,8 +924,16 @@ int kd_runtime_plan(const kd_runtime_input *in, const kd_runtime_opts *o, kd_con
 		snprintf(prefix, sizeof(prefix), "/%s", in->prefix);
 		ko.prefix = prefix;
 		if ((r = kd_kata_validate(&ko, named, err)) < 0 ||
-		    (r = snap_setup(o, &p.flavour, &ss, err)) < 0 ||
-		    (r = build_handlers(in, o, &p.flavour, &ss, named, absent, &h, &n, err)) < 0)
+		    (r = snap_setup(o, &p.flavour, &ss, err)) < 0)
+			goto fail;
+		if (ss.nydus && o->snapshotter_optional &&
+		    (!tree_has(in, KD_NYDUS_GRPC) || !tree_has(in, KD_NYDUS_OVERLAYFS))) {
+			kd_warn("snapshotter nydus is not set up: the payload has no %s component "
+				"(%s, %s); handlers mapped to nydus keep the name 'nydus'",
+				KD_NYDUS_COMPONENT, KD_NYDUS_GRPC, KD_NYDUS_OVERLAYFS);
+			ss.nydus = false;
+		}
+		if ((r = build_handlers(in, o, &p.flavour, &ss, named, absent, &h, &n, err)) < 0)
 			goto fail;
 		/* Kata's per-shim configuration first: the CRI points at it. */
 		kd_tree_src tree = {in->treefd, in->read_tree, in->read_tree_userdata,

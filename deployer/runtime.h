@@ -43,6 +43,10 @@ typedef struct kd_runtime_opts {
 	const char *erofs_merge_mode;	    /* merged (default) | unmerged */
 	const char *erofs_snapshotter_mode; /* disk (default) | memory */
 	bool erofs_dmverity;
+	/* nydus in snapshotter_setup but no nydus-snapshotter component in the payload: leave
+	 * nydus out with a warning instead of refusing (the agent: one missing component must
+	 * not fail a whole node; the host CLI refuses). */
+	bool snapshotter_optional;
 	/* Shims whose Kata runtime pulls images in the guest: experimental_force_guest_pull
 	 * (upstream's EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>), comma-separated. */
 	const char *force_guest_pull;

@@ -667,6 +667,7 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.erofs_merge_mode = nonempty(s->erofs_merge_mode),
 		.erofs_snapshotter_mode = nonempty(s->erofs_snapshotter_mode),
 		.erofs_dmverity = s->erofs_dmverity,
+		.snapshotter_optional = true, /* a payload without nydus fails no node */
 		.force_guest_pull = nonempty(a->force_guest_pull),
 	};
 	if (*s->containerd_user_drop_in)
