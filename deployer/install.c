@@ -612,6 +612,13 @@ static void show_extract_progress(uint64_t done, uint64_t total, void *userdata)
 	xp->shown = xp->tty;
 }
 
+static bool nydus_as_installed(const kd_install_opts *o, const kd_state *s)
+{
+	bool wanted = kd_snapshotter_listed(o->rt.snapshotter_setup, "nydus");
+	bool have = kd_strv_find(s->current.components, KD_NYDUS_COMPONENT);
+	return wanted ? have || o->rt.snapshotter_optional : !have;
+}
+
 static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		      kd_install_result *res, kd_error *err)
 {
@@ -646,10 +653,9 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		    (!o->sha256 || strcmp(o->sha256, s.current.digest) == 0) &&
 		    strcmp(s.source.digest, s.current.digest) == 0 &&
 		    same_shims(c, o, &s.current, &missing) &&
-		    /* and the nydus-snapshotter component wanted as installed */
-		    kd_snapshotter_listed(o->rt.snapshotter_setup, "nydus") ==
-			    kd_strv_find(s.current.components, KD_NYDUS_COMPONENT) &&
-		    kd_state_links_intact(c->rootfd, &s) &&
+		    /* and the nydus-snapshotter component wanted as installed (the same payload
+		     * without it: still without it, and left out when optional) */
+		    nydus_as_installed(o, &s) && kd_state_links_intact(c->rootfd, &s) &&
 		    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
