@@ -98,8 +98,7 @@ static int read_doc(int rootfd, const char *path, kd_toml_doc **ret, kd_error *e
 	return kd_toml_parse(name, data, len, ret, err);
 }
 
-/* Does an imports entry of the file at dir/ (relative dir) cover the absolute path abs? */
-static bool imports_cover(char **imports, const char *dir, const char *abs)
+bool kd_containerd_imports_cover(char *const *imports, const char *dir, const char *abs)
 {
 	char pat[KD_PATH_MAX];
 	for (size_t i = 0; imports && imports[i]; i++) {
@@ -260,7 +259,7 @@ int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, 
 		 * containerd 2.x (a v3 file, or a v2 file read by a known 2.x). 1.x and unknown
 		 * versions replace the whole CRI table from an imported file (containerd#5837):
 		 * the rendered file's runc, cni, registry and sandbox image would be lost. */
-		bool covered = imports_cover(imports, f->config_dir, abs);
+		bool covered = kd_containerd_imports_cover(imports, f->config_dir, abs);
 		char no_dropin[160] = "";
 		if (covered && (v3 || kd_flavour_at_least(f, 2, 0))) {
 			p.strategy = KD_CTD_DROPIN;
@@ -354,7 +353,7 @@ int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, 
 		/* Drop-ins carry the root file's version: 2.3.0-2.3.4 refuse a higher one
 		 * (containerd PR #12891). */
 		p.version = version;
-		if (imports_cover(imports, f->config_dir, abs)) {
+		if (kd_containerd_imports_cover(imports, f->config_dir, abs)) {
 			p.strategy = KD_CTD_DROPIN;
 			snprintf(p.why, sizeof(p.why),
 				 "containerd %d.%d: drop-in /%s, already imported by /%s", f->major,

@@ -49,6 +49,10 @@ typedef struct kd_handler {
 int kd_containerd_strategy(int rootfd, const kd_flavour *f, const char *suffix, kd_ctd_plan *ret,
 			   kd_error *err);
 
+/* Does an entry of imports, read from a file in dir (relative to the root), cover the
+ * absolute path abs? */
+bool kd_containerd_imports_cover(char *const *imports, const char *dir, const char *abs);
+
 /* The CRI runtime plugin id for a schema version: "cri" (1), "io.containerd.grpc.v1.cri" (2),
  * "io.containerd.cri.v1.runtime" (3, 4). */
 const char *kd_containerd_runtime_plugin(int version);

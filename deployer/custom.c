@@ -106,7 +106,9 @@ int kd_custom_parse(const char *name, const char *text, kd_custom_runtime **ret,
 /* A host file (symlinks followed: ConfigMap mounts are links into ..data/). */
 static int read_host(const char *path, char **ret, kd_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO put where a file belongs must not hang us (the type check below
+	 * refuses it); a regular file reads the same either way. */
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	struct stat st;
 	if (fd < 0)
 		return errno == ENOENT ? -ENOENT : kd_err_errno(err, -errno, "open '%s'", path);
@@ -163,6 +165,22 @@ int kd_custom_dropin(const char *dir, const char *name, char **ret, kd_error *er
 	int r = read_host(path, &text, err);
 	if (r == -ENOENT)
 		return 0;
+	if (r < 0)
+		return r;
+	_cleanup_toml_ kd_toml_doc *d = NULL;
+	if ((r = kd_toml_parse(path, text, strlen(text), &d, err)) < 0)
+		return r;
+	*ret = TAKE_PTR(text);
+	return 0;
+}
+
+int kd_custom_read_toml(const char *path, char **ret, kd_error *err)
+{
+	_cleanup_free_ char *text = NULL;
+	*ret = NULL;
+	int r = read_host(path, &text, err);
+	if (r == -ENOENT)
+		return kd_err(err, r, "'%s' does not exist", path);
 	if (r < 0)
 		return r;
 	_cleanup_toml_ kd_toml_doc *d = NULL;

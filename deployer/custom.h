@@ -30,3 +30,6 @@ int kd_custom_parse(const char *name, const char *text, kd_custom_runtime **ret,
 int kd_custom_load(const char *dir, kd_custom_runtime **ret, size_t *ret_n, kd_error *err);
 /* dir/dropin-<name>.toml, checked to be TOML: 0 with *ret = NULL when there is none. */
 int kd_custom_dropin(const char *dir, const char *name, char **ret, kd_error *err);
+/* A TOML file the admin gives on the host (containerd's user drop-in), read whole and checked
+ * to be TOML; a missing file is an error that names it. */
+int kd_custom_read_toml(const char *path, char **ret, kd_error *err);

@@ -1,6 +1,8 @@
 /* kata-deploy: the host CLI. One function per verb; each parses its options into the engine's
  * option structs, calls the engine once and prints the error chain once. */
+#include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,7 +237,9 @@ static const char install_help[] =
 	"  --erofs-merge-mode merged|unmerged   (default merged: runtime-rs shims only)\n"
 	"  --erofs-snapshotter-mode disk|memory (rw layer: 10G on disk, or in memory)\n"
 	"  --erofs-dmverity      dm-verity for the erofs layers\n"
-	"  --force-guest-pull shim,...  Kata pulls every image in the guest for these shims\n";
+	"  --force-guest-pull shim,...  Kata pulls every image in the guest for these shims\n"
+	"  --containerd-user-drop-in FILE  your containerd TOML, installed beside ours as\n"
+	"                        zz-kata-deploy-user.toml and merged after it (containerd 2.x)\n";
 
 /* A value that must be one of a list: a wrong one is a usage error (exit 2), named once. */
 static bool one_of(const char *verb, const char *opt, const char *arg, const char *const *list)
@@ -285,6 +289,7 @@ enum {
 	O_RT_EROFS_MODE,
 	O_RT_EROFS_DMV,
 	O_RT_FORCE_GP,
+	O_RT_USER_DROPIN,
 };
 #define RUNTIME_LONGOPTS                                                                           \
 	{"runtime", required_argument, NULL, O_RT_RUNTIME},                                        \
@@ -308,6 +313,7 @@ enum {
 		{"erofs-snapshotter-mode", required_argument, NULL, O_RT_EROFS_MODE},              \
 		{"erofs-dmverity", no_argument, NULL, O_RT_EROFS_DMV},                             \
 		{"force-guest-pull", required_argument, NULL, O_RT_FORCE_GP},                      \
+		{"containerd-user-drop-in", required_argument, NULL, O_RT_USER_DROPIN},            \
 	{                                                                                          \
 		"default-shim", required_argument, NULL, O_RT_DEFSHIM                              \
 	}
@@ -385,6 +391,19 @@ static int runtime_opt(const char *verb, kd_runtime_opts *rt, int opt, const cha
 	case O_RT_FORCE_GP:
 		rt->force_guest_pull = arg;
 		return 1;
+	case O_RT_USER_DROPIN: {
+		/* Kept in the state for rollback: an absolute path. */
+		static char abs[PATH_MAX];
+		if (!realpath(arg, abs)) {
+			char msg[PATH_MAX + 64];
+			snprintf(msg, sizeof(msg), "--containerd-user-drop-in '%s': %s", arg,
+				 strerror(errno));
+			usage_error(verb, msg);
+			return -1;
+		}
+		rt->containerd_user_dropin = abs;
+		return 1;
+	}
 	case O_RT_HTTPS:
 	case O_RT_NOPROXY: {
 		kd_error e = {0};

@@ -312,20 +312,20 @@ int kd_revert_text(const kd_config_file *rec, const char *cur, size_t cur_len, b
 	if (r != 0)
 		return r;
 	bool import_removed = false;
-	if (rec->import) {
+	if (rec->imports && rec->imports[0]) {
 		int version;
 		_cleanup_strv_ char **imports = NULL;
 		r = kd_containerd_root_info(doc, rec->path, &version, &imports, err);
 		if (r < 0)
 			return r;
-		if (kd_strv_find(imports, rec->import)) {
-			_cleanup_strv_ char **keep = calloc(1, sizeof(char *));
-			for (size_t i = 0; keep && imports[i]; i++)
-				if (strcmp(imports[i], rec->import) &&
-				    kd_strv_push(&keep, imports[i]) < 0)
-					return -ENOMEM;
-			if (!keep)
+		_cleanup_strv_ char **keep = calloc(1, sizeof(char *));
+		if (!keep)
+			return -ENOMEM;
+		for (size_t i = 0; imports[i]; i++)
+			if (!kd_strv_find(rec->imports, imports[i]) &&
+			    kd_strv_push(&keep, imports[i]) < 0)
 				return -ENOMEM;
+		if (kd_strv_length(keep) != kd_strv_length(imports)) {
 			if (!keep[0] && rec->import_key)
 				r = kd_toml_remove_key(doc, NULL, 0, "imports", err);
 			else

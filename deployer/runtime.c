@@ -53,7 +53,8 @@
 	X(snapshotter_setup)                                                                       \
 	X(erofs_merge_mode)                                                                        \
 	X(erofs_snapshotter_mode)                                                                  \
-	X(force_guest_pull)
+	X(force_guest_pull)                                                                        \
+	X(containerd_user_dropin)
 
 static char *opts_to_json(const kd_runtime_opts *o, const kd_flavour *f)
 {
@@ -595,6 +596,91 @@ static int build_handlers(const kd_runtime_input *in, const kd_runtime_opts *o, 
 	return 0;
 }
 
+/* containerd.userDropIn (upstream's CONTAINERD_USER_DROP_IN_SOURCE_FILE): the admin's TOML,
+ * copied whole beside our drop-in as zz-kata-deploy-user[-suffix].toml, a name that sorts
+ * after ours, so containerd merges it last and its keys win over ours. Only where the daemon
+ * deep-merges drop-ins (2.x): 1.x replaces whole plugin tables from an import. Sets path (the
+ * copy, relative) and entry (the `imports` entry the root config needs for it, "" if none). */
+static int user_dropin_target(const kd_config_plan *p, const kd_ctd_plan *cp, const char *suffix,
+			      const kd_toml_doc *main_doc, const kd_config_file *mrec, char *path,
+			      size_t path_size, char *entry, size_t entry_size, kd_error *err)
+{
+	const kd_flavour *f = &p->flavour;
+	char sfx[80] = "", dir[KD_PATH_MAX];
+	entry[0] = '\0';
+	if (suffix && *suffix)
+		snprintf(sfx, sizeof(sfx), "-%s", suffix);
+	if (cp->strategy == KD_CTD_DROPIN || cp->strategy == KD_CTD_DROPIN_IMPORT) {
+		snprintf(dir, sizeof(dir), "%s", cp->target);
+		char *sl = strrchr(dir, '/');
+		if (sl)
+			*sl = '\0';
+	} else if (cp->strategy == KD_CTD_CREATE_MAIN && f->id == KD_FLAVOUR_CONTAINERD &&
+		   cp->version >= 3) {
+		snprintf(dir, sizeof(dir), "%s/conf.d", f->config_dir);
+	} else {
+		return kd_err(err, -EINVAL,
+			      "needs containerd 2.x reading drop-ins (it "
+			      "deep-merges them; 1.x replaces whole plugin tables from an import), "
+			      "but here: %s",
+			      cp->why);
+	}
+	snprintf(path, path_size, "%s/zz-kata-deploy-user%s.toml", dir, sfx);
+	if (kd_flavour_is_k0s(f->id))
+		return 0; /* k0s imports every file of containerd.d itself */
+	char abs[KD_PATH_MAX];
+	snprintf(abs, sizeof(abs), "/%s", path);
+	/* Covered by the root config's own imports (not by entries we added last time)? */
+	_cleanup_strv_ char **imports = NULL, **theirs = calloc(1, sizeof(char *));
+	int v, r;
+	if (!theirs)
+		return -ENOMEM;
+	if (main_doc && cp->strategy != KD_CTD_CREATE_MAIN) {
+		if ((r = kd_containerd_root_info(main_doc, cp->main, &v, &imports, err)) < 0)
+			return r;
+		for (size_t i = 0; imports[i]; i++)
+			if (!(mrec && kd_strv_find(mrec->imports, imports[i])) &&
+			    kd_strv_push(&theirs, imports[i]) < 0)
+				return -ENOMEM;
+	}
+	if (kd_containerd_imports_cover(theirs, f->config_dir, abs))
+		return 0;
+	if (kd_flavour_is_k3s_like(f->id))
+		return kd_err(err, -EINVAL,
+			      "%s's /%s does not import /%s; add it to "
+			      "the imports of its template",
+			      f->name, cp->main, path);
+	snprintf(entry, entry_size, "%s", abs);
+	return 0;
+}
+
+/* Add entries to the root config's `imports` (kept in order, none twice); records them. */
+static int add_imports(kd_toml_doc *doc, const char *name, char *const *add, kd_config_file *rec,
+		       kd_error *err)
+{
+	_cleanup_strv_ char **imports = NULL;
+	int v;
+	int r = kd_containerd_root_info(doc, name, &v, &imports, err);
+	if (r < 0)
+		return r;
+	rec->import_key = kd_toml_get(kd_toml_root(doc), "imports") == NULL;
+	bool changed = false;
+	for (size_t i = 0; add && add[i]; i++) {
+		if (kd_strv_push(&rec->imports, add[i]) < 0)
+			return -ENOMEM;
+		if (kd_strv_find(imports, add[i]))
+			continue;
+		if (kd_strv_push(&imports, add[i]) < 0)
+			return -ENOMEM;
+		changed = true;
+	}
+	if (changed &&
+	    (r = kd_toml_set_strings(doc, NULL, 0, "imports", (const char *const *)imports,
+				     kd_strv_length(imports), err)) < 0)
+		return kd_err_wrap(err, r, "/%s", name);
+	return 0;
+}
+
 static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const kd_runtime_opts *o,
 			   const kd_snap_setup *ss, const kd_handler *h, size_t n, kd_error *err)
 {
@@ -618,12 +704,12 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 			 cp->main);
 	}
 	if (cp->strategy == KD_CTD_DROPIN && p->flavour.id == KD_FLAVOUR_CONTAINERD && mrec &&
-	    mrec->import) {
+	    mrec->imports) {
 		/* "Already imported" only because of the entry we added last time: it is still
 		 * ours (the revert below removes it, this plan adds it back). */
 		char abs[KD_PATH_MAX];
 		snprintf(abs, sizeof(abs), "/%s", cp->target);
-		if (!strcmp(mrec->import, abs)) {
+		if (kd_strv_find(mrec->imports, abs)) {
 			cp->strategy = KD_CTD_DROPIN_IMPORT;
 			snprintf(cp->import_entry, sizeof(cp->import_entry), "%s", abs);
 			snprintf(cp->why, sizeof(cp->why),
@@ -680,6 +766,18 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 		if ((r = kd_containerd_root_info(main_doc, cp->main, &schema, &imp, err)) < 0)
 			return r;
 	}
+	/* The user drop-in: where it goes and whether the root config must import it. */
+	char user_path[KD_PATH_MAX] = "", user_entry[KD_PATH_MAX] = "";
+	_cleanup_free_ char *user_text = NULL;
+	if (o->containerd_user_dropin && *o->containerd_user_dropin) {
+		if ((r = kd_custom_read_toml(o->containerd_user_dropin, &user_text, err)) < 0 ||
+		    (r = user_dropin_target(p, cp, o->suffix,
+					    cp->strategy == KD_CTD_CREATE_MAIN ? doc : main_doc,
+					    mrec, user_path, sizeof(user_path), user_entry,
+					    sizeof(user_entry), err)) < 0)
+			return kd_err_wrap(err, r, "containerd user drop-in");
+	}
+	char *user_add[] = {user_entry, NULL};
 	if (ss->nydus && cp->strategy == KD_CTD_TEMPLATE)
 		return kd_err(
 			err, -EINVAL,
@@ -720,40 +818,47 @@ static int plan_containerd(kd_config_plan *p, const kd_runtime_input *in, const 
 			return -ENOMEM;
 		sha_of(c->new_text, c->new_len, c->rec.result_sha);
 		c->rec.result_len = c->new_len;
-	} else if ((r = finish_record(c, c->rec.created ? skel : base, doc, tables, own_file, false,
-				      err)) < 0) {
-		return r;
+	} else {
+		/* The root config we create imports the user drop-in itself. */
+		if (cp->strategy == KD_CTD_CREATE_MAIN && user_entry[0] &&
+		    (r = add_imports(doc, cp->main, user_add, &c->rec, err)) < 0)
+			return r;
+		if ((r = finish_record(c, c->rec.created ? skel : base, doc, tables, own_file,
+				       false, err)) < 0)
+			return r;
 	}
 
-	if (cp->strategy == KD_CTD_DROPIN_IMPORT) {
+	/* Our drop-in's imports entry and / or the user drop-in's, in the root config. */
+	char *add[3] = {NULL, NULL, NULL};
+	size_t na = 0;
+	if (cp->strategy == KD_CTD_DROPIN_IMPORT)
+		add[na++] = cp->import_entry;
+	if (cp->strategy != KD_CTD_CREATE_MAIN && user_entry[0])
+		add[na++] = user_entry;
+	if (na > 0) {
 		kd_change *m;
 		_cleanup_free_ char *mbase = NULL;
 		size_t mblen;
 		_cleanup_toml_ kd_toml_doc *md = NULL;
-		_cleanup_strv_ char **imports = NULL, **none = calloc(1, sizeof(char *));
-		int v;
+		_cleanup_strv_ char **none = calloc(1, sizeof(char *));
+		kd_config_file rec = {0};
+		if (!none)
+			return -ENOMEM;
 		if ((r = load_base(p, in->rootfd, in->prev, cp->main, false, &m, &mbase, &mblen,
 				   err)) < 0 ||
 		    (r = parse_named(cp->main, mbase ? mbase : "", mbase ? mblen : 0, &md, err)) <
 			    0 ||
-		    (r = kd_containerd_root_info(md, cp->main, &v, &imports, err)) < 0)
+		    (r = add_imports(md, cp->main, add, &rec, err)) < 0 ||
+		    (r = finish_record(m, mbase ? mbase : "", md, none, false, false, err)) < 0) {
+			kd_config_file_done(&rec);
 			return r;
-		bool had_key = kd_toml_get(kd_toml_root(md), "imports") != NULL;
-		if (!kd_strv_find(imports, cp->import_entry)) {
-			if (kd_strv_push(&imports, cp->import_entry) < 0)
-				return -ENOMEM;
-			if ((r = kd_toml_set_strings(md, NULL, 0, "imports",
-						     (const char *const *)imports,
-						     kd_strv_length(imports), err)) < 0)
-				return kd_err_wrap(err, r, "/%s", cp->main);
 		}
-		if ((r = finish_record(m, mbase ? mbase : "", md, none, false, false, err)) < 0)
-			return r;
-		m->rec.import = strdup(cp->import_entry);
-		m->rec.import_key = !had_key;
-		if (!m->rec.import)
-			return -ENOMEM;
+		m->rec.imports = TAKE_PTR(rec.imports);
+		m->rec.import_key = rec.import_key;
 	}
+	if (user_text &&
+	    (r = whole_file(p, in->rootfd, in->prev, user_path, user_text, 0, err)) < 0)
+		return kd_err_wrap(err, r, "containerd user drop-in");
 	return 0;
 }
 

@@ -50,6 +50,9 @@ typedef struct kd_runtime_opts {
 	/* Shims whose Kata runtime pulls images in the guest: experimental_force_guest_pull
 	 * (upstream's EXPERIMENTAL_FORCE_GUEST_PULL_<ARCH>), comma-separated. */
 	const char *force_guest_pull;
+	/* The admin's containerd drop-in (a host path; upstream's containerd.userDropIn), copied
+	 * beside ours and merged after it (containerd 2.x only). */
+	const char *containerd_user_dropin;
 } kd_runtime_opts;
 
 typedef struct kd_change {

@@ -45,7 +45,7 @@ void kd_config_file_done(kd_config_file *f)
 	free(f->base);
 	kd_strv_free(f->tables);
 	kd_strv_free(f->texts);
-	free(f->import);
+	kd_strv_free(f->imports);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -173,10 +173,16 @@ static int load_config(struct json_object *o, kd_state *s, kd_error *err)
 		    !(f->base = strndup(json_object_get_string(v),
 					(size_t)json_object_get_string_len(v))))
 			return -ENOMEM;
-		if (json_object_object_get_ex(e, "import", &v) &&
-		    json_object_is_type(v, json_type_string) &&
-		    !(f->import = strdup(json_object_get_string(v))))
-			return -ENOMEM;
+		/* "imports" holds every entry we added; a state with one entry (and every state
+		 * of a kata-deploy before the user drop-in) has only "import". */
+		if (json_object_object_get_ex(e, "imports", &v)) {
+			if ((r = get_strv(e, where, "imports", &f->imports, err)) < 0)
+				return r;
+		} else if (json_object_object_get_ex(e, "import", &v) &&
+			   json_object_is_type(v, json_type_string)) {
+			if (kd_strv_push(&f->imports, json_object_get_string(v)) < 0)
+				return -ENOMEM;
+		}
 		f->created = json_object_get_boolean(json_object_object_get(e, "created"));
 		f->whole = json_object_get_boolean(json_object_object_get(e, "whole"));
 		f->import_key = json_object_get_boolean(json_object_object_get(e, "import_key"));
@@ -324,9 +330,14 @@ int kd_state_save(int rootfd, const char *state_dir, const kd_state *s, kd_error
 				json_object_object_add(e, "base", json_object_new_string(f->base));
 			json_object_object_add(e, "tables", kd_json_from_strv(f->tables));
 			json_object_object_add(e, "texts", kd_json_from_strv(f->texts));
-			if (f->import)
+			/* "import" alone while there is one entry: what every earlier
+			 * kata-deploy reads (a rollback to it still removes our entry). */
+			size_t ni = kd_strv_length(f->imports);
+			if (ni == 1)
 				json_object_object_add(e, "import",
-						       json_object_new_string(f->import));
+						       json_object_new_string(f->imports[0]));
+			else if (ni > 1)
+				json_object_object_add(e, "imports", kd_json_from_strv(f->imports));
 			json_object_object_add(e, "import_key",
 					       json_object_new_boolean(f->import_key));
 			json_object_array_add(a, e);

@@ -42,7 +42,7 @@ typedef struct kd_config_file {
 	unsigned mode;	     /* file mode we wrote with */
 	char **tables;	     /* tables we added, as TOML keys, in the order we added them */
 	char **texts;	     /* the exact text of each table as we wrote it */
-	char *import;	     /* the `imports` entry we added, or NULL */
+	char **imports;	     /* the `imports` entries we added, in order, or NULL */
 	bool import_key;     /* we created the `imports` key itself */
 } kd_config_file;
 

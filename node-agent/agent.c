@@ -670,9 +670,12 @@ static int runtime_opts(agent *a, kd_runtime_opts *rt, kd_error *err)
 		.snapshotter_optional = true, /* a payload without nydus fails no node */
 		.force_guest_pull = nonempty(a->force_guest_pull),
 	};
-	if (*s->containerd_user_drop_in)
-		kd_warn("CONTAINERD_USER_DROP_IN_SOURCE_FILE=%s is not supported yet: the drop-in is "
-			"not installed (docs/HELM.md, containerd.userDropIn)",
+	/* Upstream's containerd.userDropIn: containerd's, like upstream; CRI-O ignores it. */
+	if (*s->containerd_user_drop_in && strcmp(a->rt.id, "crio") != 0)
+		rt->containerd_user_dropin = s->containerd_user_drop_in;
+	else if (*s->containerd_user_drop_in)
+		kd_warn("CONTAINERD_USER_DROP_IN_SOURCE_FILE=%s: a containerd drop-in, and this "
+			"node runs CRI-O: not installed",
 			s->containerd_user_drop_in);
 	/* Upstream's CONTAINERD_CONFIG_FILE_NAME: another file in /etc/containerd; the
 	 * distributions keep their own config elsewhere and ignore it (as upstream). */

@@ -61,7 +61,7 @@ typedef struct kd_agent_settings {
 	char *host_check_root; /* where /proc, /sys, /dev and /lib/modules are seen */
 	char *log_level;       /* "" (info, debug with DEBUG), error, warn, info, debug, trace */
 	char *containerd_config_file_name; /* "" = config.toml, in /etc/containerd (k8s) */
-	char *containerd_user_drop_in;	   /* upstream's; not supported yet: warned about */
+	char *containerd_user_drop_in;	   /* upstream's: the admin's containerd drop-in */
 	char *node_runtime_version; /* job mode: containerRuntimeVersion, from the dispatcher */
 } kd_agent_settings;
 

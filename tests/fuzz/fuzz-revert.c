@@ -1,12 +1,14 @@
 /* Fuzz the three-way revert (deployer/revert.c): the input is config.toml as an admin may have
- * left it after an install wrote two handler tables into it. Whatever it holds, an uninstall
- * (force) that produces text produces valid TOML without any of our tables, and leaves the file
- * alone only when it is no longer TOML; an install (no force) never removes an edited table. */
+ * left it after an install wrote two handler tables into it and two `imports` entries (our
+ * drop-in's and the user drop-in's). Whatever it holds, an uninstall (force) that produces text
+ * produces valid TOML without any of our tables or imports entries, and leaves the file alone
+ * only when it is no longer TOML; an install (no force) never removes an edited table. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deployer/containerd.h"
+#include "deployer/flavour.h"
 #include "deployer/revert.h"
 #include "digest.h"
 #include "strv.h"
@@ -23,6 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 	     "kata-qemu.options]\n  ConfigPath = \"/opt/kata/runtimes/qemu/configuration-qemu.toml\"\n"
 
 static const char *tables[] = {RT "kata-clh", RT "kata-qemu"};
+static const char *our_imports[] = {"/etc/containerd/conf.d/kata-deploy.toml",
+				    "/etc/containerd/conf.d/zz-kata-deploy-user.toml"};
 
 static bool has_table(const kd_toml_doc *doc, const char *key)
 {
@@ -42,6 +46,10 @@ static void make_record(kd_config_file *rec)
 	rec->base = strdup(BASE);
 	rec->tables = calloc(1, sizeof(char *));
 	rec->texts = calloc(1, sizeof(char *));
+	for (size_t i = 0; i < sizeof(our_imports) / sizeof(our_imports[0]); i++)
+		if (kd_strv_push(&rec->imports, our_imports[i]) < 0)
+			abort();
+	rec->import_key = true;
 	kd_sha256_buf(WRITTEN, strlen(WRITTEN), rec->result_sha);
 	rec->result_len = strlen(WRITTEN);
 	if (kd_toml_parse("c", WRITTEN, strlen(WRITTEN), &doc, NULL) < 0)
@@ -94,6 +102,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++)
 				if (has_table(doc, tables[i]))
 					abort(); /* one of ours survived */
+			int v;
+			char **imports = NULL;
+			if (kd_containerd_root_info(doc, "result", &v, &imports, NULL) >= 0)
+				for (size_t i = 0; i < sizeof(our_imports) / sizeof(our_imports[0]);
+				     i++)
+					if (kd_strv_find(imports, our_imports[i]))
+						abort(); /* an imports entry of ours survived */
+			kd_strv_free(imports);
 			kd_toml_free(doc);
 		} else if (text) {
 			abort();

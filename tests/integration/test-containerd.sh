@@ -134,6 +134,7 @@ run_case() {
 		[ ! -s "$T/$name.lost" ] || { not_ok "$name: settings lost: $(head -5 "$T/$name.lost")"; bad=1; }
 	fi
 	[ $bad = 1 ] || ok "$name: $(grep -o 'containerd config: .*' "$T/$name.out" | head -1 | cut -c20-90)…; dump shows kata-qemu, kata-clh with runtime_type, ConfigPath${EXPECT_SYSTEMD_CGROUP:+, SystemdCgroup}; every runtime kept, default_runtime_name resolves; no original setting lost"
+	[ -z "${CASE_HOOK:-}" ] || "$CASE_HOOK" "$name"
 	"$KD" install --root "$R" --payload "$P" --runtime-version "$ver" --runtime-binary "$bin" "$@" >"$T/$name.out2" 2>&1 || true
 	check "$name: reinstall changes nothing" grep -q 'nothing to do' "$T/$name.out2"
 	"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "$name: uninstall failed"
@@ -261,6 +262,70 @@ start_case c2-v3-confd
 { echo 'imports = ["/etc/containerd/conf.d/*.toml"]'; printf '%s' "$CUSTOM_V3"; } >"$R/etc/containerd/config.toml"
 EXPECT_SYSTEMD_CGROUP=1 run_case c2-v3-confd "$CTD2" 2.2 etc/containerd/config.toml
 check "c2-v3-confd: conf.d already imported: main file not edited" grep -q 'already imported' "$T/c2-v3-confd.out"
+
+# containerd.userDropIn (--containerd-user-drop-in): the admin's TOML, copied beside our drop-in
+# as zz-kata-deploy-user.toml and merged after it by containerd 2.2's own loader: its runtime is
+# in the dump and its key wins over ours. run_case holds the rest to the same rules: plan = install,
+# no original setting lost, reinstall a no-op, uninstall byte for byte.
+printf '%s' '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.gvisor]
+  runtime_type = "io.containerd.runsc.v1"
+[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.kata-qemu]
+  privileged_without_host_devices = false
+' >"$T/user.toml"
+user_wins() { block "$T/$1.dump1" "runtimes.kata-qemu]" | grep -q "privileged_without_host_devices = false"; }
+user_hook() {
+	local name=$1
+	check "$name: the copy is the user's file byte for byte" cmp -s "$T/user.toml" "$R/etc/containerd/conf.d/zz-kata-deploy-user.toml"
+	check "$name: containerd's dump has the user's runtime" grep -q 'runtimes.gvisor\]' "$T/$name.dump1"
+	check "$name: the user's key wins over ours (merged after our drop-in)" user_wins "$name"
+}
+start_case c2-user-import # no imports: our drop-in and the user's each get an entry, ours first
+printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"
+CASE_HOOK=user_hook EXPECT_SYSTEMD_CGROUP=1 run_case c2-user-import "$CTD2" 2.2 etc/containerd/config.toml --containerd-user-drop-in "$T/user.toml"
+start_case c2-user-confd # conf.d/*.toml already covers both: the root config is not touched
+{ echo 'imports = ["/etc/containerd/conf.d/*.toml"]'; printf '%s' "$CUSTOM_V3"; } >"$R/etc/containerd/config.toml"
+cp "$R/etc/containerd/config.toml" "$T/confd-main.toml"
+confd_hook() { user_hook "$1"; check "$1: conf.d/*.toml covers both files: root config unchanged" cmp -s "$T/confd-main.toml" "$R/etc/containerd/config.toml"; }
+CASE_HOOK=confd_hook EXPECT_SYSTEMD_CGROUP=1 run_case c2-user-confd "$CTD2" 2.2 etc/containerd/config.toml --containerd-user-drop-in "$T/user.toml"
+start_case c2-user-noconfig # the config we create imports the copy
+mkdir -p "$R/etc/systemd/system" && touch "$R/etc/systemd/system/containerd.service"
+CASE_HOOK=user_hook run_case c2-user-noconfig "$CTD2" 2.2 etc/containerd/config.toml --containerd-user-drop-in "$T/user.toml"
+# On, off, changed, on again: the records follow (the copy and both imports entries come and go),
+# and uninstall still gives the root back byte for byte.
+start_case c2-user-toggle
+printf '%s' "$CUSTOM_V3" >"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/toggle.before"
+kdi() { "$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --runtime-binary "$CTD2" "$@" >"$T/toggle.out" 2>&1; }
+kdi
+cp "$R/etc/containerd/config.toml" "$T/toggle.ours"
+kdi --containerd-user-drop-in "$T/user.toml"
+check "user drop-in added later: the root config imports ours, then the user's" \
+	grep -qx 'imports = \["/etc/containerd/conf.d/kata-deploy.toml", "/etc/containerd/conf.d/zz-kata-deploy-user.toml"\]' "$R/etc/containerd/config.toml"
+sed 's/= false/= true/' "$T/user.toml" >"$T/user2.toml"
+kdi --containerd-user-drop-in "$T/user2.toml"
+check "user drop-in changed: the copy follows" cmp -s "$T/user2.toml" "$R/etc/containerd/conf.d/zz-kata-deploy-user.toml"
+kdi
+check "user drop-in dropped: the copy is removed" test ! -e "$R/etc/containerd/conf.d/zz-kata-deploy-user.toml"
+check "… and the root config is as our install alone made it" cmp -s "$T/toggle.ours" "$R/etc/containerd/config.toml"
+kdi --containerd-user-drop-in "$T/user.toml"
+"$KD" uninstall --root "$R" >/dev/null 2>&1 || not_ok "c2-user-toggle: uninstall failed"
+check "c2-user-toggle: uninstall restored every file byte for byte" diff -q "$T/toggle.before" <(snapshot "$R")
+# Refused, with the reason, and nothing written: containerd 1.6 (it would replace our whole CRI
+# table from the user's file), a user file that is not TOML, a FIFO (without blocking), a missing file.
+start_case c16-user
+printf '%s' "$DEBIAN_PKG_V2" >"$R/etc/containerd/config.toml"
+snapshot "$R" >"$T/c16-user.before"
+expect_fail "user drop-in on containerd 1.6: refused, saying why" "needs containerd 2.x reading drop-ins" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 1.6 --runtime-binary "$CTD1" --containerd-user-drop-in "$T/user.toml"
+printf '[plugins\n' >"$T/user-bad.toml"
+expect_fail "user drop-in not TOML: refused with file:line" "user-bad.toml:1:" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --containerd-user-drop-in "$T/user-bad.toml"
+mkfifo "$T/user-fifo"
+expect_fail "user drop-in a FIFO: refused without blocking" "not a regular file" \
+	timeout 20 "$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --containerd-user-drop-in "$T/user-fifo"
+expect_fail "user drop-in missing: a usage error that names it" "user-none.toml': No such file" \
+	"$KD" install --root "$R" --payload "$P" --runtime-version 2.2 --containerd-user-drop-in "$T/user-none.toml"
+check "refused user drop-ins: nothing written" diff -q "$T/c16-user.before" <(snapshot "$R")
 
 # Config version 4 (containerd 2.3+) with containerd 2.4's own loader: its default config (which
 # imports conf.d) and a custom v4 config without imports.

@@ -241,6 +241,33 @@ for c in custom-set dropin-only; do
 done
 expect_warning "$W/custom-set.yaml" 'customRuntimes.runtimes.kata-y.runtimeClass.handler (wrong) is replaced by "kata-y"'
 expect_warning "$W/dropin-only.yaml" "customRuntimes.runtimes is ignored: customRuntimes.enabled is false"
+# containerd.userDropIn: verbatim into the custom-configs ConfigMap (its checksum rolls the
+# agents), mounted at /custom-configs, named by CONTAINERD_USER_DROP_IN_SOURCE_FILE; CRI-O: a warning.
+UD='[plugins."io.containerd.snapshotter.v1.erofs"]
+  enable_fsverity = false'
+if render "$W/userdropin.yaml" --set-string "containerd.userDropIn=$UD" &&
+	"$PY" - "$W/userdropin.yaml" "$UD" <<'PYEOF'; then
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+cm = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-custom-configs")]
+assert cm and cm[0]["data"] == {"containerd-user-dropin.toml": sys.argv[2] + "\n"}, cm
+ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
+pod = ds["spec"]["template"]
+assert "checksum/custom-configs" in pod["metadata"]["annotations"]
+c = pod["spec"]["containers"][0]
+env = {e["name"]: e.get("value") for e in c["env"]}
+assert env["CONTAINERD_USER_DROP_IN_SOURCE_FILE"] == "/custom-configs/containerd-user-dropin.toml", env
+assert env["CUSTOM_CONFIGS_DIR"] == "/custom-configs"
+assert any(m["mountPath"] == "/custom-configs" for m in c["volumeMounts"])
+assert any(v.get("configMap", {}).get("name") == cm[0]["metadata"]["name"] for v in pod["spec"]["volumes"])
+PYEOF
+	ok "containerd.userDropIn: in the custom-configs ConfigMap, mounted, CONTAINERD_USER_DROP_IN_SOURCE_FILE set, checksum annotated"
+else
+	bad "containerd.userDropIn render"; sed 's/^/#   /' "$W/userdropin.yaml.err"
+fi
+if grep -q 'userDropIn' "$W/userdropin.yaml"; then bad "containerd.userDropIn: a warning although it is installed"; else ok "containerd.userDropIn: no warning (it is installed)"; fi
+render "$W/userdropin-crio.yaml" --set-string "containerd.userDropIn=$UD" --set containerRuntime=crio
+expect_warning "$W/userdropin-crio.yaml" "containerd.userDropIn is ignored with containerRuntime crio: it is a containerd drop-in."
 # a node without systemd (restart by a command), no host check, containerd only, the SELinux
 # type of an SELinux-enforcing node (seLinuxOptions); CRI-O with
 # restart none and the liveness probe off (upstream's probe "enabled" key).

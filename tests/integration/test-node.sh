@@ -237,10 +237,17 @@ starts0=$(ctd_starts)
 H install kata-deploy helm/kata-deploy -n kube-system "${HELM_IMG[@]}" --set image.tag=a \
 	--set customRuntimes.enabled=true --set customRuntimes.runtimes.kata-qemu-kd.baseConfig=qemu \
 	--set-string 'customRuntimes.runtimes.kata-qemu-kd.dropIn=[hypervisor.qemu]
-default_memory = 512' >"$T/helm-install.log" 2>&1 || { cat "$T/helm-install.log"; not_ok "helm install"; }
+default_memory = 512' \
+	--set-string 'containerd.userDropIn=[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.kd-user]
+  runtime_type = "io.containerd.runc.v2"' >"$T/helm-install.log" 2>&1 || { cat "$T/helm-install.log"; not_ok "helm install"; }
 wait_until 120 "helm install: agent Ready" agent_ready || dump_agent
 check "helm install: label true" label_is true
 check "helm install: runtimeHandlers list kata-qemu" has_handlers kata-qemu
+# containerd.userDropIn: the node's containerd merged the user's drop-in (zz-kata-deploy-user.toml
+# beside ours): its runtime kd-user is one of the handlers the kubelet reports.
+check "helm install: containerd.userDropIn copied beside our drop-in" \
+	grep -q 'runtimes.kd-user' "$N/host/etc-containerd/conf.d/zz-kata-deploy-user.toml"
+check "helm install: the node's containerd merged it (runtimeHandlers list kd-user)" has_handlers kd-user
 check "helm install: containerd restarted at the agent's request" test "$(ctd_starts)" -gt "$starts0"
 pod_a=$(agent_pod)
 
@@ -288,6 +295,7 @@ check "helm upgrade: the new payload is installed (kata-runtime of payload b)" \
 	grep -q "payload b" "$N/host/opt-kata/bin/kata-runtime"
 check "helm upgrade: the old agent did not uninstall (no new Uninstalled event)" test "$(n_events Uninstalled)" = "$unev0"
 check "helm upgrade: the workload kept running ($wl0)" test "$(wl_id)" = "$wl0"
+check "helm upgrade: containerd.userDropIn kept (--reuse-values): kd-user still a handler" has_handlers kd-user
 say "flow 4: helm uninstall"
 uninstall_exact kata-deploy "flow 4"
 check "flow 4: the workload kept running through install, upgrade, uninstall" test "$(wl_id)" = "$wl0"

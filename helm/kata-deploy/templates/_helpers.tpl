@@ -151,6 +151,7 @@ Data of the <daemonset>-custom-configs ConfigMap the agent reads at /custom-conf
                          (customRuntimes.enabled with at least one runtime)
   dropin-<handler>.toml  customRuntimes.runtimes.<handler>.dropIn, verbatim
   dropin-<shim>.toml     shims.<shim>.dropIn of an enabled shim, verbatim
+  containerd-user-dropin.toml  containerd.userDropIn, verbatim (CONTAINERD_USER_DROP_IN_SOURCE_FILE)
 */}}
 {{- define "kd.customData" -}}
 {{- $root := . -}}
@@ -173,6 +174,9 @@ Data of the <daemonset>-custom-configs ConfigMap the agent reads at /custom-conf
 {{- with (get $root.Values.shims $s).dropIn -}}
 {{- $_ := set $data (printf "dropin-%s.toml" $s) . -}}
 {{- end -}}
+{{- end -}}
+{{- with trim ($root.Values.containerd.userDropIn | default "") -}}
+{{- $_ := set $data "containerd-user-dropin.toml" (printf "%s\n" .) -}}
 {{- end -}}
 {{- toJson $data -}}
 {{- end -}}
@@ -330,8 +334,8 @@ containerd.{{ $k }} is ignored: the agent finds the runtime configuration from k
 {{- if and (trim ($v.containerd.configFileName | default "")) (ne $v.k8sDistribution "k8s") }}
 containerd.configFileName is ignored with k8sDistribution {{ $v.k8sDistribution }}: it names a file in /etc/containerd, which {{ $v.k8sDistribution }}'s containerd does not read.
 {{- end -}}
-{{- if $v.containerd.userDropIn }}
-containerd.userDropIn is ignored: user containerd drop-ins are not supported yet.
+{{- if and (trim ($v.containerd.userDropIn | default "")) (eq $v.containerRuntime "crio") }}
+containerd.userDropIn is ignored with containerRuntime crio: it is a containerd drop-in.
 {{- end -}}
 
 {{- if include "kd.customOn" $ -}}
