@@ -9,7 +9,10 @@
 # <name>.ctl makes the supervisor stop (SIGTERM, 10 s, SIGKILL) and start it again, as
 # `systemctl restart` would; so does a file /opt/kd-node/run/<name>.service.restart in the
 # sandbox (tests/tools/node-restart.c creates it from the agent's pod: the agent's
-# RUNTIME_RESTART=command: of the node test; see docs/NODE-TEST.md).
+# RUNTIME_RESTART=command: of the node test; see docs/NODE-TEST.md). Like `systemctl restart` of a
+# Type=notify unit, the request is done (its file removed) only once the daemon is up again and
+# ready (ready_<name>, where defined): a per-node Job pod that exits right after asking must not
+# exit while containerd is down (its exit event would be lost: the pod ends Unknown, then Failed).
 set -u
 D=$1 NAME=$2 EXTRA=${3:-}
 log() { echo "[node $(date +%T.%3N)] $*"; }
@@ -63,7 +66,7 @@ supervise() {
 	shift
 	mkfifo "$D/run/$n.ctl" || fail "mkfifo $n.ctl"
 	(
-		starts=0
+		starts=0 pending=0
 		while :; do
 			while [ -e "$D/run/$n.hold" ]; do read -r -t 0.2 _ <>"$D/run/$n.ctl"; done
 			"$@" >>"$D/logs/$n.log" 2>&1 </dev/null &
@@ -72,11 +75,19 @@ supervise() {
 			echo "$pid" >"$D/run/$n.ipid"
 			echo "$starts" >"$D/run/$n.starts"
 			log "$n started (pid $pid, start $starts)"
+			if [ "$pending" = 1 ]; then # a requested restart is done when the daemon is ready
+				if declare -F "ready_$n" >/dev/null; then
+					for _ in $(seq 1 300); do "ready_$n" >/dev/null 2>&1 && break; read -r -t 0.1 _ <>"$D/run/$n.ctl"; done
+				fi
+				rm -f "$REQ/$n.service.restart"
+				pending=0
+				log "$n: restart done"
+			fi
 			while kill -0 "$pid" 2>/dev/null; do
 				cmd=
 				read -r -t 0.5 cmd <>"$D/run/$n.ctl"
-				if [ -e "$REQ/$n.service.restart" ]; then
-					rm -f "$REQ/$n.service.restart"
+				if [ "$pending" = 0 ] && [ -e "$REQ/$n.service.restart" ]; then
+					pending=1
 					cmd=restart
 				fi
 				if [ "$cmd" = restart ]; then
@@ -151,6 +162,7 @@ supervise kube-scheduler "$BIN/kube-scheduler" --kubeconfig="$D/cfg/scheduler.ku
 	--bind-address=127.0.0.1 --secure-port=10259 --leader-elect=false --v=1
 
 log "starting containerd"
+ready_containerd() { ctr --address /run/containerd/containerd.sock version; }
 supervise containerd "$D/bin/containerd" --config /etc/containerd/config.toml
 wait_for 30 containerd ctr --address /run/containerd/containerd.sock version
 for t in "$D"/images/*.tar $EXTRA; do

@@ -1,8 +1,9 @@
 /* The sandboxed node's `systemctl restart UNIT` (tests/peers/node-up.sh, docs/NODE-TEST.md), run by
  * the agent inside its pod as RUNTIME_RESTART=command:/host/opt/kd-node/bin/node-restart DIR: it
- * creates DIR/$KD_UNIT.restart, which the node's supervisor of that unit takes (removes) before
- * it stops and starts the daemon, and waits until it is taken. Static (`cc -static`): the agent's
- * image has no shell and no libc of the host's. */
+ * creates DIR/$KD_UNIT.restart, which the node's supervisor of that unit removes once it has
+ * stopped and started the daemon and the daemon is ready again, and waits until then (as
+ * `systemctl restart` of a Type=notify unit returns once the unit is started). Static (`cc
+ * -static`): the agent's image has no shell and no libc of the host's. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -35,7 +36,7 @@ int main(int argc, char **argv)
 			return 0;
 		usleep(100000);
 	}
-	fprintf(stderr, "node-restart: %s not taken by the node's supervisor within %d s\n", path,
+	fprintf(stderr, "node-restart: %s not done by the node's supervisor within %d s\n", path,
 		WAIT_TENTHS / 10);
 	return 1;
 }
