@@ -18,7 +18,7 @@
 #include "log.h"
 #include "strv.h"
 
-#define EVENT_MESSAGE_MAX 1024 /* the API's limit on an Event's message */
+#define EVENT_MESSAGE_MAX KD_AGENT_EVENT_MESSAGE_MAX
 #define EVENT_COMPONENT "kata-deploy-agent"
 #define PATH_BUF 512
 
@@ -46,6 +46,7 @@ typedef struct agent {
 	char *pull_types;
 	char ctd_config[PATH_BUF]; /* etc/containerd/<CONTAINERD_CONFIG_FILE_NAME>, "" = default */
 	bool claimed; /* our claim labels are on the Node (released when the install fails) */
+	kd_agent_job_result *collect; /* a per-node Job: its Events go into its result */
 } agent;
 
 static void agent_done(agent *a)
@@ -184,6 +185,35 @@ static void rfc3339_micro(char *buf, size_t size)
 		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000);
 }
 
+/* The reasons of the Events the host part of an install posts (host_check,
+ * refuse_cri_disabled): a per-node Job carries them in its result, and its dispatcher re-posts
+ * only these. */
+static const char *const host_event_reasons[] = {"HostCheckWarning", "CRIDisabled"};
+
+bool kd_agent_host_event_known(const char *reason)
+{
+	for (size_t i = 0; reason && i < ELEMENTSOF(host_event_reasons); i++)
+		if (strcmp(reason, host_event_reasons[i]) == 0)
+			return true;
+	return false;
+}
+
+static void collect_event(kd_agent_job_result *res, bool warning, const char *reason,
+			  const char *action, const char *msg)
+{
+	kd_agent_host_event *e;
+
+	if (res->n_events >= KD_AGENT_HOST_EVENTS_MAX) {
+		res->events_dropped++;
+		return;
+	}
+	e = &res->events[res->n_events++];
+	e->warning = warning;
+	snprintf(e->reason, sizeof(e->reason), "%s", reason);
+	snprintf(e->action, sizeof(e->action), "%s", action);
+	snprintf(e->message, sizeof(e->message), "%s", msg);
+}
+
 /* A core/v1 Event about our Node in events_ns. Best effort: a failure is
  * logged, never fatal (events are for people; the install itself must not
  * depend on them). */
@@ -201,8 +231,11 @@ static void post_event(agent *a, bool warning, const char *reason, const char *a
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	msg[EVENT_MESSAGE_MAX] = '\0';
-	if (!a->k) /* a per-node Job holds no token: its dispatcher posts the Events */
+	if (!a->k) { /* a per-node Job holds no token: its dispatcher posts the Events */
+		if (a->collect)
+			collect_event(a->collect, warning, reason, action, msg);
 		return;
+	}
 	rfc3339_micro(t, sizeof(t));
 	snprintf(gen, sizeof(gen), "kata-deploy.%.200s.", a->s->node_name);
 	ev = json_object_new_object();
@@ -750,20 +783,42 @@ static int host_check(agent *a, const char *rv, kd_error *err)
 }
 
 /* The release identity this node records for the install (issue 15 item 7, what upstream's
- * state ConfigMap says per release, here per node): the Helm release (our DaemonSet's
- * app.kubernetes.io/instance label; "" when it has none), the DaemonSet, the payload's version
+ * state ConfigMap says per release, here per node): the Helm release, what manages the install
+ * (daemonSet "<ns>/<name>"; in job mode "" and dispatcher "<ns>/<Job>"), the payload's version
  * and version directory, where it came from and the shims installed. JSON, readable with
  * kubectl get node -o jsonpath. */
+static int set_identity(agent *a, const char *release, const char *daemonset,
+			const char *dispatcher, const char *version, const char *id,
+			const char *source, kd_error *err)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	_cleanup_free_ char *shims = strv_join(a->installed, ' ');
+
+	if (!o || !shims || json_object_object_add(o, "release", json_object_new_string(release)) ||
+	    json_object_object_add(o, "daemonSet", json_object_new_string(daemonset)) ||
+	    (dispatcher &&
+	     json_object_object_add(o, "dispatcher", json_object_new_string(dispatcher))) ||
+	    json_object_object_add(o, "payload", json_object_new_string(version)) ||
+	    json_object_object_add(o, "id", json_object_new_string(id)) ||
+	    json_object_object_add(o, "source", json_object_new_string(source)) ||
+	    json_object_object_add(o, "shims", json_object_new_string(shims)))
+		return kd_err(err, -ENOMEM, "out of memory");
+	free(a->identity);
+	a->identity = strdup(json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+	return a->identity ? 0 : kd_err(err, -ENOMEM, "out of memory");
+}
+
+/* DaemonSet mode: the release is our DaemonSet's app.kubernetes.io/instance label ("" when it
+ * has none or cannot be read). */
 static int install_identity(agent *a, const char *version, const char *id, kd_error *err)
 {
-	_cleanup_json_ struct json_object *ds = NULL, *o = json_object_new_object();
+	_cleanup_json_ struct json_object *ds = NULL;
 	struct json_object *meta, *labels, *v;
 	const char *release = "";
 	char ns[300], name[300], path[PATH_BUF], dsname[600];
 	kd_error e2 = {0};
 
-	if (!o)
-		return kd_err(err, -ENOMEM, "out of memory");
 	if (kd_k8s_escape(a->ns, ns, sizeof(ns)) == 0 &&
 	    kd_k8s_escape(a->s->daemonset_name, name, sizeof(name)) == 0) {
 		snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/daemonsets/%s", ns, name);
@@ -776,19 +831,8 @@ static int install_identity(agent *a, const char *version, const char *id, kd_er
 			release = json_object_get_string(v);
 		sync_metrics(a);
 	}
-	_cleanup_free_ char *shims = strv_join(a->installed, ' ');
 	snprintf(dsname, sizeof(dsname), "%s/%s", a->ns, a->s->daemonset_name);
-	if (!shims || json_object_object_add(o, "release", json_object_new_string(release)) ||
-	    json_object_object_add(o, "daemonSet", json_object_new_string(dsname)) ||
-	    json_object_object_add(o, "payload", json_object_new_string(version)) ||
-	    json_object_object_add(o, "id", json_object_new_string(id)) ||
-	    json_object_object_add(o, "source", json_object_new_string(a->s->payload)) ||
-	    json_object_object_add(o, "shims", json_object_new_string(shims)))
-		return kd_err(err, -ENOMEM, "out of memory");
-	free(a->identity);
-	a->identity = strdup(json_object_to_json_string_ext(
-		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-	return a->identity ? 0 : kd_err(err, -ENOMEM, "out of memory");
+	return set_identity(a, release, dsname, NULL, version, id, a->s->payload, err);
 }
 
 /* What the engine installed (installed is taken): the handlers to wait for and the shim labels
@@ -1219,7 +1263,7 @@ int kd_agent_job_host(const kd_agent_settings *s, bool cleanup, kd_agent_job_res
 {
 	const char *rv = *s->node_runtime_version ? s->node_runtime_version : NULL;
 	char prefix[PATH_BUF], state[PATH_BUF];
-	agent a = {.s = s, .rootfd = -1};
+	agent a = {.s = s, .rootfd = -1, .collect = res};
 	int r;
 
 	*res = (kd_agent_job_result){0};
@@ -1253,6 +1297,8 @@ int kd_agent_job_host(const kd_agent_settings *s, bool cleanup, kd_agent_job_res
 		res->skipped = TAKE_PTR(ir.skipped);
 		res->config_changed = ir.config_changed;
 		snprintf(res->version, sizeof(res->version), "%s", ir.version);
+		snprintf(res->id, sizeof(res->id), "%s", ir.id);
+		snprintf(res->source, sizeof(res->source), "%s", s->payload);
 		kd_install_result_done(&ir);
 		if (!res->installed) {
 			r = kd_err(err, -ENOMEM, "out of memory");
@@ -1267,8 +1313,28 @@ out:
 	return r;
 }
 
+/* The host Events a per-node Job's result carried, posted on its Node as the DaemonSet's agent
+ * would have; only the reasons the host part posts. */
+static void post_host_events(agent *a, const kd_agent_job_result *jr)
+{
+	for (size_t i = 0; i < jr->n_events && i < KD_AGENT_HOST_EVENTS_MAX; i++) {
+		const kd_agent_host_event *e = &jr->events[i];
+		if (!kd_agent_host_event_known(e->reason)) {
+			kd_warn("node %s: the Job's result carries an Event %s we do not post: ignored",
+				a->s->node_name, e->reason);
+			continue;
+		}
+		post_event(a, e->warning, e->reason, e->action, "%s", e->message);
+	}
+	if (jr->events_dropped)
+		kd_warn("node %s: %u Event(s) of the Job were left out of its result (too many or "
+			"too long): see the Job's log",
+			a->s->node_name, jr->events_dropped);
+}
+
 int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bool cleanup,
-			  kd_agent_job_run_fn run, void *ud, kd_error *err)
+			  const kd_agent_job_owner *owner, kd_agent_job_run_fn run, void *ud,
+			  kd_error *err)
 {
 	_cleanup_json_ struct json_object *node = NULL;
 	kd_agent_job_result jr = {0};
@@ -1276,6 +1342,7 @@ int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bo
 	uint64_t t0 = now_ms();
 	agent a;
 	int r = agent_open(&a, s, kubeconfig, false, err);
+	bool ran = false;
 
 	if (r >= 0)
 		r = get_node(&a, &node, err);
@@ -1284,7 +1351,10 @@ int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bo
 	if (r >= 0) {
 		a.claimed = !cleanup;
 		r = run(node_runtime_version(node), &jr, ud, err);
+		ran = true;
 	}
+	if (ran && a.node_uid[0])
+		post_host_events(&a, &jr);
 	if (r >= 0) {
 		snprintf(a.rt.id, sizeof(a.rt.id), "%s", jr.runtime);
 		if (cleanup) {
@@ -1302,6 +1372,12 @@ int kd_agent_job_dispatch(const kd_agent_settings *s, const char *kubeconfig, bo
 		} else {
 			r = shims_installed(&a, TAKE_PTR(jr.installed), jr.skipped, missing,
 					    sizeof(missing), err);
+			/* The identity goes on with the ready labels (labels_mutate). */
+			if (r >= 0)
+				r = set_identity(
+					&a, owner && owner->release ? owner->release : "", "",
+					owner && owner->dispatcher ? owner->dispatcher : "",
+					jr.version, jr.id, jr.source, err);
 			/* Ready is always waited for: the result may come from a retried
 			 * pod (the first one's exit fell into the runtime's restart and the
 			 * kubelet reported it Unknown), whose re-run changed nothing. */

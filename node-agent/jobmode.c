@@ -26,7 +26,7 @@
 #include "strv.h"
 #include "yaml.h"
 
-#define RESULT_MAX 4096		    /* the kubelet keeps 4096 bytes of a termination message */
+#define RESULT_MAX KD_AGENT_RESULT_MAX
 #define JOB_NAME_MAX 63		    /* a Job's name is a label value (job-name) */
 #define JOB_READ_ERROR_BUDGET_S 300 /* a Job unreadable that long fails its node */
 #define PATH_BUF 768
@@ -50,10 +50,157 @@ static struct json_object *strv_json(char *const *v)
 	return a;
 }
 
-static void write_result(const char *path, struct json_object *o)
+/* Cut s (a JSON string's text) to at most len bytes, at a UTF-8 character boundary, and mark
+ * the cut with "...". */
+static int shorten(struct json_object *str, size_t len)
 {
-	const char *text = json_object_to_json_string_ext(
-		o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *old = json_object_get_string(str);
+	size_t n = len > 3 ? len - 3 : 0;
+	char buf[RESULT_MAX];
+
+	if (n >= sizeof(buf) - 4)
+		n = sizeof(buf) - 4;
+	while (n > 0 && ((unsigned char)old[n] & 0xC0) == 0x80)
+		n--;
+	memcpy(buf, old, n);
+	memcpy(buf + n, "...", 4);
+	return json_object_set_string(str, buf) ? 0 : -ENOMEM;
+}
+
+static const char *plain(struct json_object *o)
+{
+	return json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+							 JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* Fit o into KD_AGENT_RESULT_TEXT_MAX bytes, the error kept longest: first the Events'
+ * messages are cut to one length (the longest first, none below RESULT_CUT_FLOOR), then the
+ * error, then the last Events are dropped (counted in eventsDropped). A byte cut takes at least
+ * one byte off the text (JSON escapes only lengthen), so one cut per step suffices. */
+#define RESULT_CUT_FLOOR 160
+static int fit_result(struct json_object *o, struct json_object *events, unsigned dropped)
+{
+	for (int round = 0; round < KD_AGENT_HOST_EVENTS_MAX + 8; round++) {
+		struct json_object *msgs[KD_AGENT_HOST_EVENTS_MAX], *e;
+		size_t lens[KD_AGENT_HOST_EVENTS_MAX], n = 0, top = 0, len = strlen(plain(o)), over;
+
+		if (len <= KD_AGENT_RESULT_TEXT_MAX)
+			return 0;
+		over = len - KD_AGENT_RESULT_TEXT_MAX;
+		for (size_t i = 0;
+		     events && i < json_object_array_length(events) && n < ELEMENTSOF(msgs); i++) {
+			struct json_object *m = json_object_object_get(
+				json_object_array_get_idx(events, i), "message");
+			if (!m)
+				continue;
+			msgs[n] = m;
+			lens[n] = strlen(json_object_get_string(m));
+			top = lens[n] > top ? lens[n] : top;
+			n++;
+		}
+		if (top > RESULT_CUT_FLOOR) {
+			/* The longest level L whose cuts (each message to L) gain enough. */
+			size_t lo = RESULT_CUT_FLOOR, hi = top - 1;
+			while (lo < hi) {
+				size_t mid = (lo + hi + 1) / 2, gain = 0;
+				for (size_t i = 0; i < n; i++)
+					gain += lens[i] > mid ? lens[i] - mid : 0;
+				if (gain >= over)
+					lo = mid;
+				else
+					hi = mid - 1;
+			}
+			for (size_t i = 0; i < n; i++)
+				if (lens[i] > lo && shorten(msgs[i], lo) < 0)
+					return -ENOMEM;
+			continue;
+		}
+		if ((e = json_object_object_get(o, "error")) &&
+		    (len = strlen(json_object_get_string(e))) > RESULT_CUT_FLOOR) {
+			if (shorten(e, len > over + RESULT_CUT_FLOOR ? len - over
+								     : RESULT_CUT_FLOOR) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (events && json_object_array_length(events) > 0) {
+			json_object_array_del_idx(events, json_object_array_length(events) - 1, 1);
+			json_object_object_add(o, "eventsDropped",
+					       json_object_new_int64(++dropped));
+			continue;
+		}
+		break;
+	}
+	return -E2BIG;
+}
+
+char *kd_agent_job_result_text(bool cleanup, const kd_agent_job_result *res, const char *error)
+{
+	_cleanup_json_ struct json_object *o = json_object_new_object();
+	struct json_object *events = NULL;
+	char *text;
+	int r;
+
+	if (!o)
+		return NULL;
+	json_object_object_add(o, "action",
+			       json_object_new_string(cleanup ? "cleanup" : "install"));
+	if (error) {
+		json_object_object_add(o, "error", json_object_new_string(error));
+	} else {
+		json_object_object_add(o, "runtime", json_object_new_string(res->runtime));
+		json_object_object_add(o, "prefix", json_object_new_string(res->prefix));
+		json_object_object_add(o, "configChanged",
+				       json_object_new_boolean(res->config_changed));
+		if (cleanup) {
+			json_object_object_add(o, "kept", json_object_new_int64(res->kept));
+		} else {
+			json_object_object_add(o, "version", json_object_new_string(res->version));
+			json_object_object_add(o, "id", json_object_new_string(res->id));
+			json_object_object_add(o, "source", json_object_new_string(res->source));
+			json_object_object_add(o, "installed", strv_json(res->installed));
+			json_object_object_add(o, "skipped", strv_json(res->skipped));
+		}
+	}
+	if (res->n_events) {
+		events = json_object_new_array();
+		json_object_object_add(o, "events", events);
+		for (size_t i = 0; i < res->n_events && i < KD_AGENT_HOST_EVENTS_MAX; i++) {
+			const kd_agent_host_event *e = &res->events[i];
+			struct json_object *j = json_object_new_object();
+			json_object_object_add(
+				j, "type",
+				json_object_new_string(e->warning ? "Warning" : "Normal"));
+			json_object_object_add(j, "reason", json_object_new_string(e->reason));
+			json_object_object_add(j, "action", json_object_new_string(e->action));
+			json_object_object_add(j, "message", json_object_new_string(e->message));
+			json_object_array_add(events, j);
+		}
+	}
+	if (res->events_dropped)
+		json_object_object_add(o, "eventsDropped",
+				       json_object_new_int64(res->events_dropped));
+	r = fit_result(o, events, res->events_dropped);
+	if (r == -E2BIG) {
+		/* Nothing left to cut: never a truncated line the dispatcher cannot read. */
+		_cleanup_json_ struct json_object *e = json_object_new_object();
+		char msg[256];
+		snprintf(msg, sizeof(msg),
+			 "the %s result is longer than the %d bytes of a termination message: see "
+			 "the Job's log",
+			 cleanup ? "cleanup" : "install", RESULT_MAX);
+		json_object_object_add(e, "action",
+				       json_object_new_string(cleanup ? "cleanup" : "install"));
+		json_object_object_add(e, "error", json_object_new_string(msg));
+		return strdup(plain(e));
+	}
+	if (r < 0)
+		return NULL;
+	text = strdup(plain(o));
+	return text;
+}
+
+static void write_result(const char *path, const char *text)
+{
 	FILE *f;
 
 	kd_info("result: %s", text);
@@ -64,14 +211,14 @@ static void write_result(const char *path, struct json_object *o)
 		kd_warn("result not written to %s: %m", path);
 		return;
 	}
-	fprintf(f, "%.*s\n", RESULT_MAX - 1, text);
+	fprintf(f, "%s\n", text);
 	if (fclose(f) != 0)
 		kd_warn("result not written to %s: %m", path);
 }
 
 int kd_agent_job_node_main(const kd_agent_settings *s, bool cleanup, const char *result_path)
 {
-	_cleanup_json_ struct json_object *o = json_object_new_object();
+	_cleanup_free_ char *text = NULL;
 	kd_agent_job_result res;
 	kd_error err = {0};
 	int r;
@@ -80,32 +227,16 @@ int kd_agent_job_node_main(const kd_agent_settings *s, bool cleanup, const char 
 		s->node_name,
 		*s->node_runtime_version ? s->node_runtime_version : "runtime unknown");
 	r = kd_agent_job_host(s, cleanup, &res, &err);
-	if (!o)
-		return 1;
-	json_object_object_add(o, "action",
-			       json_object_new_string(cleanup ? "cleanup" : "install"));
-	if (r < 0) {
+	if (r < 0)
 		kd_error_log("%s failed: %s", cleanup ? "cleanup" : "install", kd_err_msg(&err));
-		/* Leave room for the JSON around it in the 4096 bytes. */
-		char msg[RESULT_MAX - 256];
-		snprintf(msg, sizeof(msg), "%s", kd_err_msg(&err));
-		json_object_object_add(o, "error", json_object_new_string(msg));
-		write_result(result_path, o);
+	text = kd_agent_job_result_text(cleanup, &res, r < 0 ? kd_err_msg(&err) : NULL);
+	kd_agent_job_result_done(&res);
+	if (!text) {
+		kd_error_log("result: out of memory");
 		return 1;
 	}
-	json_object_object_add(o, "runtime", json_object_new_string(res.runtime));
-	json_object_object_add(o, "prefix", json_object_new_string(res.prefix));
-	json_object_object_add(o, "configChanged", json_object_new_boolean(res.config_changed));
-	if (cleanup) {
-		json_object_object_add(o, "kept", json_object_new_int64(res.kept));
-	} else {
-		json_object_object_add(o, "version", json_object_new_string(res.version));
-		json_object_object_add(o, "installed", strv_json(res.installed));
-		json_object_object_add(o, "skipped", strv_json(res.skipped));
-	}
-	write_result(result_path, o);
-	kd_agent_job_result_done(&res);
-	return 0;
+	write_result(result_path, text);
+	return r < 0 ? 1 : 0;
 }
 
 /* ---- the dispatcher ------------------------------------------------------------------ */
@@ -115,8 +246,10 @@ typedef struct dispatcher {
 	const kd_agent_dispatch_opts *o;
 	kd_k8s *k;
 	char ns[254];
-	char run_id[16];    /* in every Job name: a re-run never meets the last run's Jobs */
-	char owner_uid[64]; /* the dispatcher's own Job: owner of the per-node Jobs */
+	char run_id[16];      /* in every Job name: a re-run never meets the last run's Jobs */
+	char owner_uid[64];   /* the dispatcher's own Job: owner of the per-node Jobs */
+	char release[254];    /* its app.kubernetes.io/instance label: the Helm release */
+	char owner_text[600]; /* "<namespace>/<its name>", in the nodes' release identity */
 	struct json_object *tmpl[2]; /* install, cleanup Job templates */
 	/* the current round */
 	char **nodes;
@@ -600,30 +733,60 @@ static char **json_strv(struct json_object *o, const char *key)
 	return v;
 }
 
-/* Parse a per-node Job's result line into res; a message that is not ours (FallbackToLogsOnError
- * puts the log's tail there) or carries an error is returned as the error. */
-static int parse_result(const char *job, const char *msg, bool cleanup, kd_agent_job_result *res,
-			kd_error *err)
+/* The result's Events: each well-formed one, at most KD_AGENT_HOST_EVENTS_MAX (the rest and
+ * the malformed ones counted as dropped). */
+static void parse_events(struct json_object *o, kd_agent_job_result *res)
+{
+	struct json_object *a = NULL, *b;
+
+	if (json_object_object_get_ex(o, "eventsDropped", &b) &&
+	    json_object_is_type(b, json_type_int) && json_object_get_int64(b) > 0)
+		res->events_dropped = json_object_get_int64(b) > 1000000
+					      ? 1000000
+					      : (unsigned)json_object_get_int64(b);
+	if (!json_object_object_get_ex(o, "events", &a) || !json_object_is_type(a, json_type_array))
+		return;
+	for (size_t i = 0; i < json_object_array_length(a); i++) {
+		struct json_object *e = json_object_array_get_idx(a, i);
+		const char *type = str_at(e, "type"), *reason = str_at(e, "reason"),
+			   *action = str_at(e, "action"), *msg = str_at(e, "message");
+		kd_agent_host_event *h;
+		if (res->n_events >= KD_AGENT_HOST_EVENTS_MAX || !type || !reason || !action ||
+		    !msg || (strcmp(type, "Warning") != 0 && strcmp(type, "Normal") != 0) ||
+		    !*reason || strlen(reason) >= sizeof(h->reason) ||
+		    strlen(action) >= sizeof(h->action)) {
+			res->events_dropped++;
+			continue;
+		}
+		h = &res->events[res->n_events++];
+		h->warning = strcmp(type, "Warning") == 0;
+		snprintf(h->reason, sizeof(h->reason), "%s", reason);
+		snprintf(h->action, sizeof(h->action), "%s", action);
+		snprintf(h->message, sizeof(h->message), "%s", msg);
+	}
+}
+
+int kd_agent_job_result_parse(const char *msg, bool cleanup, kd_agent_job_result *res,
+			      kd_error *err)
 {
 	_cleanup_json_ struct json_object *o = NULL;
 	struct json_object *b;
 	kd_error perr = {0};
 	const char *e, *a;
 
-	if (!msg)
-		return kd_err(err, -EIO,
-			      "Job %s: its pod's result is not there (the pod was "
-			      "deleted before it was read?)",
-			      job);
+	*res = (kd_agent_job_result){0};
 	if (kd_json_parse(msg, strlen(msg), "result", &o, &perr) < 0 ||
 	    !json_object_is_type(o, json_type_object) || !(a = str_at(o, "action")))
-		return kd_err(err, -EIO, "Job %s: %s", job, msg);
+		return kd_err(err, -EIO, "%s", msg);
+	parse_events(o, res); /* a failed Job's Events are posted too */
 	if ((e = str_at(o, "error")))
-		return kd_err(err, -EIO, "Job %s: %s", job, e);
+		return kd_err(err, -EIO, "%s", e);
 	if (strcmp(a, cleanup ? "cleanup" : "install") != 0)
-		return kd_err(err, -EIO, "Job %s: a %s result for a %s", job, a,
+		return kd_err(err, -EIO, "a %s result for a %s", a,
 			      cleanup ? "cleanup" : "install");
 	snprintf(res->version, sizeof(res->version), "%s", str_at(o, "version") ?: "");
+	snprintf(res->id, sizeof(res->id), "%s", str_at(o, "id") ?: "");
+	snprintf(res->source, sizeof(res->source), "%s", str_at(o, "source") ?: "");
 	snprintf(res->prefix, sizeof(res->prefix), "%s", str_at(o, "prefix") ?: "");
 	snprintf(res->runtime, sizeof(res->runtime), "%s", str_at(o, "runtime") ?: "");
 	res->config_changed =
@@ -637,6 +800,22 @@ static int parse_result(const char *job, const char *msg, bool cleanup, kd_agent
 			return kd_err(err, -ENOMEM, "out of memory");
 	}
 	return 0;
+}
+
+/* A message that is not ours (FallbackToLogsOnError puts the log's tail there) or carries an
+ * error is returned as the error; Events are read either way. */
+static int parse_result(const char *job, const char *msg, bool cleanup, kd_agent_job_result *res,
+			kd_error *err)
+{
+	int r;
+
+	if (!msg)
+		return kd_err(err, -EIO,
+			      "Job %s: its pod's result is not there (the pod was "
+			      "deleted before it was read?)",
+			      job);
+	r = kd_agent_job_result_parse(msg, cleanup, res, err);
+	return r < 0 ? kd_err_wrap(err, r, "Job %s", job) : 0;
 }
 
 typedef struct run_ctx {
@@ -769,7 +948,8 @@ static void *worker(void *ud)
 		ns = *d->s;
 		ns.node_name = (char *)node;
 		kd_err_clear(&err);
-		int r = kd_agent_job_dispatch(&ns, NULL, d->cleanup, run_job, &c, &err);
+		kd_agent_job_owner owner = {.release = d->release, .dispatcher = d->owner_text};
+		int r = kd_agent_job_dispatch(&ns, NULL, d->cleanup, &owner, run_job, &c, &err);
 		pthread_mutex_lock(&d->mu);
 		if (r < 0) {
 			char line[KD_ERROR_MAX + 300];
@@ -838,6 +1018,11 @@ static int owner_uid(dispatcher *d, kd_error *err)
 	uid = str_at(json_object_object_get(job, "metadata"), "uid");
 	if (!uid)
 		return kd_err(err, -EINVAL, "Job %s has no uid", d->o->owner_job);
+	snprintf(d->release, sizeof(d->release), "%s",
+		 str_at(json_object_object_get(json_object_object_get(job, "metadata"), "labels"),
+			"app.kubernetes.io/instance")
+			 ?: "");
+	snprintf(d->owner_text, sizeof(d->owner_text), "%s/%s", d->ns, d->o->owner_job);
 	snprintf(d->owner_uid, sizeof(d->owner_uid), "%s", uid);
 	snprintf(d->run_id, sizeof(d->run_id), "%.12s", uid);
 	return 0;
@@ -859,14 +1044,12 @@ static int named_nodes(dispatcher *d, char ***ret, kd_error *err)
 		if (kd_k8s_escape(*n, esc, sizeof(esc)) < 0)
 			return kd_err(err, -EINVAL, "node name too long: %s", *n);
 		snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
+		/* As upstream's dispatcher: a name that is no Node fails the run before any node
+		 * is touched (install and cleanup alike); the list is the admin's, and a typo
+		 * must not pass for done. */
 		r = kd_k8s_get(d->k, path, &node, err);
-		if (r == -ENOENT && d->cleanup) {
-			kd_warn("node %s (job nodes list) does not exist: nothing to clean", *n);
-			kd_err_clear(err);
-			continue;
-		}
 		if (r < 0)
-			return kd_err_wrap(err, r, "node %s of the job nodes list", *n);
+			return kd_err_wrap(err, r, "node %s of the job nodes list (--nodes)", *n);
 		if (kd_strv_push(ret, *n) < 0)
 			return kd_err(err, -ENOMEM, "out of memory");
 	}

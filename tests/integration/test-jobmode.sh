@@ -10,6 +10,12 @@
 # each per-node Job's container command with the Job's own env (no token, no API address) on a
 # temp host root per node, and reports the result as the kubelet and the Job controller would
 # (pod termination message, Job conditions).
+#
+# Also: explicit job.nodes / job.cleanup.nodes (a named node that does not exist fails the
+# dispatcher before any node is touched, as upstream's), the dispatcher Jobs' placement
+# (job.dispatcherNodeSelector / dispatcherTolerations) as stored by the API server, the release
+# identity annotation the dispatcher writes from each Job's result, and the host Events
+# (HostCheckWarning, CRIDisabled) a per-node Job carries in its result for the dispatcher to post.
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 
@@ -146,21 +152,24 @@ cp "$KD_APISERVER_CA" "$T/sa/ca.crt"
 echo $NS >"$T/sa/namespace"
 k create token kata-deploy-sa -n $NS --duration=1h >"$T/sa/token"
 
-# The per-node Job templates and the dispatchers' env and args, from the render.
-py "$T/job.yaml" "$T" <<'P'
-import shlex
-t = sys.argv[2]
+# The per-node Job templates and the dispatchers' env and args, from a render: $T/<pfx>install.*,
+# $T/<pfx>cleanup.* (env, args, the per-node Job template).
+extract() { # RENDER [PREFIX]
+	py "$1" "$T" "${2:-}" <<'P'
+t, pfx = sys.argv[2], sys.argv[3]
 cm = obj("ConfigMap", "kata-deploy-job-templates")
 for stage in ("install", "cleanup"):
-    open(f"{t}/{stage}-job.yaml", "w").write(cm["data"][f"{stage}-job.yaml"])
+    open(f"{t}/{pfx}{stage}-job.yaml", "w").write(cm["data"][f"{stage}-job.yaml"])
     c = obj("Job", f"kata-deploy-{stage}-dispatcher")["spec"]["template"]["spec"]["containers"][0]
-    with open(f"{t}/{stage}.env", "w") as f:
+    with open(f"{t}/{pfx}{stage}.env", "w") as f:
         for e in c["env"]:
             if "value" in e:
                 f.write(f"{e['name']}={e['value']}\n")
-    args = [a.replace("/etc/kata-deploy/jobs/", f"{t}/") for a in c["args"]]
-    open(f"{t}/{stage}.args", "w").write("\n".join(args) + "\n")
+    args = [a.replace("/etc/kata-deploy/jobs/", f"{t}/{pfx}") for a in c["args"]]
+    open(f"{t}/{pfx}{stage}.args", "w").write("\n".join(args) + "\n")
 P
+}
+extract "$T/job.yaml"
 
 node_status() { # NODE
 	k patch node "$1" --subresource=status --type=merge -p "{\"status\":{\"nodeInfo\":{\"containerRuntimeVersion\":\"containerd://1.7.2\",\"kubeletVersion\":\"v1.33.0\",\"osImage\":\"Debian\",\"kernelVersion\":\"6.1\",\"operatingSystem\":\"linux\",\"architecture\":\"amd64\",\"machineID\":\"m\",\"systemUUID\":\"u\",\"bootID\":\"b\",\"kubeProxyVersion\":\"\"},\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"KubeletReady\",\"message\":\"test\",\"lastHeartbeatTime\":\"2025-01-01T00:00:00Z\",\"lastTransitionTime\":\"2025-01-01T00:00:00Z\"}],\"runtimeHandlers\":[{\"name\":\"kata-qemu\",\"features\":{\"recursiveReadOnlyMounts\":false,\"userNamespaces\":false}}]}}" >/dev/null
@@ -198,6 +207,10 @@ new_node n3          # labelled late, while the dispatcher waits
 new_node n4          # never selected
 new_node n5 $SEL kd.test/dedicated   # selected, taint not tolerated: skipped
 new_node n6          # its host check fails (below)
+new_node n7          # qemu-snp enabled too, which its host check refuses: HostCheckWarning
+new_node n8          # containerd with the CRI plugin disabled: CRIDisabled
+sed -i '1a disabled_plugins = ["cri"]' "$T/roots/n8/etc/containerd/config.toml"
+snapshot "$T/roots/n8" >"$T/n8.snap"
 
 start_runner() { # extra runner args...
 	rm -f "$T/state/stop"
@@ -205,8 +218,9 @@ start_runner() { # extra runner args...
 		--namespace $NS --state "$T/state" --delay 1 \
 		--override PAYLOAD="$P" --override HOST_CHECK_ROOT="$HC" \
 		--override "RUNTIME_RESTART=command:echo \$KD_UNIT >>$T/restarts" \
-		$(for n in n1 n2 n3 n4 n5 n6; do echo "--node-override $n:HOST_ROOT=$T/roots/$n"; done) \
-		--node-override "n6:HOST_CHECK_ROOT=$T/nokvm" "$@" >"$T/runner.out" 2>&1 &
+		$(for n in n1 n2 n3 n4 n5 n6 n7 n8; do echo "--node-override $n:HOST_ROOT=$T/roots/$n"; done) \
+		--node-override "n6:HOST_CHECK_ROOT=$T/nokvm" --node-override "n7:SHIMS_X86_64=qemu qemu-snp" \
+		"$@" >"$T/runner.out" 2>&1 &
 	echo $! >"$T/runner.pid"
 }
 stop_runner() {
@@ -215,7 +229,7 @@ stop_runner() {
 	for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
 	wait "$p" 2>/dev/null || true
 }
-dispatch() { # NAME STAGE [extra args] -> rc in $T/NAME.rc, log $T/NAME.log
+dispatch() { # NAME [PREFIX]STAGE [extra args] -> rc in $T/NAME.rc, log $T/NAME.log
 	local name=$1 stage=$2; shift 2
 	local rc=0
 	mapfile -t args <"$T/$stage.args"
@@ -230,6 +244,19 @@ events() { # NODE REASON
 	k get events -n $NS --field-selector "involvedObject.name=$1,reason=$2" -o name | wc -l
 }
 jobs_on() { awk -v n="$1" '$1 == n' "$T/state/jobs.log" 2>/dev/null | wc -l; }
+IDENT=install.kata-deploy.katacontainers.io/default
+ident() { k get node "$1" -o jsonpath="{.metadata.annotations.${IDENT//./\\.}}"; }
+# ident_is NODE DISPATCHER-JOB: the release identity the dispatcher wrote from the Job's result
+ident_is() {
+	ident "$1" >"$T/ident-$1.json"
+	python3 - "$T/ident-$1.json" "$2" "$P" "$(basename "$(readlink "$T/roots/$1/opt/kata/current")")" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+want = {"release": "kata-deploy", "daemonSet": "", "dispatcher": f"kube-system/{sys.argv[2]}",
+        "payload": "3.99.0-demo", "id": sys.argv[4], "source": sys.argv[3], "shims": "qemu"}
+assert d == want, f"{d} != {want}"
+PY
+}
 show() { echo "# --- $1"; grep -v ': setting ' "$T/$1.log" | sed 's/^/#   /' | tail -${2:-25}; }
 rc_is() { # NAME WANT DESC: the dispatcher NAME exited WANT, else its log
 	if [ "$(cat "$T/$1.rc")" = "$2" ]; then ok "$3"; else not_ok "$3 (exit $(cat "$T/$1.rc"))"; show "$1"; fi
@@ -258,6 +285,10 @@ for n in n1 n2 n3; do
 	check "$n: Kata on its host root, Installed Event" \
 		eval '[ -e "$T/roots/$n/opt/kata/current" ] && [ "$(events $n Installed)" -ge 1 ]'
 done
+for n in n1 n2 n3; do
+	check "$n: release identity annotation from its Job's result ($(ident $n | cut -c1-60)...)" \
+		ident_is $n kata-deploy-install-dispatcher
+done
 check "n4, n5: no labels, host roots untouched" \
 	eval '[ -z "$(label n4 katacontainers.io/kata-runtime)$(label n5 katacontainers.io/kata-runtime)" ] &&
 	diff -q <(snapshot "$T/roots/n5") "$T/orig.snap" >/dev/null'
@@ -284,6 +315,7 @@ check "the log names the node and why" grep -q "failed: n6: .*no enabled shim ca
 check "n6: InstallFailed Event, no labels left (claim taken back)" \
 	eval '[ "$(events n6 InstallFailed)" -ge 1 ] && [ -z "$(label n6 katacontainers.io/kata-runtime)$(label n6 kata-deploy.katacontainers.io/default)" ]'
 check "n6: host root untouched byte for byte" diff -q <(snapshot "$T/roots/n6") "$T/orig.snap"
+check "n6: no release identity annotation" [ -z "$(ident n6)" ]
 check "n1-n3 re-run: still labelled, no runtime restart" \
 	eval '[ "$(label n1 katacontainers.io/kata-runtime)$(label n2 katacontainers.io/kata-runtime)$(label n3 katacontainers.io/kata-runtime)" = truetruetrue ] &&
 	[ ! -s "$T/restarts" ]'
@@ -300,6 +332,7 @@ check "n1 no longer selected: cleaned up, host root restored byte for byte" \
 check "n1: labels removed, Uninstalled Event" \
 	eval '[ -z "$(label n1 katacontainers.io/kata-runtime)$(label n1 kata-deploy.katacontainers.io/default)$(label n1 $SHIM)" ] &&
 	[ "$(events n1 Uninstalled)" -ge 1 ]'
+check "n1: release identity annotation removed with the labels" [ -z "$(ident n1)" ]
 check "n2, n3 still installed" eval '[ -e "$T/roots/n2/opt/kata/current" ] && [ -e "$T/roots/n3/opt/kata/current" ]'
 
 # --- uninstall (pre-delete): every node carrying the label, back to its original bytes ----------
@@ -312,6 +345,7 @@ for n in n2 n3; do
 	check "$n: host root restored byte for byte" diff -q <(snapshot "$T/roots/$n") "$T/orig.snap"
 	check "$n: every label of ours removed" \
 		[ -z "$(label $n katacontainers.io/kata-runtime)$(label $n kata-deploy.katacontainers.io/default)$(label $n $SHIM)" ]
+	check "$n: release identity annotation removed" [ -z "$(ident $n)" ]
 done
 check "cleanup reached only labelled nodes (n2, n3)" \
 	[ "$(grep -c -- '-cleanup-' "$T/state/jobs.log")" = 3 ] # n1 in d3, n2 + n3 here
@@ -325,6 +359,116 @@ check "empty selection after the wait: exit 1 naming the selection" \
 dispatch d6 install --wait-for-nodes=0
 check "empty selection with --wait-for-nodes=0: exit 0, nothing to do" \
 	eval '[ "$(cat "$T/d6.rc")" = 0 ] && grep -q "nothing to install" "$T/d6.log"'
+
+# --- explicit job.nodes / job.cleanup.nodes, the dispatchers' placement -----------------------------
+NAMEDV=("${JOBV[@]}" --set 'job.nodes={n4,n5}' --set 'job.cleanup.nodes={n4,n5}'
+	--set-string 'job.dispatcherNodeSelector.kd\.test/control=yes'
+	--set 'job.dispatcherTolerations[0].key=kd.test/control' --set 'job.dispatcherTolerations[0].operator=Exists'
+	--set 'job.dispatcherTolerations[0].effect=NoSchedule')
+render "$T/named.yaml" "${NAMEDV[@]}" || not_ok "render job.nodes: $(cat "$T/named.yaml.err")"
+render "$T/toltop.yaml" "${JOBV[@]}" --set 'tolerations[0].key=kd.test/all' --set 'tolerations[0].operator=Exists' ||
+	not_ok "render tolerations: $(cat "$T/toltop.yaml.err")"
+py "$T/named.yaml" "$T/toltop.yaml" >"$T/named.out" 2>&1 <<'P' && ok "render: $(tail -1 "$T/named.out")" || { not_ok "job.nodes / dispatcher placement render"; sed 's/^/#   /' "$T/named.out"; }
+TOP = [d for d in yaml.safe_load_all(open(sys.argv[2])) if d]
+sel, tol = {"kd.test/control": "yes"}, [{"key": "kd.test/control", "operator": "Exists", "effect": "NoSchedule"}]
+for stage in ("install", "cleanup"):
+    ps = obj("Job", f"kata-deploy-{stage}-dispatcher")["spec"]["template"]["spec"]
+    args = ps["containers"][0]["args"]
+    assert "--nodes=n4,n5" in args and not any(a.startswith("--wait-for-nodes") for a in args), args
+    assert ps["nodeSelector"] == sel and ps["tolerations"] == tol, (stage, ps.get("nodeSelector"), ps.get("tolerations"))
+    j = yaml.safe_load(obj("ConfigMap", "kata-deploy-job-templates")["data"][f"{stage}-job.yaml"])
+    jps = j["spec"]["template"]["spec"]
+    assert jps.get("nodeSelector") != sel and tol[0] not in jps.get("tolerations", []), f"dispatcher placement in the {stage} Job"
+    d = [x for x in TOP if x["kind"] == "Job" and x["metadata"]["name"] == f"kata-deploy-{stage}-dispatcher"][0]
+    t = d["spec"]["template"]["spec"]["tolerations"]
+    assert t == [{"key": "kd.test/all", "operator": "Exists"}], f"dispatcherTolerations empty: {t}"
+print("job.nodes / job.cleanup.nodes as --nodes (no node wait); dispatcherNodeSelector and dispatcherTolerations on both dispatchers only; tolerations when dispatcherTolerations is empty")
+P
+# The API server's copy of the dispatcher Jobs (validated, defaulted) carries the placement.
+k delete job -n $NS kata-deploy-install-dispatcher kata-deploy-cleanup-dispatcher >/dev/null
+check "kubectl apply of the job.nodes render" q k apply -f "$T/named.yaml"
+k get jobs -n $NS -l kata-deploy/dispatcher -o json >"$T/dispatchers.json"
+python3 - "$T/dispatchers.json" <<'P' && ok "dispatcher Jobs as stored by kube-apiserver: nodeSelector and tolerations of job.dispatcher*" || not_ok "stored dispatcher Jobs"
+import json, sys
+items = json.load(open(sys.argv[1]))["items"]
+assert len(items) == 2, [j["metadata"]["name"] for j in items]
+for j in items:
+    ps = j["spec"]["template"]["spec"]
+    assert ps["nodeSelector"] == {"kd.test/control": "yes"}, ps.get("nodeSelector")
+    assert ps["tolerations"] == [{"key": "kd.test/control", "operator": "Exists", "effect": "NoSchedule"}], ps["tolerations"]
+P
+extract "$T/named.yaml" named-
+njobs() { k get jobs -n $NS -l kata-deploy.katacontainers.io/dispatcher -o name | wc -l; }
+
+# n4 (never selected) and n5 (selected once, its taint not tolerated): named, both installed.
+start_runner
+before=$(wc -l <"$T/state/jobs.log")
+dispatch d7 named-install
+stop_runner
+rc_is d7 0 "job.nodes={n4,n5}: exit 0"
+check "job.nodes: Jobs on n4 and n5 only ($(wc -l <"$T/state/jobs.log") - $before Jobs)" \
+	eval '[ "$(jobs_on n4)$(jobs_on n5)" = 11 ] && [ $(( $(wc -l <"$T/state/jobs.log") - before )) = 2 ]'
+check "job.nodes: n4, n5 labelled, Kata on their roots" \
+	eval '[ "$(label n4 $SHIM)$(label n5 $SHIM)" = truetrue ] && [ -e "$T/roots/n4/opt/kata/current" ] && [ -e "$T/roots/n5/opt/kata/current" ]'
+check "job.nodes: n4, n5 release identity" eval 'ident_is n4 kata-deploy-install-dispatcher && ident_is n5 kata-deploy-install-dispatcher'
+k get jobs -n $NS -l kata-deploy.katacontainers.io/node=n5 -o json >"$T/n5jobs.json"
+python3 - "$T/n5jobs.json" <<'P' && ok "n5's Job (named, tainted node): tolerates every taint, no selection" || not_ok "n5's Job shape"
+import json, sys
+(j,) = json.load(open(sys.argv[1]))["items"]
+ps = j["spec"]["template"]["spec"]
+assert ps["nodeName"] == "n5" and ps["tolerations"] == [{"operator": "Exists"}], ps.get("tolerations")
+assert "nodeSelector" not in ps and "affinity" not in ps
+P
+
+# A named node that does not exist: as upstream's dispatcher, the run fails before any node is
+# touched (no Job, no label change; n5, not named here, is not cleaned up either).
+n0=$(njobs)
+dispatch d8 named-install --nodes=n4,ghost
+rc_is d8 1 "job.nodes naming a missing node: exit 1"
+check "the log names it" grep -q "node ghost of the job nodes list (--nodes): .*404" "$T/d8.log"
+check "no Job created, n4 and n5 still labelled and installed" \
+	eval '[ "$(njobs)" = "$n0" ] && [ "$(label n4 $SHIM)$(label n5 $SHIM)" = truetrue ] && [ -e "$T/roots/n5/opt/kata/current" ]'
+dispatch d9 named-cleanup --nodes=n4,ghost
+rc_is d9 1 "job.cleanup.nodes naming a missing node: exit 1"
+check "cleanup: no Job, n4 still labelled and installed" \
+	eval '[ "$(njobs)" = "$n0" ] && [ "$(label n4 katacontainers.io/kata-runtime)" = true ] && [ -e "$T/roots/n4/opt/kata/current" ] && [ -n "$(ident n4)" ]'
+
+start_runner
+dispatch d10 named-cleanup
+stop_runner
+rc_is d10 0 "job.cleanup.nodes={n4,n5}: exit 0"
+for n in n4 n5; do
+	check "$n: host root restored byte for byte, labels and identity removed" \
+		eval 'diff -q <(snapshot "$T/roots/$n") "$T/orig.snap" >/dev/null &&
+		[ -z "$(label $n katacontainers.io/kata-runtime)$(label $n kata-deploy.katacontainers.io/default)$(label $n $SHIM)$(ident $n)" ]'
+done
+
+# --- host Events carried in the result: the dispatcher posts them on the Node -------------------
+evmsg() { k get events -n $NS --field-selector "involvedObject.name=$1,reason=$2" -o jsonpath='{.items[*].message}'; }
+start_runner
+dispatch d11 named-install --nodes=n7,n8
+stop_runner
+rc_is d11 1 "n7 (a shim refused by its host check) and n8 (CRI disabled): exit 1 for n8"
+check "n7: HostCheckWarning Event, from the Job's result, naming qemu-snp" \
+	eval '[ "$(events n7 HostCheckWarning)" = 1 ] && evmsg n7 HostCheckWarning | grep -q "some enabled shims cannot run on this node: qemu-snp"'
+check "n7: ShimsMissing (qemu-snp not in the payload) and Installed Events, labelled" \
+	eval '[ "$(events n7 ShimsMissing)" = 1 ] && [ "$(events n7 Installed)" = 1 ] && [ "$(label n7 $SHIM)" = true ]'
+check "n7: release identity" ident_is n7 kata-deploy-install-dispatcher
+R7=$(grep -l HostCheckWarning "$T"/state/*.result 2>/dev/null | head -1)
+check "n7's result carries the Event, $(wc -c <"${R7:-/dev/null}") bytes (<= 4096)" \
+	eval '[ -n "$R7" ] && [ "$(wc -c <"$R7")" -le 4096 ] && python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r[\"events\"][0][\"reason\"] == \"HostCheckWarning\"" "$R7"'
+check "n8: CRIDisabled Event (what to do) then InstallFailed" \
+	eval '[ "$(events n8 CRIDisabled)" = 1 ] && [ "$(events n8 InstallFailed)" = 1 ] &&
+	evmsg n8 CRIDisabled | grep -q "remove \"cri\" from disabled_plugins and restart containerd"'
+check "n8: no labels, no identity, host root untouched" \
+	eval '[ -z "$(label n8 katacontainers.io/kata-runtime)$(ident n8)" ] && diff -q <(snapshot "$T/roots/n8") "$T/n8.snap" >/dev/null'
+check "the dispatcher's log names n8's failure" grep -q "failed: n8: .*disables containerd's CRI plugin" "$T/d11.log"
+start_runner
+dispatch d12 named-cleanup --nodes=n7
+stop_runner
+rc_is d12 0 "cleanup of n7: exit 0"
+check "n7: host root restored byte for byte" diff -q <(snapshot "$T/roots/n7") "$T/orig.snap"
+
 check "fake runner reported no problem" [ ! -s "$T/state/problems" ]
 [ ! -s "$T/state/problems" ] || sed 's/^/#   /' "$T/state/problems"
 finish

@@ -3,7 +3,8 @@
 # docs/NODE-TEST.md): real kubelet, Job controller, garbage collector and Helm hooks.
 #   helm install --set deploymentMode=job → the install dispatcher (post-install hook) runs one
 #   per-node Job on the node: no DaemonSet, the per-node pod has no service-account token, Kata
-#   on the node's host, containerd restarted, node labelled, runtimeHandlers, helm returns only
+#   on the node's host, containerd restarted, node labelled (and annotated with the release
+#   identity), runtimeHandlers, helm returns only
 #   once it is done; helm upgrade → the dispatcher runs again, nothing changes on the host;
 #   helm uninstall → the pre-delete dispatcher's cleanup Job: the host byte for byte as before.
 # Needs what test-node.sh needs (root, scripts/peers/all.sh kube-node kubectl containerd2 + helm).
@@ -119,6 +120,16 @@ assert r["action"] == "install" and r["installed"] == ["qemu"], r
 print(f"{len(items)} pod(s) {phases}, none with a token or an API volume; result {msg.strip()}")
 P
 check "Installed Event on the node" test -n "$(K get events -n kube-system --field-selector reason=Installed -o name)"
+ident() { K get node "$KD_NODE_NAME" -o jsonpath='{.metadata.annotations.install\.kata-deploy\.katacontainers\.io/default}'; }
+ident >"$T/ident.json"
+python3 - "$T/ident.json" <<'P' >"$T/ident.out" 2>&1 && ok "release identity annotation by the dispatcher: $(cat "$T/ident.json")" || { not_ok "release identity"; cat "$T/ident.out"; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["release"] == "kata-deploy" and d["daemonSet"] == "", d
+assert d["dispatcher"] == "kube-system/kata-deploy-install-dispatcher", d
+assert d["payload"] == "3.99.0-demo" and len(d["id"]) == 16 and d["shims"] == "qemu", d
+assert d["source"] == "/opt/kata-artifacts/payload.tar.zst", d
+P
 
 # --- upgrade: the dispatcher runs again; an installed node changes nothing ------------------------
 say "helm upgrade"
@@ -142,6 +153,7 @@ else
 fi
 check "uninstall: label gone" test -z "$(label katacontainers.io/kata-runtime)"
 check "uninstall: no shim label left ($(shim_labels))" test -z "$(shim_labels)"
+check "uninstall: release identity annotation removed" test -z "$(ident)"
 check "uninstall: RuntimeClass kata-qemu gone" not K get runtimeclass kata-qemu
 kd_node_host_fp "$N" >"$T/host.after"
 check "uninstall: the node's host is byte for byte as before" diff -u "$T/host.pristine" "$T/host.after"

@@ -111,7 +111,11 @@ def run_job(job):
     base.update(env)
     with open(os.path.join(a.state, f"{name}.log"), "w") as out:
         rc = subprocess.run(argv, env=base, stdout=out, stderr=subprocess.STDOUT).returncode
-    msg = open(result).read().strip()
+    raw = open(result, "rb").read()
+    # The kubelet reads at most 4096 bytes of the termination message file.
+    if len(raw) > 4096:
+        problem(f"{name}: termination message of {len(raw)} bytes (the kubelet keeps 4096)")
+    msg = raw[:4096].decode("utf-8", "replace").strip()
     if not msg and rc != 0 and c.get("terminationMessagePolicy") == "FallbackToLogsOnError":
         msg = "\n".join(open(os.path.join(a.state, f"{name}.log")).read().splitlines()[-80:])[-2048:]
     with lock:
