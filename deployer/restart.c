@@ -212,23 +212,24 @@ static int unit_property(sdbus_api *a, sd_bus *b, const char *unit, const char *
 	return r < 0 ? r : 0;
 }
 
-/* RestartUnit, then wait for its job to finish: 0, or < 0 when systemd refused the call. */
-static int restart_job(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
+/* method (RestartUnit, StopUnit) of unit, then wait for its job to finish: 0, or < 0 when
+ * systemd refused the call or the job did not finish in time. */
+static int unit_job(sdbus_api *a, sd_bus *b, const char *method, const char *unit, kd_error *err)
 {
 	sd_bus_error e = SD_BUS_ERROR_NULL;
 	sd_bus_message *m = NULL;
 	const char *job;
-	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "RestartUnit", &e, &m, "ss", unit,
+	int r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, method, &e, &m, "ss", unit,
 			       "replace");
 	if (r < 0) {
-		r = kd_err(err, r, "systemd RestartUnit %s: %s", unit,
+		r = kd_err(err, r, "systemd %s %s: %s", method, unit,
 			   e.message ? e.message : strerror(-r));
 		a->error_free(&e);
 		return r;
 	}
 	if ((r = a->message_read(m, "o", &job)) < 0) {
 		a->message_unref(m);
-		return kd_err_errno(err, r, "systemd RestartUnit %s: bad reply", unit);
+		return kd_err_errno(err, r, "systemd %s %s: bad reply", method, unit);
 	}
 	/* The job object exists until the job is done. */
 	time_t end = time(NULL) + KD_RESTART_TIMEOUT_S;
@@ -243,13 +244,18 @@ static int restart_job(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
 			break;
 		if (time(NULL) > end) {
 			a->message_unref(m);
-			return kd_err(err, -ETIMEDOUT, "restart of %s did not finish in %d s", unit,
-				      KD_RESTART_TIMEOUT_S);
+			return kd_err(err, -ETIMEDOUT, "systemd %s %s did not finish in %d s",
+				      method, unit, KD_RESTART_TIMEOUT_S);
 		}
 		usleep(100 * 1000);
 	}
 	a->message_unref(m);
 	return 0;
+}
+
+static int restart_job(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
+{
+	return unit_job(a, b, "RestartUnit", unit, err);
 }
 
 static int systemd_restart(sdbus_api *a, sd_bus *b, const char *unit, kd_error *err)
@@ -333,17 +339,14 @@ static int nydus_service(sdbus_api *a, sd_bus *b, const char *unit, bool want, k
 			a->message_unref(m);
 		if (r < 0)
 			return 0; /* not loaded: nothing runs */
-		m = NULL;
-		r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "StopUnit", &e, &m, "ss", unit,
-				   "replace");
-		if (r < 0)
-			kd_warn("systemd StopUnit %s: %s", unit,
-				e.message ? e.message : strerror(-r));
+		/* Waited for, as `systemctl stop` does: the Reload and the runtime's restart below
+		 * (whose PartOf= propagation reaches the service) must not meet the stop job still
+		 * running, and "stopped" is said only once it is. */
+		kd_error e2 = {0};
+		if (unit_job(a, b, "StopUnit", unit, &e2) < 0)
+			kd_warn("%s", e2.msg);
 		else
 			kd_info("stopped %s", unit);
-		a->error_free(&e);
-		if (m)
-			a->message_unref(m);
 	}
 	r = a->call_method(b, SD_DEST, SD_PATH, SD_MANAGER, "Reload", &e, NULL, "");
 	if (r < 0) {

@@ -13,27 +13,18 @@
 #     test dir) and the 2.2 daemon lists it as its proxy snapshotter, and prepares a snapshot
 #     through it; an admin's table is left alone (refused, naming what to set) on an in-place
 #     1.x edit; uninstall restores every byte.
-# systemd itself is not run here (no systemd in this container): the Reload / restart / stop of
-# the service is not tested; `systemd-analyze verify` checks the unit file.
+# systemd itself is not run here: `systemd-analyze verify` checks the unit file; the Reload /
+# restart / stop of the service through a real systemd is test-systemd-nydus.sh's.
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 
 scripts/peers/containerd2.sh >&2
-scripts/peers/nydus-snapshotter.sh >&2
+source tests/peers/nydus-payload.sh
 PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}
 CTD2=$PEERS/bin/containerd2 CTR2=$PEERS/bin/ctr2 CTD1=/usr/bin/containerd
-NGRPC=$PEERS/bin/containerd-nydus-grpc NOVL=$PEERS/bin/nydus-overlayfs
 
-# The demo payload plus a nydus-snapshotter component holding the peer's binaries, laid out as
-# artifacts/recipes/nydus-snapshotter.yaml builds them.
-cp -a artifacts/demo/tree "$T/tree"
-install -D -m 0755 "$NGRPC" "$T/tree/opt/kata/libexec/nydus-snapshotter/containerd-nydus-grpc"
-install -D -m 0755 "$NOVL" "$T/tree/opt/kata/libexec/nydus-snapshotter/nydus-overlayfs"
-{ sed '/^shims:/,$d' artifacts/demo/payload.yaml
-  printf '  - name: nydus-snapshotter\n    version: "v0.15.15"\n    paths: ["libexec/nydus-snapshotter/"]\n'
-  sed -n '/^shims:/,$p' artifacts/demo/payload.yaml; } >"$T/spec.yaml"
 P=$T/p.tar.zst P0=$T/p0.tar.zst
-"$KD" payload pack "$T/tree" --spec "$T/spec.yaml" -o "$P" >/dev/null
+nydus_payload "$P"
 "$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$P0" >/dev/null
 
 dump() { # dump BIN ROOT CONFIG(relative) > out

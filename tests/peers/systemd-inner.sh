@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The first process of a real systemd's sandbox (started by tests/integration/test-systemd-restart.sh
-# inside `unshare --pid --fork --mount --uts --ipc --net --cgroup --propagation private
+# The first process of a real systemd's sandbox (started by tests/peers/systemd-sandbox.sh inside
+# `unshare --pid --fork --mount --uts --ipc --net --cgroup --propagation private
 # --mount-proc`): isolates the file system, then becomes systemd (PID 1 of the namespace).
 #   systemd-inner.sh DIR
 # DIR/ovl/{etc,var,opt}: overlay upper dirs (every write to /etc, /var, /opt lands there);
-# DIR/host/etc-containerd: bind-mounted on /etc/containerd; DIR/units: the only unit files
-# systemd loads (SYSTEMD_UNIT_PATH). /run and /dev are new tmpfs (/tmp is the machine's: DIR is
+# DIR/host/etc-containerd: bind-mounted on /etc/containerd. systemd loads units
+# (SYSTEMD_UNIT_PATH) from /etc/systemd/system, a new empty tmpfs (what an engine writes there;
+# the machine's units are never seen), then from DIR/units (the test's). DIR/usr-local-bin, when
+# there, is laid over /usr/local/bin. /run and /dev are new tmpfs (/tmp is the machine's: DIR is
 # in it; nothing here writes to /tmp outside DIR, no unit has PrivateTmp); /proc/sys and /sys are
 # read-only (systemd as PID 1 writes fs.file-max and fs.nr_open: EROFS here); the cgroup2
 # hierarchy of the cgroup namespace is systemd's to manage (unified mode, no controllers).
@@ -22,7 +24,15 @@ for d in etc var opt; do
 	mount -t overlay "kd-sd-$d" -o "lowerdir=/$d,upperdir=$D/ovl/$d/upper,workdir=$D/ovl/$d/work" "/$d" ||
 		fail "overlay on /$d"
 done
+# DIR/usr-local-bin, when there: another containerd (and its ctr) in front of the machine's
+# /usr/local/bin, as a node with a containerd of its own in /usr/local/bin (read-only overlay).
+if [ -d "$D/usr-local-bin" ]; then
+	mount -t overlay kd-sd-usr-local-bin -o "lowerdir=$D/usr-local-bin:/usr/local/bin" /usr/local/bin ||
+		fail "overlay on /usr/local/bin"
+fi
 mkdir -p /etc/containerd && mount --bind "$D/host/etc-containerd" /etc/containerd || fail "bind /etc/containerd"
+mkdir -p /etc/systemd/system && mount -t tmpfs -o mode=0755,nosuid,nodev kd-sd-units /etc/systemd/system ||
+	fail "tmpfs /etc/systemd/system"
 mount -t tmpfs -o mode=0755,nosuid,nodev kd-sd-run /run || fail "tmpfs /run"
 
 # /dev: a tmpfs with the few nodes a service uses (bind mounts of the machine's), its own devpts.
@@ -48,7 +58,7 @@ hostname kd-systemd-test
 mkdir -p "$D/empty"
 log "exec systemd"
 exec env -i container=kd-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-	SYSTEMD_UNIT_PATH="$D/units" SYSTEMD_GENERATOR_PATH="$D/empty" \
+	SYSTEMD_UNIT_PATH="/etc/systemd/system:$D/units" SYSTEMD_GENERATOR_PATH="$D/empty" \
 	SYSTEMD_ENVIRONMENT_GENERATOR_PATH="$D/empty" \
 	/lib/systemd/systemd --system --unit=kd.target --log-target=console --log-level=info \
 	--show-status=false
