@@ -16,12 +16,25 @@
 #define QUOTE_LINES 3u /* lines quoted per table; the rest are counted */
 
 /* A line that belongs to no table: blank, or only a comment. */
+/* A blank or comment line as TOML has it (n excludes the '\n'; a final '\r' is CRLF's): no
+ * control character but tab, so that the text kept is still TOML (fuzz-revert found a NUL). */
 static bool line_is_note(const char *s, size_t n)
 {
 	size_t i = 0;
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+	if (n && s[n - 1] == '\r')
+		n--;
+	while (i < n && (s[i] == ' ' || s[i] == '\t'))
 		i++;
-	return i == n || s[i] == '#';
+	if (i == n)
+		return true;
+	if (s[i] != '#')
+		return false;
+	for (i++; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return false;
+	}
+	return true;
 }
 
 static size_t line_len(const char *s, const char *end)
