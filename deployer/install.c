@@ -352,6 +352,7 @@ static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err
 			   .shims = o->shims,
 			   .skip_missing = o->skip_missing_shims,
 			   .snapshotter_setup = o->rt.snapshotter_setup,
+			   .debug = o->rt.debug,
 			   .arch = o->arch,
 			   .auth_file = o->registry_auth,
 			   .ca_file = o->registry_ca,
@@ -612,6 +613,14 @@ static void show_extract_progress(uint64_t done, uint64_t total, void *userdata)
 	xp->shown = xp->tty;
 }
 
+/* The debug tools (kata-ctl) are in the installed version exactly when debug is asked for;
+ * otherwise the full path decides (it opens the payload: a payload without them is then still
+ * the same version, and nothing is written). */
+static bool debug_tools_as_installed(const kd_install_opts *o, const kd_state *s)
+{
+	return o->rt.debug == kd_strv_find(s->current.components, KD_KATA_CTL_COMPONENT);
+}
+
 static bool nydus_as_installed(const kd_install_opts *o, const kd_state *s)
 {
 	bool wanted = kd_snapshotter_listed(o->rt.snapshotter_setup, "nydus");
@@ -655,7 +664,8 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		    same_shims(c, o, &s.current, &missing) &&
 		    /* and the nydus-snapshotter component wanted as installed (the same payload
 		     * without it: still without it, and left out when optional) */
-		    nydus_as_installed(o, &s) && kd_state_links_intact(c->rootfd, &s) &&
+		    nydus_as_installed(o, &s) && debug_tools_as_installed(o, &s) &&
+		    kd_state_links_intact(c->rootfd, &s) &&
 		    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 			res->changed = false;
 			snprintf(res->id, sizeof(res->id), "%s", s.current.id);
@@ -727,6 +737,10 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 	if (r < 0)
 		goto out_p;
 	kd_snapshotter_select(m, o->rt.snapshotter_setup, mask);
+	if (!kd_debug_tools_select(m, o->rt.debug, mask))
+		kd_warn("debug: the payload has no %s component: kata-ctl is not installed "
+			"(upstream installs it with debug from its kata-tools bundle)",
+			KD_KATA_CTL_COMPONENT);
 	/* A damaged frame of a selected component is refused here, before any write, and so is
 	 * what plan refuses too (kd_kata_check_sources). */
 	if ((r = kd_payload_check_components(p, mask, err)) < 0 ||

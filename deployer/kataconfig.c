@@ -428,6 +428,15 @@ static int check_source(const kd_manifest *m, const bool *mask, const char *path
 		      f->type == KD_FILE_SYMLINK ? "symlink" : "directory");
 }
 
+bool kd_debug_tools_select(const kd_manifest *m, bool debug, bool *mask)
+{
+	bool found = false;
+	for (size_t i = 0; debug && i < m->n_components; i++)
+		if (!strcmp(m->components[i].name, KD_KATA_CTL_COMPONENT))
+			found = mask[i] = true;
+	return found || !debug;
+}
+
 int kd_kata_check_sources(const kd_manifest *m, const bool *mask, char *const *shims, bool devkit,
 			  kd_error *err)
 {

@@ -91,6 +91,12 @@ void kd_kata_files_free(kd_kata_file *f, size_t n);
  * version tree without following links. install and plan both call it, so both refuse the
  * same payloads with the same message. mask: the selected components. */
 struct kd_manifest;
+/* Upstream's debug tools: components no shim lists, installed with debug only (upstream's
+ * DEBUG_TOOL_COMPONENTS: kata-ctl, from its kata-tools bundle). */
+#define KD_KATA_CTL_COMPONENT "kata-ctl"
+/* With debug, select the payload's debug tool components into mask; false when debug asks
+ * for them and the payload has none (the caller warns: best effort, as upstream). */
+bool kd_debug_tools_select(const struct kd_manifest *m, bool debug, bool *mask);
 int kd_kata_check_sources(const struct kd_manifest *m, const bool *mask, char *const *shims,
 			  bool devkit, kd_error *err);
 /* A proxy setting (--agent-https-proxy, --agent-no-proxy, the agent's AGENT_*_PROXY) becomes

@@ -370,6 +370,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 	if ((r = kd_manifest_select(m, (const char *const *)shims, kd_strv_length(shims), mask,
 				    err)) < 0 ||
 	    (kd_snapshotter_select(m, o->rt.snapshotter_setup, mask), 0) ||
+	    (kd_debug_tools_select(m, o->rt.debug, mask), 0) ||
 	    (r = kd_payload_check_components(p, mask, err)) < 0 ||
 	    (r = kd_kata_check_sources(m, mask, shims, o->rt.devkit, err)) < 0)
 		goto out;

@@ -469,6 +469,7 @@ static int pull(puller *pl, kd_error *err)
 				    res->present, err)) < 0)
 		goto out;
 	kd_snapshotter_select(m, o->snapshotter_setup, res->present);
+	kd_debug_tools_select(m, o->debug, res->present);
 	used[0] = used[pl->n - 1] = true;
 	for (size_t i = 0; i < m->n_components; i++) {
 		if (!res->present[i])

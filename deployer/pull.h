@@ -30,6 +30,7 @@ typedef struct kd_pull_opts {
 	bool plain_http;	/* http:// to the registry */
 	bool progress;		/* download progress on stderr */
 	const char *snapshotter_setup; /* "nydus": the nydus-snapshotter component too */
+	bool debug;		       /* the debug tools' components too (kata-ctl) */
 } kd_pull_opts;
 
 typedef struct kd_pull_result {
