@@ -120,7 +120,9 @@ bool kd_engine_restart_needed(const char *restart, const kd_flavour *f, bool roo
 /* install.c's steps that plan.c repeats without writing. */
 /* The payload of o, opened and verified: a local file, an http(s) download, or an oci:// pull
  * of only the chosen shims' components (deployer/pull.h). */
-int kd_install_open_payload(const kd_install_opts *o, kd_payload **ret, kd_error *err);
+/* defer_digest: kd_payload_verify's, for a payload nothing authenticates. */
+int kd_install_open_payload(const kd_install_opts *o, bool defer_digest, kd_payload **ret,
+			    kd_error *err);
 void kd_install_version_id(const char *digest, char **components, char out[17]);
 /* A payload built for another architecture than the root's machine (arch, or this machine's) is
  * refused; x86_64/amd64 and aarch64/arm64 are the same. */

@@ -378,7 +378,8 @@ static int open_pulled(const kd_install_opts *o, kd_payload **ret, kd_error *err
 	return r;
 }
 
-int kd_install_open_payload(const kd_install_opts *o, kd_payload **ret, kd_error *err)
+int kd_install_open_payload(const kd_install_opts *o, bool defer_digest, kd_payload **ret,
+			    kd_error *err)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_free_ uint8_t *sig = NULL;
@@ -392,7 +393,8 @@ int kd_install_open_payload(const kd_install_opts *o, kd_payload **ret, kd_error
 	kd_payload_verify v = {.expect_sha256 = o->sha256,
 			       .pubkey_path = o->public_key,
 			       .sig = sig,
-			       .siglen = siglen};
+			       .siglen = siglen,
+			       .defer_digest = defer_digest};
 	return kd_payload_open(fd, o->payload, &v, ret, err);
 }
 
@@ -628,6 +630,28 @@ static bool nydus_as_installed(const kd_install_opts *o, const kd_state *s)
 	return wanted ? have || o->rt.snapshotter_optional : !have;
 }
 
+/* m is the manifest of the current or the previous version. */
+static bool known_manifest(kd_ctx *c, const kd_state *s, const kd_manifest *m)
+{
+	_cleanup_free_ char *json = NULL;
+	const kd_version *v[] = {s->has_current ? &s->current : NULL,
+				 s->has_previous ? &s->previous : NULL};
+	if (kd_manifest_to_json(m, &json, NULL) < 0)
+		return true;
+	for (size_t i = 0; i < ELEMENTSOF(v); i++) {
+		_cleanup_free_ char *data = NULL;
+		char path[KD_PATH_MAX];
+		size_t len;
+		if (!v[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/%s.json", c->prefix, KD_VERSIONS_DIR, v[i]->id);
+		if (kd_read_file(c->rootfd, path, KD_PAYLOAD_MAX_MANIFEST, &data, &len, NULL) < 0 ||
+		    (len == strlen(json) && memcmp(data, json, len) == 0))
+			return true;
+	}
+	return false;
+}
+
 static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		      kd_install_result *res, kd_error *err)
 {
@@ -686,10 +710,19 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 
 	if (pulled)
 		p = TAKE_PTR(*pulled);
-	else if ((r = kd_install_open_payload(o, &p, err)) < 0)
+	else if ((r = kd_install_open_payload(o, true, &p, err)) < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
 	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)
+		goto out_p;
+	/* A payload nothing authenticates was opened without its digest, its identity. Whether
+	 * it is the installed version (a no-op) or the previous one (its tree reused) is decided
+	 * by the digest first, as for any payload, when its manifest is theirs; a manifest new
+	 * to this host makes a new version, and the digest is then hashed beside the extraction
+	 * and needed only to name the version (docs/PAYLOAD.md, "The digest"). */
+	bool deferred = kd_payload_digest_deferred(p) && !known_manifest(c, &s, m);
+	if ((deferred && (r = kd_payload_digest_start(p, err)) < 0) ||
+	    (!deferred && (r = kd_payload_digest_wait(p, err)) < 0))
 		goto out_p;
 
 	/* Which shims, which components. */
@@ -750,12 +783,13 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		if (mask[i])
 			kd_strv_push(&components, m->components[i].name);
 	kd_strv_sort(components);
-	char id[17];
-	kd_install_version_id(kd_payload_digest(p), components, id);
+	char id[17] = "";
+	if (!deferred)
+		kd_install_version_id(kd_payload_digest(p), components, id);
 	snprintf(res->id, sizeof(res->id), "%s", id);
 	snprintf(res->version, sizeof(res->version), "%s", m->version);
 
-	if (!fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
+	if (!deferred && !fresh && s.has_current && strcmp(s.current.id, id) == 0 &&
 	    kd_state_links_intact(c->rootfd, &s) &&
 	    kd_install_version_intact(c, &s.current, false, NULL) == 0) {
 		res->changed = false; /* same payload and shims: write nothing */
@@ -771,7 +805,12 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 	created = kd_strv_copy(s.created_dirs);
 	char versions[KD_PATH_MAX], staging[KD_PATH_MAX], final[KD_PATH_MAX], mpath[KD_PATH_MAX];
 	snprintf(versions, sizeof(versions), "%s/%s", c->prefix, KD_VERSIONS_DIR);
-	snprintf(staging, sizeof(staging), "%s/%sstaging-%s", versions, KD_TMP_PREFIX, id);
+	/* Deferred: the id is known once the digest is, after the extraction. */
+	if (deferred)
+		snprintf(staging, sizeof(staging), "%s/%sstaging-%d", versions, KD_TMP_PREFIX,
+			 (int)getpid());
+	else
+		snprintf(staging, sizeof(staging), "%s/%sstaging-%s", versions, KD_TMP_PREFIX, id);
 	snprintf(final, sizeof(final), "%s/%s", versions, id);
 	snprintf(mpath, sizeof(mpath), "%s/%s.json", versions, id);
 	if (!state_created || !created) {
@@ -787,7 +826,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		goto abort;
 
 	struct stat st;
-	bool have_final = kd_lstat(c->rootfd, final, &st, NULL) == 0;
+	bool have_final = !deferred && kd_lstat(c->rootfd, final, &st, NULL) == 0;
 	if (have_final) {
 		/* The previous version, or an unfinished GC: reuse it only if every file still
 		 * has its manifest's sha256 (a file edited in place keeps its size). */
@@ -852,6 +891,19 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		if (syncfs(sfd) < 0) {
 			r = kd_err_errno(err, negative_errno(), "sync extracted files");
 			goto abort;
+		}
+		if (deferred) {
+			if ((r = kd_payload_digest_wait(p, err)) < 0)
+				goto abort;
+			kd_install_version_id(kd_payload_digest(p), components, id);
+			snprintf(res->id, sizeof(res->id), "%s", id);
+			snprintf(final, sizeof(final), "%s/%s", versions, id);
+			snprintf(mpath, sizeof(mpath), "%s/%s.json", versions, id);
+			/* Neither the current nor the previous version has this manifest: a
+			 * tree of this id is what an interrupted clean-up left. */
+			if (kd_lstat(c->rootfd, final, &st, NULL) == 0 &&
+			    (r = kd_remove_tree_atomic(c->rootfd, final, err)) < 0)
+				goto abort;
 		}
 		_cleanup_free_ char *mjson = NULL;
 		if ((r = kd_manifest_to_json(m, &mjson, err)) < 0 ||
@@ -959,7 +1011,7 @@ int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *r
 	int r;
 	/* A registry payload is pulled and verified before the host is locked or written to:
 	 * a long download holds no lock, and a bad blob leaves the host as it was. */
-	if (kd_is_oci_ref(o->payload) && (r = kd_install_open_payload(o, &pulled, err)) < 0)
+	if (kd_is_oci_ref(o->payload) && (r = kd_install_open_payload(o, false, &pulled, err)) < 0)
 		return kd_err_wrap(err, r, "install");
 	r = kd_ctx_open(&c, rootfd, &o->e, err);
 	if (r >= 0)

@@ -352,7 +352,7 @@ static int do_plan(kd_ctx *c, const kd_install_opts *o, FILE *f, bool *ret_chang
 			s.prefix, c->prefix);
 		goto out;
 	}
-	if ((r = kd_install_open_payload(o, &p, err)) < 0)
+	if ((r = kd_install_open_payload(o, false, &p, err)) < 0)
 		goto out;
 	const kd_manifest *m = kd_payload_manifest(p);
 	if ((r = kd_install_check_arch(m, o->arch, err)) < 0)

@@ -1,6 +1,7 @@
 /* Opening a payload (digest, signature, manifest), extracting selected components with every
  * entry checked against the manifest, and verifying an extracted tree. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -8,6 +9,7 @@
 
 #include "digest.h"
 #include "fsroot.h"
+#include "fwriter.h"
 #include "payload-internal.h"
 #include "sign.h"
 #include "tarball.h"
@@ -25,6 +27,17 @@ struct kd_payload {
 	kd_payload_index *index; /* format 2, else NULL */
 	bool *component_ok;	 /* format 2: the component's frame matched the manifest */
 	bool *absent;		 /* a partial payload: the component's frame is not here */
+	/* kd_payload_verify.defer_digest: digest is not hashed at open (digest_deferred) but on
+	 * digest_thread from kd_payload_digest_start (digest_pending until joined), or by
+	 * kd_payload_digest_wait; the components' frames are not hashed at all: each file is
+	 * checked against the manifest as it is extracted. */
+	bool digest_deferred;
+	bool frames_unchecked; /* opened with defer_digest */
+	bool digest_pending;
+	pthread_t digest_thread;
+	uint64_t digest_size; /* the file's size at open */
+	int digest_r;
+	kd_error digest_err;
 };
 
 DEFINE_CLEANUP(kd_payload *, kd_payload_free)
@@ -113,6 +126,50 @@ static int hash_frames(int fd, const kd_payload_index *ix, const bool *want,
 	return 0;
 }
 
+static void *digest_main(void *userdata)
+{
+	kd_payload *p = userdata;
+	p->digest_r = hash_whole(p->fd, NULL, 0, p->digest, NULL, &p->digest_err);
+	struct stat st;
+	if (p->digest_r >= 0 && (fstat(p->fd, &st) < 0 || (uint64_t)st.st_size != p->digest_size))
+		p->digest_r = kd_err(&p->digest_err, -EIO,
+				     "read: the file changed size while it was read");
+	return NULL;
+}
+
+int kd_payload_digest_start(kd_payload *p, kd_error *err)
+{
+	if (!p->digest_deferred || p->digest_pending)
+		return 0;
+	int rc = pthread_create(&p->digest_thread, NULL, digest_main, p);
+	if (rc != 0)
+		return kd_err(err, -rc, "payload '%s': cannot start the digest thread", p->name);
+	p->digest_pending = true;
+	return 0;
+}
+
+int kd_payload_digest_wait(kd_payload *p, kd_error *err)
+{
+	if (p->digest_pending) {
+		pthread_join(p->digest_thread, NULL);
+		p->digest_pending = false;
+		p->digest_deferred = false;
+	} else if (p->digest_deferred) {
+		digest_main(p);
+		p->digest_deferred = false;
+	}
+	if (p->digest_r < 0) {
+		p->digest[0] = '\0';
+		return kd_err(err, p->digest_r, "payload '%s': %s", p->name, p->digest_err.msg);
+	}
+	return 0;
+}
+
+bool kd_payload_digest_deferred(const kd_payload *p)
+{
+	return p->digest_deferred;
+}
+
 /* The first entry of the archive (format 2: of its first frame, the only one read), its text. */
 static int read_manifest(int fd, const kd_payload_index *ix, char **ret, size_t *ret_len,
 			 kd_error *err)
@@ -196,6 +253,10 @@ static int check_frames(kd_payload *p, uint8_t (*got)[KD_SHA256_LEN], kd_error *
 				(unsigned long long)f->tar_size, want,
 				(unsigned long long)c->blob_size, (unsigned long long)c->tar_size,
 				c->blob_sha256);
+		if (!got) {
+			p->component_ok[i] = true; /* frames_unchecked */
+			continue;
+		}
 		hex_of(got[i + 1], hex);
 		p->component_ok[i] = strcmp(hex, c->blob_sha256) == 0;
 	}
@@ -211,6 +272,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 	char digest[KD_SHA256_HEX_LEN + 1];
 	struct stat st;
 	bool partial = v && v->manifest_frame_sha256;
+	bool defer = v && v->defer_digest && !partial && !v->expect_sha256 && !v->pubkey_path;
 	int r;
 
 	if (dfd < 0)
@@ -261,8 +323,18 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			return kd_err(err, -EBADMSG,
 				      "payload '%s': the end frame does not match the index", name);
 		snprintf(digest, sizeof(digest), "%s", v->digest);
+	} else if (defer && p->index) {
+		/* Only the manifest's frame now; the whole file on a thread (digest_main). */
+		_cleanup_free_ bool *want = calloc(p->index->n, sizeof(bool));
+		if (!want)
+			return kd_err(err, -ENOMEM, "out of memory");
+		want[0] = true;
+		if ((r = hash_frames(p->fd, p->index, want, frames, err)) < 0)
+			return kd_err_wrap(err, r, "payload '%s'", name);
+		digest[0] = '\0';
 	} else if ((r = hash_whole(p->fd, p->index, (uint64_t)st.st_size, digest, frames, err)) < 0)
 		return kd_err_wrap(err, r, "payload '%s'", name);
+	defer = defer && p->index;
 	if (!partial && v && v->expect_sha256 && strcmp(v->expect_sha256, digest) != 0)
 		return kd_err(err, -EBADMSG, "payload '%s': sha256 is %s, expected %s", name,
 			      digest, v->expect_sha256);
@@ -306,7 +378,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 		p->component_ok = calloc(p->manifest->n_components + 1, sizeof(bool));
 		if (!p->component_ok)
 			return kd_err(err, -ENOMEM, "out of memory");
-		if ((r = check_frames(p, frames, err)) < 0)
+		if ((r = check_frames(p, defer ? NULL : frames, err)) < 0)
 			return kd_err_wrap(err, r, "payload '%s'", name);
 		if (partial) {
 			p->absent = calloc(p->manifest->n_components + 1, sizeof(bool));
@@ -337,6 +409,8 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 			      "its components",
 			      name);
 	memcpy(p->digest, digest, sizeof(digest));
+	p->digest_deferred = p->frames_unchecked = defer;
+	p->digest_size = (uint64_t)st.st_size;
 	*ret = TAKE_PTR(p);
 	return 0;
 }
@@ -401,8 +475,9 @@ const kd_manifest *kd_payload_manifest(const kd_payload *p)
 	return p->manifest;
 }
 
-const char *kd_payload_digest(const kd_payload *p)
+const char *kd_payload_digest(kd_payload *p)
 {
+	kd_payload_digest_wait(p, NULL);
 	return p->digest;
 }
 
@@ -410,6 +485,8 @@ void kd_payload_free(kd_payload *p)
 {
 	if (!p)
 		return;
+	if (p->digest_pending)
+		pthread_join(p->digest_thread, NULL);
 	if (p->fd > 0)
 		close(p->fd);
 	free(p->name);
@@ -436,7 +513,8 @@ typedef struct extract_state {
 	/* The staging tree's directories, each opened once (and created if its entry is absent
 	 * from the tar; its mode is fixed at the end). */
 	kd_dircache dc;
-	mode_t cmask; /* the umask: a file created with a mode it clears needs a fchmod */
+	mode_t cmask;  /* the umask: a file created with a mode it clears needs a fchmod */
+	kd_fwriter *w; /* the files' bytes are written on its thread */
 	kd_extract_stats st;
 } extract_state;
 
@@ -458,20 +536,6 @@ static mode_t create_mask(int destfd)
 		if (sscanf(line, "Umask: %o", &m) == 1)
 			return (mode_t)m & 0777;
 	return 07777;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return negative_errno();
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* Hardlink the same file from the previous version's tree. 1 when linked, 0 to write it. The
@@ -527,29 +591,18 @@ static void progress(extract_state *x, uint64_t n)
 		x->o->progress(x->done, x->sel_bytes, x->o->progress_userdata);
 }
 
-static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, const char *tpath,
-			kd_error *err)
+/* The entry's bytes, hashed and queued for fd (the writer's thread writes them). */
+static int write_data(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, int fd,
+		      const char *tpath, kd_error *err)
 {
 	_cleanup_sha256_ kd_sha256 h = {0};
 	uint8_t bin[KD_SHA256_LEN];
 	char hex[KD_SHA256_HEX_LEN + 1];
-	const char *base;
 	const void *blk;
 	size_t len;
 	uint64_t got = 0;
-	int r, pfd = kd_dircache_parent(&x->dc, f->path, &base, err);
+	int r;
 
-	if (pfd < 0)
-		return pfd;
-	if ((r = try_reuse(x, f, pfd, base)) > 0) {
-		x->st.files_linked++;
-		progress(x, f->size);
-		return kd_tar_skip(tr, err);
-	}
-	_cleanup_close_ int fd =
-		openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f->mode);
-	if (fd < 0)
-		return kd_err_errno(err, negative_errno(), "create '%s'", tpath);
 	if ((f->mode & x->cmask) && fchmod(fd, f->mode) < 0)
 		return kd_err_errno(err, negative_errno(), "chmod '%s'", tpath);
 	if ((r = kd_sha256_init(&h, err)) < 0)
@@ -559,8 +612,8 @@ static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, 
 		if (got > f->size)
 			return kd_err(err, -EBADMSG, "'%s': more data than its size", tpath);
 		kd_sha256_update(&h, blk, len);
-		if ((r = write_all(fd, blk, len)) < 0)
-			return kd_err_errno(err, r, "write '%s'", tpath);
+		if ((r = kd_fwriter_write(x->w, fd, f->path, blk, len, err)) < 0)
+			return r;
 		progress(x, len);
 	}
 	if (r < 0)
@@ -574,16 +627,39 @@ static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, 
 	if (strcmp(hex, f->sha256) != 0)
 		return kd_err(err, -EBADMSG, "'%s': sha256 is %s, the manifest says %s", tpath, hex,
 			      f->sha256);
-	if (x->o->sync && fsync(fd) < 0)
-		return kd_err_errno(err, negative_errno(), "fsync '%s'", tpath);
-	/* Start writeback of a large file now, without waiting: the caller's single syncfs()
-	 * before the switch then finds most data already on its way to disk. Small files are left
-	 * to that syncfs(), which submits them together: one call per file cost a syscall and a
-	 * separate write request each (7,000 of them on a Kata-shaped tree). */
-	if (!x->o->sync && f->size >= KICK_WRITEBACK_MIN)
-		sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	return 0;
+}
+
+static int extract_file(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, const char *tpath,
+			kd_error *err)
+{
+	const char *base;
+	int r, pfd = kd_dircache_parent(&x->dc, f->path, &base, err);
+
+	if (pfd < 0)
+		return pfd;
+	if ((r = try_reuse(x, f, pfd, base)) > 0) {
+		x->st.files_linked++;
+		progress(x, f->size);
+		return kd_tar_skip(tr, err);
+	}
+	int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, f->mode);
+	if (fd < 0)
+		return kd_err_errno(err, negative_errno(), "create '%s'", tpath);
+	r = write_data(x, tr, f, fd, tpath, err);
+	/* Start writeback of a large file once written, without waiting: the caller's single
+	 * syncfs() before the switch then finds most data already on its way to disk. Small
+	 * files are left to that syncfs(), which submits them together: one call per file cost a
+	 * syscall and a separate write request each (7,000 of them on a Kata-shaped tree). */
+	unsigned flags = x->o->sync			 ? KD_FWRITER_FSYNC
+			 : f->size >= KICK_WRITEBACK_MIN ? KD_FWRITER_WRITEBACK
+							 : 0;
+	/* fd is the writer's from here, also after a failure: bytes of it may be queued. */
+	int r2 = kd_fwriter_close(x->w, fd, f->path, flags, r < 0 ? NULL : err);
+	if (r < 0 || r2 < 0)
+		return r < 0 ? r : r2;
 	x->st.files_written++;
-	x->st.bytes_written += got;
+	x->st.bytes_written += f->size;
 	return 0;
 }
 
@@ -767,7 +843,7 @@ static int extract_entries(extract_state *x, kd_tar_reader *tr, kd_error *err)
 		if (x->framed && !want)
 			x->st.entries_skipped++;
 	}
-	return fix_dir_modes(x, err);
+	return 0;
 }
 
 /* A reader over the manifest's entry and the selected components' entries: format 2 reads
@@ -807,6 +883,35 @@ int kd_payload_tar_open(kd_payload *p, const bool *component_mask, kd_tar_reader
 	kd_tar_read_opts tl = {.max_path = KD_PATH_MAX};
 	int r = payload_tar_open(p, component_mask, &tl, ret, err);
 	return r < 0 ? kd_err_wrap(err, r, "read '%s'", p->name) : 0;
+}
+
+/* Opened with defer_digest, the frames were not hashed: a failed extraction says whether a
+ * selected component's frame is not what the manifest says (the cause, then), as an open that
+ * hashed them would have before extracting. r: the failure; kept if the frames are fine. */
+static int explain_damage(kd_payload *p, const bool *mask, int r, kd_error *err)
+{
+	const kd_payload_index *ix = p->index;
+	_cleanup_free_ bool *want = ix ? calloc(ix->n, sizeof(bool)) : NULL;
+	_cleanup_free_ uint8_t(*got)[KD_SHA256_LEN] = ix ? calloc(ix->n, KD_SHA256_LEN) : NULL;
+	char hex[KD_SHA256_HEX_LEN + 1];
+
+	if (!want || !got)
+		return r;
+	for (size_t i = 0; i < p->manifest->n_components && i + 1 < ix->n; i++)
+		want[i + 1] = !mask || mask[i];
+	if (hash_frames(p->fd, ix, want, got, NULL) < 0)
+		return r;
+	for (size_t i = 0; i < p->manifest->n_components && i + 1 < ix->n; i++) {
+		const kd_component *c = &p->manifest->components[i];
+		hex_of(got[i + 1], hex);
+		if (want[i + 1] && strcmp(hex, c->blob_sha256) != 0)
+			return kd_err(err, -EBADMSG,
+				      "payload '%s': component '%s' is damaged: its %llu bytes do "
+				      "not hash to %s as the manifest says",
+				      p->name, c->name, (unsigned long long)c->blob_size,
+				      c->blob_sha256);
+	}
+	return r;
 }
 
 int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
@@ -850,8 +955,22 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 	x.mask = x.o->component_mask;
 	r = payload_tar_open(p, x.o->component_mask, &tl, &tr, err);
 	if (r >= 0)
+		r = kd_fwriter_new(&x.w, err);
+	if (r >= 0)
 		r = extract_entries(&x, tr, err);
+	/* Every byte written and every file closed before the directories' modes are fixed (a
+	 * directory without write permission) and before the caller syncs. */
+	if (x.w) {
+		int r2 = kd_fwriter_finish(x.w, r < 0 ? NULL : err);
+		if (r >= 0 && r2 < 0)
+			r = r2;
+		kd_fwriter_free(x.w);
+	}
+	if (r >= 0)
+		r = fix_dir_modes(&x, err);
 	kd_dircache_done(&x.dc);
+	if (r < 0 && r != -ENOSPC && r != -EDQUOT && p->frames_unchecked)
+		r = explain_damage(p, x.o->component_mask, r, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "extract '%s'", p->name);
 	x.st.bytes_read = kd_tar_bytes_read(tr);

@@ -132,13 +132,25 @@ typedef struct kd_payload_verify {
 	const bool *present;
 	size_t n_present;
 	const char *digest;
+	/* Nothing to authenticate (no expect_sha256, no pubkey_path, not partial) and format 2:
+	 * the whole file's sha256 is then only its identity, and it is not hashed at open. The
+	 * caller hashes it beside its extraction (kd_payload_digest_start) or right away
+	 * (kd_payload_digest_wait); the components' frames are not hashed (every file extracted
+	 * is checked against the manifest, which is checked against the index). Ignored
+	 * otherwise. */
+	bool defer_digest;
 } kd_payload_verify;
 int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,
 		    kd_error *err);
 const kd_manifest *kd_payload_manifest(const kd_payload *p);
-const char *kd_payload_digest(const kd_payload *p); /* hex sha256 of the payload file */
-int kd_payload_format(const kd_payload *p);	    /* 1 or 2 */
-int kd_payload_fd(const kd_payload *p);		    /* its (dup'ed) fd, for fstat */
+/* hex sha256 of the payload file; deferred, it is hashed or waited for first ("" if that failed:
+ * kd_payload_digest_wait() says why). */
+const char *kd_payload_digest(kd_payload *p);
+bool kd_payload_digest_deferred(const kd_payload *p);	   /* not hashed yet (defer_digest) */
+int kd_payload_digest_start(kd_payload *p, kd_error *err); /* on a thread, from now */
+int kd_payload_digest_wait(kd_payload *p, kd_error *err);  /* hashed, or why not */
+int kd_payload_format(const kd_payload *p);		   /* 1 or 2 */
+int kd_payload_fd(const kd_payload *p);			   /* its (dup'ed) fd, for fstat */
 void kd_payload_free(kd_payload *p);
 
 /* ---- a payload in a registry (docs/PAYLOAD.md "In a registry") ---- */

@@ -24,6 +24,14 @@ check "symlinks of the payload kept" test "$(readlink "$R/opt/kata/share/kata-co
 check "current points at a version dir" grep -q '^\.versions/[0-9a-f]\{16\}$' <<<"$(readlink "$R/opt/kata/current")"
 check "the containerd config is untouched by the payload step" \
 	grep -q "$(sha256sum <"$R/etc/containerd/config.toml" | cut -c1-64)" <<<"$(cd "$R" && sha256sum etc/containerd/config.toml)"
+# Nothing authenticates this payload and nothing was installed: its sha256 was hashed beside the
+# extraction (docs/PAYLOAD.md, "The digest"), and is still the file's.
+check "the payload's sha256 in the state is the file's (hashed beside the extraction)" \
+	test "$("$KD" status --root "$R" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["current"]["payload_sha256"])')" \
+	= "$(sha256sum <"$P" | cut -c1-64)"
+check "the version directory is named after it, no staging left" \
+	test "$(ls -A "$R/opt/kata/.versions")" = "$(basename "$(readlink "$R/opt/kata/current")")
+$(basename "$(readlink "$R/opt/kata/current")").json"
 
 # A no-op re-install touches nothing: same listing and same mtimes everywhere.
 find "$R" -printf '%p %T@ %C@\n' | sort >"$T/mt1"
@@ -58,6 +66,16 @@ check "the running process is unaffected" kill -0 $SLEEPER
 kill $SLEEPER; wait $SLEEPER 2>/dev/null || true
 check "new binary in place" cmp -s "$R/opt/kata/bin/kata-sleep" /bin/true
 check "two versions kept, older ones removed" test "$(ls "$R/opt/kata/.versions" | grep -vc json)" = 2
+check "the upgrade's digest (hashed beside it) is p3's" \
+	test "$("$KD" status --root "$R" --output json | python3 -c 'import json,sys; print(json.load(sys.stdin)["current"]["payload_sha256"])')" \
+	= "$(sha256sum <"$T/p3.tar.zst" | cut -c1-64)"
+# The previous version's payload again, from another file: its manifest is known, so the digest
+# decides first and the previous tree is reused, nothing extracted.
+cp "$T/p2.tar.zst" "$T/p2-copy.tar.zst"
+"$KD" install --root "$R" --payload "$T/p2-copy.tar.zst" --shims qemu,clh >"$T/out-prev" 2>&1
+check "re-installing the previous payload reuses its tree: nothing written" \
+	grep -q "^installed 3.99.1-demo.*: 0 files written, 0 reused" "$T/out-prev"
+"$KD" install --root "$R" --payload "$T/p3.tar.zst" --shims qemu,clh >/dev/null 2>&1
 
 st=$("$KD" status --root "$R" --output json)
 check "status json: current 3.99.2, previous 3.99.1" python3 -c '
