@@ -17,6 +17,8 @@ typedef struct segment {
 	int fd;
 	const char *name;
 	size_t off, len;
+	const uint8_t *lent; /* the bytes are there, not at buf + off (kd_fwriter_write_lent) */
+	int ticket;	     /* of lent, given back once written */
 	bool close;
 	unsigned flags;
 } segment;
@@ -25,6 +27,7 @@ typedef struct chunk {
 	uint8_t *buf;
 	size_t used;
 	unsigned nseg;
+	int lent_ticket; /* a segment of the chunk is lent under it; -1 if none */
 	segment seg[NSEG];
 } chunk;
 
@@ -36,6 +39,8 @@ struct kd_fwriter {
 	chunk ring[NCHUNK];
 	unsigned head, count; /* [head, head + count) are the thread's; the next one is filled */
 	bool stop, discard;
+	void (*give_back)(void *userdata, int ticket);
+	void *lender;
 	/* the first failure */
 	int err;
 	char name[256];
@@ -64,7 +69,9 @@ static void run_chunk(kd_fwriter *w, chunk *c, bool skip)
 		int r = 0;
 		const char *what = "write";
 		if (!skip && s->len > 0)
-			r = write_all(s->fd, c->buf + s->off, s->len);
+			r = write_all(s->fd, s->lent ? s->lent : c->buf + s->off, s->len);
+		if (s->lent)
+			w->give_back(w->lender, s->ticket);
 		if (!skip && r == 0 && s->close && (s->flags & KD_FWRITER_FSYNC) &&
 		    fsync(s->fd) < 0) {
 			r = negative_errno();
@@ -87,6 +94,7 @@ static void run_chunk(kd_fwriter *w, chunk *c, bool skip)
 	}
 	c->used = 0;
 	c->nseg = 0;
+	c->lent_ticket = -1;
 }
 
 static void *thread_main(void *userdata)
@@ -123,6 +131,8 @@ int kd_fwriter_new(kd_fwriter **ret, kd_error *err)
 		return kd_err(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
+	for (unsigned i = 0; i < NCHUNK; i++)
+		w->ring[i].lent_ticket = -1;
 	for (unsigned i = 0; i < NCHUNK; i++)
 		if (!(w->ring[i].buf = malloc(CHUNK))) {
 			kd_fwriter_free(w);
@@ -163,7 +173,7 @@ static segment *segment_for(kd_fwriter *w, int fd, const char *name, kd_error *e
 	chunk *c = filling(w);
 	if (c->nseg > 0) {
 		segment *s = &c->seg[c->nseg - 1];
-		if (s->fd == fd && !s->close && s->off + s->len == c->used)
+		if (s->fd == fd && !s->close && !s->lent && s->off + s->len == c->used)
 			return s;
 	}
 	if (c->nseg == NSEG) {
@@ -215,13 +225,44 @@ int kd_fwriter_close(kd_fwriter *w, int fd, const char *name, unsigned flags, kd
 	}
 	c = filling(w);
 	segment *last = c->nseg > 0 ? &c->seg[c->nseg - 1] : NULL;
-	if (last && last->fd == fd && !last->close && last->off + last->len == c->used) {
+	if (last && last->fd == fd && !last->close &&
+	    (last->lent || last->off + last->len == c->used)) {
 		last->close = true;
 		last->flags = flags;
-		return 0;
+	} else {
+		c->seg[c->nseg++] = (segment){
+			.fd = fd, .name = name, .off = c->used, .close = true, .flags = flags};
 	}
-	c->seg[c->nseg++] =
-		(segment){.fd = fd, .name = name, .off = c->used, .close = true, .flags = flags};
+	/* A lent block waits in this chunk: hand it over now, the reader may need it back
+	 * before this thread writes anything more (see kd_fwriter_write_lent). */
+	return c->lent_ticket >= 0 ? submit(w, err) : 0;
+}
+
+void kd_fwriter_set_lender(kd_fwriter *w, void (*give_back)(void *userdata, int ticket),
+			   void *userdata)
+{
+	w->give_back = give_back;
+	w->lender = userdata;
+}
+
+int kd_fwriter_write_lent(kd_fwriter *w, int fd, const char *name, const void *buf, size_t len,
+			  int ticket, kd_error *err)
+{
+	chunk *c = filling(w);
+	int r = 0;
+	/* Only the newest lent block may wait in the chunk being filled: a block lent before it
+	 * goes to the thread first, so that the reader (which waits for its blocks once all are
+	 * lent) never waits for a block this thread has not handed over. */
+	if ((c->lent_ticket >= 0 && c->lent_ticket != ticket) || c->nseg == NSEG)
+		r = submit(w, err);
+	if (r < 0) {
+		w->give_back(w->lender, ticket);
+		return r;
+	}
+	c = filling(w);
+	c->seg[c->nseg++] = (segment){
+		.fd = fd, .name = name, .off = c->used, .len = len, .lent = buf, .ticket = ticket};
+	c->lent_ticket = ticket;
 	return 0;
 }
 

@@ -24,6 +24,15 @@ int kd_fwriter_new(kd_fwriter **ret, kd_error *err);
  * closed) names the file in an error. */
 int kd_fwriter_write(kd_fwriter *w, int fd, const char *name, const void *buf, size_t len,
 		     kd_error *err);
+/* Without a copy: len bytes at buf, which stay valid until the writer calls give_back(userdata,
+ * ticket) (from its thread, once they are written or dropped), as a tar reader lends its
+ * blocks (kd_tar_lend_block). The chunk holding a lent block goes to the thread as soon as a
+ * block with another ticket is lent or a file is closed, so only the newest loan can wait for
+ * the caller. On failure the ticket is given back at once. */
+void kd_fwriter_set_lender(kd_fwriter *w, void (*give_back)(void *userdata, int ticket),
+			   void *userdata);
+int kd_fwriter_write_lent(kd_fwriter *w, int fd, const char *name, const void *buf, size_t len,
+			  int ticket, kd_error *err);
 /* The file is complete: the thread closes fd after its bytes (flags: KD_FWRITER_*). fd belongs
  * to the writer from this call on, even when it fails. */
 int kd_fwriter_close(kd_fwriter *w, int fd, const char *name, unsigned flags, kd_error *err);

@@ -16,6 +16,8 @@
 
 /* Bytes per read while hashing the payload: a larger buffer is no faster and costs peak memory. */
 #define HASH_BUF (256u << 10)
+/* Pieces of file data of at least this size are written without a copy (kd_tar_lend_block). */
+#define LEND_MIN (64u << 10)
 /* Files of at least this size have their writeback started as soon as they are written. */
 #define KICK_WRITEBACK_MIN (1u << 20)
 
@@ -141,10 +143,12 @@ int kd_payload_digest_start(kd_payload *p, kd_error *err)
 {
 	if (!p->digest_deferred || p->digest_pending)
 		return 0;
+	p->digest_pending = true; /* before the thread looks at it */
 	int rc = pthread_create(&p->digest_thread, NULL, digest_main, p);
-	if (rc != 0)
+	if (rc != 0) {
+		p->digest_pending = false;
 		return kd_err(err, -rc, "payload '%s': cannot start the digest thread", p->name);
-	p->digest_pending = true;
+	}
 	return 0;
 }
 
@@ -612,7 +616,12 @@ static int write_data(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, in
 		if (got > f->size)
 			return kd_err(err, -EBADMSG, "'%s': more data than its size", tpath);
 		kd_sha256_update(&h, blk, len);
-		if ((r = kd_fwriter_write(x->w, fd, f->path, blk, len, err)) < 0)
+		/* A large piece is written from the reader's block itself (lent until written);
+		 * small ones are copied and written together. */
+		int t = len >= LEND_MIN ? kd_tar_lend_block(tr) : -1;
+		r = t >= 0 ? kd_fwriter_write_lent(x->w, fd, f->path, blk, len, t, err)
+			   : kd_fwriter_write(x->w, fd, f->path, blk, len, err);
+		if (r < 0)
 			return r;
 		progress(x, len);
 	}
@@ -885,6 +894,11 @@ int kd_payload_tar_open(kd_payload *p, const bool *component_mask, kd_tar_reader
 	return r < 0 ? kd_err_wrap(err, r, "read '%s'", p->name) : 0;
 }
 
+static void give_back(void *userdata, int ticket)
+{
+	kd_tar_give_back(userdata, ticket);
+}
+
 /* Opened with defer_digest, the frames were not hashed: a failed extraction says whether a
  * selected component's frame is not what the manifest says (the cause, then), as an open that
  * hashed them would have before extracting. r: the failure; kept if the frames are fine. */
@@ -954,12 +968,13 @@ int kd_payload_extract(kd_payload *p, int destfd, const kd_extract_opts *o,
 	x.framed = p->index != NULL;
 	x.mask = x.o->component_mask;
 	r = payload_tar_open(p, x.o->component_mask, &tl, &tr, err);
-	if (r >= 0)
-		r = kd_fwriter_new(&x.w, err);
+	if (r >= 0 && (r = kd_fwriter_new(&x.w, err)) >= 0)
+		kd_fwriter_set_lender(x.w, give_back, tr);
 	if (r >= 0)
 		r = extract_entries(&x, tr, err);
 	/* Every byte written and every file closed before the directories' modes are fixed (a
-	 * directory without write permission) and before the caller syncs. */
+	 * directory without write permission) and before the caller syncs; every lent block
+	 * given back before the reader is freed. */
 	if (x.w) {
 		int r2 = kd_fwriter_finish(x.w, r < 0 ? NULL : err);
 		if (r >= 0 && r2 < 0)

@@ -8,7 +8,10 @@
  *
  * The stream is cut into blocks of NBLOCK tar bytes, a multiple of 512: every block but the last
  * is full, so a header never straddles two blocks and entry data is handed out in place. With
- * a decompression thread, the blocks form a ring of NBLOCKS filled ahead of the parser. */
+ * a decompression thread, the blocks form a ring of NBLOCKS filled ahead of the parser, and a
+ * block the parser is done with may stay lent (kd_tar_lend_block: the caller's writer thread
+ * still writes from it) until every loan is returned: in ring order, [tail, head) are lent,
+ * head is the parser's, [head, head + count) are filled, the rest are free. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +20,10 @@
 #include "tarball-internal.h"
 
 #define NBLOCK (128u << 10)
-#define NBLOCKS 2u
+
+/* The parser's block, the blocks lent to a writer (at most 4 chunks of the writer's queue, lib/
+ * fwriter.c, plus the one it fills) and two filled ahead. */
+#define NBLOCKS 8u
 #define PAX_MAX (64u << 10)	/* bytes of one pax or GNU long-name header's data */
 #define ZSTD_WINDOW_LOG_MAX 27u /* zstd's own default limit (128 MiB) */
 #define MSG_MAX 256
@@ -39,9 +45,11 @@ struct tar_native {
 	uint8_t *blk[NBLOCKS];
 	size_t len[NBLOCKS];
 	unsigned head, count;
-	bool holding; /* the parser holds blk[head] */
-	bool eof;     /* the producer is done */
-	int err;      /* -errno of a producer failure, 0 if none */
+	unsigned tail, lent;	/* the lent blocks: [tail, head) */
+	unsigned refs[NBLOCKS]; /* loans not returned, per block */
+	bool holding;		/* the parser holds blk[head] */
+	bool eof;		/* the producer is done */
+	int err;		/* -errno of a producer failure, 0 if none */
 	char msg[MSG_MAX];
 	/* The parser. */
 	const uint8_t *cur;
@@ -128,7 +136,7 @@ static void *thread_main(void *userdata)
 
 	for (;;) {
 		pthread_mutex_lock(&n->mu);
-		while (!n->stop && n->count == NBLOCKS)
+		while (!n->stop && n->lent + n->count == NBLOCKS)
 			pthread_cond_wait(&n->cv, &n->mu);
 		bool stop = n->stop;
 		unsigned slot = (n->head + n->count) % NBLOCKS;
@@ -162,6 +170,38 @@ static void *thread_main(void *userdata)
 
 /* ---- blocks for the parser ---------------------------------------------------------------- */
 
+/* Free the oldest lent blocks whose loans are all back (under mu). */
+static void reap(tar_native *n)
+{
+	while (n->lent > 0 && n->refs[n->tail] == 0) {
+		n->tail = (n->tail + 1) % NBLOCKS;
+		n->lent--;
+	}
+}
+
+int kd_tar_native_lend(kd_tar_reader *r)
+{
+	tar_native *n = r->native;
+	if (!n->threaded || !n->holding)
+		return -1;
+	pthread_mutex_lock(&n->mu);
+	n->refs[n->head]++;
+	pthread_mutex_unlock(&n->mu);
+	return (int)n->head;
+}
+
+void kd_tar_native_give_back(kd_tar_reader *r, int ticket)
+{
+	tar_native *n = r->native;
+	pthread_mutex_lock(&n->mu);
+	if (ticket >= 0 && (unsigned)ticket < NBLOCKS && n->refs[ticket] > 0 &&
+	    --n->refs[ticket] == 0) {
+		reap(n);
+		pthread_cond_broadcast(&n->cv);
+	}
+	pthread_mutex_unlock(&n->mu);
+}
+
 /* The next block into cur: 1, 0 at the end of the stream, -errno. */
 static int next_block(kd_tar_reader *r, kd_error *err)
 {
@@ -188,9 +228,12 @@ static int next_block(kd_tar_reader *r, kd_error *err)
 	}
 	pthread_mutex_lock(&n->mu);
 	if (n->holding) {
+		/* Done with it: lent until its loans come back (at once if it has none). */
 		n->head = (n->head + 1) % NBLOCKS;
 		n->count--;
+		n->lent++;
 		n->holding = false;
+		reap(n);
 		pthread_cond_broadcast(&n->cv);
 	}
 	while (n->count == 0 && !n->eof)

@@ -39,6 +39,8 @@ int kd_tar_native_open(kd_tar_reader *r, bool decompress_thread, kd_error *err);
 int kd_tar_native_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err);
 int kd_tar_native_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len,
 			     kd_error *err);
+int kd_tar_native_lend(kd_tar_reader *r);
+void kd_tar_native_give_back(kd_tar_reader *r, int ticket);
 int kd_tar_native_skip(kd_tar_reader *r, kd_error *err);
 uint64_t kd_tar_native_bytes_decompressed(const kd_tar_reader *r);
 void kd_tar_native_free(tar_native *n);

@@ -603,6 +603,17 @@ int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, k
 	return 1;
 }
 
+int kd_tar_lend_block(kd_tar_reader *r)
+{
+	return r->native ? kd_tar_native_lend(r) : -1;
+}
+
+void kd_tar_give_back(kd_tar_reader *r, int ticket)
+{
+	if (r->native)
+		kd_tar_native_give_back(r, ticket);
+}
+
 int kd_tar_skip(kd_tar_reader *r, kd_error *err)
 {
 	if (r->native)

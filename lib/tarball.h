@@ -74,6 +74,13 @@ int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err);
 /* Zero-copy data of the current entry: 1 with a block in *ret_buf / *ret_len, 0 at its end.
  * Sparse entries (holes) are refused. */
 int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, kd_error *err);
+/* The block the last kd_tar_read_block() returned stays valid after the reader moves on, until
+ * kd_tar_give_back(ticket) (callable from any thread): a ticket, or -1 when this reader cannot
+ * lend (no decompression thread, or libarchive's reader): copy the bytes instead. Every ticket
+ * must come back before the reader is freed; the reader waits for them when its blocks run out,
+ * so the borrower must not wait for the reader. */
+int kd_tar_lend_block(kd_tar_reader *r);
+void kd_tar_give_back(kd_tar_reader *r, int ticket);
 /* Skip the rest of the current entry's data. */
 int kd_tar_skip(kd_tar_reader *r, kd_error *err);
 /* Entries returned so far. */

@@ -131,6 +131,56 @@ TEST(free_with_bytes_queued)
 		CHECK(fd_closed(fds[i]));
 }
 
+static int returned[16];
+static void give_back(void *userdata, int ticket)
+{
+	(void)userdata;
+	if (ticket >= 0 && ticket < 16)
+		returned[ticket]++;
+}
+
+/* Lent bytes are written in place, in order with copied ones, and every ticket comes back once,
+ * also when the writer is freed with loans queued. */
+TEST(lent)
+{
+	kd_fwriter *w = NULL;
+	kd_error err = {0};
+	static uint8_t blocks[8][100000];
+	uint8_t want[8 * 100000 + 10];
+	size_t n = 0;
+
+	for (int i = 0; i < 8; i++)
+		memset(blocks[i], 'a' + i, sizeof(blocks[i]));
+	CHECK_INT(kd_fwriter_new(&w, &err), 0);
+	kd_fwriter_set_lender(w, give_back, NULL);
+	int fd = open_new("lent");
+	for (int i = 0; i < 8; i++) {
+		CHECK_INT(kd_fwriter_write(w, fd, "lent", "x", 1, &err), 0);
+		want[n++] = 'x';
+		CHECK_INT(
+			kd_fwriter_write_lent(w, fd, "lent", blocks[i], sizeof(blocks[i]), i, &err),
+			0);
+		memcpy(want + n, blocks[i], sizeof(blocks[i]));
+		n += sizeof(blocks[i]);
+	}
+	CHECK_INT(kd_fwriter_close(w, fd, "lent", 0, &err), 0);
+	CHECK_INT(kd_fwriter_finish(w, &err), 0);
+	CHECK(content_is("lent", want, n));
+	bool once = true;
+	for (int i = 0; i < 8; i++)
+		once = once && returned[i] == 1;
+	CHECK(once);
+	/* Freed with loans queued (an aborted extraction): given back, fd closed. */
+	fd = open_new("lent2");
+	CHECK_INT(kd_fwriter_write_lent(w, fd, "lent2", blocks[0], 10, 9, &err), 0);
+	CHECK_INT(kd_fwriter_write_lent(w, fd, "lent2", blocks[1], 10, 10, &err), 0);
+	kd_fwriter_free(w);
+	CHECK(returned[9] == 1 && returned[10] == 1);
+	/* No close was queued: fd is still the caller's. */
+	CHECK(!fd_closed(fd));
+	close(fd);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -138,6 +188,7 @@ int main(void)
 	RUN(many_files);
 	RUN(failure);
 	RUN(free_with_bytes_queued);
+	RUN(lent);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)

@@ -559,6 +559,68 @@ TEST(bad_writer_input)
 	CHECK_STR(kd_entry_type_name(KD_ENTRY_BLK), "block device");
 }
 
+/* Lent blocks (kd_tar_lend_block): they keep their bytes while the reader moves on, up to the
+ * ring's size; a loan given back frees its block; the plain-tar and libarchive readers and a
+ * reader without a thread do not lend. */
+TEST(lend_blocks)
+{
+	kd_error err = {0};
+	kd_tar_reader *r = NULL;
+	kd_tar_entry e;
+	kd_tar_read_opts o = {.decompress_thread = true};
+	const char *zst = path_of("lend.tar.zst");
+	CHECK_INT(write_sample(zst, KD_COMPRESS_ZSTD, 1, &err), 0);
+	int fd = open(zst, O_RDONLY | O_CLOEXEC);
+	CHECK_INT(kd_tar_open(fd, &o, &r, &err), 0);
+	while (r && kd_tar_next(r, &e, &err) == 1 && strcmp(e.path, "d/f") != 0)
+		;
+	/* Keep up to 4 loans outstanding (what the writer holds), checking each block's bytes
+	 * only when it comes back, after the reader went on. */
+	struct {
+		const uint8_t *b;
+		size_t len, off;
+		int t;
+	} held[4];
+	size_t nheld = 0, off = 0, loans = 0;
+	bool same = true;
+	const void *b;
+	size_t len;
+	int rc;
+	while (r && (rc = kd_tar_read_block(r, &b, &len, &err)) > 0) {
+		int t = kd_tar_lend_block(r);
+		CHECK(t >= 0);
+		if (nheld == 4) {
+			same = same && memcmp(big + held[0].off, held[0].b, held[0].len) == 0;
+			kd_tar_give_back(r, held[0].t);
+			memmove(held, held + 1, 3 * sizeof(held[0]));
+			nheld--;
+		}
+		held[nheld++] = (__typeof__(held[0])){b, len, off, t};
+		off += len;
+		loans++;
+	}
+	for (size_t i = 0; i < nheld; i++) {
+		same = same && memcmp(big + held[i].off, held[i].b, held[i].len) == 0;
+		kd_tar_give_back(r, held[i].t);
+	}
+	CHECK(same);
+	CHECK_INT(off, sizeof(big));
+	CHECK(loans >= 20); /* 3 MiB in 128 KiB blocks: the ring was reused under the loans */
+	CHECK_INT(kd_tar_next(r, &e, &err), 1); /* and reading goes on */
+	kd_tar_reader_free(r);
+	close(fd);
+
+	/* No thread, or plain tar: nothing to lend. */
+	o.decompress_thread = false;
+	fd = open(zst, O_RDONLY | O_CLOEXEC);
+	CHECK_INT(kd_tar_open(fd, &o, &r, &err), 0);
+	while (r && kd_tar_next(r, &e, &err) == 1 && strcmp(e.path, "d/f") != 0)
+		;
+	CHECK(r && kd_tar_read_block(r, &b, &len, &err) == 1 && kd_tar_lend_block(r) == -1);
+	kd_tar_reader_free(r);
+	close(fd);
+}
+
 int main(void)
 {
 	if (!mkdtemp(dir))
@@ -567,6 +629,7 @@ int main(void)
 		big[i] = (uint8_t)((i * 2654435761u) >> 13);
 	RUN(roundtrip_all_compressions);
 	RUN(deterministic_zstd);
+	RUN(lend_blocks);
 	RUN(zstd_frame);
 	RUN(frames_and_ranges);
 	RUN(gnu_tar_reads_ours);
