@@ -3,8 +3,10 @@
 # no shim, is installed with --debug (the agent's DEBUG=true) and only then; a payload without it
 # installs with a warning, as upstream's best effort. Toggling debug changes the version (the
 # component list is part of its id) and the no-op re-install still holds when nothing changed.
-# The kata-ctl here is a stand-in script: no recipe builds upstream's kata-ctl yet (it needs
-# most of runtime-rs; docs/RECIPES.md); what is tested is which component the engine installs.
+# The kata-ctl here is a stand-in script, so that this runs in every CI in seconds: what is
+# tested is which component the engine installs. Upstream's real kata-ctl is built by
+# artifacts/recipes/kata-ctl.yaml and installed and run by test-kata.sh with KD_TEST_KATA_CTL=1
+# (not in CI: its cold build costs ~15 CPU-min more than the agent's; docs/RECIPES.md).
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 
