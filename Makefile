@@ -2,6 +2,7 @@
 #   make            programs: build/kata-deploy, build/kata-deploy-agent, build/kata-build
 #   make check      unit tests, fuzz-corpus replay, integration tests (real peers on loopback)
 #   make asan       the same tests under ASan + UBSan (build in build-asan/)
+#   make tsan       the unit tests of the threaded code under ThreadSanitizer (build-tsan/)
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make format-check / make format
 #   make demo       throw-away host root: pack, install, status, uninstall
@@ -54,7 +55,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 
-.PHONY: all check unit integration asan fuzz format format-check demo bench install clean deps deps-demo \
+.PHONY: all check unit integration asan tsan fuzz format format-check demo bench install clean deps deps-demo \
 	manifests test peers ci-image kernel-repro
 all: $(PROGRAMS) $(TOOL_BINS)
 
@@ -107,7 +108,7 @@ unit: $(UNIT_BINS) $(REPLAY_BINS)
 integration: all
 	@O=$(O) tests/run-integration.sh
 
-check: all unit integration
+check: all unit tsan integration
 
 asan:
 	$(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
@@ -116,6 +117,14 @@ asan:
 	ASAN_OPTIONS=detect_leaks=1 $(MAKE) O=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		HARDEN="-fstack-protector-strong" integration KD_ASAN=1
+
+# The extraction's threads (decompression, writer, digest: lib/tar-native.c, lib/fwriter.c,
+# lib/payload.c) and their unit tests, under ThreadSanitizer.
+TSAN_TESTS := test-fwriter test-tarball test-payload
+tsan:
+	$(MAKE) O=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" HARDEN="-fstack-protector-strong" \
+		$(addprefix build-tsan/tests/,$(TSAN_TESTS))
+	@TSAN_OPTIONS=halt_on_error=1 O=build-tsan tests/run-unit.sh $(addprefix build-tsan/tests/,$(TSAN_TESTS))
 
 FUZZ_SECONDS ?= 30
 fuzz:

@@ -630,29 +630,52 @@ static bool nydus_as_installed(const kd_install_opts *o, const kd_state *s)
 	return wanted ? have || o->rt.snapshotter_optional : !have;
 }
 
-/* m is the manifest of the current or the previous version. */
-static bool known_manifest(kd_ctx *c, const kd_state *s, const kd_manifest *m)
+/* p's manifest is the current or the previous version's: its bytes hash as that version's
+ * versions/<id>.json (streamed: a large manifest is never held twice). A payload packed by other
+ * means may have a known manifest in other bytes: do_install then finds the id only after the
+ * extraction, and starts again with the digest first. */
+static bool known_manifest(kd_ctx *c, const kd_state *s, const kd_payload *p)
 {
-	_cleanup_free_ char *json = NULL;
 	const kd_version *v[] = {s->has_current ? &s->current : NULL,
 				 s->has_previous ? &s->previous : NULL};
-	if (kd_manifest_to_json(m, &json, NULL) < 0)
-		return true;
 	for (size_t i = 0; i < ELEMENTSOF(v); i++) {
-		_cleanup_free_ char *data = NULL;
-		char path[KD_PATH_MAX];
-		size_t len;
+		uint8_t bin[KD_SHA256_LEN];
+		char path[KD_PATH_MAX], hex[KD_SHA256_HEX_LEN + 1];
 		if (!v[i])
 			continue;
 		snprintf(path, sizeof(path), "%s/%s/%s.json", c->prefix, KD_VERSIONS_DIR, v[i]->id);
-		if (kd_read_file(c->rootfd, path, KD_PAYLOAD_MAX_MANIFEST, &data, &len, NULL) < 0 ||
-		    (len == strlen(json) && memcmp(data, json, len) == 0))
+		_cleanup_close_ int fd =
+			kd_openat(c->rootfd, path, O_RDONLY | O_NONBLOCK, 0, KD_NOFOLLOW, NULL);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+		    kd_sha256_fd(fd, bin, NULL, NULL) < 0)
+			return true; /* cannot tell: the digest decides first */
+		kd_hex(bin, sizeof(bin), hex);
+		if (strcmp(hex, kd_payload_manifest_sha256(p)) == 0)
 			return true;
 	}
 	return false;
 }
 
-static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
+/* The current version's manifest, for the extraction's reuse of its files, read when asked. */
+typedef struct reuse_source {
+	kd_ctx *c;
+	const char *id;
+	kd_manifest *m;
+} reuse_source;
+
+static const kd_manifest *load_reuse_manifest(void *userdata)
+{
+	reuse_source *rs = userdata;
+	if (!rs->m && kd_install_load_manifest(rs->c, rs->id, &rs->m, NULL) < 0)
+		rs->m = NULL;
+	return rs->m;
+}
+
+/* do_install's deferred digest named the current or the previous version: run again. */
+#define RETRY_DIGEST_FIRST (-ECANCELED)
+
+static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled, bool digest_first,
 		      kd_install_result *res, kd_error *err)
 {
 	_cleanup_strv_ char **shims = NULL, **components = NULL, **tops = NULL;
@@ -720,7 +743,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 	 * by the digest first, as for any payload, when its manifest is theirs; a manifest new
 	 * to this host makes a new version, and the digest is then hashed beside the extraction
 	 * and needed only to name the version (docs/PAYLOAD.md, "The digest"). */
-	bool deferred = kd_payload_digest_deferred(p) && !known_manifest(c, &s, m);
+	bool deferred = kd_payload_digest_deferred(p) && !digest_first && !known_manifest(c, &s, p);
 	if ((deferred && (r = kd_payload_digest_start(p, err)) < 0) ||
 	    (!deferred && (r = kd_payload_digest_wait(p, err)) < 0))
 		goto out_p;
@@ -848,11 +871,11 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 			r = sfd;
 			goto abort;
 		}
-		/* Files unchanged since the current version are hardlinked, not written. */
-		kd_manifest *reuse_m = NULL;
+		/* Files unchanged since the current version are hardlinked, not written (its
+		 * manifest is read only if a same-size file turns out changed). */
+		reuse_source rs = {.c = c, .id = s.current.id};
 		_cleanup_close_ int reuse_fd = -1;
-		if (s.has_current &&
-		    kd_install_load_manifest(c, s.current.id, &reuse_m, NULL) == 0) {
+		if (s.has_current) {
 			char cur[KD_PATH_MAX];
 			snprintf(cur, sizeof(cur), "%s/%s", versions, s.current.id);
 			reuse_fd = kd_openat(c->rootfd, cur, O_RDONLY | O_DIRECTORY, 0, KD_NOFOLLOW,
@@ -860,14 +883,15 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 		}
 		extract_progress xp = {.tty = isatty(STDERR_FILENO)};
 		kd_extract_opts xo = {.component_mask = mask,
-				      .reuse_dirfd = reuse_m ? reuse_fd : -1,
-				      .reuse_manifest = reuse_m,
+				      .reuse_dirfd = reuse_fd,
+				      .reuse_manifest_load = load_reuse_manifest,
+				      .reuse_userdata = &rs,
 				      .progress = o->progress ? show_extract_progress : NULL,
 				      .progress_userdata = &xp};
 		r = kd_payload_extract(p, sfd, &xo, &res->stats, err);
 		if (xp.shown)
 			fputs("\r\033[K", stderr);
-		kd_manifest_free(reuse_m);
+		kd_manifest_free(rs.m);
 		if (r < 0) {
 			kd_err_wrap(err, r, "extract payload");
 			goto abort;
@@ -899,8 +923,14 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled,
 			snprintf(res->id, sizeof(res->id), "%s", id);
 			snprintf(final, sizeof(final), "%s/%s", versions, id);
 			snprintf(mpath, sizeof(mpath), "%s/%s.json", versions, id);
-			/* Neither the current nor the previous version has this manifest: a
-			 * tree of this id is what an interrupted clean-up left. */
+			/* The current or the previous version after all (its manifest in other
+			 * bytes): undo and start again, digest first (a no-op, or its tree). */
+			if ((s.has_current && strcmp(s.current.id, id) == 0) ||
+			    (s.has_previous && strcmp(s.previous.id, id) == 0)) {
+				r = RETRY_DIGEST_FIRST;
+				goto abort;
+			}
+			/* A tree of this id is what an interrupted clean-up left. */
 			if (kd_lstat(c->rootfd, final, &st, NULL) == 0 &&
 			    (r = kd_remove_tree_atomic(c->rootfd, final, err)) < 0)
 				goto abort;
@@ -1017,7 +1047,12 @@ int kd_engine_install(int rootfd, const kd_install_opts *o, kd_install_result *r
 	if (r >= 0)
 		r = kd_ctx_recover(&c, err);
 	if (r >= 0)
-		r = do_install(&c, o, pulled ? &pulled : NULL, &res, err);
+		r = do_install(&c, o, pulled ? &pulled : NULL, false, &res, err);
+	if (r == RETRY_DIGEST_FIRST) {
+		kd_install_result_done(&res);
+		memset(&res, 0, sizeof(res));
+		r = do_install(&c, o, NULL, true, &res, err);
+	}
 	kd_ctx_close(&c);
 	kd_payload_free(pulled);
 	if (r < 0) {

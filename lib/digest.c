@@ -15,7 +15,7 @@
 
 /* Big reads keep the syscall count low on multi-hundred-MB payloads; SHA-256 itself is the
  * bottleneck above this size. */
-#define KD_SHA256_READ_BUF (1024 * 1024)
+#define KD_SHA256_READ_BUF (256 * 1024)
 
 /* One EVP context per digest object (SHA-1). */
 static int ctx_init(void **ctx, const EVP_MD *md, const char *name, kd_error *err)

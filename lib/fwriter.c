@@ -9,7 +9,7 @@
 #include "fwriter.h"
 #include "macro.h"
 
-#define CHUNK (256u << 10)
+#define CHUNK (64u << 10) /* small pieces only: large ones are lent, not copied */
 #define NCHUNK 4u
 #define NSEG 64u
 
@@ -37,7 +37,8 @@ struct kd_fwriter {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	chunk ring[NCHUNK];
-	unsigned head, count; /* [head, head + count) are the thread's; the next one is filled */
+	unsigned head, count; /* [head, head + count) are the thread's (under mu) */
+	unsigned fill;	      /* the caller's chunk, head + count (only the caller changes it) */
 	bool stop, discard;
 	void (*give_back)(void *userdata, int ticket);
 	void *lender;
@@ -153,6 +154,7 @@ static int submit(kd_fwriter *w, kd_error *err)
 {
 	pthread_mutex_lock(&w->mu);
 	w->count++;
+	w->fill = (w->fill + 1) % NCHUNK;
 	pthread_cond_broadcast(&w->cv);
 	while (w->count == NCHUNK)
 		pthread_cond_wait(&w->cv, &w->mu);
@@ -163,8 +165,9 @@ static int submit(kd_fwriter *w, kd_error *err)
 
 static chunk *filling(kd_fwriter *w)
 {
-	/* count < NCHUNK outside submit(), and only the caller changes count upwards. */
-	return &w->ring[(w->head + w->count) % NCHUNK];
+	/* Not head + count: the thread changes both, and reading them without the lock could
+	 * see one changed and not the other. */
+	return &w->ring[w->fill];
 }
 
 /* A segment for fd in the chunk being filled, the last one if it is fd's and ends at used. */
@@ -272,6 +275,7 @@ int kd_fwriter_finish(kd_fwriter *w, kd_error *err)
 	if (c->nseg > 0) {
 		pthread_mutex_lock(&w->mu);
 		w->count++;
+		w->fill = (w->fill + 1) % NCHUNK;
 		pthread_cond_broadcast(&w->cv);
 		pthread_mutex_unlock(&w->mu);
 	}
@@ -291,8 +295,10 @@ void kd_fwriter_free(kd_fwriter *w)
 		pthread_mutex_lock(&w->mu);
 		/* What the caller filled but did not hand over is the thread's too: its
 		 * descriptors are closed, nothing is written. */
-		if (w->count < NCHUNK && filling(w)->nseg > 0)
+		if (w->count < NCHUNK && filling(w)->nseg > 0) {
 			w->count++;
+			w->fill = (w->fill + 1) % NCHUNK;
+		}
 		w->discard = true;
 		w->stop = true;
 		pthread_cond_broadcast(&w->cv);

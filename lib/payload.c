@@ -15,7 +15,7 @@
 #include "tarball.h"
 
 /* Bytes per read while hashing the payload: a larger buffer is no faster and costs peak memory. */
-#define HASH_BUF (256u << 10)
+#define HASH_BUF (128u << 10)
 /* Pieces of file data of at least this size are written without a copy (kd_tar_lend_block). */
 #define LEND_MIN (64u << 10)
 /* Files of at least this size have their writeback started as soon as they are written. */
@@ -25,6 +25,7 @@ struct kd_payload {
 	int fd;
 	char *name;
 	char digest[KD_SHA256_HEX_LEN + 1];
+	char manifest_sha256[KD_SHA256_HEX_LEN + 1]; /* of its kata-payload.json entry's bytes */
 	kd_manifest *manifest;
 	kd_payload_index *index; /* format 2, else NULL */
 	bool *component_ok;	 /* format 2: the component's frame matched the manifest */
@@ -167,6 +168,11 @@ int kd_payload_digest_wait(kd_payload *p, kd_error *err)
 		return kd_err(err, p->digest_r, "payload '%s': %s", p->name, p->digest_err.msg);
 	}
 	return 0;
+}
+
+const char *kd_payload_manifest_sha256(const kd_payload *p)
+{
+	return p->manifest_sha256;
 }
 
 bool kd_payload_digest_deferred(const kd_payload *p)
@@ -372,6 +378,7 @@ int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_pay
 					   name);
 		if (r < 0 || (r = kd_manifest_parse(json, len, &p->manifest, err)) < 0)
 			return kd_err_wrap(err, r, "payload '%s'", name);
+		kd_sha256_buf(json, len, p->manifest_sha256);
 	}
 	if (!p->index && p->manifest->format >= 2)
 		return kd_err(err, -EBADMSG,
@@ -519,6 +526,8 @@ typedef struct extract_state {
 	kd_dircache dc;
 	mode_t cmask;  /* the umask: a file created with a mode it clears needs a fchmod */
 	kd_fwriter *w; /* the files' bytes are written on its thread */
+	const kd_manifest *reuse_m; /* reuse_manifest_load's, once asked */
+	bool reuse_loaded;
 	kd_extract_stats st;
 } extract_state;
 
@@ -554,11 +563,13 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 	uint8_t bin[KD_SHA256_LEN];
 	char hex[KD_SHA256_HEX_LEN + 1];
 
-	if (o->reuse_dirfd < 0 || !o->reuse_manifest)
+	if (o->reuse_dirfd < 0 || (!o->reuse_manifest && !o->reuse_manifest_load))
 		return 0;
-	const kd_pfile *old = kd_manifest_find(o->reuse_manifest, f->path);
-	if (!old || (old->type != KD_FILE_REG && old->type != KD_FILE_HARDLINK) ||
-	    old->mode != f->mode || strcmp(old->sha256, f->sha256) != 0)
+	const kd_pfile *old =
+		o->reuse_manifest ? kd_manifest_find(o->reuse_manifest, f->path) : NULL;
+	if (o->reuse_manifest &&
+	    (!old || (old->type != KD_FILE_REG && old->type != KD_FILE_HARDLINK) ||
+	     old->mode != f->mode || strcmp(old->sha256, f->sha256) != 0))
 		return 0;
 	_cleanup_close_ int rfd = kd_open_parent(o->reuse_dirfd, f->path, &rbase, NULL);
 	if (rfd < 0)
@@ -572,7 +583,14 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 		return 0;
 	kd_hex(bin, sizeof(bin), hex);
 	if (strcmp(hex, f->sha256) != 0) {
-		if (!x->st.files_changed++)
+		/* Changed in place, or changed by the new version? The previous manifest says. */
+		if (!o->reuse_manifest && !x->reuse_loaded) {
+			x->reuse_loaded = true;
+			x->reuse_m = o->reuse_manifest_load(o->reuse_userdata);
+		}
+		if (!o->reuse_manifest)
+			old = x->reuse_m ? kd_manifest_find(x->reuse_m, f->path) : NULL;
+		if (old && strcmp(old->sha256, f->sha256) == 0 && !x->st.files_changed++)
 			snprintf(x->st.first_changed, sizeof(x->st.first_changed), "%s%s", PREFIX,
 				 f->path);
 		return 0;

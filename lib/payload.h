@@ -143,6 +143,9 @@ typedef struct kd_payload_verify {
 int kd_payload_open(int fd, const char *name, const kd_payload_verify *v, kd_payload **ret,
 		    kd_error *err);
 const kd_manifest *kd_payload_manifest(const kd_payload *p);
+/* hex sha256 of the manifest entry's bytes (kd_manifest_to_json's text for a payload we packed,
+ * which is also what an install keeps as versions/<id>.json) */
+const char *kd_payload_manifest_sha256(const kd_payload *p);
 /* hex sha256 of the payload file; deferred, it is hashed or waited for first ("" if that failed:
  * kd_payload_digest_wait() says why). */
 const char *kd_payload_digest(kd_payload *p);
@@ -192,6 +195,12 @@ typedef struct kd_extract_opts {
 				       still hash to it are hardlinked from there
 				       instead of written again */
 	const kd_manifest *reuse_manifest;
+	/* Without reuse_manifest: the candidates are reuse_dirfd's files of the same path, size
+	 * and mode, rehashed; the previous manifest is loaded (by this, once) only when a
+	 * candidate's bytes differ, to tell a file changed in place (files_changed) from one the
+	 * new version changed. A large tree's manifest is MiBs not held during the extraction. */
+	const kd_manifest *(*reuse_manifest_load)(void *userdata);
+	void *reuse_userdata;
 	bool sync;			 /* fsync every written file before returning */
 	const kd_payload_limits *limits; /* NULL = defaults */
 	/* Called as data lands (every block written, every file reused), with the bytes of the

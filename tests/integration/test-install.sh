@@ -44,6 +44,18 @@ cp "$P" "$T/copy.tar.zst"
 out=$("$KD" install --root "$R" --payload "$T/copy.tar.zst" --shims qemu 2>&1)
 find "$R" -printf '%p %T@ %C@\n' | sort >"$T/mt3"
 check "re-install from a copy is a no-op too" cmp -s "$T/mt1" "$T/mt3"
+# A known manifest whose bytes the kept versions/<id>.json does not match (another packer's JSON;
+# here the kept file gets a trailing newline): the digest, hashed beside the extraction, names
+# the current version; the install undoes the extraction, starts again digest first, no-op.
+id=$(basename "$(readlink "$R/opt/kata/current")")
+printf '\n' >>"$R/opt/kata/.versions/$id.json"
+cp "$P" "$T/copy2.tar.zst"
+out=$("$KD" install --root "$R" --payload "$T/copy2.tar.zst" --shims qemu --log-level debug 2>&1)
+check "a known manifest in other bytes: found to be the current version after all, a no-op" \
+	grep -q "already installed" <<<"$out"
+check "… after an extraction that was undone (it did extract)" grep -q "^kata-deploy: debug: extract:" <<<"$out"
+check "… leaving no staging directory" test -z "$(ls -A "$R/opt/kata/.versions" | grep '^\.#kd' || :)"
+truncate -s -1 "$R/opt/kata/.versions/$id.json"
 
 # Upgrade: a new payload version whose binary is running while we replace it.
 cp -a artifacts/demo/tree "$T/tree2"
