@@ -21,6 +21,7 @@ struct kd_tar_reader {
 	uint64_t max_entries;
 	size_t max_path;
 	int64_t data_off; /* next expected data offset in the current entry */
+	bool data_left;	  /* libarchive: the current entry is a file, its data is read */
 	char *path;	  /* current entry's path, trailing '/' removed */
 	size_t path_cap;
 	uint8_t *buf; /* KD_TAR_READ_BLOCK bytes (libarchive's input) */

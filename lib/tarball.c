@@ -574,9 +574,13 @@ int kd_tar_next(kd_tar_reader *r, kd_tar_entry *ret, kd_error *err)
 		return kd_err(err, -ENAMETOOLONG,
 			      "archive: '%s': missing link target or longer than %zu bytes",
 			      r->path, r->max_path);
-	if (la.archive_entry_size_is_set(e) && la.archive_entry_size(e) > 0)
+	/* Data belongs to files only (a directory whose header says it has some, e.g. a file
+	 * entry named "d/", is skipped with it, as the native reader does). */
+	if (out.type == KD_ENTRY_FILE && la.archive_entry_size_is_set(e) &&
+	    la.archive_entry_size(e) > 0)
 		out.size = (uint64_t)la.archive_entry_size(e);
 	r->data_off = 0;
+	r->data_left = out.type == KD_ENTRY_FILE;
 	*ret = out;
 	return 1;
 }
@@ -588,6 +592,8 @@ int kd_tar_read_block(kd_tar_reader *r, const void **ret_buf, size_t *ret_len, k
 	la_int64_t off;
 	if (r->native)
 		return kd_tar_native_read_block(r, ret_buf, ret_len, err);
+	if (!r->data_left)
+		return 0;
 	int rc = la.archive_read_data_block(r->a, &buf, &len, &off);
 
 	if (rc == ARCHIVE_EOF)

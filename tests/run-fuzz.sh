@@ -10,9 +10,12 @@ CFLAGS="-std=gnu11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefi
 LIBS="$(pkg-config --libs yaml-0.1 json-c libarchive libzstd openssl libkmod) -lpthread"
 objs=()
 # The engine's modules too (not its CLI): fuzz-import drives deployer/import.c.
+# An object is rebuilt when its source or any header is newer (a struct changed in a header
+# must not leave objects of two layouts in one binary).
+newest_h=$(ls -t lib/*.h deployer/*.h | head -1)
 for src in lib/*.c $(ls deployer/*.c | grep -v '/main\.c$'); do
 	o=$B/$(basename "${src%.c}").o
-	[ "$o" -nt "$src" ] || clang $CFLAGS -c "$src" -o "$o"
+	[ "$o" -nt "$src" ] && [ "$o" -nt "$newest_h" ] || clang $CFLAGS -c "$src" -o "$o"
 	objs+=("$o")
 done
 fail=0
