@@ -422,6 +422,21 @@ int kd_atomic_commit(kd_atomic_file *af, bool sync, kd_error *err)
 	return 0;
 }
 
+int kd_write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return negative_errno();
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 int kd_write_atomic(int rootfd, const char *path, const void *data, size_t len, mode_t mode,
 		    kd_error *err)
 {
@@ -429,18 +444,10 @@ int kd_write_atomic(int rootfd, const char *path, const void *data, size_t len, 
 	int r = kd_atomic_begin(rootfd, path, mode, &af, err);
 	if (r < 0)
 		return r;
-	const char *p = data;
-	while (len > 0) {
-		ssize_t n = write(af.fd, p, len);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = kd_err_errno(err, negative_errno(), "write '%s'", path);
-			kd_atomic_abort(&af);
-			return r;
-		}
-		p += n;
-		len -= (size_t)n;
+	if ((r = kd_write_all(af.fd, data, len)) < 0) {
+		r = kd_err_errno(err, r, "write '%s'", path);
+		kd_atomic_abort(&af);
+		return r;
 	}
 	r = kd_atomic_commit(&af, true, err);
 	return r < 0 ? kd_err_wrap(err, r, "write '%s'", path) : 0;

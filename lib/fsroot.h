@@ -60,6 +60,8 @@ int kd_mkdir_p(int rootfd, const char *path, mode_t mode, kd_mkdir_cb created, v
 	       kd_error *err);
 
 /* Atomically replace (or create) a regular file with data. The parent must exist. */
+/* write(2) until all of len is written (EINTR retried): 0, or -errno. */
+int kd_write_all(int fd, const void *data, size_t len);
 int kd_write_atomic(int rootfd, const char *path, const void *data, size_t len, mode_t mode,
 		    kd_error *err);
 

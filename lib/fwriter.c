@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fsroot.h"
 #include "fwriter.h"
 #include "macro.h"
 
@@ -56,20 +57,6 @@ struct kd_fwriter {
 	const char *what;
 };
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return negative_errno();
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Thread side: one chunk. Descriptors are closed whatever happens. */
 static void run_chunk(kd_fwriter *w, chunk *c, bool skip)
 {
@@ -82,7 +69,7 @@ static void run_chunk(kd_fwriter *w, chunk *c, bool skip)
 			w->cur_written = w->cur_kicked = 0;
 		}
 		if (!skip && s->len > 0)
-			r = write_all(s->fd, s->lent ? s->lent : c->buf + s->off, s->len);
+			r = kd_write_all(s->fd, s->lent ? s->lent : c->buf + s->off, s->len);
 		if (s->lent)
 			w->give_back(w->lender, s->ticket);
 		w->cur_written += s->len;

@@ -512,21 +512,6 @@ static int open_scratch(int dirfd, kd_error *err)
 	return kd_err_errno(err, negative_errno(), "create a temporary file");
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return negative_errno();
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static int copy_range(int from, int to, uint64_t len, uint8_t *buf, kd_error *err)
 {
 	loff_t in = 0;
@@ -544,7 +529,7 @@ static int copy_range(int from, int to, uint64_t len, uint8_t *buf, kd_error *er
 		} else {
 			n = pread(from, buf, len < IO_BUF ? len : IO_BUF, in);
 			if (n > 0) {
-				int r = write_all(to, buf, (size_t)n);
+				int r = kd_write_all(to, buf, (size_t)n);
 				if (r < 0)
 					return kd_err_errno(err, r, "write");
 				in += n;
@@ -624,7 +609,7 @@ static int write_payload(int outfd, int outdir, int katafd, const pack_state *s,
 	if ((r = kd_payload_index_format(frames, (uint32_t)(last + 1), &index, &index_len, err)) <
 	    0)
 		return r;
-	if ((r = write_all(outfd, index, index_len)) < 0)
+	if ((r = kd_write_all(outfd, index, index_len)) < 0)
 		return kd_err_errno(err, r, "write the frame index");
 	return 0;
 }

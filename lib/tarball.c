@@ -11,6 +11,7 @@
 #include <zstd.h>
 
 #include "digest.h"
+#include "fsroot.h"
 #include "log.h"
 #include "tarball-internal.h"
 
@@ -664,20 +665,6 @@ void kd_tar_reader_free(kd_tar_reader *r)
 	free(r);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Feed len bytes of tar (len 0 with ZSTD_e_end: finish the frame) and write what comes out. */
 static int zstd_feed(kd_tar_writer *w, const void *buf, size_t len, ZSTD_EndDirective mode,
 		     const char **ret_msg)
@@ -692,7 +679,7 @@ static int zstd_feed(kd_tar_writer *w, const void *buf, size_t len, ZSTD_EndDire
 			*ret_msg = ZSTD_getErrorName(left);
 			return -EIO;
 		}
-		int r = write_all(w->fd, w->zout, out.pos);
+		int r = kd_write_all(w->fd, w->zout, out.pos);
 		if (r < 0) {
 			*ret_msg = strerror(-r);
 			return r;
