@@ -14,6 +14,9 @@
 #   ours      the payload of the same component tarballs (`kata-deploy payload pack` of their
 #             union, one component per tarball), `kata-deploy install --shims qemu` into an
 #             empty root.
+# INPUT=synthetic instead: issue 13's own tree (bench/gen-tree.py, 300 MB, ~7,000 files; BENCH_MB
+# to change its size) as two components, kata (the shim, share/) and qemu (its binary), the
+# shape of the figures in the issue.
 # Scenarios: first install (empty target); no-op (the same input again); upgrade (5 % of the
 # files changed, one byte appended, in new tarballs / a new payload). Wall time, CPU time and
 # peak RSS (/usr/bin/time) of each, and the bytes each wrote (its file system outputs, %O).
@@ -25,12 +28,17 @@ SRC=$(shared_sources) || { echo "upstream.sh: no ../shared/sources (set KD_SHARE
 [ "$(id -u)" = 0 ] || { echo "upstream.sh: needs root (unshare, chroot)" >&2; exit 1; }
 bench_workdir upstream
 trap 'rm -rf "$W"' EXIT
+INPUT=${INPUT:-kata}
 COMPONENTS="shim-v2 qemu kernel guest-initrd virtiofsd"
+[ "$INPUT" = synthetic ] && COMPONENTS="kata qemu"
+case $INPUT in kata | synthetic) ;; *) echo "upstream.sh: INPUT is kata or synthetic" >&2; exit 2 ;; esac
 
 # ---- the inputs ----
 KBC="$KB --cache $CACHE --mirror $SRC --out $W/kb -q"
-echo "building (or taking from the cache) upstream-kata-deploy and the qemu set: $COMPONENTS"
-$KBC component upstream-kata-deploy $COMPONENTS >"$W/kb.log" 2>&1 || { tail -30 "$W/kb.log"; exit 1; }
+KB_COMPONENTS=$COMPONENTS
+[ "$INPUT" = synthetic ] && KB_COMPONENTS=
+echo "building (or taking from the cache) upstream-kata-deploy${KB_COMPONENTS:+ and the qemu set: $KB_COMPONENTS}"
+$KBC component upstream-kata-deploy $KB_COMPONENTS >"$W/kb.log" 2>&1 || { tail -30 "$W/kb.log"; exit 1; }
 mkdir -p "$W/up-bin"
 tar -I zstd -xf "$W/kb/kata-static-upstream-kata-deploy.tar.zst" -C "$W/up-bin"
 UPBIN=$W/up-bin/opt/kata/bin/upstream-kata-deploy
@@ -39,10 +47,24 @@ SHIMJSON=$W/up-bin/opt/kata/share/upstream-kata-deploy/shim-components.json
 # inputs a (as built) and b (5 % of the files changed): per component a tree, its tarball for
 # upstream, and our payload of the union.
 mkdir -p "$W/a"
-for c in $COMPONENTS; do
-	mkdir -p "$W/a/$c" && tar -I zstd -xf "$W/kb/kata-static-$c.tar.zst" -C "$W/a/$c"
-done
+if [ "$INPUT" = synthetic ]; then
+	# gen-tree.py's tree, split as bench/lib.sh's synthetic spec: qemu = its binary, kata = the
+	# rest but cloud-hypervisor (the clh shim's)
+	python3 bench/gen-tree.py "$W/gen" "${BENCH_MB:-300}" >/dev/null
+	mkdir -p "$W/a/qemu/opt/kata/bin"
+	mv "$W/gen/opt/kata/bin/qemu-system-x86_64" "$W/a/qemu/opt/kata/bin/"
+	rm -f "$W/gen/opt/kata/bin/cloud-hypervisor"
+	mv "$W/gen" "$W/a/kata"
+else
+	for c in $COMPONENTS; do
+		mkdir -p "$W/a/$c" && tar -I zstd -xf "$W/kb/kata-static-$c.tar.zst" -C "$W/a/$c"
+	done
+fi
 spec() { # spec DIR: our payload spec, one component per upstream tarball
+	if [ "$INPUT" = synthetic ]; then # bench/lib.sh's, clh left out
+		synthetic_spec | sed '/name: clh/,/cloud-hypervisor/d; /^  clh:/d'
+		return
+	fi
 	echo "version: 4.1.0-bench"
 	echo "components:"
 	for c in $COMPONENTS; do
