@@ -2,6 +2,7 @@
  * "Data flow of an install"). */
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -888,6 +889,7 @@ static int do_install(kd_ctx *c, const kd_install_opts *o, kd_payload **pulled, 
 				      .reuse_userdata = &rs,
 				      .progress = o->progress ? show_extract_progress : NULL,
 				      .progress_userdata = &xp};
+		malloc_trim(0);
 		r = kd_payload_extract(p, sfd, &xo, &res->stats, err);
 		if (xp.shown)
 			fputs("\r\033[K", stderr);

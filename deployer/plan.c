@@ -51,7 +51,6 @@ static int read_entry(kd_tar_reader *tr, const kd_pfile *f, char **ret, kd_error
 	_cleanup_free_ char *buf = malloc(f->size + 1);
 	_cleanup_(kd_sha256_freep) kd_sha256 h = {0};
 	uint8_t bin[KD_SHA256_LEN];
-	char hex[KD_SHA256_HEX_LEN + 1];
 	size_t n = 0;
 	int r;
 	if (!buf)
@@ -74,8 +73,7 @@ static int read_entry(kd_tar_reader *tr, const kd_pfile *f, char **ret, kd_error
 	}
 	if ((r = kd_sha256_final(&h, bin, err)) < 0)
 		return r;
-	kd_hex(bin, sizeof(bin), hex);
-	if (n != f->size || strcmp(hex, f->sha256) != 0)
+	if (n != f->size || memcmp(bin, f->sha256, sizeof(bin)) != 0)
 		return kd_err(err, -EBADMSG, "'%s': does not match its sha256 in the manifest",
 			      f->path);
 	buf[n] = '\0';
@@ -191,7 +189,8 @@ static int plan_payload(kd_ctx *c, FILE *f, const kd_state *s, bool fresh, const
 		files++;
 		bytes += pf->size;
 		const kd_pfile *old = cur ? kd_manifest_find(cur, pf->path) : NULL;
-		if (old && old->type == KD_FILE_REG && strcmp(old->sha256, pf->sha256) == 0)
+		if (old && old->type == KD_FILE_REG &&
+		    memcmp(old->sha256, pf->sha256, sizeof(pf->sha256)) == 0)
 			reused++, reused_bytes += pf->size;
 	}
 	kd_manifest_free(cur);

@@ -15,7 +15,7 @@
 
 /* Big reads keep the syscall count low on multi-hundred-MB payloads; SHA-256 itself is the
  * bottleneck above this size. */
-#define KD_SHA256_READ_BUF (256 * 1024)
+#define KD_SHA256_READ_BUF (128 * 1024)
 
 /* One EVP context per digest object (SHA-1). */
 static int ctx_init(void **ctx, const EVP_MD *md, const char *name, kd_error *err)
@@ -174,6 +174,20 @@ bool kd_sha256_hex_valid(const char *s)
 			return false;
 	}
 	return s[KD_SHA256_HEX_LEN] == '\0';
+}
+
+static unsigned hex_value(char c)
+{
+	return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+}
+
+bool kd_sha256_from_hex(const char *s, uint8_t out[KD_SHA256_LEN])
+{
+	if (!kd_sha256_hex_valid(s))
+		return false;
+	for (size_t i = 0; i < KD_SHA256_LEN; i++)
+		out[i] = (uint8_t)(hex_value(s[2 * i]) << 4 | hex_value(s[2 * i + 1]));
+	return true;
 }
 
 bool kd_sha256_equal(const uint8_t a[KD_SHA256_LEN], const uint8_t b[KD_SHA256_LEN])

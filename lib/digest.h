@@ -35,6 +35,8 @@ int kd_sha256_buf(const void *data, size_t len, char out_hex[KD_SHA256_HEX_LEN +
 
 /* Exactly 64 lowercase hex digits. */
 bool kd_sha256_hex_valid(const char *s);
+/* The digest that s (valid for kd_sha256_hex_valid) names; false, out untouched, if s is not. */
+bool kd_sha256_from_hex(const char *s, uint8_t out[KD_SHA256_LEN]);
 
 /* Constant-time comparison of two digests. */
 bool kd_sha256_equal(const uint8_t a[KD_SHA256_LEN], const uint8_t b[KD_SHA256_LEN]);

@@ -11,7 +11,7 @@
 #include "macro.h"
 
 #define CHUNK (64u << 10) /* small pieces only: large ones are lent, not copied */
-#define NCHUNK 4u
+#define NCHUNK 3u	  /* lib/tar-native.c: NBLOCKS counts on at most this many lent blocks */
 #define NSEG 64u
 /* A file's writeback is started every KICK bytes as they are written (and for the rest at its
  * close with KD_FWRITER_WRITEBACK): one call at the close of a 40 MiB file kept this thread

@@ -1050,7 +1050,8 @@ static int check_reserved(const char *path, const char *where, kd_error *err)
 	return 0;
 }
 
-static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_pfile *f)
+static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_strpool **strings,
+		      kd_pfile *f)
 {
 	field fl[] = {{"path", 0}, {"type", 0},	  {"mode", 0},
 		      {"size", 0}, {"sha256", 0}, {"target", 0}};
@@ -1074,7 +1075,7 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 		return kd_err(err, -EINVAL, "%s: unsafe path '%s'", where, path);
 	if ((r = check_reserved(path, where, err)) < 0)
 		return r;
-	f->path = strdup(path);
+	f->path = kd_strpool_dup(strings, path);
 	if (!f->path)
 		return kd_err(err, -ENOMEM, "out of memory");
 	if (file_type_from(type, &f->type) < 0)
@@ -1105,7 +1106,7 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 				      path, (unsigned long long)size,
 				      (unsigned long long)KD_PAYLOAD_MAX_ENTRY_SIZE);
 		f->size = size;
-		memcpy(f->sha256, sha, sizeof(f->sha256));
+		kd_sha256_from_hex(sha, f->sha256);
 	} else if (sha || size) {
 		return kd_err(err, -EINVAL, "%s: '%s': a %s has no size or sha256", where, path,
 			      type);
@@ -1117,7 +1118,7 @@ static int parse_file(reader *p, size_t pos, const char *where, size_t comp, kd_
 		if (f->type == KD_FILE_SYMLINK && !link_stays_inside(path, target))
 			return kd_err(err, -EPERM, "%s: symlink '%s' -> '%s' escapes %s", where,
 				      path, target, PREFIX);
-		f->target = strdup(target);
+		f->target = kd_strpool_dup(strings, target);
 		if (!f->target)
 			return kd_err(err, -ENOMEM, "out of memory");
 	} else if (target) {
@@ -1191,7 +1192,8 @@ static int parse_components(reader *p, kd_manifest *m, size_t arr)
 		kd_json_path_key(where, sizeof(where), comp, "files");
 		for (size_t f = array_first(p, files[i]); f != ABSENT; f = array_next(p, f), j++) {
 			kd_json_path_index(fwhere, sizeof(fwhere), where, j);
-			if ((r = parse_file(p, f, fwhere, i, &m->files[m->n_files++])) < 0)
+			if ((r = parse_file(p, f, fwhere, i, &m->strings,
+					    &m->files[m->n_files++])) < 0)
 				return r;
 		}
 	}

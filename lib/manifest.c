@@ -25,11 +25,8 @@ void kd_manifest_free(kd_manifest *m)
 		free(m->components[i].version);
 	}
 	free(m->components);
-	for (size_t i = 0; i < m->n_files; i++) {
-		free(m->files[i].path);
-		free(m->files[i].target);
-	}
 	free(m->files);
+	kd_strpool_free(m->strings);
 	for (size_t i = 0; i < m->n_shims; i++) {
 		free(m->shims[i].name);
 		strv_free(m->shims[i].components, m->shims[i].n_components);
@@ -246,7 +243,7 @@ static void put_key(out *o, const char *sep, const char *key)
 
 static void put_file(out *o, const kd_pfile *f)
 {
-	char num[32];
+	char num[32], hex[KD_SHA256_HEX_LEN + 1];
 
 	snprintf(num, sizeof(num), "\"%04o\"", (unsigned)f->mode & 07777);
 	put_key(o, "{", "mode");
@@ -254,8 +251,9 @@ static void put_file(out *o, const kd_pfile *f)
 	put_key(o, ",", "path");
 	put_string(o, f->path);
 	if (f->type == KD_FILE_REG) {
+		kd_hex(f->sha256, sizeof(f->sha256), hex);
 		put_key(o, ",", "sha256");
-		put_string(o, f->sha256);
+		put_string(o, hex);
 		snprintf(num, sizeof(num), "%" PRIu64, f->size);
 		put_key(o, ",", "size");
 		puts_(o, num);

@@ -30,7 +30,7 @@ typedef struct pack_entry {
 	uint64_t size;
 	char *target;
 	ssize_t component;
-	char sha256[KD_SHA256_HEX_LEN + 1];
+	uint8_t sha256[KD_SHA256_LEN];
 } pack_entry;
 
 typedef struct pack_state {
@@ -247,21 +247,20 @@ static int infer_shims(kd_manifest *m, const pack_state *s, kd_error *err)
 	return 0;
 }
 
-static int hash_file(int katafd, const char *path, uint64_t size, char out[65], kd_error *err)
+static int hash_file(int katafd, const char *path, uint64_t size, uint8_t out[KD_SHA256_LEN],
+		     kd_error *err)
 {
-	uint8_t bin[KD_SHA256_LEN];
 	uint64_t got;
 	_cleanup_close_ int fd = kd_openat(katafd, path, O_RDONLY, 0, KD_NOFOLLOW, err);
 	int r;
 
 	if (fd < 0)
 		return fd;
-	r = kd_sha256_fd(fd, bin, &got, err);
+	r = kd_sha256_fd(fd, out, &got, err);
 	if (r < 0)
 		return kd_err_wrap(err, r, "hash '%s%s'", PREFIX, path);
 	if (got != size)
 		return kd_err(err, -EAGAIN, "'%s%s' changed while packing", PREFIX, path);
-	kd_hex(bin, sizeof(bin), out);
 	return 0;
 }
 
@@ -269,7 +268,7 @@ static int cmp_dedup(const void *a, const void *b, void *userdata)
 {
 	const pack_entry *e = userdata;
 	const pack_entry *x = &e[*(const size_t *)a], *y = &e[*(const size_t *)b];
-	int c = strcmp(x->sha256, y->sha256);
+	int c = memcmp(x->sha256, y->sha256, sizeof(x->sha256));
 	if (c)
 		return c;
 	if (x->component != y->component)
@@ -302,7 +301,7 @@ static int dedup_files(pack_state *s, kd_error *err)
 			}
 		}
 		pack_entry *e = &s->e[idx[i]];
-		if (!first || strcmp(first->sha256, e->sha256) != 0 ||
+		if (!first || memcmp(first->sha256, e->sha256, sizeof(e->sha256)) != 0 ||
 		    first->component != e->component || first->mode != e->mode)
 			continue;
 		e->type = KD_FILE_HARDLINK;
@@ -393,8 +392,8 @@ static int build_manifest(pack_state *s, const kd_pack_opts *o, struct json_obje
 		return kd_err(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < s->n; i++) {
 		kd_pfile *f = &m->files[m->n_files++];
-		f->path = strdup(s->e[i].path);
-		f->target = s->e[i].target ? strdup(s->e[i].target) : NULL;
+		f->path = kd_strpool_dup(&m->strings, s->e[i].path);
+		f->target = s->e[i].target ? kd_strpool_dup(&m->strings, s->e[i].target) : NULL;
 		if (!f->path || (s->e[i].target && !f->target))
 			return kd_err(err, -ENOMEM, "out of memory");
 		f->type = s->e[i].type;
@@ -442,7 +441,6 @@ static int write_entry(kd_tar_writer *w, int katafd, const pack_entry *e, uint8_
 		return kd_err_wrap(err, fd, "pack");
 	_cleanup_sha256_ kd_sha256 h = {0};
 	uint8_t bin[KD_SHA256_LEN];
-	char hex[KD_SHA256_HEX_LEN + 1];
 	uint64_t left = e->size;
 	if ((r = kd_sha256_init(&h, err)) < 0)
 		return r;
@@ -462,8 +460,7 @@ static int write_entry(kd_tar_writer *w, int katafd, const pack_entry *e, uint8_
 	/* The manifest was written with the first hash: the bytes must not have changed. */
 	if ((r = kd_sha256_final(&h, bin, err)) < 0)
 		return r;
-	kd_hex(bin, sizeof(bin), hex);
-	if (strcmp(hex, e->sha256) != 0)
+	if (memcmp(bin, e->sha256, sizeof(bin)) != 0)
 		return kd_err(err, -EAGAIN, "'%s' changed while packing", path);
 	return 0;
 }
@@ -704,8 +701,8 @@ int kd_payload_pack(const char *srcdir, const char *out_path, const kd_pack_opts
 		m->files[i].type = s.e[i].type;
 		if (s.e[i].type == KD_FILE_HARDLINK) {
 			m->files[i].size = 0;
-			m->files[i].sha256[0] = '\0';
-			m->files[i].target = strdup(s.e[i].target);
+			memset(m->files[i].sha256, 0, sizeof(m->files[i].sha256));
+			m->files[i].target = kd_strpool_dup(&m->strings, s.e[i].target);
 			if (!m->files[i].target)
 				return kd_err(err, -ENOMEM, "out of memory");
 		}

@@ -15,7 +15,7 @@
 #include "tarball.h"
 
 /* Bytes per read while hashing the payload: a larger buffer is no faster and costs peak memory. */
-#define HASH_BUF (128u << 10)
+#define HASH_BUF (64u << 10)
 /* Pieces of file data of at least this size are written without a copy (kd_tar_lend_block). */
 #define LEND_MIN (64u << 10)
 /* Files of at least this size have their writeback started as soon as they are written. */
@@ -561,7 +561,6 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 	const char *rbase;
 	struct stat st, lst;
 	uint8_t bin[KD_SHA256_LEN];
-	char hex[KD_SHA256_HEX_LEN + 1];
 
 	if (o->reuse_dirfd < 0 || (!o->reuse_manifest && !o->reuse_manifest_load))
 		return 0;
@@ -569,7 +568,7 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 		o->reuse_manifest ? kd_manifest_find(o->reuse_manifest, f->path) : NULL;
 	if (o->reuse_manifest &&
 	    (!old || (old->type != KD_FILE_REG && old->type != KD_FILE_HARDLINK) ||
-	     old->mode != f->mode || strcmp(old->sha256, f->sha256) != 0))
+	     old->mode != f->mode || memcmp(old->sha256, f->sha256, sizeof(f->sha256)) != 0))
 		return 0;
 	_cleanup_close_ int rfd = kd_open_parent(o->reuse_dirfd, f->path, &rbase, NULL);
 	if (rfd < 0)
@@ -581,8 +580,7 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 		return 0;
 	if (kd_sha256_fd(ofd, bin, NULL, NULL) < 0)
 		return 0;
-	kd_hex(bin, sizeof(bin), hex);
-	if (strcmp(hex, f->sha256) != 0) {
+	if (memcmp(bin, f->sha256, sizeof(bin)) != 0) {
 		/* Changed in place, or changed by the new version? The previous manifest says. */
 		if (!o->reuse_manifest && !x->reuse_loaded) {
 			x->reuse_loaded = true;
@@ -590,7 +588,8 @@ static int try_reuse(extract_state *x, const kd_pfile *f, int pfd, const char *b
 		}
 		if (!o->reuse_manifest)
 			old = x->reuse_m ? kd_manifest_find(x->reuse_m, f->path) : NULL;
-		if (old && strcmp(old->sha256, f->sha256) == 0 && !x->st.files_changed++)
+		if (old && memcmp(old->sha256, f->sha256, sizeof(f->sha256)) == 0 &&
+		    !x->st.files_changed++)
 			snprintf(x->st.first_changed, sizeof(x->st.first_changed), "%s%s", PREFIX,
 				 f->path);
 		return 0;
@@ -650,10 +649,13 @@ static int write_data(extract_state *x, kd_tar_reader *tr, const kd_pfile *f, in
 			      (unsigned long long)got, (unsigned long long)f->size);
 	if ((r = kd_sha256_final(&h, bin, err)) < 0)
 		return r;
-	kd_hex(bin, sizeof(bin), hex);
-	if (strcmp(hex, f->sha256) != 0)
+	if (memcmp(bin, f->sha256, sizeof(bin)) != 0) {
+		char want[KD_SHA256_HEX_LEN + 1];
+		kd_hex(bin, sizeof(bin), hex);
+		kd_hex(f->sha256, sizeof(f->sha256), want);
 		return kd_err(err, -EBADMSG, "'%s': sha256 is %s, the manifest says %s", tpath, hex,
-			      f->sha256);
+			      want);
+	}
 	return 0;
 }
 
@@ -1081,10 +1083,13 @@ static int verify_one(const kd_manifest *m, const kd_pfile *f, kd_dircache *dc, 
 		int r = kd_sha256_fd(fd, bin, NULL, err);
 		if (r < 0)
 			return r;
-		kd_hex(bin, sizeof(bin), hex);
-		if (strcmp(hex, data->sha256) != 0)
+		if (memcmp(bin, data->sha256, sizeof(bin)) != 0) {
+			char want[KD_SHA256_HEX_LEN + 1];
+			kd_hex(bin, sizeof(bin), hex);
+			kd_hex(data->sha256, sizeof(data->sha256), want);
 			return kd_err(err, -EBADMSG, "'%s%s': sha256 is %s, the manifest says %s",
-				      PREFIX, f->path, hex, data->sha256);
+				      PREFIX, f->path, hex, want);
+		}
 	}
 	return 0;
 }

@@ -13,7 +13,9 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "digest.h"
 #include "err.h"
+#include "strpool.h"
 
 #define KD_PAYLOAD_FORMAT 2	/* written */
 #define KD_PAYLOAD_FORMAT_MIN 1 /* oldest still read */
@@ -40,10 +42,12 @@ typedef struct kd_pfile {
 	kd_file_type type;
 	mode_t mode;	  /* permission bits only; setuid/setgid/sticky are refused */
 	uint64_t size;	  /* KD_FILE_REG */
-	char sha256[65];  /* KD_FILE_REG: lowercase hex */
 	char *target;	  /* KD_FILE_SYMLINK: link text (relative, stays inside the tree);
 			     KD_FILE_HARDLINK: path (relative to opt/kata/) of an earlier file */
 	size_t component; /* index into kd_manifest.components */
+	/* KD_FILE_REG (and a hardlink: its target's): the digest itself, not its hex (the JSON
+	 * form), which would double the largest part of a manifest held in memory. */
+	uint8_t sha256[KD_SHA256_LEN];
 } kd_pfile;
 
 typedef struct kd_component {
@@ -71,7 +75,8 @@ typedef struct kd_manifest {
 	size_t n_files;
 	kd_shim *shims; /* sorted by name */
 	size_t n_shims;
-	char *signing_key; /* sha256 fingerprint of the key that signs this payload, or NULL */
+	char *signing_key;   /* sha256 fingerprint of the key that signs this payload, or NULL */
+	kd_strpool *strings; /* the files' path and target strings */
 } kd_manifest;
 
 int kd_manifest_parse(const char *json, size_t len, kd_manifest **ret, kd_error *err);

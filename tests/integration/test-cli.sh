@@ -199,7 +199,10 @@ fi
 # 9. make install puts the man pages and the bash completion in place; the completion loads
 # and completes the verbs.
 D=$T/dest
-make -s -C "$ROOTDIR" O="$KD_BUILD" install DESTDIR="$D" PREFIX=/usr >"$T/make-install.out" 2>&1 ||
+# O as the build was made (relative to the checkout): an absolute spelling of the same directory
+# would rewrite its .d files with other target names, and later builds would miss header changes.
+make -s -C "$ROOTDIR" O="$(realpath --relative-to="$ROOTDIR" "$KD_BUILD")" install DESTDIR="$D" \
+	PREFIX=/usr >"$T/make-install.out" 2>&1 ||
 	not_ok "make install DESTDIR: $(tail -3 "$T/make-install.out")"
 for m in man1/kata-build.1 man8/kata-deploy.8 man8/kata-deploy-agent.8; do
 	check "make install: $m" test -s "$D/usr/share/man/$m"

@@ -119,6 +119,23 @@ TEST(hex)
 	CHECK_STR(out, "");
 }
 
+TEST(from_hex)
+{
+	uint8_t bin[KD_SHA256_LEN], want[KD_SHA256_LEN], keep[KD_SHA256_LEN];
+	char hex[KD_SHA256_HEX_LEN + 1];
+
+	CHECK(kd_sha256_from_hex(abc_hex, bin));
+	kd_hex(bin, sizeof(bin), hex);
+	CHECK_STR(hex, abc_hex);
+	CHECK(kd_sha256_from_hex(million_a_hex, want));
+	CHECK(want[0] == 0xcd && want[31] == 0xd0);
+	/* Not a digest: false, out untouched. */
+	memcpy(keep, want, sizeof(keep));
+	CHECK(!kd_sha256_from_hex("ABC", want));
+	CHECK(!kd_sha256_from_hex(NULL, want));
+	CHECK(memcmp(keep, want, sizeof(keep)) == 0);
+}
+
 int main(void)
 {
 	RUN(vectors);
@@ -126,5 +143,6 @@ int main(void)
 	RUN(fd);
 	RUN(hex_valid);
 	RUN(hex);
+	RUN(from_hex);
 	TAP_END();
 }
