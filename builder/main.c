@@ -89,7 +89,8 @@ static const struct verb_help {
 	const char *name, *text;
 } verb_help[] = {
 	{"fetch", "Usage: kata-build fetch [COMPONENT...] [--mirror DIR] [--cache DIR]\n"
-		  "Fetch the sources of the components (default: every component a shim uses)\n"
+		  "Fetch the sources of the components (default: every component a shim uses,\n"
+		  "and the debug tools)\n"
 		  "into the content-addressed cache, each verified by sha256 or git tree id.\n"},
 	{"component", "Usage: kata-build component COMPONENT... [--force] [--jobs N] [--out DIR]\n"
 		      "Build each component (or take it from the cache by the hash of its\n"
@@ -98,7 +99,8 @@ static const struct verb_help {
 		      "key=KEY' per component.\n"},
 	{"payload", "Usage: kata-build payload [COMPONENT...] [--output FILE]\n"
 		    "                          [--sign-key PEM --sign-pubkey PEM]\n"
-		    "Build the components, then merge them into the payload (default\n"
+		    "Build the components (default: every component a shim uses, and the debug\n"
+		    "tools of shims.yaml), then merge them into the payload (default\n"
 		    "OUT/payload.tar.zst), optionally signed.\n"},
 	{"image", "Usage: kata-build image --payload FILE|--no-payload --tag T [--agent BIN]\n"
 		  "                        [--waiter BIN] [--layout DIR] [--no-libs]\n"
@@ -160,7 +162,7 @@ static void report_unused_recipes(const cli *c)
 		size_t len = strlen(f);
 		_cleanup_free_ char *name = NULL, *path = NULL;
 		if (len > 5 && strcmp(f + len - 5, ".yaml") == 0 && (name = strndup(f, len - 5)) &&
-		    !kd_strv_find(c->shims->components, name) &&
+		    !kd_strv_find(c->shims->payload, name) &&
 		    asprintf(&path, "%s/%s", dir, f) >= 0) {
 			kd_recipe *r = NULL;
 			kd_error e = {0};
@@ -209,7 +211,7 @@ static int load_common(cli *c, kd_error *err)
 
 static char **component_list(cli *c)
 {
-	return c->names && c->names[0] ? c->names : c->shims->components;
+	return c->names && c->names[0] ? c->names : c->shims->payload;
 }
 
 static int cmd_fetch(cli *c, kd_error *err)

@@ -114,7 +114,7 @@ int kd_build_payload(const kd_build_opts *o, const kd_shims *shims, const kd_pay
 		     char ret_sha256[65], kd_error *err)
 {
 	_cleanup_strv_ char **names =
-		kd_strv_copy(po->components ? po->components : shims->components);
+		kd_strv_copy(po->components ? po->components : shims->payload);
 	_cleanup_free_ char *tmp = NULL, *tree = NULL, *spec_path = NULL, *spec_text = NULL;
 	_cleanup_json_ struct json_object *spec = json_object_new_object();
 	_cleanup_close_ int fd = -1;

@@ -865,12 +865,15 @@ void kd_shims_free(kd_shims *s)
 	free(s->shims);
 	kd_strv_free(s->components);
 	kd_strv_free(s->upstream_only);
+	kd_strv_free(s->debug_tools);
+	kd_strv_free(s->payload);
 	free(s);
 }
 
 static const field shims_fields[] = {
 	{"shims", F_SHIMS, 0, true},
 	{"upstream_only", F_UPSTREAM_ONLY, 0, false},
+	{"debug_tools", F_STRV, offsetof(kd_shims, debug_tools), false},
 };
 
 int kd_shims_load(const char *path, kd_shims **ret, kd_error *err)
@@ -896,6 +899,24 @@ int kd_shims_load(const char *path, kd_shims **ret, kd_error *err)
 					       "upstream_only.%s: built here (shims.%s): remove it "
 					       "from upstream_only",
 					       *u, *u);
+	/* debug_tools: payload components that no shim lists; kata-deploy installs them only
+	 * with debug (kata-ctl, upstream's DEBUG_TOOL_COMPONENTS). */
+	if (!(s->payload = kd_strv_copy(s->components)))
+		return kd_err(err, -ENOMEM, "out of memory");
+	for (char **d = s->debug_tools; d && *d; d++) {
+		if (!name_valid(*d))
+			return fail_at(&c, key_line(&c, "debug_tools"), -EINVAL,
+				       "debug_tools: bad component name '%s'", *d);
+		if (kd_strv_find(s->components, *d))
+			return fail_at(&c, key_line(&c, "debug_tools"), -EINVAL,
+				       "debug_tools: %s is a shim's component", *d);
+		if (kd_strv_find(s->payload, *d))
+			return fail_at(&c, key_line(&c, "debug_tools"), -EINVAL,
+				       "debug_tools: %s listed twice", *d);
+		if (kd_strv_push(&s->payload, *d) < 0)
+			return kd_err(err, -ENOMEM, "out of memory");
+	}
+	kd_strv_sort(s->payload);
 	*ret = TAKE_PTR(s);
 	return 0;
 }

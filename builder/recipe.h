@@ -79,6 +79,9 @@ typedef struct kd_shims {
 	size_t n_shims;
 	char **components;    /* union of all shims' components, sorted */
 	char **upstream_only; /* upstream's shims no recipe here builds (sorted); may be NULL */
+	char **debug_tools; /* components in no shim that installs add only with debug; may be NULL
+			     */
+	char **payload;	    /* the default payload: components + debug_tools, sorted */
 } kd_shims;
 
 int kd_versions_load(const char *path, kd_versions **ret, kd_error *err);

@@ -153,7 +153,7 @@ int kd_verify(const kd_build_opts *o, const kd_shims *shims, char **names, const
 			    *debs = NULL, *out = NULL, *pout = NULL;
 	_cleanup_(kd_cache_freep) kd_cache *cache = NULL;
 	kd_verify_report rep = {0};
-	char **list = names ? names : shims->components;
+	char **list = names ? names : shims->payload;
 	int r;
 
 	if (keep_dir)

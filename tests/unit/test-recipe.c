@@ -243,6 +243,55 @@ TEST(shims_upstream_only)
 	kd_shims_free(t);
 }
 
+/* debug_tools: in the default payload (sorted in with the shims' components), in no shim. */
+TEST(shims_debug_tools)
+{
+	_cleanup_shims_ kd_shims *s = NULL;
+	kd_shims *t = NULL;
+	kd_error err = {0};
+
+	CHECK_INT(kd_shims_load("artifacts/shims.yaml", &s, &err), 0);
+	if (!s) {
+		printf("# %s\n", kd_err_msg(&err));
+		return;
+	}
+	CHECK(kd_strv_find(s->debug_tools, "kata-ctl"));
+	CHECK(kd_strv_find(s->payload, "kata-ctl"));
+	CHECK(!kd_strv_find(s->components, "kata-ctl"));
+	CHECK_INT((int)kd_strv_length(s->payload),
+		  (int)(kd_strv_length(s->components) + kd_strv_length(s->debug_tools)));
+
+	CHECK_INT(shims_text("shims:\n  qemu: [z, a]\ndebug_tools: [m]\n", &t, &err), 0);
+	if (t) {
+		CHECK_STR(t->payload[0], "a");
+		CHECK_STR(t->payload[1], "m");
+		CHECK_STR(t->payload[2], "z");
+		CHECK(t->payload[3] == NULL);
+		kd_shims_free(t);
+		t = NULL;
+	}
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\n", &t, &err), 0);
+	if (t) {
+		CHECK(t->debug_tools == NULL);
+		CHECK_STR(t->payload[0], "a");
+		CHECK(t->payload[1] == NULL);
+		kd_shims_free(t);
+		t = NULL;
+	}
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\ndebug_tools: [a]\n", &t, &err), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "debug_tools: a is a shim's component") != NULL);
+	kd_err_clear(&err);
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\ndebug_tools: [b, b]\n", &t, &err), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "debug_tools: b listed twice") != NULL);
+	kd_err_clear(&err);
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\ndebug_tools: [B/x]\n", &t, &err), -EINVAL);
+	CHECK(strstr(kd_err_msg(&err), "debug_tools: bad component name") != NULL);
+	kd_err_clear(&err);
+	CHECK_INT(shims_text("shims:\n  qemu: [a]\ndebug_tools: b\n", &t, &err), -EINVAL);
+	kd_err_clear(&err);
+	kd_shims_free(t);
+}
+
 int main(void)
 {
 	RUN(good_recipe);
@@ -254,5 +303,6 @@ int main(void)
 	RUN(variables);
 	RUN(path_safe);
 	RUN(shims_upstream_only);
+	RUN(shims_debug_tools);
 	TAP_END();
 }
