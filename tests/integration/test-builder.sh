@@ -124,6 +124,56 @@ $KB --artifacts "$ART" --cache "$T/c1" --out "$T/o1x" component kata-config >"$T
 check "a changed recipe file rebuilds the component" grep -q ' built ' "$T/chg.out"
 sed -i '$d' "$ART/config/configuration-qemu.toml.in"
 
+# ---- two kata-build processes at once on one cache (make test's prebuild lanes) ----
+# Lane a's guest-initrd takes kata-agent, which lane b builds: the second process waits on the
+# component's lock and takes the first one's result, it never builds it again. Fixtures: kb-slow
+# (counts its builds, sleeps) and kb-user (kb-slow as its input); kb-user's build starts while
+# kb-slow's runs.
+LA=$T/art-lanes
+mkdir -p "$LA/recipes"
+cp "$ROOTDIR/artifacts/versions.yaml" "$LA/"
+printf 'shims:\n  qemu: [kb-user]\n' >"$LA/shims.yaml"
+cat >"$LA/recipes/kb-slow.yaml" <<EOF
+name: kb-slow
+version: "1"
+description: test fixture (test-builder.sh)
+steps:
+  - |
+    echo built >>"$T/lanes-builds"
+    sleep 3
+    mkdir -p "\$KB_OUT/opt/kata/share/slow" && echo slow >"\$KB_OUT/opt/kata/share/slow/x"
+outputs:
+  - opt/kata/share/slow/x
+EOF
+cat >"$LA/recipes/kb-user.yaml" <<'EOF'
+name: kb-user
+version: "1"
+description: test fixture (test-builder.sh)
+inputs: [kb-slow]
+steps:
+  - |
+    mkdir -p "$KB_OUT/opt/kata/share/user"
+    cp "$KB_INPUTS/kb-slow/opt/kata/share/slow/x" "$KB_OUT/opt/kata/share/user/x"
+outputs:
+  - opt/kata/share/user/x
+EOF
+lanes() {
+	local pa rc=0
+	$KB --artifacts "$LA" --cache "$T/c-lanes" --out "$T/o-lane-a" component kb-slow \
+		>"$T/lane-a.out" 2>&1 &
+	pa=$!
+	for _ in $(seq 100); do [ -s "$T/lanes-builds" ] && break; sleep 0.1; done
+	$KB --artifacts "$LA" --cache "$T/c-lanes" --out "$T/o-lane-b" component kb-user \
+		>"$T/lane-b.out" 2>&1 || rc=1
+	wait $pa || rc=1
+	[ $rc -eq 0 ] || { cat "$T/lane-a.out" "$T/lane-b.out"; return 1; }
+	grep -q '^kb-slow [0-9a-f]\{64\} built ' "$T/lane-a.out" &&
+		grep -q '^kb-user [0-9a-f]\{64\} built ' "$T/lane-b.out" &&
+		cmp "$T/o-lane-a/kata-static-kb-slow.tar.zst" "$T/o-lane-b/kata-static-kb-slow.tar.zst"
+}
+check "two kata-build at once: the second waits for the component the first builds" lanes
+check "... which is built once" test "$(cat "$T/lanes-builds")" = built
+
 # ---- digest stamps: a hit takes the sha256 stored beside the tarball unless the file changed ----
 KBC="$KB --artifacts $ART --cache $T/c1 --out $T/o1"
 ckey=$(awk '$1 == "kata-config" {sub("key=", "", $5); print $5}' "$T/hit.out")
