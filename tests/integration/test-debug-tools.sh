@@ -5,8 +5,8 @@
 # component list is part of its id) and the no-op re-install still holds when nothing changed.
 # The kata-ctl here is a stand-in script, so that this runs in every CI in seconds: what is
 # tested is which component the engine installs. Upstream's real kata-ctl is built by
-# artifacts/recipes/kata-ctl.yaml and installed and run by test-kata.sh with KD_TEST_KATA_CTL=1
-# (not in CI: its cold build costs ~15 CPU-min more than the agent's; docs/RECIPES.md).
+# artifacts/recipes/kata-ctl.yaml (shims.yaml's debug tool, in the default payload) and
+# installed and run by test-kata.sh (part 6).
 source "$(dirname "$0")/../lib.sh"
 cd "$ROOTDIR"
 

@@ -12,10 +12,10 @@
 #  5. our kernel and initrd boot under QEMU TCG with a vhost-user vsock served by
 #     vhost-device-vsock, and upstream's kata-agent-ctl gets answers to Check and
 #     GetGuestDetails from our agent (version 4.1.0).
-#  6. with KD_TEST_KATA_CTL=1 only (not in CI: its cold cost, docs/RECIPES.md): upstream's real
-#     kata-ctl (recipes/kata-ctl.yaml), equal to its reference, in a payload installed without
-#     --debug (not installed) and with it (installed), where it runs: version 4.1.0, its host
-#     checks.
+#  6. upstream's real kata-ctl (recipes/kata-ctl.yaml, in the default payload as shims.yaml's
+#     debug tool), equal to its reference: not installed by the install of part 2 (no --debug),
+#     installed with --debug, where it runs (version 4.1.0, its host checks), removed again
+#     without it.
 # Everything that needs /opt/kata or /run runs in a private mount namespace over temp dirs:
 # nothing on the machine changes.
 source "$(dirname "$0")/../lib.sh"
@@ -25,8 +25,6 @@ CACHE=${KD_BUILD_CACHE:-$HOME/.cache/kata-build}
 PEERS=${KD_PEERS_DIR:-$HOME/.cache/kata-deploy-peers}/bin
 OUT=$T/kata-static
 REF=$ROOTDIR/artifacts/reference/kata.sha256
-COMPONENTS="shim-v2 kata-agent guest-initrd virtiofsd qemu kernel vhost-device-vsock"
-KATA_CTL=${KD_TEST_KATA_CTL:-0}
 pids=()
 cleanup() { for p in "${pids[@]}"; do { kill "$p"; wait "$p"; } 2>/dev/null || :; done; }
 trap 'rc=$?; set +e; cleanup; (exit $rc); _kd_cleanup' EXIT
@@ -34,33 +32,23 @@ trap 'rc=$?; set +e; cleanup; (exit $rc); _kd_cleanup' EXIT
 # ---- 1. build ----
 KBC="$KB --cache $CACHE --mirror $SHARED_SOURCES --out $OUT"
 start=$(date +%s)
-check "kata-build payload (qemu shim) from upstream 4.1.0 sources" \
+# The default payload: the qemu shim's components and the debug tool kata-ctl (shims.yaml).
+check "kata-build payload (qemu shim, kata-ctl) from upstream 4.1.0 sources" \
 	sh -c "$KBC payload >'$T/payload.log' 2>&1 || { tail -40 '$T/payload.log'; exit 1; }"
 check "kata-build component vhost-device-vsock" \
 	sh -c "$KBC component vhost-device-vsock >'$T/vsock.log' 2>&1 || { tail -20 '$T/vsock.log'; exit 1; }"
-if [ "$KATA_CTL" = 1 ]; then
-	# The qemu shim's components (shims.yaml) and kata-ctl, in a payload of their own.
-	QEMU_SET=$(sed -n 's/^  qemu: \[\(.*\)\]$/\1/p' "$ROOTDIR/artifacts/shims.yaml" | tr -d ,)
-	check "kata-build payload with kata-ctl (KD_TEST_KATA_CTL=1)" \
-		sh -c "$KBC --output '$OUT/payload-ctl.tar.zst' payload $QEMU_SET kata-ctl >'$T/ctl.log' 2>&1 || { tail -20 '$T/ctl.log'; exit 1; }"
-fi
 echo "# build (cached by key in $CACHE): $(( $(date +%s) - start )) s"
-logs=("$T/payload.log" "$T/vsock.log")
-[ "$KATA_CTL" != 1 ] || logs+=("$T/ctl.log")
-grep -E '^(payload|[a-z0-9-]+ [0-9a-f]{64} )' "${logs[@]}" | sed 's/^/# /' || :
+grep -E '^(payload|[a-z0-9-]+ [0-9a-f]{64} )' "$T/payload.log" "$T/vsock.log" | sed 's/^/# /' || :
 # The reference holds the components no other reference covers (the kernel has
 # artifacts/kernel/reference): each one's sha256 from a clean build that a second clean build
 # (kata-build verify) matched.
 ref_ok() {
 	local c want got rc=0
-	for c in shim-v2 kata-agent guest-initrd virtiofsd vhost-device-vsock \
-		$([ "$KATA_CTL" != 1 ] || echo kata-ctl); do
+	for c in shim-v2 kata-agent guest-initrd virtiofsd vhost-device-vsock kata-ctl; do
 		grep -q "^$c " "$REF" || { echo "# $REF lacks $c"; rc=1; }
 	done
 	while read -r c want; do
 		case $c in \#* | "") continue ;; esac
-		# kata-ctl is built only with KD_TEST_KATA_CTL=1
-		[ "$c" = kata-ctl ] && [ "$KATA_CTL" != 1 ] && continue
 		got=$(sha256sum <"$OUT/kata-static-$c.tar.zst" | cut -c1-64)
 		[ "$want" = "$got" ] && continue
 		echo "# $c: built $got, the reference says $want"
@@ -97,6 +85,8 @@ check "installed: shim, runtime, agent-bearing initrd, qemu, kernel, virtiofsd" 
 	-a -f "$R/opt/kata/share/kata-containers/kata-containers-initrd.img" \
 	-a -x "$R/opt/kata/bin/qemu-system-x86_64" -a -f "$R/opt/kata/share/kata-containers/vmlinux.container" \
 	-a -x "$R/opt/kata/libexec/virtiofsd" -a -f "$R$CFG"
+check "the payload carries kata-ctl; without --debug it is not installed" sh -c \
+	"tar --zstd -tf '$P' | grep -qx 'opt/kata/bin/kata-ctl' && test ! -e '$R/opt/kata/bin/kata-ctl'"
 
 # In a private mount and PID namespace (every process in it ends with it): /opt/kata is the
 # installed root's, /run is an empty tmpfs, /dev a tmpfs with the host's basic nodes and a
@@ -241,45 +231,43 @@ check "kata-agent-ctl Check: the agent in our guest is SERVING" grep -q "SERVING
 check "kata-agent-ctl GetGuestDetails: agent version 4.1.0, running as init, with seccomp" \
 	grep -q 'AgentDetails { version: \\"4.1.0\\", init_daemon: true,.*supports_seccomp: true' "$T/actl.out"
 
-# ---- 6. kata-ctl, the debug tool (KD_TEST_KATA_CTL=1) ----
+# ---- 6. kata-ctl, the debug tool ----
 # kata-deploy installs the payload's kata-ctl component only with debug (upstream's
 # DEBUG_TOOL_COMPONENTS). kata-ctl's env, exec, metrics and direct-volume read runtime-rs
 # configurations and sandboxes (kata-types' loader refuses the Go runtime's configuration-qemu.toml:
 # "unknown field `cdh_api_timeout`"); this payload has only the Go runtime's qemu shim, so what
 # runs here is what needs none: its version and the host checks.
-if [ "$KATA_CTL" = 1 ]; then
-	RD=$T/root-debug
-	make_host_root "$RD"
-	kdi_ctl() {
-		"$KD" install --root "$RD" --payload "$OUT/payload-ctl.tar.zst" --shims qemu "$@" \
-			>"$T/install-ctl.log" 2>&1 || { tail -5 "$T/install-ctl.log"; return 1; }
-	}
-	check "install of the payload with kata-ctl, without --debug" kdi_ctl
-	check "... kata-ctl is not installed" test ! -e "$RD/opt/kata/bin/kata-ctl"
-	check "install again with --debug" kdi_ctl --debug
-	mkdir -p "$T/ctl"
-	tar -C "$T/ctl" -xf "$OUT/kata-static-kata-ctl.tar.zst"
-	check "... kata-ctl is installed, the component's bytes" \
-		cmp "$T/ctl/opt/kata/bin/kata-ctl" "$RD/opt/kata/bin/kata-ctl"
-	check "... static: no interpreter, no shared libraries" sh -c \
-		"! readelf -lW '$RD/opt/kata/bin/kata-ctl' | grep -q 'program interpreter' &&
-		 ! readelf -dW '$RD/opt/kata/bin/kata-ctl' | grep -q NEEDED"
-	KV=$(awk -F'"' '/^  kata_version:/ {print $2}' "$ROOTDIR/artifacts/versions.yaml")
-	R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging version >"$T/ctl-version.json" 2>&1 || :
-	sed 's/^/#   kata-ctl version: /' "$T/ctl-version.json" | head -3
-	check "installed kata-ctl version: upstream's $KV (KATA_CTL_VERSION-crate version)" sh -c \
-		"jq -r .msg '$T/ctl-version.json' | grep -qxF 'kata-ctl version \"$KV-0.0.1\" (type: rust)'"
-	R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging check list >"$T/ctl-list.json" 2>&1 || :
-	check "installed kata-ctl check list: upstream's three host checks" sh -c \
-		"jq -r .msg '$T/ctl-list.json' | grep -Ec '^ - (Cpu|KernelModules|KvmIsUsable) ' | grep -qx 3"
-	# upstream's no-network-checks is the CPU check (vendor, flags): warnings, not errors, on a
-	# host without VMX/SVM.
-	R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging check no-network-checks \
-		>"$T/ctl-check.json" 2>&1 && ctl_rc=0 || ctl_rc=$?
-	jq -r '"#   kata-ctl check: \(.level) \(.msg)"' "$T/ctl-check.json" 2>/dev/null | head -6
-	check "installed kata-ctl check no-network-checks: the CPU check ran" sh -c \
-		"[ $ctl_rc -eq 0 ] && jq -r .msg '$T/ctl-check.json' | grep -qxF 'check CPU: x86_64'"
-	check "install again without --debug" kdi_ctl
-	check "... kata-ctl removed" test ! -e "$RD/opt/kata/bin/kata-ctl"
-fi
+RD=$T/root-debug
+make_host_root "$RD"
+kdi_ctl() {
+	"$KD" install --root "$RD" --payload "$P" --shims qemu "$@" \
+		>"$T/install-ctl.log" 2>&1 || { tail -5 "$T/install-ctl.log"; return 1; }
+}
+check "install of the payload with kata-ctl, without --debug" kdi_ctl
+check "... kata-ctl is not installed" test ! -e "$RD/opt/kata/bin/kata-ctl"
+check "install again with --debug" kdi_ctl --debug
+mkdir -p "$T/ctl"
+tar -C "$T/ctl" -xf "$OUT/kata-static-kata-ctl.tar.zst"
+check "... kata-ctl is installed, the component's bytes" \
+	cmp "$T/ctl/opt/kata/bin/kata-ctl" "$RD/opt/kata/bin/kata-ctl"
+check "... static: no interpreter, no shared libraries" sh -c \
+	"! readelf -lW '$RD/opt/kata/bin/kata-ctl' | grep -q 'program interpreter' &&
+	 ! readelf -dW '$RD/opt/kata/bin/kata-ctl' | grep -q NEEDED"
+KV=$(awk -F'"' '/^  kata_version:/ {print $2}' "$ROOTDIR/artifacts/versions.yaml")
+R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging version >"$T/ctl-version.json" 2>&1 || :
+sed 's/^/#   kata-ctl version: /' "$T/ctl-version.json" | head -3
+check "installed kata-ctl version: upstream's $KV (KATA_CTL_VERSION-crate version)" sh -c \
+	"jq -r .msg '$T/ctl-version.json' | grep -qxF 'kata-ctl version \"$KV-0.0.1\" (type: rust)'"
+R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging check list >"$T/ctl-list.json" 2>&1 || :
+check "installed kata-ctl check list: upstream's three host checks" sh -c \
+	"jq -r .msg '$T/ctl-list.json' | grep -Ec '^ - (Cpu|KernelModules|KvmIsUsable) ' | grep -qx 3"
+# upstream's no-network-checks is the CPU check (vendor, flags): warnings, not errors, on a
+# host without VMX/SVM.
+R=$RD in_ns /opt/kata/bin/kata-ctl --json-logging check no-network-checks \
+	>"$T/ctl-check.json" 2>&1 && ctl_rc=0 || ctl_rc=$?
+jq -r '"#   kata-ctl check: \(.level) \(.msg)"' "$T/ctl-check.json" 2>/dev/null | head -6
+check "installed kata-ctl check no-network-checks: the CPU check ran" sh -c \
+	"[ $ctl_rc -eq 0 ] && jq -r .msg '$T/ctl-check.json' | grep -qxF 'check CPU: x86_64'"
+check "install again without --debug" kdi_ctl
+check "... kata-ctl removed" test ! -e "$RD/opt/kata/bin/kata-ctl"
 finish

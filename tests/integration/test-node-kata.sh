@@ -75,10 +75,10 @@ if [ $prc -ne 0 ]; then
 fi
 P=$OUT/payload.tar.zst
 ok "kata-build payload: the real qemu shim payload ($(($(stat -c %s "$P") / 1000000)) MB, $((SECONDS - t0)) s)"
-check "the payload holds the real shim, the agent's initrd, the kernel, QEMU and virtiofsd" sh -c "
+check "the payload holds the real shim, the agent's initrd, the kernel, QEMU, virtiofsd and kata-ctl" sh -c "
 	tar --zstd -tf '$P' >'$T/payload.list' &&
 	for f in bin/containerd-shim-kata-v2 share/kata-containers/kata-containers-initrd share/kata-containers/vmlinux \
-		bin/qemu-system-x86_64 libexec/virtiofsd; do grep -q \"\$f\" '$T/payload.list' || { echo \"# no \$f\"; exit 1; }; done"
+		bin/qemu-system-x86_64 libexec/virtiofsd bin/kata-ctl; do grep -q \"\$f\" '$T/payload.list' || { echo \"# no \$f\"; exit 1; }; done"
 
 t0=$SECONDS
 "$KB" --out "$T/kb" --cache "$T/kb-cache" image --agent "$KD_BUILD/kata-deploy-agent" \
@@ -178,6 +178,8 @@ check "runtimeHandlers list kata-qemu" has_handlers kata-qemu
 SHIM=$N/host/opt-kata/bin/containerd-shim-kata-v2
 check "the node's host has the real containerd-shim-kata-v2 (an ELF executable, not the demo's script)" \
 	sh -c "[ \"\$(head -c 4 '$SHIM' | od -An -c | tr -d ' ')\" = 177ELF ]"
+# kata-ctl, the payload's debug tool, only with debug (the manifests' default is without).
+check "... and not kata-ctl (debug is off)" test ! -e "$N/host/opt-kata/bin/kata-ctl" -a -e "$SHIM"
 # The installed configuration names our QEMU, kernel, initrd and virtiofsd under /opt/kata.
 CFG=$N/host/opt-kata/runtimes/qemu/configuration-qemu.toml
 cfg_paths_ours() {
