@@ -15,7 +15,7 @@ MIRROR=${KD_SHARED_SOURCES:-$PWD/../shared/sources}
 [ -d "$MIRROR" ] || MIRROR=/work/shared/sources
 W=$(mktemp -d "${BENCH_DIR:-/var/tmp}/kd-bench-kata.XXXXXX")
 trap 'rm -rf "$W"' EXIT
-COMPONENTS=${COMPONENTS:-"shim-v2 kata-agent guest-initrd virtiofsd qemu kernel vhost-device-vsock"}
+COMPONENTS=${COMPONENTS:-"shim-v2 kata-agent guest-initrd virtiofsd qemu kernel vhost-device-vsock kata-ctl"}
 KBC="$KB --cache $CACHE --mirror $MIRROR --out $W/out"
 now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -41,6 +41,8 @@ for c in $COMPONENTS; do
 done
 if $KBC payload >"$W/payload.log" 2>&1; then
 	p=$W/out/payload.tar.zst
-	printf 'payload (shims: %s): %.1f MB\n' "$(tr '\n' ' ' <"$PWD/artifacts/shims.yaml" | sed 's/.*shims: *//')" \
+	# the default payload: every shim's components and shims.yaml's debug_tools
+	printf 'payload (%s): %.1f MB\n' \
+		"$(jq -r '[.components[].name] | join(" ")' <(tar --zstd -xOf "$p" kata-payload.json))" \
 		"$(echo "$(stat -c %s "$p") / 1000000" | bc -l)"
 fi
