@@ -15,6 +15,10 @@ fi
 export KD_SHARED_SOURCES=${KD_SHARED_SOURCES:-$ROOTDIR/../shared/sources}
 _kd_cleanup() { local rc=$?; chmod -R u+w "$T" 2>/dev/null || true; rm -rf "$T"; exit $rc; }
 trap _kd_cleanup EXIT
+# kubectl and helm keep API discovery and HTTP caches in ~/.kube/cache by default, keyed by the
+# server's host:port: every sandboxed node is 10.250.0.1:443, so two node tests at once would
+# share (and the machine would keep) them.
+export KUBECACHEDIR=$T/kube-cache
 npass=0
 nfail=0
 
@@ -30,6 +34,18 @@ finish() {
 }
 
 source "$ROOTDIR/scripts/hostroot.sh"
+
+# wait_locked PATH: until another process holds a lock on PATH (flock(1) started in the background
+# has taken it), at most 10 s. A fixed sleep before relying on it is a race on a loaded machine.
+wait_locked() {
+	local i
+	for i in $(seq 1 200); do
+		flock -n -x "$1" true 2>/dev/null || return 0
+		sleep 0.05
+	done
+	echo "# nobody took a lock on $1 within 10 s" >&2
+	return 1
+}
 
 # expect_fail "description" "text the error must contain" command...
 expect_fail() {

@@ -126,8 +126,11 @@ grep -E '^qemu.qmp +pass +QEMU 7\.' "$W/out" >/dev/null && ok "QEMU version from
 grep -E '^qemu.device.vhost-vsock-pci +pass' "$W/out" >/dev/null && ok "vhost-vsock-pci found" || bad "vhost-vsock-pci"
 expect 1 "payload without clh binary" -- "$CHECK" --root "$W/payload" $RT --shims qemu,clh
 has "$W/out" "kata-clh                         CANNOT RUN: payload.cloud-hypervisor" "clh verdict"
-printf '#!/bin/sh\nexec python3 %s/tests/tools/fakeqmp.py hang "$@"\n' "$SRC" >"$W/hang"
-printf '#!/bin/sh\nexec python3 %s/tests/tools/fakeqmp.py garbage "$@"\n' "$SRC" >"$W/garbage"
+# (each records its PID: "left running" means ours, not another test's fake QEMU)
+for m in hang garbage; do
+	printf '#!/bin/sh\necho $$ >>%s/fake.pids\nexec python3 %s/tests/tools/fakeqmp.py %s "$@"\n' \
+		"$W" "$SRC" "$m" >"$W/$m"
+done
 chmod 755 "$W/hang" "$W/garbage"
 start=$(date +%s)
 expect 1 "hanging QEMU" -- "$CHECK" --root "$W/payload" $RT --shims qemu --qemu "$W/hang" --qmp-timeout 1000
@@ -135,7 +138,12 @@ expect 1 "hanging QEMU" -- "$CHECK" --root "$W/payload" $RT --shims qemu --qemu 
 has "$W/out" "QEMU did not answer the QMP greeting within 1000 ms (killed)" "time-out message"
 expect 1 "QEMU printing garbage" -- "$CHECK" --root "$W/payload" $RT --shims qemu --qemu "$W/garbage"
 has "$W/out" "QEMU sent something that is not QMP" "garbage message"
-pgrep -f "fakeqmp.py" >/dev/null && bad "fake QEMU left running" || ok "no fake QEMU left running"
+fake_left() { # a fake QEMU of this test still runs (a PID of fake.pids running fakeqmp.py)
+	local p
+	for p in $(cat "$W/fake.pids"); do grep -qs fakeqmp.py "/proc/$p/cmdline" && return 0; done
+	return 1
+}
+[ "$(wc -l <"$W/fake.pids")" = 2 ] && ! fake_left && ok "no fake QEMU left running" || bad "fake QEMU left running"
 
 # 8. TEE shims on a host without the flags.
 expect 1 "qemu-snp on Intel" -- "$CHECK" --root "$W/good" $RT --shims qemu,qemu-snp

@@ -312,7 +312,7 @@ mkdir -p "$R/run"
 touch "$R/var/lib/kata-deploy/journal"
 flock -x -o "$R/run/kata-deploy/lock" sleep 3 &
 holder=$!
-sleep 0.5
+wait_locked "$R/run/kata-deploy/lock"
 out=$("$KD" status --root "$R" 2>&1) && rc=0 || rc=$?
 check "status while a run holds the lock: 'run in progress'" grep -q "^journal: *run in progress" <<<"$out"
 check "… and why it is not done (exit 4)" \

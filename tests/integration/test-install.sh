@@ -105,7 +105,7 @@ check "rollback again returns to 3.99.2" grep -q "^version:    3.99.2-demo" <<<"
 # The lock: a second run fails clearly instead of interleaving.
 flock "$R" sleep 5 &
 LOCKER=$!
-sleep 0.3
+wait_locked "$R"
 rc=0; out=$("$KD" install --root "$R" --payload "$P" --lock-timeout -1 2>&1) || rc=$?
 check "a locked root gives exit 3 and a clear message" \
 	test "$rc" = 3 -a -n "$(grep 'another kata-deploy run holds the lock' <<<"$out")"

@@ -58,7 +58,7 @@ check "nobody can lock the root and /run (the old lock) (rc $rc)" [ "$rc" = 0 ]
 N1=$!
 "${NOBODY[@]}" flock "$R/run" sleep 4 &
 N2=$!
-sleep 0.3
+wait_locked "$R" && wait_locked "$R/run"
 t0=$(now)
 "$KD" uninstall --root "$R" --prefix /opt/kata-a --state-dir /var/lib/kata-deploy/a --lock-timeout -1 \
 	>"$T/u.out" 2>&1 && rc=0 || rc=$?
@@ -72,6 +72,7 @@ rm "$L"
 flock "$L" sleep 4 &
 HOLD=$!
 for _ in $(seq 30); do [ -e "$L" ] && break; sleep 0.1; done
+wait_locked "$L"
 chmod 0644 "$L"
 "$KD" uninstall --root "$R" --prefix /opt/kata-b --state-dir /var/lib/kata-deploy/b --lock-timeout -1 \
 	>"$T/u2.out" 2>&1 && rc=0 || rc=$?
@@ -82,7 +83,7 @@ kill $HOLD 2>/dev/null; wait $HOLD 2>/dev/null || true
 # 5. Root holding the real lock makes a run wait, and fail after --lock-timeout with exit 3.
 flock "$L" sleep 3 &
 HOLD=$!
-sleep 0.3
+wait_locked "$L"
 rc=0; out=$("$KD" install --root "$R" --payload "$P" --runtime-version 1.7 --lock-timeout 1 2>&1) || rc=$?
 check "held lock: exit 3 after the timeout" [ "$rc" = 3 ]
 check "held lock: the message" grep -q "another kata-deploy run holds the lock on this host (waited 1 s)" <<<"$out"

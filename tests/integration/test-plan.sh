@@ -121,13 +121,13 @@ fi
 R=$T/lock; make_host_root "$R"
 flock -s "$R" sleep 3 &
 lp=$!
-sleep 0.3
+wait_locked "$R"
 check "plan runs while another shared lock is held" \
 	"$KD" plan --root "$R" --payload "$P" --runtime-version 1.6 --lock-timeout -1
 wait $lp
 flock -x "$R" sleep 3 &
 lp=$!
-sleep 0.3
+wait_locked "$R"
 rc=0; "$KD" plan --root "$R" --payload "$P" --runtime-version 1.6 --lock-timeout -1 >/dev/null 2>&1 || rc=$?
 check "plan waits for / refuses an exclusive holder (exit 3)" test "$rc" -eq 3
 wait $lp

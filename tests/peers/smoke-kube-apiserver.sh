@@ -11,6 +11,7 @@ KUBECTL=${KUBECTL:-}
 [ -x "$KUBECTL" ] || { echo "smoke-kube-apiserver: kubectl not found (scripts/peers/kubectl.sh)" >&2; exit 1; }
 
 W=$(mktemp -d /tmp/kd-smoke-apiserver.XXXXXX)
+export KUBECACHEDIR=$W/kube-cache # not ~/.kube/cache
 cleanup() { bash "$here/apiserver-down.sh" "$W/api" || true; [ "${KD_KEEP:-0}" = 1 ] || rm -rf "$W"; }
 trap cleanup EXIT
 n=0 fails=0
