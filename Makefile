@@ -55,6 +55,11 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
 REPLAY_BINS := $(patsubst tests/fuzz/fuzz-%.c,$(O)/tests/replay-%,$(FUZZ_SRCS))
 TOOL_BINS := $(patsubst tests/tools/%.c,$(O)/tests/%,$(TOOL_SRCS))
 
+# Objects of the unit tests, fuzz replays and test tools are kept: make deletes such intermediate
+# files at its end and then, once their .d files name them, compiles them again in the next make
+# (make asan-build, then make asan; make all, then make check).
+.SECONDARY:
+
 .PHONY: all check unit integration asan asan-build tsan fuzz format format-check demo bench install clean deps deps-demo \
 	manifests test peers ci-image kernel-repro
 all: $(PROGRAMS) $(TOOL_BINS)

@@ -90,13 +90,18 @@ check "the payload carries kata-ctl; without --debug it is not installed" sh -c 
 
 # In a private mount and PID namespace (every process in it ends with it): /opt/kata is the
 # installed root's, /run is an empty tmpfs, /dev a tmpfs with the host's basic nodes and a
-# syslog socket at /dev/log (Kata logs to syslog; the messages land in $T/syslog.log). With
+# syslog socket at /dev/log (Kata logs to syslog; the messages land in $T/syslog.log), /etc and
+# /var overlays whose writes land in $T (containerd's CRI plugin creates /etc/cni/net.d: on the
+# machine that would show in the fingerprint of a node test running beside this one). With
 # STANDIN_VSOCK=1 a plain file stands at /dev/vhost-vsock: see tests/tools/vsock-standin.c.
 in_ns() {
-	mkdir -p "$T/hostdev"
+	mkdir -p "$T/hostdev" "$T/ovl/etc/u" "$T/ovl/etc/w" "$T/ovl/var/u" "$T/ovl/var/w"
 	unshare -m -p -f --mount-proc --propagation private \
 		env R="$R" T="$T" STANDIN_VSOCK="${STANDIN_VSOCK:-0}" bash -c '
 		set -e
+		for d in etc var; do
+			mount -t overlay "kd-$d" -o "lowerdir=/$d,upperdir=$T/ovl/$d/u,workdir=$T/ovl/$d/w" "/$d"
+		done
 		mount -t tmpfs kd-opt /opt && mkdir /opt/kata && mount --bind "$R/opt/kata" /opt/kata
 		mount -t tmpfs kd-run /run
 		mount --rbind /dev "$T/hostdev"
