@@ -360,13 +360,20 @@ unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 kd-test-run 
 	"$CTD2" --config "$D/config.toml" >"$D/log" 2>&1 </dev/null &
 dpid=$!
 for _ in $(seq 1 100); do [ -S "$D/c.sock" ] && break; sleep 0.1; done
-# The socket can appear a moment before ctr gets an answer under load: ask for up to 10 s.
-cri_ok() { "$CTR2" --address "$D/c.sock" plugins ls 2>/dev/null | grep -Eq 'io.containerd.cri.v1 +runtime .* ok'; }
-for _ in $(seq 1 50); do cri_ok && break; sleep 0.2; done
+# The socket can appear a moment before ctr gets an answer under load: ask for up to 30 s. (Not
+# `ctr ... | grep -q`: with lib.sh's pipefail, grep quitting at its match can fail the pipeline
+# through ctr's SIGPIPE: 3 of 200 such calls failed here against a running daemon.)
+cri_ok() {
+	"$CTR2" --address "$D/c.sock" plugins ls >"$T/plugins" 2>/dev/null
+	grep -Eq 'io.containerd.cri.v1 +runtime .* ok' "$T/plugins"
+}
+for _ in $(seq 1 150); do cri_ok && break; sleep 0.2; done
 if cri_ok; then
 	ok "containerd 2.x daemon starts with our config; CRI runtime plugin ok"
 else
 	not_ok "containerd 2.x daemon with our config: $(tail -5 "$D/log")"
+	"$CTR2" --address "$D/c.sock" plugins ls 2>&1 | grep -E 'cri|TYPE' | sed 's/^/#   plugins: /'
+	grep -Ei 'level=(error|warning)' "$D/log" | tail -8 | sed 's/^/#   log: /'
 fi
 kill -TERM "$dpid" 2>/dev/null; wait "$dpid" 2>/dev/null || true
 
