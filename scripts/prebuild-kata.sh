@@ -33,6 +33,9 @@ lane_components() {
 log() { echo "$O/prebuild-kata-$1.log"; }
 pidfile() { echo "$O/prebuild-kata-$1.pid"; }
 
+# PID is the leader of a lane this script started (its bash -c, which says "prebuild-kata lane").
+is_lane() { grep -qa 'prebuild-kata lane' "/proc/$1/cmdline" 2>/dev/null; }
+
 case ${1:-} in
 start)
 	src=${KD_SHARED_SOURCES:-}
@@ -65,7 +68,7 @@ wait)
 	for l in $LANES; do
 		[ -f "$(pidfile "$l")" ] || continue
 		pid=$(cat "$(pidfile "$l")")
-		while kill -0 "$pid" 2>/dev/null; do sleep 1; done
+		while is_lane "$pid"; do sleep 1; done
 		rm -f "$(pidfile "$l")"
 		tail -n 3 "$(log "$l")"
 	done
@@ -75,6 +78,9 @@ stop)
 		[ -f "$(pidfile "$l")" ] || continue
 		pid=$(cat "$(pidfile "$l")")
 		rm -f "$(pidfile "$l")"
+		# A pidfile left by a run that was killed names a process that may be gone and its
+		# PID (and group) reused: signal the group only while its leader is still our lane.
+		is_lane "$pid" || continue
 		kill -TERM -- "-$pid" 2>/dev/null || continue
 		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || continue 2; sleep 0.1; done
 		kill -KILL -- "-$pid" 2>/dev/null || :
