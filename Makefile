@@ -162,7 +162,7 @@ test: deps
 	$(MAKE) -j2 all
 	@set -e; O=$(O) scripts/prebuild-kata.sh start; \
 	nice -n 19 $(MAKE) asan-build >$(O)/asan-build.log 2>&1 & asan_build=$$!; \
-	trap 'kill $$asan_build 2>/dev/null; O=$(O) scripts/prebuild-kata.sh stop' EXIT; \
+	trap 'kill $$asan_build 2>/dev/null || :; O=$(O) scripts/prebuild-kata.sh stop' EXIT; \
 	$(MAKE) peers; \
 	$(MAKE) format-check; \
 	$(MAKE) check; \

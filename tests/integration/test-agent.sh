@@ -74,6 +74,18 @@ node_status '[{"name":"kata-qemu","features":{"recursiveReadOnlyMounts":false,"u
 
 P=$T/payload.tar.zst
 "$KD" payload pack artifacts/demo/tree --spec artifacts/demo/payload.yaml -o "$P" >/dev/null
+# The same with the debug tool as a component in no shim (a stand-in kata-ctl: which component
+# the agent installs is what is tested here; test-kata runs upstream's real one).
+cp -a artifacts/demo/tree "$T/tree-dbg"
+printf '#!/bin/sh\necho "kata-ctl (test stand-in) $*"\n' >"$T/tree-dbg/opt/kata/bin/kata-ctl"
+chmod 0755 "$T/tree-dbg/opt/kata/bin/kata-ctl"
+{
+	sed '/^shims:/,$d' artifacts/demo/payload.yaml
+	printf '  - name: kata-ctl\n    version: "4.1.0"\n    paths: ["bin/kata-ctl"]\n'
+	sed -n '/^shims:/,$p' artifacts/demo/payload.yaml
+} >"$T/spec-dbg.yaml"
+P_DBG=$T/payload-dbg.tar.zst
+"$KD" payload pack "$T/tree-dbg" --spec "$T/spec-dbg.yaml" -o "$P_DBG" >/dev/null
 make_host_root "$T/orig"
 snapshot "$T/orig" >"$T/orig.snap"
 # Host-check root: an Intel CPU with VT-x, the virtualization modules, /dev/kvm, cgroup v2.
@@ -360,7 +372,7 @@ k label node "$NODE" katacontainers.io/kata-runtime- kata-deploy.katacontainers.
 node_status '[]'
 R5=$T/r5; cp -a "$T/orig" "$R5"
 run_agent outage "$R5" API_RETRIES=10 DEBUG=true ALLOWED_HYPERVISOR_ANNOTATIONS_X86_64=default_vcpus \
-	AGENT_HTTPS_PROXY=http://proxy.example:3128
+	AGENT_HTTPS_PROXY=http://proxy.example:3128 PAYLOAD="$P_DBG"
 wait_claimed outage 60 || not_ok "outage: node never claimed"
 api_pid=$(cat "$T/api/kube-apiserver.pid")
 mapfile -d '' api_cmd <"/proc/$api_pid/cmdline"
@@ -382,6 +394,8 @@ KC=$R5/opt/kata/runtimes/qemu/config.d
 check "settings to engine: DEBUG -> kata-qemu-debug handler with 20-debug.toml" [ -f "$R5/opt/kata/runtimes/qemu-debug/config.d/20-debug.toml" ]
 check "settings to engine: DEBUG leaves kata-qemu without debug" [ ! -e "$KC/20-debug.toml" ]
 check "DEBUG: the agent waited for kata-qemu-debug too (no handler reported missing)" bash -c "! grep -q 'runtime handlers missing' '$T/agent-outage.log'"
+check "DEBUG: the payload's debug tool kata-ctl is installed and runs" \
+	bash -c "'$R5/opt/kata/bin/kata-ctl' version | grep -q 'kata-ctl (test stand-in) version'"
 check "settings to engine: AGENT_HTTPS_PROXY -> kernel_params" grep -q 'agent.https_proxy=http://proxy.example:3128' "$KC/30-kernel-params.toml"
 check "settings to engine: ALLOWED_HYPERVISOR_ANNOTATIONS -> enable_annotations" grep -q '"default_vcpus"' "$KC/40-annotations.toml"
 check "settings to engine: containerd handler kata-qemu" grep -q 'kata-qemu' "$R5/etc/containerd/config.toml"
